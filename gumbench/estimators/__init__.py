@@ -1,0 +1,26 @@
+"""Gradient estimators behind one interface; see :mod:`gumbench.estimators.base`.
+
+Built-ins register on import; third-party packages add theirs through the entry-point
+group ``gumbench.estimators`` (the entry point's name is the estimator's name).
+"""
+
+from gumbench.estimators.base import (
+    FAMILIES,
+    CategoricalEstimator,
+    Estimator,
+    EstimatorOutput,
+    make_estimator,
+    register,
+    registry,
+)
+from gumbench.estimators import gumbel, straight_through, score_function, vq  # noqa: F401  (register)
+
+__all__ = [
+    "FAMILIES",
+    "CategoricalEstimator",
+    "Estimator",
+    "EstimatorOutput",
+    "make_estimator",
+    "register",
+    "registry",
+]

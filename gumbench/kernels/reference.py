@@ -24,6 +24,8 @@ from gumbench.errors import GumbenchError, check_positive
 __all__ = [
     "compute_dtype",
     "uniform_open",
+    "uniform_bits",
+    "uniform_from_integers",
     "gumbel_from_uniform",
     "gumbel_noise",
     "check_logits",
@@ -44,10 +46,20 @@ def uniform_open(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Uniform draws strictly inside (0, 1), exactly representable in ``dtype``."""
-    dtype = compute_dtype(dtype)
-    bits = 52 if dtype == torch.float64 else 23
+    bits = uniform_bits(dtype)
     k = torch.randint(0, 2**bits, tuple(shape), generator=generator, device=device, dtype=torch.int64)
-    return (k.to(dtype) + 0.5) * (2.0**-bits)
+    return uniform_from_integers(k, dtype)
+
+
+def uniform_bits(dtype: torch.dtype) -> int:
+    """Random bits per uniform: the mantissa width of the compute dtype."""
+    return 52 if compute_dtype(dtype) == torch.float64 else 23
+
+
+def uniform_from_integers(k: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Map integers k in [0, 2**b) to (k + 0.5) / 2**b, exact in the compute dtype, inside (0, 1)."""
+    dtype = compute_dtype(dtype)
+    return (k.to(dtype) + 0.5) * (2.0 ** -uniform_bits(dtype))
 
 
 def gumbel_from_uniform(u: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,313 @@
+"""Gradient statistics of an estimator against the exact gradient.
+
+:func:`gradient_statistics` draws S independent estimates x_1..x_S of the gradient
+of E[f(z)] w.r.t. logits (G, V) -- batched: the logits are repeated S times along a
+leading dimension, one backward gives all S estimates -- and compares them with the
+exact gradient e from enumeration (V^G <= 65,536). With m the mean estimate and
+Sigma the covariance of one estimate:
+
+    bias          ||E[x] - e||, estimated without its upward noise bias:
+                  ||b||^2 ~ ||m - e||^2 - tr(Sigma_hat) / S  (unbiased), reported as
+                  sqrt(max(., 0)); its CI is the square root of the clipped CI of ||b||^2,
+                  so an unbiased estimator's CI reaches 0.
+    relative bias bias / ||e||
+    total var     tr(Sigma) = sum of per-coordinate variances (unbiased, S - 1)
+    mse           E||x - e||^2 = bias^2 + total variance (mean of ||x_s - e||^2)
+    cosine        cos(m, e)
+    snr           ||m|| / sqrt(tr(Sigma))  (signal-to-noise of a single estimate)
+
+Confidence intervals (95% by default) come from a delete-a-group jackknife over
+K contiguous groups of samples (t quantile with K - 1 degrees of freedom); the
+per-coordinate variances get element-wise intervals the same way. Only per-group
+sums are kept, so memory is O(K G V) whatever S is. All accumulation is float64 on
+the CPU in a fixed order: the same seed gives bit-identical statistics.
+
+VQ estimators take continuous vectors and a codebook rather than logits; they are
+measured in the training tasks, not here.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from gumbench.errors import GumbenchError
+from gumbench.benchmarks.toys import exact_gradient
+
+DEFAULT_SAMPLES = 10_000
+JACKKNIFE_GROUPS = 50
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a confidence interval [low, high]."""
+
+    value: float
+    low: float
+    high: float
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+
+@dataclass
+class GradientStatistics:
+    estimator: str  # canonical spec with every parameter
+    label: str  # short spec: parameters that differ from the defaults
+    samples: int
+    seed: int
+    confidence: float
+    exact_gradient: torch.Tensor  # (G, V)
+    mean_gradient: torch.Tensor  # (G, V)
+    exact_norm: float
+    expected_loss: float
+    bias: Interval
+    relative_bias: Interval | None  # None when the exact gradient is zero
+    total_variance: Interval
+    coordinate_variance: torch.Tensor  # (G, V)
+    coordinate_variance_low: torch.Tensor
+    coordinate_variance_high: torch.Tensor
+    mse: Interval
+    cosine: Interval | None  # None when the mean or exact gradient is zero
+    snr: Interval | None  # None when the variance is zero
+
+    SCALARS = ("bias", "relative_bias", "total_variance", "mse", "cosine", "snr")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: scalars as {value, low, high}, tensors as nested lists."""
+        out = {
+            "estimator": self.estimator,
+            "label": self.label,
+            "samples": self.samples,
+            "seed": self.seed,
+            "confidence": self.confidence,
+            "exact_norm": self.exact_norm,
+            "expected_loss": self.expected_loss,
+        }
+        for key in self.SCALARS:
+            value = getattr(self, key)
+            out[key] = None if value is None else asdict(value)
+        for key in ("exact_gradient", "mean_gradient", "coordinate_variance", "coordinate_variance_low", "coordinate_variance_high"):
+            out[key] = getattr(self, key).tolist()
+        return out
+
+
+def _group_sizes(samples: int, groups: int) -> list[int]:
+    base, extra = divmod(samples, groups)
+    return [base + (1 if k < extra else 0) for k in range(groups)]
+
+
+def _draw(estimator, logits: torch.Tensor, loss_fn, rows: int, generator) -> torch.Tensor:
+    """``rows`` independent estimates with one backward: (rows, G*V) in float64."""
+    leaf = logits.detach().unsqueeze(0).expand(rows, *logits.shape).clone().requires_grad_(True)
+    out = estimator(leaf, loss_fn, generator=generator)
+    (grad,) = torch.autograd.grad(out.surrogate.sum(), leaf, allow_unused=True)
+    if grad is None:  # the surrogate does not depend on the logits at all
+        grad = torch.zeros_like(leaf)
+    grad = grad.reshape(rows, -1).to(torch.float64)
+    if not torch.isfinite(grad).all():
+        raise GumbenchError(f"{getattr(estimator, 'spec', estimator)} produced NaN or inf gradients")
+    return grad
+
+
+def gradient_statistics(
+    estimator,
+    logits: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    *,
+    confidence: float = 0.95,
+    groups: int = JACKKNIFE_GROUPS,
+    chunk_size: int = 4096,
+) -> GradientStatistics:
+    """Bias, variance, MSE, cosine and SNR of ``estimator`` on ``logits`` (G, V) against the exact gradient.
+
+    ``estimator`` is a registry name or an Estimator (copied, so its state is left alone).
+    ``loss_fn`` maps (S, G, V) to (S,). See the module docstring for the definitions.
+    """
+    from scipy import stats as scipy_stats
+
+    from gumbench.estimators import make_estimator
+
+    est = copy.deepcopy(make_estimator(estimator))
+    if est.family == "vq":
+        raise GumbenchError(f"{est.spec} is a VQ estimator: it takes vectors and a codebook, not logits; measure it in a training task")
+    est.train()
+    label = est.label
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise GumbenchError(f"logits must be a tensor of shape (G, V), got {getattr(logits, 'shape', type(logits).__name__)}")
+    if not isinstance(samples, int) or samples < 4:
+        raise GumbenchError(f"samples must be an integer >= 4, got {samples!r}")
+    if not 0 < confidence < 1:
+        raise GumbenchError(f"confidence must be in (0, 1), got {confidence}")
+    groups = max(2, min(groups, samples // 2))
+
+    exact, expected = exact_gradient(logits, loss_fn)
+    e = exact.reshape(-1)
+    d = e.numel()
+    generator = torch.Generator().manual_seed(int(seed))
+    # One discarded warm-up call brings stateful estimators (an EMA baseline) to their
+    # running state, so that the first group is not measured with an empty baseline.
+    _draw(est, logits, loss_fn, min(samples, 256), generator)
+    # Per-group sums of the deviations from the exact gradient, x - e: shifting by e
+    # keeps sum-of-squares variance free of cancellation (a zero-variance estimator
+    # reads 0, not float noise), and their squared norms give the MSE directly.
+    sums = torch.zeros(groups, d, dtype=torch.float64)
+    squares = torch.zeros(groups, d, dtype=torch.float64)
+    counts = torch.tensor(_group_sizes(samples, groups), dtype=torch.float64)
+    for k, size in enumerate(_group_sizes(samples, groups)):
+        done = 0
+        while done < size:
+            rows = min(chunk_size, size - done)
+            deviation = _draw(est, logits, loss_fn, rows, generator) - e
+            sums[k] += deviation.sum(0)
+            squares[k] += deviation.pow(2).sum(0)
+            done += rows
+
+    def statistics(total_sums, total_squares, n):
+        bias_vector = total_sums / n
+        mean = e + bias_vector
+        coord_var = (total_squares - n * bias_vector.pow(2)).clamp_min(0) / (n - 1)
+        total_var = coord_var.sum()
+        bias_sq = bias_vector.pow(2).sum() - total_var / n
+        mean_norm = mean.norm()
+        cosine = mean @ e / (mean_norm * e.norm()) if mean_norm > 0 and e.norm() > 0 else torch.tensor(math.nan)
+        snr = mean_norm / total_var.sqrt() if total_var > 0 else torch.tensor(math.nan)
+        return {
+            "bias_sq": bias_sq,
+            "total_variance": total_var,
+            "mse": total_squares.sum() / n,
+            "cosine": cosine,
+            "snr": snr,
+            "coord_var": coord_var,
+        }
+
+    full = statistics(sums.sum(0), squares.sum(0), counts.sum())
+    leave_out = [
+        statistics(sums.sum(0) - sums[k], squares.sum(0) - squares[k], counts.sum() - counts[k])
+        for k in range(groups)
+    ]
+    t = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=groups - 1))
+
+    def interval(key):
+        value = full[key]
+        replicates = torch.stack([r[key] for r in leave_out])
+        if not torch.isfinite(value).all() or not torch.isfinite(replicates).all():
+            return None, None, None
+        se = ((groups - 1) / groups * (replicates - replicates.mean(0)).pow(2).sum(0)).sqrt()
+        return value, value - t * se, value + t * se
+
+    def scalar(key, transform=lambda v: v, clip=False):
+        value, low, high = interval(key)
+        if value is None:
+            return None
+        vals = [float(v) for v in (value, low, high)]
+        if clip:
+            vals = [max(v, 0.0) for v in vals]
+        return Interval(*(transform(v) for v in vals))
+
+    bias = scalar("bias_sq", math.sqrt, clip=True)
+    exact_norm = float(e.norm())
+    relative = Interval(bias.value / exact_norm, bias.low / exact_norm, bias.high / exact_norm) if exact_norm > 0 else None
+    coord, coord_low, coord_high = interval("coord_var")
+    shape = tuple(logits.shape)
+    return GradientStatistics(
+        estimator=est.spec,
+        label=label,
+        samples=samples,
+        seed=int(seed),
+        confidence=confidence,
+        exact_gradient=exact.reshape(shape),
+        mean_gradient=(e + sums.sum(0) / counts.sum()).reshape(shape),
+        exact_norm=exact_norm,
+        expected_loss=expected,
+        bias=bias,
+        relative_bias=relative,
+        total_variance=scalar("total_variance", clip=True),
+        coordinate_variance=coord.reshape(shape),
+        coordinate_variance_low=coord_low.clamp_min(0).reshape(shape),
+        coordinate_variance_high=coord_high.reshape(shape),
+        mse=scalar("mse", clip=True),
+        cosine=scalar("cosine", lambda v: min(max(v, -1.0), 1.0)),
+        snr=scalar("snr", clip=True),
+    )
+
+
+@dataclass
+class GradstatsRun:
+    """Gradient statistics of several estimators on one toy task."""
+
+    task: str
+    statistics: list[GradientStatistics]
+
+
+def default_estimators() -> list[str]:
+    """Every registered non-VQ estimator, once per showcased variant (e.g. each REINFORCE baseline)."""
+    from gumbench.estimators import registry
+    from gumbench.registry import format_spec
+
+    names = []
+    for name, cls in registry.classes().items():
+        if cls.family != "vq":
+            names.extend(format_spec(name, variant) for variant in getattr(cls, "variants", ({},)))
+    return names
+
+
+def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> GradstatsRun:
+    """Statistics for each estimator (default: :func:`default_estimators`) on a toy task.
+
+    ``tau`` overrides the temperature of every estimator that has one; naming an estimator
+    without a temperature together with ``tau`` is an error. All names are checked before
+    anything runs.
+    """
+    from gumbench.benchmarks.toys import make_task
+    from gumbench.estimators import make_estimator
+
+    toy = make_task(task)
+    explicit = estimators is not None
+    built = []
+    for name in estimators if explicit else default_estimators():
+        est = make_estimator(name)
+        if tau is not None:
+            if "tau" in est.parameters:
+                est = make_estimator(est, tau=tau)
+            elif explicit:
+                raise GumbenchError(f"--tau was given but {est.name} has no temperature; estimators with one: "
+                                    + ", ".join(n for n in default_estimators() if "tau" in make_estimator(n).parameters))
+        built.append(est)
+    if not built:
+        raise GumbenchError("no estimators to run")
+    return GradstatsRun(toy.spec, [gradient_statistics(est, toy.logits, toy.loss, samples, seed) for est in built])
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+
+
+def format_interval(interval: Interval | None) -> str:
+    if interval is None:
+        return "n/a"
+    return f"{_fmt(interval.value)} [{_fmt(interval.low)}, {_fmt(interval.high)}]"
+
+
+def gradstats_table(run: GradstatsRun):
+    """A rich Table of the run, one row per estimator."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    first = run.statistics[0]
+    table = Table(
+        title=escape(f"{run.task}: {first.samples} estimates each, seed {first.seed}, "
+        f"||exact grad|| = {_fmt(first.exact_norm)}, E(loss) = {_fmt(first.expected_loss)}; "
+        f"[{first.confidence:.0%} CI]")
+    )
+    for column in ("estimator", "bias / ||grad||", "total variance", "MSE", "cosine", "SNR"):
+        table.add_column(column, justify="left" if column == "estimator" else "right")
+    for s in run.statistics:
+        table.add_row(escape(s.label), *(format_interval(getattr(s, k)) for k in ("relative_bias", "total_variance", "mse", "cosine", "snr")))
+    return table

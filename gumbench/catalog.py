@@ -1,0 +1,30 @@
+"""Rows describing what is registered, for ``gumbench list``."""
+
+from __future__ import annotations
+
+from gumbench.errors import GumbenchError
+from gumbench.registry import format_value
+
+
+def _parameters(cls) -> str:
+    params = []
+    for key, default in cls.parameters.items():
+        allowed = cls.choices.get(key)
+        text = f"{key}={format_value(default)}"
+        if allowed:
+            text += f" ({'|'.join(map(format_value, allowed))})"
+        params.append(text)
+    return ", ".join(params) or "-"
+
+
+def describe(kind: str) -> list[tuple[str, str, str, str]]:
+    """(name, family or formula, parameters with defaults, description) per registered plugin."""
+    if kind == "estimators":
+        from gumbench.estimators import registry
+
+        return [(name, cls.family, _parameters(cls), cls.description) for name, cls in registry.classes().items()]
+    if kind == "tasks":
+        from gumbench.benchmarks.toys import registry
+
+        return [(name, cls.formula, _parameters(cls), cls.description) for name, cls in registry.classes().items()]
+    raise GumbenchError(f"cannot describe {kind!r}; allowed: estimators, tasks")

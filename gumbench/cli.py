@@ -1,0 +1,136 @@
+"""The ``gumbench`` command: a thin typer shell over library functions.
+
+Heavy modules (torch, scipy, pandas) are imported inside the commands so that
+``gumbench --help`` answers fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from gumbench.errors import GumbenchError
+
+app = typer.Typer(
+    help="gumbench: measure gradient estimators through discrete choices (bias, variance, cosine to the exact gradient).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+LIST_KINDS = ("estimators", "tasks")
+
+
+@app.command("list")
+def list_command(
+    kind: Optional[str] = typer.Argument(None, help="What to list: estimators or tasks (default: both)."),
+) -> None:
+    """List registered estimators or tasks with their parameters and a one-line description."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gumbench.catalog import describe
+
+    kinds = LIST_KINDS if kind is None else (kind,)
+    for k in kinds:
+        if k not in LIST_KINDS:
+            raise GumbenchError(f"cannot list {k!r}; allowed: {', '.join(LIST_KINDS)}")
+    console = Console()
+    for k in kinds:
+        table = Table(title=k, show_lines=False)
+        for column in ("name", "family" if k == "estimators" else "formula", "parameters (defaults)", "description"):
+            table.add_column(column, overflow="fold")
+        for row in describe(k):
+            table.add_row(*(escape(cell) for cell in row))
+        console.print(table)
+
+
+@app.command("gradstats")
+def gradstats_command(
+    task: str = typer.Option("categorical", "--task", "-t", help="Toy task, e.g. 'categorical[loss=linear]' (see `gumbench list tasks`)."),
+    estimator: Optional[List[str]] = typer.Option(
+        None, "--estimator", "-e", help="Estimator name, repeatable; default: every non-VQ estimator (see `gumbench list estimators`)."
+    ),
+    tau: Optional[float] = typer.Option(None, "--tau", help="Temperature, applied to every estimator that has one."),
+    samples: int = typer.Option(10_000, "--samples", "-s", help="Independent gradient estimates per estimator."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the estimator noise (the task's own seed is a task parameter)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON with every field instead of a table."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON to this file."),
+) -> None:
+    """Gradient statistics against the exact gradient (by enumeration) on a toy task."""
+    from gumbench.benchmarks.gradstats import gradstats_table, run_gradstats
+
+    results = run_gradstats(task, estimator or None, tau=tau, samples=samples, seed=seed)
+    payload = [r.to_dict() | {"task": results.task} for r in results.statistics]
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.replace(output)
+    if as_json:
+        typer.echo(json.dumps(payload))
+    else:
+        from rich.console import Console
+
+        Console().print(gradstats_table(results))
+
+
+@app.command("optimize")
+def optimize_command(
+    task: str = typer.Option("polynomial[L=128]", "--task", "-t", help="Toy task whose logits are optimized."),
+    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Estimator, repeatable; default: every non-VQ estimator."),
+    steps: int = typer.Option(200, "--steps", help="Optimizer steps."),
+    lr: float = typer.Option(0.1, "--lr", help="Adam learning rate."),
+    batch: int = typer.Option(16, "--batch", help="Samples (estimates) averaged per step."),
+    seed: int = typer.Option(0, "--seed"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the per-step losses as CSV."),
+) -> None:
+    """Minimize the expected loss of a toy by gradient descent with each estimator; print the final exact losses."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gumbench.benchmarks.optimize import optimize_many
+
+    frame = optimize_many(task, estimator or None, steps=steps, lr=lr, batch=batch, seed=seed)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(output)
+    table = Table(title=f"{frame['task'].iloc[0]}: exact expected loss, {steps} steps")
+    for column in ("estimator", "start", "final", "best"):
+        table.add_column(column, justify="left" if column == "estimator" else "right")
+    for name, rows in frame.groupby("estimator", sort=False):
+        exact = rows["expected_loss"]
+        table.add_row(name, f"{exact.iloc[0]:.5f}", f"{exact.iloc[-1]:.5f}", f"{exact.min():.5f}")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: usage errors and bad input print one line and exit 2, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="gumbench", standalone_mode=False)
+    except GumbenchError as exc:
+        typer.echo(f"gumbench: error: {exc}", err=True)
+        return 2
+    except Exception as exc:
+        # typer's vendored Click raises UsageError/BadParameter (with exit_code and format_message).
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            typer.echo(f"gumbench: error: {exc.format_message()}", err=True)
+            return int(exc.exit_code)
+        raise
+    return result if isinstance(result, int) else 0
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

@@ -1,0 +1,59 @@
+"""Gumbel-softmax relaxations (Jang et al. 2017; Maddison et al. 2017).
+
+``soft-gumbel`` hands the relaxed sample softmax((logits + g)/tau) to the loss.
+``st-gumbel`` is the straight-through variant as wav2vec 2.0 uses it (fairseq's
+``GumbelVectorQuantizer``): in training the forward value is the one-hot of
+argmax(logits + g), a sample of Cat(softmax(logits)), and the backward is the
+Jacobian of softmax((logits + g)/tau) with the same g; in eval the forward value
+is the one-hot of the noiseless argmax and no gradient flows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gumbench.errors import check_positive
+from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
+from gumbench.kernels.reference import gumbel_softmax_reference
+
+
+def gumbel_softmax(logits, tau, hard, generator=None):
+    return gumbel_softmax_reference(logits, tau, hard, generator=generator, check=False)[0]
+
+
+class _GumbelBase(CategoricalEstimator):
+    family = "relaxation"
+    parameters = {"tau": 1.0}
+
+    def validate(self) -> None:
+        check_positive(f"{self.name}: tau", self.params["tau"])
+
+    def _relaxed(self, logits, loss_fn, generator, hard: bool) -> EstimatorOutput:
+        y = gumbel_softmax(logits, self.params["tau"], hard=hard, generator=generator)
+        # argmax of the relaxed sample is argmax(logits + g): softmax is monotone and tau > 0.
+        indices = y.detach().argmax(dim=-1)
+        loss = call_loss(loss_fn, y, logits.shape[:-2], self.spec)
+        return EstimatorOutput(surrogate=loss, value=y, indices=indices, loss=loss, aux={})
+
+
+@register
+class SoftGumbel(_GumbelBase):
+    name = "soft-gumbel"
+    description = "Relaxed sample softmax((logits + g)/tau), g ~ Gumbel(0,1): differentiable, biased for tau > 0."
+
+    def estimate(self, logits, loss_fn, generator):
+        return self._relaxed(logits, loss_fn, generator, hard=False)
+
+
+@register
+class STGumbel(_GumbelBase):
+    name = "st-gumbel"
+    description = "Straight-through Gumbel-softmax (wav2vec 2.0): one-hot of argmax(logits + g) forward, softmax((logits + g)/tau) Jacobian backward."
+
+    def estimate(self, logits, loss_fn, generator):
+        if self.training:
+            return self._relaxed(logits, loss_fn, generator, hard=True)
+        indices = logits.detach().argmax(dim=-1)
+        value = one_hot(indices, logits.shape[-1], logits.dtype)
+        loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
+        return EstimatorOutput(surrogate=loss, value=value, indices=indices, loss=loss, aux={})

@@ -1,0 +1,38 @@
+"""Plain straight-through (Bengio et al. 2013, "Estimating or propagating gradients
+through stochastic neurons"): the forward value is a sample z ~ Cat(softmax(logits)),
+the backward pretends it was softmax(logits / tau). At tau = 1 it is exact for losses
+linear in z, and biased otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gumbench.errors import check_positive
+from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
+from gumbench.kernels.reference import compute_dtype, gumbel_noise
+
+
+def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Indices of z ~ Cat(softmax(logits)) over the last dim, by the Gumbel-max trick with safe noise."""
+    g = gumbel_noise(logits.shape, generator=generator, device=logits.device, dtype=compute_dtype(logits.dtype))
+    return (logits.detach().to(g.dtype) + g).argmax(dim=-1)
+
+
+@register
+class StraightThrough(CategoricalEstimator):
+    name = "straight-through"
+    family = "relaxation"
+    description = "Sample z ~ Cat(softmax(logits)) forward, Jacobian of softmax(logits/tau) backward (Bengio 2013)."
+    parameters = {"tau": 1.0}
+
+    def validate(self) -> None:
+        check_positive(f"{self.name}: tau", self.params["tau"])
+
+    def estimate(self, logits, loss_fn, generator):
+        indices = sample_categorical(logits, generator)
+        z = one_hot(indices, logits.shape[-1], logits.dtype)
+        soft = torch.softmax(logits / self.params["tau"], dim=-1)
+        value = z + soft - soft.detach()
+        loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
+        return EstimatorOutput(surrogate=loss, value=value, indices=indices, loss=loss, aux={})
