@@ -92,6 +92,7 @@ def optimize_command(
 ) -> None:
     """Minimize the expected loss of a toy by gradient descent with each estimator; print the final exact losses."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from gumbench.benchmarks.optimize import optimize_many
@@ -102,12 +103,12 @@ def optimize_command(
         tmp = output.with_name(output.name + ".tmp")
         frame.to_csv(tmp, index=False)
         tmp.replace(output)
-    table = Table(title=f"{frame['task'].iloc[0]}: exact expected loss, {steps} steps")
+    table = Table(title=escape(f"{frame['task'].iloc[0]}: exact expected loss, {steps} steps"))
     for column in ("estimator", "start", "final", "best"):
         table.add_column(column, justify="left" if column == "estimator" else "right")
-    for name, rows in frame.groupby("estimator", sort=False):
+    for _, rows in frame.groupby("estimator", sort=False):
         exact = rows["expected_loss"]
-        table.add_row(name, f"{exact.iloc[0]:.5f}", f"{exact.iloc[-1]:.5f}", f"{exact.min():.5f}")
+        table.add_row(escape(rows["label"].iloc[0]), f"{exact.iloc[0]:.5f}", f"{exact.iloc[-1]:.5f}", f"{exact.min():.5f}")
     Console().print(table)
 
 

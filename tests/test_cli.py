@@ -1,0 +1,126 @@
+"""The CLI as a user runs it: the installed entry point in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+CODE = "import sys; from gumbench.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def run_main(*args):
+    """The console script's main() in this process; returns (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from gumbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "250"  # rich wraps tables at 80 columns when not on a terminal
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    return code, out.getvalue(), err.getvalue()
+
+
+def gumbench(*args, timeout=300):
+    return subprocess.run([sys.executable, "-c", CODE, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_help_is_fast_and_imports_no_torch():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from gumbench.cli import main; main(['--help']); print('torch' in sys.modules)"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0
+    assert out.stdout.strip().endswith("False"), "gumbench --help must not import torch"
+    for command in ("list", "gradstats", "optimize"):
+        assert command in out.stdout
+    start = time.perf_counter()
+    assert gumbench("--help").returncode == 0
+    # generous: measured ~0.4 s here; torch alone takes ~3 s
+    assert time.perf_counter() - start < 2.0
+
+
+def test_list_shows_names_parameters_and_descriptions():
+    code, stdout, _ = run_main("list", "estimators")
+    assert code == 0
+    for name in ("st-gumbel", "soft-gumbel", "straight-through", "reinforce", "vq-commitment", "baseline=none (none|ema|loo)"):
+        assert name in stdout
+    _, stdout, _ = run_main("list", "tasks")
+    for name in ("categorical", "polynomial", "bernoulli", "0.45"):
+        assert name in stdout
+
+
+def test_gradstats_json_has_every_field():
+    code, stdout, stderr = run_main("gradstats", "--task", "categorical[groups=2,categories=3]", "-e", "st-gumbel[tau=0.5]",
+                                    "-e", "reinforce[baseline=loo]", "--samples", "200", "--seed", "1", "--json")
+    assert code == 0, stderr
+    rows = json.loads(stdout)
+    assert [r["estimator"] for r in rows] == ["st-gumbel[tau=0.5]", "reinforce[baseline=loo,samples=4,decay=0.9]"]
+    for key in ("exact_gradient", "mean_gradient", "bias", "relative_bias", "total_variance", "coordinate_variance", "mse", "cosine", "snr"):
+        assert key in rows[0]
+    for key in ("value", "low", "high"):
+        assert rows[0]["bias"][key] >= 0
+    assert len(rows[0]["exact_gradient"]) == 2 and len(rows[0]["exact_gradient"][0]) == 3
+
+
+def test_gradstats_table_default_runs_every_estimator(tmp_path):
+    target = tmp_path / "stats.json"
+    out = gumbench("gradstats", "--samples", "100", "-o", str(target))
+    assert out.returncode == 0, out.stderr
+    for label in ("st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]", "reinforce[baseline=ema]"):
+        assert label in out.stdout
+    assert len(json.loads(target.read_text())) == 6
+
+
+def test_optimize_writes_a_per_step_csv(tmp_path):
+    import pandas as pd
+
+    target = tmp_path / "opt.csv"
+    code, _, stderr = run_main("optimize", "-t", "bernoulli", "-e", "reinforce[baseline=loo]", "--steps", "20", "-o", str(target))
+    assert code == 0, stderr
+    frame = pd.read_csv(target)
+    assert list(frame["step"]) == list(range(21))
+    assert {"expected_loss", "sampled_loss", "estimator", "task"} <= set(frame.columns)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("gradstats", "-e", "bogus"), "unknown estimator 'bogus'; available: "),
+        (("gradstats", "-t", "bogus"), "unknown task 'bogus'; available: bernoulli, categorical, polynomial"),
+        (("gradstats", "-e", "st-gumbel[tau=0]"), "tau must be a finite number > 0"),
+        (("gradstats", "-e", "reinforce", "--tau", "2"), "has no temperature"),
+        (("gradstats", "--samples", "many"), "--samples"),
+        (("gradstats", "--samples", "2"), "samples must be an integer >= 4"),
+        (("gradstats", "-t", "categorical[groups=9,categories=8]"), "at most 65536"),
+        (("gradstats", "-e", "vq-commitment"), "VQ estimator"),
+        (("list", "things"), "allowed: estimators, tasks"),
+        (("optimize", "--steps", "0"), "steps and batch must be >= 1"),
+        (("frobnicate",), "No such command"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, fragment):
+    code, stdout, stderr = run_main(*args)
+    assert code == 2
+    assert fragment in stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert stdout == ""
+
+
+def test_bad_input_through_the_real_process():
+    out = gumbench("gradstats", "-e", "st-gumbel[tau=abc]")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "gumbench: error: st-gumbel: tau must be a number, got 'abc'"
