@@ -159,15 +159,15 @@ def gradient_statistics(
     # reads 0, not float noise), and their squared norms give the MSE directly.
     sums = torch.zeros(groups, d, dtype=torch.float64)
     squares = torch.zeros(groups, d, dtype=torch.float64)
-    counts = torch.tensor(_group_sizes(samples, groups), dtype=torch.float64)
-    for k, size in enumerate(_group_sizes(samples, groups)):
-        done = 0
-        while done < size:
-            rows = min(chunk_size, size - done)
-            deviation = _draw(est, logits, loss_fn, rows, generator) - e
-            sums[k] += deviation.sum(0)
-            squares[k] += deviation.pow(2).sum(0)
-            done += rows
+    sizes = _group_sizes(samples, groups)
+    counts = torch.tensor(sizes, dtype=torch.float64)
+    group_of_row = torch.repeat_interleave(torch.arange(groups), torch.tensor(sizes))
+    for start in range(0, samples, chunk_size):
+        rows = min(chunk_size, samples - start)
+        deviation = _draw(est, logits, loss_fn, rows, generator) - e
+        group = group_of_row[start : start + rows]
+        sums.index_add_(0, group, deviation)
+        squares.index_add_(0, group, deviation.pow(2))
 
     def statistics(total_sums, total_squares, n):
         bias_vector = total_sums / n

@@ -128,4 +128,6 @@ def make_estimator(spec: "str | Estimator", **overrides) -> Estimator:
 
 
 def one_hot(index: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
-    return torch.nn.functional.one_hot(index, num_classes).to(dtype)
+    """One-hot of ``index`` over a new last dimension, built directly in ``dtype``."""
+    out = torch.zeros(*index.shape, num_classes, dtype=dtype, device=index.device)
+    return out.scatter_(-1, index.unsqueeze(-1), 1.0)

@@ -116,10 +116,14 @@ def _gumbel_tile(seed_lo, seed_hi, rows, group0, ROWS: tl.constexpr, BLOCK_K: tl
 
 
 @_jit
-def _max_nan(a, b):
-    # NaN-propagating max: a row's max is finite iff the row has no NaN, no +inf and
-    # at least one finite entry, which is the whole input check, done per row for free.
-    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+def _bad_rows(zmax, total):
+    """Rows to reject: NaN, +inf or no finite entry (the reference's check, per row).
+
+    zmax is the row max of z = x + g and total a row sum that is NaN when the row holds
+    a NaN: the softmax denominator, or the sum of z where no softmax is computed (tl.max
+    ignores NaN on the GPU, so the max alone would miss it).
+    """
+    return ~((zmax > float("-inf")) & (zmax < float("inf"))) | (total != total)
 
 
 @_jit
@@ -130,17 +134,23 @@ def _first_argmax(z, zmax, cols, n_cols):
 
 
 @_jit
-def _softmax_rows(z, zmax, scale):
-    """softmax(z / tau) along rows, with scale = log2(e) / tau and zmax the row max of z.
+def _finite_or_zero(m):
+    # Shift for exp2((z - m) * scale): a -inf max (nothing seen yet, or a padding row)
+    # becomes 0, so exp2 sees -inf - 0 = -inf and gives 0 instead of exp2(NaN).
+    return tl.where(m > float("-inf"), m, 0.0)
 
-    Padding lanes and -inf logits give exp2(-inf) = 0. The two guards touch only rows
-    past the end of the tensor (all -inf): their shift becomes 0 and their sum, 0, is
-    raised to 1. A real row has sum >= 1 (its max contributes exp2(0) = 1), so neither
-    guard changes it; they only keep 0 * inf out of the interpreter.
+
+@_jit
+def _softmax_rows(z, zmax, scale):
+    """softmax(z / tau) along rows and its denominator; scale = log2(e) / tau, zmax = max(z).
+
+    Padding lanes and -inf logits give exp2(-inf) = 0. A valid row has a finite max and
+    a sum >= 1 (the max contributes exp2(0) = 1), so clamping the sum at 1 changes
+    nothing there; it keeps rows past the end of the tensor (all -inf, sum 0) finite.
     """
-    shift = tl.where(zmax > float("-inf"), zmax, 0.0)
-    e = tl.exp2((z - shift[:, None]) * scale)
-    return e * (1.0 / tl.maximum(tl.sum(e, axis=1), 1.0))[:, None]
+    e = tl.exp2((z - _finite_or_zero(zmax)[:, None]) * scale)
+    total = tl.sum(e, axis=1)
+    return e * (1.0 / tl.maximum(total, 1.0))[:, None], total
 
 
 @_jit(do_not_specialize=["seed_lo", "seed_hi"])
@@ -166,10 +176,7 @@ def _gumbel_softmax_fwd_kernel(
 
     x = tl.load(x_ptr + rows[:, None] * stride_x_row + cols[None, :] * stride_x_col, mask=mask, other=float("-inf"))
     z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, 0, ROWS, BLOCK_K)
-    zmax = tl.reduce(z, 1, _max_nan)
-    if CHECK:
-        bad = row_ok & ~((zmax > float("-inf")) & (zmax < float("inf")))
-        tl.atomic_max(status_ptr + tl.zeros_like(rows), 1, mask=bad)
+    zmax = tl.max(z, axis=1)
 
     out = rows[:, None] * n_cols + cols[None, :]
     if HARD or WRITE_INDEX:
@@ -180,11 +187,15 @@ def _gumbel_softmax_fwd_kernel(
             one_hot = tl.where(cols[None, :] == index[:, None], 1.0, 0.0)
             tl.store(y_ptr + out, one_hot.to(y_ptr.dtype.element_ty), mask=mask)
     if NEED_SOFT:
-        y_soft = _softmax_rows(z, zmax, scale)
+        y_soft, total = _softmax_rows(z, zmax, scale)
         if WRITE_SOFT:
             tl.store(y_soft_ptr + out, y_soft.to(y_soft_ptr.dtype.element_ty), mask=mask)
         if WRITE_Y and not HARD:
             tl.store(y_ptr + out, y_soft.to(y_ptr.dtype.element_ty), mask=mask)
+    else:
+        total = tl.sum(z, axis=1)
+    if CHECK:
+        tl.atomic_max(status_ptr + tl.zeros_like(rows), 1, mask=row_ok & _bad_rows(zmax, total))
 
 
 @_jit(do_not_specialize=["seed_lo", "seed_hi"])
@@ -209,31 +220,36 @@ def _gumbel_softmax_fwd_looped_kernel(
     x_row = x_ptr + row * stride_x_row
     cols0 = tl.arange(0, BLOCK_K)
 
-    best = tl.full((1,), float("-inf"), tl.float32)  # running max of z (NaN-propagating)
+    best = tl.full((1,), float("-inf"), tl.float32)  # running max of z
     best_index = tl.zeros((1,), tl.int32)
-    m = tl.full((1,), -3.0e38, tl.float32)  # finite start: exp2(m_old - m_new) is never NaN
+    m = tl.full((1,), float("-inf"), tl.float32)  # running max for the softmax
     denom = tl.zeros((1,), tl.float32)
+    total = tl.zeros((1,), tl.float32)  # sum of z, NaN-detector when no softmax is computed
     for start in range(0, n_cols, BLOCK_K):
         cols = start + cols0
         x = tl.load(x_row + cols[None, :] * stride_x_col, mask=(cols < n_cols)[None, :], other=float("-inf"))
         z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, start // 4, 1, BLOCK_K)
-        zmax = tl.reduce(z, 1, _max_nan)
+        zmax = tl.max(z, axis=1)
         if HARD or WRITE_INDEX:
             index = _first_argmax(z, zmax, cols, n_cols)
             best_index = tl.where(zmax > best, index, best_index)  # strict: first max wins
-        best = _max_nan(best, zmax)
+        best = tl.maximum(best, zmax)
+        if CHECK and not NEED_SOFT:
+            total += tl.sum(z, axis=1)
         if NEED_SOFT:
             m_new = tl.maximum(m, zmax)
-            denom = denom * tl.exp2((m - m_new) * scale) + tl.sum(tl.exp2((z - m_new[:, None]) * scale), axis=1)
+            shift = _finite_or_zero(m_new)
+            denom = denom * tl.exp2((m - shift) * scale) + tl.sum(tl.exp2((z - shift[:, None]) * scale), axis=1)
             m = m_new
     if CHECK:
-        bad = ~((best > float("-inf")) & (best < float("inf")))
-        tl.atomic_max(status_ptr + tl.zeros_like(rows), 1, mask=bad)
+        tl.atomic_max(status_ptr + tl.zeros_like(rows), 1, mask=_bad_rows(best, denom if NEED_SOFT else total))
     if WRITE_INDEX:
         tl.store(index_ptr + rows, best_index.to(tl.int64))
 
     if (HARD and WRITE_Y) or NEED_SOFT:
-        inv_denom = 1.0 / denom
+        if NEED_SOFT:
+            shift = _finite_or_zero(m)
+            inv_denom = 1.0 / tl.maximum(denom, 1.0)
         for start in range(0, n_cols, BLOCK_K):
             cols = start + cols0
             col_ok = (cols < n_cols)[None, :]
@@ -244,7 +260,7 @@ def _gumbel_softmax_fwd_looped_kernel(
             if NEED_SOFT:
                 x = tl.load(x_row + cols[None, :] * stride_x_col, mask=col_ok, other=float("-inf"))
                 z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, start // 4, 1, BLOCK_K)
-                y_soft = tl.exp2((z - m[:, None]) * scale) * inv_denom[:, None]
+                y_soft = tl.exp2((z - shift[:, None]) * scale) * inv_denom[:, None]
                 if WRITE_SOFT:
                     tl.store(y_soft_ptr + out, y_soft.to(y_soft_ptr.dtype.element_ty), mask=col_ok)
                 if WRITE_Y and not HARD:
@@ -273,7 +289,7 @@ def _gumbel_softmax_bwd_kernel(
     if RECOMPUTE:
         x = tl.load(x_ptr + rows[:, None] * stride_x_row + cols[None, :] * stride_x_col, mask=mask, other=float("-inf"))
         z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, 0, ROWS, BLOCK_K)
-        y = _softmax_rows(z, tl.max(z, axis=1), scale)
+        y, _ = _softmax_rows(z, tl.max(z, axis=1), scale)
     else:
         y = tl.load(y_ptr + rows[:, None] * n_cols + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     dot = tl.sum(dy * y, axis=1)
@@ -297,7 +313,7 @@ def _gumbel_softmax_bwd_looped_kernel(
     x_row = x_ptr + row * stride_x_row
     cols0 = tl.arange(0, BLOCK_K)
 
-    m = tl.full((1,), -3.0e38, tl.float32)
+    m = tl.full((1,), float("-inf"), tl.float32)
     denom = tl.zeros((1,), tl.float32)
     dot = tl.zeros((1,), tl.float32)  # sum(dy * e) when recomputing, sum(dy * y) otherwise
     for start in range(0, n_cols, BLOCK_K):
@@ -308,8 +324,9 @@ def _gumbel_softmax_bwd_looped_kernel(
             x = tl.load(x_row + cols[None, :] * stride_x_col, mask=col_ok, other=float("-inf"))
             z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, start // 4, 1, BLOCK_K)
             m_new = tl.maximum(m, tl.max(z, axis=1))
-            rescale = tl.exp2((m - m_new) * scale)
-            e = tl.exp2((z - m_new[:, None]) * scale)
+            shift = _finite_or_zero(m_new)
+            rescale = tl.exp2((m - shift) * scale)
+            e = tl.exp2((z - shift[:, None]) * scale)
             denom = denom * rescale + tl.sum(e, axis=1)
             dot = dot * rescale + tl.sum(dy * e, axis=1)
             m = m_new
@@ -317,7 +334,8 @@ def _gumbel_softmax_bwd_looped_kernel(
             y = tl.load(y_ptr + row * n_cols + cols[None, :], mask=col_ok, other=0.0).to(tl.float32)
             dot += tl.sum(dy * y, axis=1)
     if RECOMPUTE:
-        inv_denom = 1.0 / denom
+        shift = _finite_or_zero(m)
+        inv_denom = 1.0 / tl.maximum(denom, 1.0)
         dot = dot * inv_denom
 
     for start in range(0, n_cols, BLOCK_K):
@@ -327,7 +345,7 @@ def _gumbel_softmax_bwd_looped_kernel(
         if RECOMPUTE:
             x = tl.load(x_row + cols[None, :] * stride_x_col, mask=col_ok, other=float("-inf"))
             z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, start // 4, 1, BLOCK_K)
-            y = tl.exp2((z - m[:, None]) * scale) * inv_denom[:, None]
+            y = tl.exp2((z - shift[:, None]) * scale) * inv_denom[:, None]
         else:
             y = tl.load(y_ptr + row * n_cols + cols[None, :], mask=col_ok, other=0.0).to(tl.float32)
         dx = y * (dy - dot[:, None]) * inv_tau
