@@ -1,0 +1,275 @@
+"""Training tasks: a model with a discrete bottleneck around any registry estimator.
+
+A task subclasses :class:`TrainingTask` and defines
+
+    build(bottleneck)           -> nn.Module holding the bottleneck and the rest of the model
+    batch(step, generator)      -> the training batch of this step
+    loss(model, batch, generator) -> StepOutput(total, terms, indices, logits)
+    eval_batch()                -> a fixed batch for evaluations (optional)
+    evaluate(model, batch)      -> task metrics (optional; e.g. purity and NMI against truth)
+
+and never looks at which estimator it got: :class:`DiscreteBottleneck` turns features into
+logits (categorical estimators) or vectors (VQ estimators), calls the estimator with the
+downstream loss, and hands back quantized vectors from one codebook of shape (G, V, D/G)
+either way. :func:`train` runs N steps from a seed and returns one tidy row per step: loss
+terms, utilization, temperature, gradient norms, step time, peak memory.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from gumbench.benchmarks.utilization import UsageTracker, code_churn, summarize
+from gumbench.errors import GumbenchError, check_positive
+from gumbench.registry import Registry, coerce_params, format_spec
+
+registry = Registry("training task")
+register = registry.register
+
+
+@dataclass
+class BottleneckOutput:
+    quantized: torch.Tensor  # (..., G * code_dim), with a leading sample dim if the estimator drew several
+    indices: torch.Tensor  # (..., G)
+    logits: torch.Tensor | None  # (..., G, V) for categorical estimators, None for VQ
+    surrogate: torch.Tensor  # (...) per-row surrogate of the downstream loss (estimator's)
+    loss: torch.Tensor  # (...) per-row downstream loss
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class DiscreteBottleneck(nn.Module):
+    """Features (..., in_dim) -> G groups of V codes -> quantized vectors (..., G * code_dim).
+
+    Categorical estimators get logits from a linear layer and their (relaxed) one-hot value
+    selects codebook rows, as in wav2vec 2.0's Gumbel quantizer; VQ estimators get vectors
+    from the same kind of layer and pick the nearest codebook row.
+    """
+
+    def __init__(self, estimator, in_dim: int, groups: int, codes: int, code_dim: int):
+        super().__init__()
+        self.estimator = estimator
+        self.groups, self.codes, self.code_dim = groups, codes, code_dim
+        self.is_vq = estimator.family == "vq"
+        self.project = nn.Linear(in_dim, groups * (code_dim if self.is_vq else codes))
+        self.codebook = nn.Parameter(torch.randn(groups, codes, code_dim) / math.sqrt(code_dim))
+
+    def logits_or_vectors(self, features: torch.Tensor) -> torch.Tensor:
+        out = self.project(features)
+        return out.unflatten(-1, (self.groups, self.code_dim if self.is_vq else self.codes))
+
+    def lookup(self, onehot: torch.Tensor) -> torch.Tensor:
+        """(..., G, V) (relaxed) one-hots -> (..., G * code_dim) codebook vectors."""
+        return torch.einsum("...gv,gvd->...gd", onehot, self.codebook).flatten(-2)
+
+    def forward(self, features: torch.Tensor, downstream: Callable[[torch.Tensor], torch.Tensor], generator=None) -> BottleneckOutput:
+        """``downstream`` maps quantized (..., G * code_dim) to a per-row loss (...)."""
+        x = self.logits_or_vectors(features)
+        kept = {}
+
+        def loss_fn(value):
+            quantized = value.flatten(-2) if self.is_vq else self.lookup(value)
+            kept["quantized"] = quantized
+            return downstream(quantized)
+
+        if self.is_vq:
+            out = self.estimator(x, loss_fn, codebook=self.codebook, generator=generator)
+            logits = None
+        else:
+            if x.requires_grad:
+                x.retain_grad()  # gradient norms at the logits are reported
+            out = self.estimator(x, loss_fn, generator=generator)
+            logits = x
+        return BottleneckOutput(kept["quantized"], out.indices, logits, out.surrogate, out.loss, dict(out.aux))
+
+    @torch.no_grad()
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """Deterministic codes (..., G): noiseless argmax of the logits, or the nearest code."""
+        x = self.logits_or_vectors(features)
+        if not self.is_vq:
+            return x.argmax(-1)
+        from gumbench.estimators.vq import nearest_codes
+
+        return nearest_codes(x, self.codebook)
+
+
+@dataclass
+class StepOutput:
+    total: torch.Tensor  # scalar to minimize (includes the estimator's surrogate)
+    terms: dict[str, float]  # named loss terms, for the record
+    bottleneck: BottleneckOutput
+
+
+class TrainingTask:
+    """Base class of training tasks; see the module docstring."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    parameters: ClassVar[dict] = {}
+    choices: ClassVar[dict] = {}
+    default_steps: ClassVar[int] = 200
+    default_lr: ClassVar[float] = 2e-3
+
+    def __init__(self, **params):
+        self.params = coerce_params(self.name, self.parameters, self.choices, params)
+        self.validate()
+
+    @property
+    def spec(self) -> str:
+        return format_spec(self.name, self.params)
+
+    def validate(self) -> None:
+        pass
+
+    # --- to define in tasks -------------------------------------------------
+    groups: int = 1
+    codes: int = 2
+
+    def build(self, estimator) -> nn.Module:
+        raise NotImplementedError  # abstract: the task's model, with a DiscreteBottleneck at .bottleneck
+
+    def batch(self, step: int, generator: torch.Generator):
+        raise NotImplementedError  # abstract: the training batch of a step
+
+    def loss(self, model: nn.Module, batch, generator: torch.Generator) -> StepOutput:
+        raise NotImplementedError  # abstract: the total loss and its terms
+
+    def eval_batch(self):
+        """A fixed batch for evaluations (code churn, train-vs-eval usage); None to skip."""
+        return None
+
+    def features(self, model: nn.Module, batch) -> torch.Tensor:
+        """Features fed to the bottleneck for ``batch`` (used by evaluations)."""
+        raise NotImplementedError  # abstract where eval_batch() is defined
+
+    def evaluate(self, model: nn.Module, batch, indices: torch.Tensor) -> dict[str, float]:
+        """Task metrics on the evaluation batch (e.g. purity against the truth)."""
+        return {}
+
+    def temperature(self, step: int) -> float | None:
+        """Temperature at ``step`` for estimators that have one; None keeps theirs."""
+        return None
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        """Named groups whose gradient norms are recorded."""
+        return {"bottleneck_codebook": [model.bottleneck.codebook], "model": [p for n, p in model.named_parameters() if "bottleneck.codebook" not in n]}
+
+
+def make_training_task(spec) -> TrainingTask:
+    if isinstance(spec, TrainingTask):
+        return spec
+    import gumbench.benchmarks.training  # noqa: F401  (registers the tasks)
+
+    return registry.create(spec)
+
+
+def _grad_norm(params) -> float:
+    grads = [p.grad.detach().double().pow(2).sum() for p in params if p.grad is not None]
+    return float(torch.stack(grads).sum().sqrt()) if grads else 0.0
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak allocated GPU memory on CUDA; the process's peak resident set size on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train(
+    task,
+    estimator,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    lr: float | None = None,
+    eval_every: int = 25,
+    dead_window: int = 50,
+    device: str = "cpu",
+    callback: Callable[[int, nn.Module], None] | None = None,
+):
+    """Train ``task`` with ``estimator`` for ``steps`` from ``seed``; one row per step (a DataFrame).
+
+    ``callback(step, model)``, if given, runs before the first step (step 0) and after each step.
+    """
+    import pandas as pd
+
+    from gumbench.estimators import make_estimator
+
+    task = make_training_task(task)
+    est = make_estimator(estimator)
+    steps = task.default_steps if steps is None else steps
+    lr = task.default_lr if lr is None else check_positive("lr", lr)
+    if not isinstance(steps, int) or steps < 1:
+        raise GumbenchError(f"steps must be an integer >= 1, got {steps!r}")
+    if eval_every < 1:
+        raise GumbenchError(f"eval_every must be >= 1, got {eval_every}")
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # model initialization
+        model = task.build(est).to(device)
+    if not isinstance(getattr(model, "bottleneck", None), DiscreteBottleneck):
+        raise GumbenchError(f"{task.spec}: build() must return a model with a DiscreteBottleneck at .bottleneck")
+    model.train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    groups = task.parameter_groups(model)
+    tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
+    eval_batch = task.eval_batch()
+    previous_eval = None
+    rows = []
+    if callback is not None:
+        callback(0, model)
+    for step in range(1, steps + 1):
+        tau = task.temperature(step)
+        if tau is not None and "tau" in est.params:
+            est.params["tau"] = tau
+        start = time.perf_counter()
+        batch = task.batch(step, generator)
+        out = task.loss(model, batch, generator)
+        if not torch.isfinite(out.total):
+            raise GumbenchError(f"{task.spec} with {est.spec}: the loss became {float(out.total)} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        norms = {f"grad_norm_{name}": _grad_norm(params) for name, params in groups.items()}
+        logits = out.bottleneck.logits
+        if logits is not None and logits.grad is not None:
+            norms["grad_norm_logits"] = float(logits.grad.double().norm())
+        optimizer.step()
+        seconds = time.perf_counter() - start
+        indices = out.bottleneck.indices
+        tracker.update(indices)
+        usage = summarize(indices, model.bottleneck.codes, logits)
+        row = {"task": task.spec, "estimator": est.spec, "label": est.label, "seed": seed, "step": step,
+               "loss": float(out.total.detach()), **{f"loss_{k}": v for k, v in out.terms.items()},
+               **usage.as_row(), "dead_codes": float(tracker.dead_codes().sum()),
+               "tau": est.params.get("tau", float("nan")), **norms,
+               "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
+        if eval_batch is not None and (step % eval_every == 0 or step == steps):
+            row.update(_evaluate(task, model, eval_batch, previous_eval))
+            previous_eval = row.pop("_codes")
+            model.train()
+        rows.append(row)
+        if callback is not None:
+            callback(step, model)
+    return pd.DataFrame(rows)
+
+
+def _evaluate(task, model, batch, previous):
+    model.eval()
+    with torch.no_grad():
+        features = task.features(model, batch)
+        codes = model.bottleneck.encode(features)
+        logits = None if model.bottleneck.is_vq else model.bottleneck.logits_or_vectors(features)
+        usage = summarize(codes, model.bottleneck.codes, logits)
+        row = {**usage.as_row("eval_"), **{f"eval_{k}": v for k, v in task.evaluate(model, batch, codes).items()}}
+    churn = code_churn(previous, codes)
+    if churn is not None:
+        row["eval_churn"] = churn
+    row["_codes"] = codes
+    return row
