@@ -22,12 +22,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-LIST_KINDS = ("estimators", "tasks")
+LIST_KINDS = ("estimators", "tasks", "training")
 
 
 @app.command("list")
 def list_command(
-    kind: Optional[str] = typer.Argument(None, help="What to list: estimators or tasks (default: both)."),
+    kind: Optional[str] = typer.Argument(None, help="What to list: estimators, tasks (toys) or training (default: all)."),
 ) -> None:
     """List registered estimators or tasks with their parameters and a one-line description."""
     from rich.console import Console
@@ -43,7 +43,8 @@ def list_command(
     console = Console()
     for k in kinds:
         table = Table(title=k, show_lines=False)
-        for column in ("name", "family" if k == "estimators" else "formula", "parameters (defaults)", "description"):
+        second = {"estimators": "family", "tasks": "formula", "training": "default steps"}[k]
+        for column in ("name", second, "parameters (defaults)", "description"):
             table.add_column(column, overflow="fold")
         for row in describe(k):
             table.add_row(*(escape(cell) for cell in row))
@@ -109,6 +110,49 @@ def optimize_command(
     for _, rows in frame.groupby("estimator", sort=False):
         exact = rows["expected_loss"]
         table.add_row(escape(rows["label"].iloc[0]), f"{exact.iloc[0]:.5f}", f"{exact.iloc[-1]:.5f}", f"{exact.min():.5f}")
+    Console().print(table)
+
+
+@app.command("train")
+def train_command(
+    task: str = typer.Option("gmm-vq", "--task", "-t", help="Training task (see `gumbench list training`)."),
+    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Estimator, repeatable; default: st-gumbel and vq-commitment."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the task's)."),
+    seed: int = typer.Option(0, "--seed"),
+    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC for the speech tasks (default: the vendored corpus)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the per-step rows as CSV."),
+) -> None:
+    """Train a model with a discrete bottleneck; per-step loss terms, utilization, gradient norms, time."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gumbench.benchmarks.training import make_training_task, train
+    from gumbench.estimators import make_estimator
+    from gumbench.registry import parse_spec
+
+    spec = parse_spec(task)
+    if audio_dir is not None:
+        spec.params["audio_dir"] = str(audio_dir)
+    built_task = make_training_task(spec)
+    built = [make_estimator(e) for e in (estimator or ["st-gumbel", "vq-commitment"])]
+    frame = pd.concat([train(built_task, est, steps=steps, seed=seed) for est in built], ignore_index=True)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(output)
+    columns = ["loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi", "eval_collapse", "step_seconds"]
+    columns = [c for c in columns if c in frame]
+    table = Table(title=escape(f"{built_task.spec}: last step of {int(frame['step'].max())}"))
+    table.add_column("estimator")
+    for c in columns:
+        table.add_column(c if c != "step_seconds" else "total seconds", justify="right")
+    for _, rows in frame.groupby("estimator", sort=False):
+        last = rows.dropna(axis=1, how="all").iloc[-1]
+        values = [rows["step_seconds"].sum() if c == "step_seconds" else last.get(c) for c in columns]
+        table.add_row(escape(rows["label"].iloc[0]), *("-" if v is None else f"{v:.3g}" for v in values))
     Console().print(table)
 
 

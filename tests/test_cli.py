@@ -106,7 +106,7 @@ def test_optimize_writes_a_per_step_csv(tmp_path):
         (("gradstats", "--samples", "2"), "samples must be an integer >= 4"),
         (("gradstats", "-t", "categorical[groups=9,categories=8]"), "at most 65536"),
         (("gradstats", "-e", "vq-commitment"), "VQ estimator"),
-        (("list", "things"), "allowed: estimators, tasks"),
+        (("list", "things"), "allowed: estimators, tasks, training"),
         (("optimize", "--steps", "0"), "steps and batch must be >= 1"),
         (("frobnicate",), "No such command"),
     ],

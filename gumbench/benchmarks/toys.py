@@ -45,15 +45,19 @@ def enumerate_configurations(groups: int, categories: int) -> torch.Tensor:
     return torch.tensor(list(itertools.product(range(categories), repeat=groups)), dtype=torch.long).reshape(count, groups)
 
 
-def exact_expectation(logits: torch.Tensor, loss_fn, *, create_graph: bool = False) -> torch.Tensor:
-    """E_{z ~ p_logits}[loss(z)] by enumeration, differentiable in ``logits`` (G, V)."""
+def exact_expectation(logits: torch.Tensor, loss_fn, *, sample_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """E_{z ~ p_logits}[loss(z)] by enumeration, differentiable in ``logits`` (G, V).
+
+    ``loss_fn`` receives one-hots in ``sample_dtype`` (default: the logits' dtype), so a float32
+    model can be evaluated while the weights and the sum are in float64.
+    """
     if logits.dim() != 2:
         raise GumbenchError(f"exact expectation needs logits of shape (G, V), got {tuple(logits.shape)}")
     groups, categories = logits.shape
     index = enumerate_configurations(groups, categories).to(logits.device)
-    onehots = torch.nn.functional.one_hot(index, categories).to(logits.dtype)
+    onehots = torch.nn.functional.one_hot(index, categories).to(sample_dtype or logits.dtype)
     with torch.no_grad():
-        values = loss_fn(onehots)
+        values = loss_fn(onehots).to(logits.dtype)
     if values.shape != (index.shape[0],):
         raise GumbenchError(f"loss_fn must map (N, G, V) one-hots to (N,), got {tuple(values.shape)}")
     log_p = torch.log_softmax(logits, dim=-1)
@@ -65,7 +69,7 @@ def exact_expectation(logits: torch.Tensor, loss_fn, *, create_graph: bool = Fal
 def exact_gradient(logits: torch.Tensor, loss_fn) -> tuple[torch.Tensor, float]:
     """Gradient of E[loss] w.r.t. logits (G, V) by enumeration, in float64; also returns E[loss]."""
     leaf = logits.detach().to(torch.float64).requires_grad_(True)
-    expectation = exact_expectation(leaf, loss_fn)
+    expectation = exact_expectation(leaf, loss_fn, sample_dtype=logits.dtype)
     (grad,) = torch.autograd.grad(expectation, leaf)
     return grad, float(expectation.detach())
 

@@ -194,6 +194,7 @@ def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 30
 class GaussianMixtureVQ(_AutoencoderTask):
     name = "gmm-vq"
     description = "Autoencoder on a Gaussian mixture with a known number of clusters: utilization, purity and NMI against the truth."
+    default_steps = 300
     parameters = {"clusters": 8, "dim": 16, "codes": 32, "noise": 0.1, "hidden": 64, "batch": 256, "seed": 0}
 
     def validate(self):
@@ -230,6 +231,7 @@ FRAME = 320  # 20 ms
 class Tones(_AutoencoderTask):
     name = "tones"
     description = "Waveform of symbols from a fixed set of pure tones: do the codes discover the tones (purity, NMI)?"
+    default_steps = 300
     parameters = {"symbols": 8, "codes": 16, "snr": 10.0, "frames": 4000, "hidden": 64, "batch": 128, "seed": 0}
 
     def validate(self):
