@@ -156,6 +156,59 @@ def train_command(
     Console().print(table)
 
 
+@app.command("sweep")
+def sweep_command(
+    config: Optional[Path] = typer.Argument(None, help="TOML or YAML sweep config; default: the built-in default sweep."),
+    out: Path = typer.Option(Path("results/sweeps"), "--out", help="Folder of runs; each run gets <name>-<config hash>/."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers (local processes or Dask workers)."),
+    backend: str = typer.Option("local", "--backend", help="local (joblib), dask or slurm (submitit)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address; default: a local cluster."),
+    partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (--backend slurm)."),
+    time_limit: int = typer.Option(60, "--time", help="SLURM time limit per unit, minutes."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (overrides the config's)."),
+    repetitions: Optional[int] = typer.Option(None, "--repetitions", "--seeds", help="Repetitions (seeds) per unit."),
+    base_seed: Optional[int] = typer.Option(None, "--base-seed", help="Base seed hashed into every unit's seed."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Gradient estimates per gradstats unit."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Steps per training unit."),
+    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Replace the estimator lists (repeatable)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md into the run folder."),
+) -> None:
+    """Run or resume a sweep (tasks x estimators x parameters x seeds); results as parquet, then a report."""
+    from gumbench.benchmarks.sweep import apply_overrides, load_config, run_sweep
+
+    resolved = apply_overrides(load_config(config), name=name, repetitions=repetitions, base_seed=base_seed,
+                               samples=samples, steps=steps, estimators=estimator)
+    results = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler,
+                        slurm_partition=partition, slurm_time=time_limit)
+    typer.echo(f"results: {results}")
+    if report:
+        from gumbench.benchmarks.report import build_report
+
+        html_path, md_path = build_report(results, results.parent, kernel_csv=_kernel_csv())
+        typer.echo(f"report: {html_path} and {md_path}")
+
+
+def _kernel_csv() -> Optional[Path]:
+    """The committed kernel profile, if one exists (see `gumbench profile-kernel`)."""
+    path = Path("results/kernel/profile.csv")
+    return path if path.is_file() else None
+
+
+@app.command("report")
+def report_command(
+    runs: List[Path] = typer.Argument(..., help="Run folders or results.parquet files."),
+    out: Path = typer.Option(Path("results/report"), "--out", "-o", help="Folder for report.html, report.md and figures/."),
+    kernel: Optional[Path] = typer.Option(None, "--kernel", help="Kernel profile CSV to include (default: results/kernel/profile.csv if present)."),
+) -> None:
+    """Draw an HTML report (figures embedded) and a Markdown summary from stored results."""
+    from gumbench.benchmarks.report import build_report
+
+    if kernel is not None and not kernel.is_file():
+        raise GumbenchError(f"kernel profile {str(kernel)!r} does not exist")
+    html_path, md_path = build_report(list(runs), out, kernel_csv=kernel or _kernel_csv())
+    typer.echo(f"report: {html_path} and {md_path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors and bad input print one line and exit 2, never a traceback."""
     command = typer.main.get_command(app)

@@ -1,0 +1,142 @@
+"""The results store: parquet files in tidy long format, written atomically, never overwritten.
+
+Layout of one run (a sweep config and its hash):
+
+    <root>/<name>-<config hash>/units/<unit id>.parquet   one per finished unit, written on finish
+    <root>/<name>-<config hash>/results.parquet           all units, written once when all are done
+
+Every file carries the run metadata (gumbench, torch and triton versions, git commit, device,
+base seed, the resolved config) in its parquet key-value metadata under ``gumbench``, and the
+scalar fields also as columns. Files are written to a temporary name in the same folder and
+renamed, so a reader (or a sweep killed and restarted) never sees half a file. Only parquet is
+read back: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from gumbench.errors import GumbenchError
+
+METADATA_KEY = b"gumbench"
+METADATA_COLUMNS = ("gumbench_version", "git_commit", "torch_version", "triton_version", "device", "base_seed", "config_hash")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_metadata(config: dict, config_hash: str, device: str = "cpu") -> dict:
+    import torch
+
+    import gumbench
+
+    try:
+        from importlib.metadata import version
+
+        triton_version = version("triton")
+    except Exception:  # triton is optional
+        triton_version = "not installed"
+    return {
+        "gumbench_version": gumbench.__version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "triton_version": triton_version,
+        "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "base_seed": int(config.get("base_seed", 0)),
+        "config_hash": config_hash,
+        "config": config,
+    }
+
+
+def write_parquet(frame, path: Path, metadata: dict) -> None:
+    """Write ``frame`` with metadata columns and key-value metadata, atomically; refuse to overwrite."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.exists():
+        raise GumbenchError(f"{path} exists: results are never overwritten")
+    frame = frame.copy()
+    for key in METADATA_COLUMNS:
+        frame[key] = metadata[key]
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_metadata(path: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise GumbenchError(f"{path} is not a gumbench results file (no gumbench metadata)")
+    return json.loads(raw)
+
+
+class RunStore:
+    """The folder of one sweep run."""
+
+    def __init__(self, root: Path, name: str, config_hash: str):
+        self.folder = Path(root) / f"{name}-{config_hash}"
+        self.units = self.folder / "units"
+        self.results = self.folder / "results.parquet"
+
+    def unit_path(self, unit_id: str) -> Path:
+        return self.units / f"{unit_id}.parquet"
+
+    def finished(self) -> set[str]:
+        if not self.units.is_dir():
+            return set()
+        return {p.stem for p in self.units.glob("*.parquet")}
+
+    def write_unit(self, unit_id: str, frame, metadata: dict) -> None:
+        write_parquet(frame, self.unit_path(unit_id), metadata)
+
+    def finalize(self, unit_ids: list[str], metadata: dict) -> Path:
+        """Write results.parquet from the unit files once; later calls leave it as it is."""
+        import pandas as pd
+
+        if self.results.exists():
+            return self.results
+        frames = [pd.read_parquet(self.unit_path(u)) for u in unit_ids]
+        combined = pd.concat(frames, ignore_index=True).drop(columns=list(METADATA_COLUMNS))
+        write_parquet(combined, self.results, metadata)
+        return self.results
+
+
+def load_results(paths) -> "pandas.DataFrame":
+    """Rows from results files, run folders (results.parquet, else the finished unit files) or a
+    folder of runs; one DataFrame."""
+    import pandas as pd
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            files.append(path)
+        elif (path / "results.parquet").is_file():
+            files.append(path / "results.parquet")
+        elif (path / "units").is_dir():
+            files.extend(sorted((path / "units").glob("*.parquet")))
+        elif path.is_dir() and any(path.glob("*/results.parquet")):
+            files.extend(sorted(path.glob("*/results.parquet")))
+        else:
+            raise GumbenchError(f"{raw}: not a results file or run folder (expected results.parquet or units/*.parquet)")
+    if not files:
+        raise GumbenchError("no results to read")
+    for f in files:
+        read_metadata(f)
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)

@@ -1,0 +1,337 @@
+"""Sweeps: a grid of tasks x estimators (with parameter lists) x repetitions, run and stored safely.
+
+A sweep config (TOML or YAML, or the built-in default) has two optional sections:
+
+    name = "default"
+    base_seed = 0
+    repetitions = 1
+    [gradstats]                 # toys with exact gradients
+    tasks = ["categorical[loss=[quadratic,linear]]", "bernoulli"]
+    estimators = ["st-gumbel[tau=[0.5,1,2]]", "reinforce[baseline=[none,loo]]"]
+    samples = 4000
+    [training]                  # models with a discrete bottleneck
+    tasks = ["digits-vae"]
+    estimators = ["st-gumbel", "vq-commitment"]
+    steps = 150
+
+Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator,
+repetition) is a *unit*; its seed is a hash of (base seed, kind, task, estimator,
+repetition), so results depend neither on order nor on the worker that ran them. Each
+unit's tidy rows are written as their own parquet file the moment it finishes
+(atomically: a temporary file, then a rename), so a sweep killed at any point and started
+again runs only what is missing. When every unit is there, the run's single results file is
+written once. See :mod:`gumbench.benchmarks.store`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gumbench.errors import GumbenchError
+from gumbench.registry import parse_spec
+
+KINDS = ("gradstats", "training")
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "name": "default",
+    "base_seed": 0,
+    "repetitions": 1,
+    "gradstats": {
+        "tasks": [
+            "categorical[loss=quadratic]",
+            "categorical[loss=linear]",
+            "polynomial[p=2,L=8]",
+            "bernoulli",
+        ],
+        "estimators": [
+            "soft-gumbel[tau=[0.1,0.25,0.5,1,2]]",
+            "st-gumbel[tau=[0.1,0.25,0.5,1,2]]",
+            "straight-through[tau=[0.1,0.25,0.5,1,2]]",
+            "reinforce[baseline=[none,ema,loo]]",
+        ],
+        "samples": 4000,
+    },
+    "training": {
+        "tasks": ["digits-vae", "tones"],
+        "estimators": ["st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]", "vq-commitment"],
+        "steps": 150,
+        "eval_every": 25,
+    },
+}
+
+SECTION_KEYS = {
+    "gradstats": {"tasks": list, "estimators": list, "samples": int},
+    "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int},
+}
+TOP_KEYS = {"name": str, "base_seed": int, "repetitions": int, "gradstats": dict, "training": dict}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work: a task, an estimator, a repetition, and its derived seed."""
+
+    kind: str
+    task: str
+    estimator: str
+    repetition: int
+    seed: int
+    budget: int  # samples (gradstats) or steps (training)
+    eval_every: int = 25
+
+    @property
+    def unit_id(self) -> str:
+        key = json.dumps([self.kind, self.task, self.estimator, self.repetition, self.seed, self.budget, self.eval_every])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.task} {self.estimator} rep {self.repetition}"
+
+
+def derive_seed(base_seed: int, kind: str, task: str, estimator: str, repetition: int) -> int:
+    """A 31-bit seed from a hash of the unit's identity (never of its position in the grid)."""
+    key = f"{base_seed}|{kind}|{task}|{estimator}|{repetition}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def load_config(path: str | Path | None) -> dict:
+    """The default config, or a TOML/YAML file merged over an empty config (unknown keys are errors)."""
+    if path is None:
+        return copy.deepcopy(DEFAULT_CONFIG)
+    path = Path(path)
+    if not path.is_file():
+        raise GumbenchError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise GumbenchError(f"config {path.name!r}: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise GumbenchError(f"config {path.name!r} is not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # yaml.YAMLError has no common base with ValueError
+        if type(exc).__module__.startswith("yaml"):
+            raise GumbenchError(f"config {path.name!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise
+    if not isinstance(data, dict):
+        raise GumbenchError(f"config {path.name!r} must be a mapping of keys to values")
+    check_config(data)
+    return data
+
+
+def check_config(config: dict) -> None:
+    """Unknown keys or wrongly typed values: an error naming the valid ones."""
+    for key, value in config.items():
+        if key not in TOP_KEYS:
+            raise GumbenchError(f"unknown config key {key!r}; valid keys: {', '.join(TOP_KEYS)}")
+        if not isinstance(value, TOP_KEYS[key]) or isinstance(value, bool) and TOP_KEYS[key] is int:
+            raise GumbenchError(f"config key {key!r} must be a {TOP_KEYS[key].__name__}, got {value!r}")
+    for section in KINDS:
+        for key, value in config.get(section, {}).items():
+            allowed = SECTION_KEYS[section]
+            if key not in allowed:
+                raise GumbenchError(f"unknown key {key!r} in [{section}]; valid keys: {', '.join(allowed)}")
+            if not isinstance(value, allowed[key]) or (isinstance(value, bool) and allowed[key] is int):
+                raise GumbenchError(f"[{section}] {key} must be a {allowed[key].__name__}, got {value!r}")
+            if allowed[key] is list and not all(isinstance(v, str) for v in value):
+                raise GumbenchError(f"[{section}] {key} must be a list of names like 'st-gumbel[tau=0.5]'")
+            if allowed[key] is int and value < 1:
+                raise GumbenchError(f"[{section}] {key} must be >= 1, got {value}")
+    if config.get("repetitions", 1) < 1:
+        raise GumbenchError(f"repetitions must be >= 1, got {config['repetitions']}")
+
+
+def apply_overrides(config: dict, **overrides) -> dict:
+    """CLI flags win over file values; ``None`` means not given."""
+    config = copy.deepcopy(config)
+    for key in ("name", "base_seed", "repetitions"):
+        if overrides.get(key) is not None:
+            config[key] = overrides[key]
+    for key, section in (("samples", "gradstats"), ("steps", "training")):
+        if overrides.get(key) is not None and section in config:
+            config[section][key] = overrides[key]
+    if overrides.get("estimators"):
+        for section in KINDS:
+            if section in config:
+                config[section]["estimators"] = list(overrides["estimators"])
+    check_config(config)
+    return config
+
+
+def _expand(specs: list[str], make) -> list[Any]:
+    return [make(single) for text in specs for single in parse_spec(text).grid()]
+
+
+def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
+    """Every unit of the grid, validated up front (bad names raise before anything runs), and the
+    (task, estimator) pairs left out because they cannot run together, with the reason."""
+    from gumbench.benchmarks.toys import make_task
+    from gumbench.benchmarks.training import make_training_task
+    from gumbench.estimators import make_estimator
+
+    check_config(config)
+    base_seed, reps = int(config.get("base_seed", 0)), int(config.get("repetitions", 1))
+    units: list[Unit] = []
+    skipped: list[str] = []
+    for kind in KINDS:
+        section = config.get(kind)
+        if not section:
+            continue
+        if not section.get("tasks") or not section.get("estimators"):
+            raise GumbenchError(f"[{kind}] needs non-empty 'tasks' and 'estimators' lists")
+        make_t = make_task if kind == "gradstats" else make_training_task
+        tasks = _expand(section["tasks"], make_t)
+        estimators = _expand(section["estimators"], lambda s: make_estimator(s.name, **s.params))
+        budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps")
+        for task in tasks:
+            for est in estimators:
+                if kind == "gradstats":
+                    problem = incompatibility(task, est)
+                    if problem:
+                        skipped.append(f"{kind}: {task.spec} x {est.spec} ({problem})")
+                        continue
+                for rep in range(reps):
+                    units.append(Unit(kind, task.spec, est.spec, rep, derive_seed(base_seed, kind, task.spec, est.spec, rep),
+                                      int(budget if budget is not None else task.default_steps), int(section.get("eval_every", 25))))
+    if not units:
+        raise GumbenchError("the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks; "
+                            "binary-only estimators need tasks with 2 categories)")
+    ids = [u.unit_id for u in units]
+    if len(set(ids)) != len(ids):
+        raise GumbenchError("the sweep grid lists the same (task, estimator, repetition) twice")
+    return units, skipped
+
+
+def incompatibility(toy, estimator) -> str | None:
+    """Why a toy/estimator pair cannot run, or None."""
+    if estimator.family == "vq":
+        return "VQ estimators take vectors, not logits"
+    needed = getattr(estimator, "required_categories", None)
+    if needed is not None and toy.shape[1] != needed:
+        return f"{estimator.name} needs {needed} categories"
+    return None
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_unit(unit: Unit, threads: int | None = None):
+    """Run one unit; returns its tidy long-format rows (a DataFrame). Importable by workers."""
+    import pandas as pd
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    from gumbench.estimators import make_estimator
+
+    est = make_estimator(unit.estimator)
+    base = {"kind": unit.kind, "task": unit.task, "task_name": parse_spec(unit.task).name, "estimator": unit.estimator,
+            "estimator_name": est.name, "label": est.label, "tau": float(est.params["tau"]) if "tau" in est.params else float("nan"),
+            "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id}
+    if unit.kind == "gradstats":
+        from gumbench.benchmarks.gradstats import gradient_statistics
+        from gumbench.benchmarks.toys import make_task
+
+        toy = make_task(unit.task)
+        stats = gradient_statistics(est, toy.logits, toy.loss, unit.budget, unit.seed)
+        rows = []
+        for metric in stats.SCALARS:
+            interval = getattr(stats, metric)
+            if interval is not None:
+                rows.append({**base, "step": -1, "metric": metric, "value": interval.value, "low": interval.low, "high": interval.high})
+        rows.append({**base, "step": -1, "metric": "expected_loss", "value": stats.expected_loss, "low": float("nan"), "high": float("nan")})
+        return pd.DataFrame(rows)
+    from gumbench.benchmarks.training import train
+
+    frame = train(unit.task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every)
+    numeric = [c for c in frame.columns if c not in ("task", "estimator", "label", "seed", "step") and pd.api.types.is_numeric_dtype(frame[c])]
+    long = frame.melt(id_vars=["step"], value_vars=numeric, var_name="metric", value_name="value").dropna(subset=["value"])
+    long["value"] = long["value"].astype(float)
+    for key, value in base.items():
+        long[key] = value
+    long["low"] = float("nan")
+    long["high"] = float("nan")
+    return long[list(base) + ["step", "metric", "value", "low", "high"]].reset_index(drop=True)
+
+
+def unit_records(units: list[Unit]) -> list[dict]:
+    return [asdict(u) | {"unit_id": u.unit_id} for u in units]
+
+
+class Progress:
+    """A rich progress bar on a terminal (done of total, elapsed, ETA, current unit); plain lines otherwise."""
+
+    def __init__(self, total: int, enabled: bool = True, stream=None):
+        import sys
+
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.stream = stream or sys.stderr
+        self.bar = None
+        if enabled and self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = RichProgress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                    TimeRemainingColumn(), TextColumn("{task.description}"), console=Console(file=self.stream))
+            self.task = self.bar.add_task("", total=total)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=self.stream, flush=True)
+
+    def advance(self, unit: Unit, seconds: float) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=unit.describe())
+        elif self.enabled:
+            print(f"[{self.done}/{self.total}] {unit.describe()} ({seconds:.1f} s)", file=self.stream, flush=True)
+
+
+def run_sweep(config: dict | None = None, *, out: str | Path = "results/sweeps", backend: str = "local", jobs: int = 1,
+              scheduler: str | None = None, slurm_partition: str | None = None, slurm_time: int = 60,
+              progress: bool = True) -> Path:
+    """Run (or resume) a sweep; returns the path of its results.parquet."""
+    import time
+
+    from gumbench.benchmarks.execution import BACKENDS, execute
+    from gumbench.benchmarks.store import RunStore, run_metadata
+
+    config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
+    if backend not in BACKENDS:
+        raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    units, skipped = expand_units(config)
+    digest = config_hash(config)
+    store = RunStore(Path(out), str(config.get("name", "sweep")), digest)
+    metadata = run_metadata(config, digest)
+    finished = store.finished()
+    todo = [u for u in units if u.unit_id not in finished]
+    with Progress(len(units), enabled=progress) as bar:
+        bar.note(f"sweep {store.folder}: {len(units)} units, {len(units) - len(todo)} already done"
+                 + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
+        bar.done = len(units) - len(todo)
+        start = time.perf_counter()
+        for unit, rows in execute(todo, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=slurm_partition,
+                                  slurm_time=slurm_time, slurm_folder=store.folder / "slurm"):
+            store.write_unit(unit.unit_id, rows, metadata)
+            bar.advance(unit, time.perf_counter() - start)
+            start = time.perf_counter()
+    return store.finalize([u.unit_id for u in units], metadata)
