@@ -69,26 +69,29 @@ TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BACKEND_ENV_VAR = "GUMBENCH_KERNEL_BACKEND"
 
 # Launch configuration, read at call time (tests shrink them to reach the looped path).
-_MAX_SINGLE_BLOCK = 8192  # widest row kept whole in registers (16 warps, 16 values a thread)
+_MAX_SINGLE_BLOCK = 16384  # widest row kept whole in registers (16 warps, 32 values a thread, no spills)
 _LOOP_BLOCK = 4096  # chunk of the looped path
-_ROWS_TILE = 2048  # elements per program when several short rows share one
+_ROWS_TILE = 4096  # elements per program when several short rows share one
 
 
 # --------------------------------------------------------------------------------------
-# Kernels
+# Noise
 # --------------------------------------------------------------------------------------
+
+LN2 = 0.6931471805599453
+LOG2E = 1.4426950408889634
 
 
 @_jit
-def _uniform_tile(seed_lo, seed_hi, rows, group0, ROWS: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Uniforms for columns [4*group0, 4*group0 + BLOCK_K) of ``rows``: a (ROWS, BLOCK_K) fp32 tile.
+def _uniform_tile(seed_lo, seed_hi, rows, group0, ROWS: tl.constexpr, WIDTH: tl.constexpr):
+    """Uniforms for columns [4*group0, 4*group0 + WIDTH) of ``rows``: a (ROWS, WIDTH) fp32 tile.
 
-    Safe noise: k = the top 23 bits of a 32-bit Philox output, u = (k + 0.5) * 2**-23.
+    Safe noise, step 1: k = the top 23 bits of a 32-bit Philox output, u = (k + 0.5) * 2**-23.
     k < 2**23 converts to fp32 exactly and k + 0.5 needs 24 significant bits, which fp32
     has, so u is exact and lies in [2**-24, 1 - 2**-24]: never 0, never rounded to 1.
     This is the reference's ``uniform_open`` bit for bit.
     """
-    GROUPS: tl.constexpr = BLOCK_K // 4
+    GROUPS: tl.constexpr = WIDTH // 4
     zero = tl.zeros((ROWS, GROUPS), dtype=tl.uint32)
     c0 = zero + (group0 + tl.arange(0, GROUPS)).to(tl.uint32)[None, :]
     c1 = zero + rows.to(tl.uint32)[:, None]  # low 32 bits of the row
@@ -97,22 +100,106 @@ def _uniform_tile(seed_lo, seed_hi, rows, group0, ROWS: tl.constexpr, BLOCK_K: t
     k1 = seed_hi.to(tl.uint32, bitcast=True)
     r0, r1, r2, r3 = tl.philox_impl(c0, c1, c2, zero, k0, k1)
     # (ROWS, GROUPS, 2, 2) with [..., a, b] = r[2a + b]: column 4*g + j gets r_j.
-    bits = tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), (ROWS, BLOCK_K))
-    return ((bits >> 9).to(tl.float32) + 0.5) * 1.1920928955078125e-07  # 2**-23
+    bits = tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), (ROWS, WIDTH))
+    # (k + 0.5) * 2**-23 as one fma: k * 2**-23 and the sum are exact, so one rounding is none.
+    return tl.fma((bits >> 9).to(tl.float32), 1.1920928955078125e-07, 5.960464477539063e-08)
 
 
 @_jit
-def _gumbel_tile(seed_lo, seed_hi, rows, group0, ROWS: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Gumbel(0, 1) noise g = -log(-log(u)), finite everywhere.
+def _log2(x, FAST_MATH: tl.constexpr):
+    if FAST_MATH:
+        # MUFU.LG2: absolute error <= 2**-22 on [0.5, 2], 2 ulp elsewhere (CUDA's __log2f).
+        # tl.log2 is libdevice's ~20-instruction log2f; the interpreter has no inline asm.
+        return tl.inline_asm_elementwise(
+            "lg2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1
+        )
+    else:
+        return tl.log2(x)
 
-    With u in [2**-24, 1 - 2**-24], -log(u) is in [5.96e-8, 16.64] (strictly positive:
-    tl.log is libdevice's accurate logf, not the approximate lg2 whose absolute error
-    near 1 exceeds -log(1 - 2**-24)), so g is in [-2.82, 16.64]. Added to fp32 logits of
-    +-1e4 and scaled by 1/tau <= 100 that stays far inside fp32; -inf logits stay -inf,
-    get exp(-inf) = 0 and are never the argmax of a row with a finite entry.
+
+@_jit
+def _reciprocal(x, FAST_MATH: tl.constexpr):
+    if FAST_MATH:
+        # MUFU.RCP, 1 ulp; '/' would be div.full.f32 with range checks for arguments we never pass
+        return tl.inline_asm_elementwise(
+            "rcp.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1
+        )
+    else:
+        return 1.0 / x
+
+
+@_jit
+def _exponential_from_uniform(u, FAST_MATH: tl.constexpr):
+    """E = -ln(u), an Exponential(1) draw, for u in [2**-24, 1 - 2**-24].
+
+    Safe noise, step 2: E must stay > 0 as u -> 1, where -ln(u) is as small as 6e-8 and
+    an approximate log (absolute error 2**-22 near 1) could return 0 or a negative. So
+    u < 0.75 takes -ln2 * log2(u) (|log2(u)| >= 0.41: relative error <= 6e-7), and
+    u >= 0.75 takes -ln(1 - v) = 2 atanh(v / (2 - v)) with v = 1 - u, exact there
+    (Sterbenz); s = v / (2 - v) <= 1/7, so the odd series to s**7 is within 2e-8.
+    E then lies in [5.96e-8, 16.64] and is never 0.
     """
-    u = _uniform_tile(seed_lo, seed_hi, rows, group0, ROWS, BLOCK_K)
-    return -tl.log(-tl.log(u))
+    v = 1.0 - u
+    s = v * _reciprocal(1.0 + u, FAST_MATH)  # 2 - v = 1 + u, in [1.75, 2)
+    s2 = s * s
+    series = s * tl.fma(s2, tl.fma(s2, tl.fma(s2, 0.2857142857142857, 0.4), 0.6666666666666666), 2.0)
+    return tl.where(u < 0.75, -0.6931471805599453 * _log2(u, FAST_MATH), series)
+
+
+@_jit
+def _add_gumbel(x, seed_lo, seed_hi, rows, group0, ROWS: tl.constexpr, WIDTH: tl.constexpr, FAST_MATH: tl.constexpr):
+    """x + g with Gumbel(0, 1) noise g = -ln(E), E = -ln(u): finite, in [-2.82, 16.64].
+
+    Safe noise, step 3: with E in [5.96e-8, 16.64], g is bounded; added to fp32 logits of
+    +-1e4 and scaled by 1/tau <= 100 it stays far inside fp32 (|z| <= 1e6). A -inf logit
+    stays -inf, gets exp2(-inf) = 0 and never wins the argmax of a row with a finite entry.
+    """
+    e = _exponential_from_uniform(_uniform_tile(seed_lo, seed_hi, rows, group0, ROWS, WIDTH), FAST_MATH)
+    return tl.fma(_log2(e, FAST_MATH), -0.6931471805599453, x)
+
+
+# --------------------------------------------------------------------------------------
+# Row helpers
+# --------------------------------------------------------------------------------------
+
+
+@_jit
+def _load_f32(ptr, rows, cols, stride_row, stride_col, mask, other):
+    x = tl.load(ptr + rows[:, None] * stride_row + cols[None, :] * stride_col, mask=mask, other=other)
+    return x.to(tl.float32)
+
+
+@_jit
+def _store(ptr, offsets, values, mask):
+    tl.store(ptr + offsets, values.to(ptr.dtype.element_ty), mask=mask)
+
+
+@_jit
+def _perturbed_logits(
+    x_ptr, rows, row_ok, n_cols, stride_row, stride_col, seed_lo, seed_hi, col0,
+    ROWS: tl.constexpr, WIDTH: tl.constexpr, FAST_MATH: tl.constexpr,
+):  # fmt: skip
+    """z = x + g on columns [col0, col0 + WIDTH) of ``rows`` in fp32; -inf where masked.
+
+    Returns (z, cols, mask). col0 is a multiple of 4, so tiles start on Philox groups.
+    """
+    cols = col0 + tl.arange(0, WIDTH)
+    mask = row_ok[:, None] & (cols < n_cols)[None, :]
+    x = _load_f32(x_ptr, rows, cols, stride_row, stride_col, mask, float("-inf"))
+    return _add_gumbel(x, seed_lo, seed_hi, rows, col0 // 4, ROWS, WIDTH, FAST_MATH), cols, mask
+
+
+@_jit
+def _first_max_index(z, zmax, cols):
+    """Per row, the first column where z equals the row max (torch.argmax's tie rule)."""
+    return tl.min(tl.where(z == zmax[:, None], cols[None, :], 2147483647), axis=1)
+
+
+@_jit
+def _finite_or_zero(m):
+    # Shift for exp2((z - m) * scale): a -inf max (nothing seen yet, or a row past the
+    # end) becomes 0, so exp2 sees -inf - 0 = -inf and gives 0 instead of exp2(NaN).
+    return tl.where(m > float("-inf"), m, 0.0)
 
 
 @_jit
@@ -126,31 +213,15 @@ def _bad_rows(zmax, total):
     return ~((zmax > float("-inf")) & (zmax < float("inf"))) | (total != total)
 
 
-@_jit
-def _first_argmax(z, zmax, cols, n_cols):
-    """Index of the first column equal to the row max (torch.argmax's tie rule)."""
-    idx = tl.min(tl.where(z == zmax[:, None], cols[None, :], 2147483647), axis=1)
-    return tl.minimum(idx, n_cols - 1)  # a NaN row (rejected when checking) stays in range
-
-
-@_jit
-def _finite_or_zero(m):
-    # Shift for exp2((z - m) * scale): a -inf max (nothing seen yet, or a padding row)
-    # becomes 0, so exp2 sees -inf - 0 = -inf and gives 0 instead of exp2(NaN).
-    return tl.where(m > float("-inf"), m, 0.0)
-
-
-@_jit
-def _softmax_rows(z, zmax, scale):
-    """softmax(z / tau) along rows and its denominator; scale = log2(e) / tau, zmax = max(z).
-
-    Padding lanes and -inf logits give exp2(-inf) = 0. A valid row has a finite max and
-    a sum >= 1 (the max contributes exp2(0) = 1), so clamping the sum at 1 changes
-    nothing there; it keeps rows past the end of the tensor (all -inf, sum 0) finite.
-    """
-    e = tl.exp2((z - _finite_or_zero(zmax)[:, None]) * scale)
-    total = tl.sum(e, axis=1)
-    return e * (1.0 / tl.maximum(total, 1.0))[:, None], total
+# --------------------------------------------------------------------------------------
+# Kernels
+#
+# Single-block kernels hold ROWS whole rows as two register tiles, columns [0, BLOCK_A)
+# and [BLOCK_A, BLOCK_A + BLOCK_B), both powers of two: K = 320 is 256 + 64 with no
+# padding lane, where one next_power_of_2 tile would spend 37.5% of its noise work on
+# padding. Valid rows have a finite max and a softmax sum >= 1 (the max contributes
+# exp2(0) = 1); clamping the sum at 1 only keeps padding rows (sum 0) finite.
+# --------------------------------------------------------------------------------------
 
 
 @_jit(do_not_specialize=["seed_lo", "seed_hi"])
@@ -159,41 +230,48 @@ def _gumbel_softmax_fwd_kernel(
     n_rows, n_cols, stride_x_row, stride_x_col,
     scale,  # log2(e) / tau
     seed_lo, seed_hi,
-    BLOCK_K: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr, ROWS: tl.constexpr,
     HARD: tl.constexpr, WRITE_Y: tl.constexpr, WRITE_SOFT: tl.constexpr,
-    WRITE_INDEX: tl.constexpr, CHECK: tl.constexpr,
+    WRITE_INDEX: tl.constexpr, CHECK: tl.constexpr, FAST_MATH: tl.constexpr,
 ):  # fmt: skip
-    """Single-block forward: ROWS whole rows per program, one read of the logits.
+    """Single-block forward: one read of the logits, the noise drawn in registers.
 
     Writes y (soft probabilities, or the one-hot of the argmax when HARD), optionally the
-    soft y into y_soft (HARD with a saved-y backward) and the argmax index.
+    soft y into y_soft (HARD with a saved-y backward) and the argmax index. A HARD
+    forward computes no softmax at all: the argmax of x + g does not depend on tau.
     """
     NEED_SOFT: tl.constexpr = (WRITE_Y and not HARD) or WRITE_SOFT
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    cols = tl.arange(0, BLOCK_K)
     row_ok = rows < n_rows
-    mask = row_ok[:, None] & (cols < n_cols)[None, :]
+    za, cols_a, mask_a = _perturbed_logits(
+        x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, 0, ROWS, BLOCK_A, FAST_MATH
+    )
+    zb, cols_b, mask_b = _perturbed_logits(
+        x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, BLOCK_A, ROWS, BLOCK_B, FAST_MATH
+    )
+    zmax = tl.maximum(tl.max(za, axis=1), tl.max(zb, axis=1))
+    out_a = rows[:, None] * n_cols + cols_a[None, :]
+    out_b = rows[:, None] * n_cols + cols_b[None, :]
 
-    x = tl.load(x_ptr + rows[:, None] * stride_x_row + cols[None, :] * stride_x_col, mask=mask, other=float("-inf"))
-    z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, 0, ROWS, BLOCK_K)
-    zmax = tl.max(z, axis=1)
-
-    out = rows[:, None] * n_cols + cols[None, :]
     if HARD or WRITE_INDEX:
-        index = _first_argmax(z, zmax, cols, n_cols)
+        index = tl.minimum(_first_max_index(za, zmax, cols_a), _first_max_index(zb, zmax, cols_b))
+        index = tl.minimum(index, n_cols - 1)  # a NaN row (rejected when checking) stays in range
         if WRITE_INDEX:
             tl.store(index_ptr + rows, index.to(tl.int64), mask=row_ok)
         if HARD and WRITE_Y:
-            one_hot = tl.where(cols[None, :] == index[:, None], 1.0, 0.0)
-            tl.store(y_ptr + out, one_hot.to(y_ptr.dtype.element_ty), mask=mask)
+            _store(y_ptr, out_a, tl.where(cols_a[None, :] == index[:, None], 1.0, 0.0), mask_a)
+            _store(y_ptr, out_b, tl.where(cols_b[None, :] == index[:, None], 1.0, 0.0), mask_b)
     if NEED_SOFT:
-        y_soft, total = _softmax_rows(z, zmax, scale)
-        if WRITE_SOFT:
-            tl.store(y_soft_ptr + out, y_soft.to(y_soft_ptr.dtype.element_ty), mask=mask)
-        if WRITE_Y and not HARD:
-            tl.store(y_ptr + out, y_soft.to(y_ptr.dtype.element_ty), mask=mask)
+        shift = _finite_or_zero(zmax)
+        ea = tl.exp2((za - shift[:, None]) * scale)  # masked lanes and -inf logits give 0
+        eb = tl.exp2((zb - shift[:, None]) * scale)
+        total = tl.sum(ea, axis=1) + tl.sum(eb, axis=1)
+        inv_total = 1.0 / tl.maximum(total, 1.0)
+        soft_ptr = y_soft_ptr if WRITE_SOFT else y_ptr
+        _store(soft_ptr, out_a, ea * inv_total[:, None], mask_a)
+        _store(soft_ptr, out_b, eb * inv_total[:, None], mask_b)
     else:
-        total = tl.sum(z, axis=1)
+        total = tl.sum(za, axis=1) + tl.sum(zb, axis=1)
     if CHECK:
         tl.atomic_max(status_ptr + tl.zeros_like(rows), 1, mask=row_ok & _bad_rows(zmax, total))
 
@@ -206,65 +284,60 @@ def _gumbel_softmax_fwd_looped_kernel(
     seed_lo, seed_hi,
     BLOCK_K: tl.constexpr,
     HARD: tl.constexpr, WRITE_Y: tl.constexpr, WRITE_SOFT: tl.constexpr,
-    WRITE_INDEX: tl.constexpr, CHECK: tl.constexpr,
+    WRITE_INDEX: tl.constexpr, CHECK: tl.constexpr, FAST_MATH: tl.constexpr,
 ):  # fmt: skip
     """Looped forward for long rows: one row per program, BLOCK_K columns at a time.
 
-    Pass 1 keeps the running max of z = x + g (with its first index) and the softmax
-    denominator rescaled online; pass 2 writes the one-hot (no reads) or re-reads the
-    logits, regenerates the same noise and writes the probabilities.
+    Pass 1 keeps the running max of z = x + g with its first index and, for the soft
+    output, the softmax denominator rescaled online (Milakov & Gimelshein, 2018).
+    Pass 2 writes the one-hot (no reads), or re-reads the logits, regenerates the same
+    noise and writes the probabilities.
     """
     NEED_SOFT: tl.constexpr = (WRITE_Y and not HARD) or WRITE_SOFT
-    row = tl.program_id(0).to(tl.int64)
-    rows = row + tl.arange(0, 1)
-    x_row = x_ptr + row * stride_x_row
-    cols0 = tl.arange(0, BLOCK_K)
-
+    rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
+    row_ok = rows < n_rows
     best = tl.full((1,), float("-inf"), tl.float32)  # running max of z
     best_index = tl.zeros((1,), tl.int32)
     m = tl.full((1,), float("-inf"), tl.float32)  # running max for the softmax
     denom = tl.zeros((1,), tl.float32)
-    total = tl.zeros((1,), tl.float32)  # sum of z, NaN-detector when no softmax is computed
+    total = tl.zeros((1,), tl.float32)  # sum of z: the NaN detector when no softmax is computed
     for start in range(0, n_cols, BLOCK_K):
-        cols = start + cols0
-        x = tl.load(x_row + cols[None, :] * stride_x_col, mask=(cols < n_cols)[None, :], other=float("-inf"))
-        z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, start // 4, 1, BLOCK_K)
+        z, cols, _ = _perturbed_logits(
+            x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, start, 1, BLOCK_K, FAST_MATH
+        )
         zmax = tl.max(z, axis=1)
         if HARD or WRITE_INDEX:
-            index = _first_argmax(z, zmax, cols, n_cols)
-            best_index = tl.where(zmax > best, index, best_index)  # strict: first max wins
+            best_index = tl.where(zmax > best, _first_max_index(z, zmax, cols), best_index)  # strict: first max wins
         best = tl.maximum(best, zmax)
-        if CHECK and not NEED_SOFT:
-            total += tl.sum(z, axis=1)
         if NEED_SOFT:
             m_new = tl.maximum(m, zmax)
             shift = _finite_or_zero(m_new)
             denom = denom * tl.exp2((m - shift) * scale) + tl.sum(tl.exp2((z - shift[:, None]) * scale), axis=1)
             m = m_new
+        elif CHECK:
+            total += tl.sum(z, axis=1)
+    best_index = tl.minimum(best_index, n_cols - 1)
     if CHECK:
         tl.atomic_max(status_ptr + tl.zeros_like(rows), 1, mask=_bad_rows(best, denom if NEED_SOFT else total))
     if WRITE_INDEX:
         tl.store(index_ptr + rows, best_index.to(tl.int64))
 
     if (HARD and WRITE_Y) or NEED_SOFT:
-        if NEED_SOFT:
-            shift = _finite_or_zero(m)
-            inv_denom = 1.0 / tl.maximum(denom, 1.0)
+        shift = _finite_or_zero(m)
+        inv_denom = 1.0 / tl.maximum(denom, 1.0)
         for start in range(0, n_cols, BLOCK_K):
-            cols = start + cols0
+            cols = start + tl.arange(0, BLOCK_K)
             col_ok = (cols < n_cols)[None, :]
-            out = row * n_cols + cols[None, :]
+            out = rows[:, None] * n_cols + cols[None, :]
             if HARD and WRITE_Y:
-                one_hot = tl.where(cols[None, :] == best_index[:, None], 1.0, 0.0)
-                tl.store(y_ptr + out, one_hot.to(y_ptr.dtype.element_ty), mask=col_ok)
+                _store(y_ptr, out, tl.where(cols[None, :] == best_index[:, None], 1.0, 0.0), col_ok)
             if NEED_SOFT:
-                x = tl.load(x_row + cols[None, :] * stride_x_col, mask=col_ok, other=float("-inf"))
-                z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, start // 4, 1, BLOCK_K)
+                z, _, _ = _perturbed_logits(
+                    x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, start, 1, BLOCK_K,
+                    FAST_MATH,
+                )  # fmt: skip
                 y_soft = tl.exp2((z - shift[:, None]) * scale) * inv_denom[:, None]
-                if WRITE_SOFT:
-                    tl.store(y_soft_ptr + out, y_soft.to(y_soft_ptr.dtype.element_ty), mask=col_ok)
-                if WRITE_Y and not HARD:
-                    tl.store(y_ptr + out, y_soft.to(y_ptr.dtype.element_ty), mask=col_ok)
+                _store(y_soft_ptr if WRITE_SOFT else y_ptr, out, y_soft, col_ok)
 
 
 @_jit(do_not_specialize=["seed_lo", "seed_hi"])
@@ -273,7 +346,8 @@ def _gumbel_softmax_bwd_kernel(
     n_rows, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col,
     scale, inv_tau,
     seed_lo, seed_hi,
-    BLOCK_K: tl.constexpr, ROWS: tl.constexpr, RECOMPUTE: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr, ROWS: tl.constexpr,
+    RECOMPUTE: tl.constexpr, FAST_MATH: tl.constexpr,
 ):  # fmt: skip
     """Single-block backward: dx = (1/tau) * y * (dy - sum(dy * y)), one pass.
 
@@ -281,20 +355,32 @@ def _gumbel_softmax_bwd_kernel(
     saved contiguous tensor.
     """
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    cols = tl.arange(0, BLOCK_K)
-    mask = (rows < n_rows)[:, None] & (cols < n_cols)[None, :]
-
-    dy = tl.load(dy_ptr + rows[:, None] * stride_dy_row + cols[None, :] * stride_dy_col, mask=mask, other=0.0)
-    dy = dy.to(tl.float32)
+    row_ok = rows < n_rows
+    cols_a = tl.arange(0, BLOCK_A)
+    cols_b = BLOCK_A + tl.arange(0, BLOCK_B)
+    mask_a = row_ok[:, None] & (cols_a < n_cols)[None, :]
+    mask_b = row_ok[:, None] & (cols_b < n_cols)[None, :]
+    dya = _load_f32(dy_ptr, rows, cols_a, stride_dy_row, stride_dy_col, mask_a, 0.0)
+    dyb = _load_f32(dy_ptr, rows, cols_b, stride_dy_row, stride_dy_col, mask_b, 0.0)
     if RECOMPUTE:
-        x = tl.load(x_ptr + rows[:, None] * stride_x_row + cols[None, :] * stride_x_col, mask=mask, other=float("-inf"))
-        z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, 0, ROWS, BLOCK_K)
-        y, _ = _softmax_rows(z, tl.max(z, axis=1), scale)
+        za, _, _ = _perturbed_logits(
+            x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, 0, ROWS, BLOCK_A, FAST_MATH
+        )
+        zb, _, _ = _perturbed_logits(
+            x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, BLOCK_A, ROWS, BLOCK_B, FAST_MATH
+        )
+        shift = _finite_or_zero(tl.maximum(tl.max(za, axis=1), tl.max(zb, axis=1)))
+        ea = tl.exp2((za - shift[:, None]) * scale)
+        eb = tl.exp2((zb - shift[:, None]) * scale)
+        inv_total = 1.0 / tl.maximum(tl.sum(ea, axis=1) + tl.sum(eb, axis=1), 1.0)
+        ya = ea * inv_total[:, None]
+        yb = eb * inv_total[:, None]
     else:
-        y = tl.load(y_ptr + rows[:, None] * n_cols + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-    dot = tl.sum(dy * y, axis=1)
-    dx = y * (dy - dot[:, None]) * inv_tau
-    tl.store(dx_ptr + rows[:, None] * n_cols + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        ya = _load_f32(y_ptr, rows, cols_a, n_cols, 1, mask_a, 0.0)
+        yb = _load_f32(y_ptr, rows, cols_b, n_cols, 1, mask_b, 0.0)
+    dot = tl.sum(dya * ya, axis=1) + tl.sum(dyb * yb, axis=1)
+    _store(dx_ptr, rows[:, None] * n_cols + cols_a[None, :], ya * (dya - dot[:, None]) * inv_tau, mask_a)
+    _store(dx_ptr, rows[:, None] * n_cols + cols_b[None, :], yb * (dyb - dot[:, None]) * inv_tau, mask_b)
 
 
 @_jit(do_not_specialize=["seed_lo", "seed_hi"])
@@ -303,26 +389,23 @@ def _gumbel_softmax_bwd_looped_kernel(
     n_rows, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col,
     scale, inv_tau,
     seed_lo, seed_hi,
-    BLOCK_K: tl.constexpr, RECOMPUTE: tl.constexpr,
+    BLOCK_K: tl.constexpr, RECOMPUTE: tl.constexpr, FAST_MATH: tl.constexpr,
 ):  # fmt: skip
     """Looped backward: pass 1 accumulates sum(dy * y) (online, with the softmax
     denominator, when recomputing), pass 2 writes dx."""
-    row = tl.program_id(0).to(tl.int64)
-    rows = row + tl.arange(0, 1)
-    dy_row = dy_ptr + row * stride_dy_row
-    x_row = x_ptr + row * stride_x_row
-    cols0 = tl.arange(0, BLOCK_K)
-
+    rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
+    row_ok = rows < n_rows
     m = tl.full((1,), float("-inf"), tl.float32)
     denom = tl.zeros((1,), tl.float32)
     dot = tl.zeros((1,), tl.float32)  # sum(dy * e) when recomputing, sum(dy * y) otherwise
     for start in range(0, n_cols, BLOCK_K):
-        cols = start + cols0
+        cols = start + tl.arange(0, BLOCK_K)
         col_ok = (cols < n_cols)[None, :]
-        dy = tl.load(dy_row + cols[None, :] * stride_dy_col, mask=col_ok, other=0.0).to(tl.float32)
+        dy = _load_f32(dy_ptr, rows, cols, stride_dy_row, stride_dy_col, col_ok, 0.0)
         if RECOMPUTE:
-            x = tl.load(x_row + cols[None, :] * stride_x_col, mask=col_ok, other=float("-inf"))
-            z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, start // 4, 1, BLOCK_K)
+            z, _, _ = _perturbed_logits(
+                x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, start, 1, BLOCK_K, FAST_MATH
+            )
             m_new = tl.maximum(m, tl.max(z, axis=1))
             shift = _finite_or_zero(m_new)
             rescale = tl.exp2((m - shift) * scale)
@@ -331,36 +414,34 @@ def _gumbel_softmax_bwd_looped_kernel(
             dot = dot * rescale + tl.sum(dy * e, axis=1)
             m = m_new
         else:
-            y = tl.load(y_ptr + row * n_cols + cols[None, :], mask=col_ok, other=0.0).to(tl.float32)
-            dot += tl.sum(dy * y, axis=1)
+            dot += tl.sum(dy * _load_f32(y_ptr, rows, cols, n_cols, 1, col_ok, 0.0), axis=1)
+    shift = _finite_or_zero(m)
+    inv_denom = 1.0 / tl.maximum(denom, 1.0)
     if RECOMPUTE:
-        shift = _finite_or_zero(m)
-        inv_denom = 1.0 / tl.maximum(denom, 1.0)
         dot = dot * inv_denom
 
     for start in range(0, n_cols, BLOCK_K):
-        cols = start + cols0
+        cols = start + tl.arange(0, BLOCK_K)
         col_ok = (cols < n_cols)[None, :]
-        dy = tl.load(dy_row + cols[None, :] * stride_dy_col, mask=col_ok, other=0.0).to(tl.float32)
+        dy = _load_f32(dy_ptr, rows, cols, stride_dy_row, stride_dy_col, col_ok, 0.0)
         if RECOMPUTE:
-            x = tl.load(x_row + cols[None, :] * stride_x_col, mask=col_ok, other=float("-inf"))
-            z = x.to(tl.float32) + _gumbel_tile(seed_lo, seed_hi, rows, start // 4, 1, BLOCK_K)
+            z, _, _ = _perturbed_logits(
+                x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, start, 1, BLOCK_K, FAST_MATH
+            )
             y = tl.exp2((z - shift[:, None]) * scale) * inv_denom[:, None]
         else:
-            y = tl.load(y_ptr + row * n_cols + cols[None, :], mask=col_ok, other=0.0).to(tl.float32)
-        dx = y * (dy - dot[:, None]) * inv_tau
-        tl.store(dx_ptr + row * n_cols + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=col_ok)
+            y = _load_f32(y_ptr, rows, cols, n_cols, 1, col_ok, 0.0)
+        _store(dx_ptr, rows[:, None] * n_cols + cols[None, :], y * (dy - dot[:, None]) * inv_tau, col_ok)
 
 
 @_jit(do_not_specialize=["seed_lo", "seed_hi"])
 def _gumbel_uniforms_kernel(u_ptr, n_rows, n_cols, seed_lo, seed_hi, BLOCK_K: tl.constexpr, ROWS: tl.constexpr):
     """Debug kernel: writes the uniforms the other kernels draw for (seed, row, col)."""
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    cols0 = tl.arange(0, BLOCK_K)
     for start in range(0, n_cols, BLOCK_K):
-        cols = start + cols0
-        u = _uniform_tile(seed_lo, seed_hi, rows, start // 4, ROWS, BLOCK_K)
+        cols = start + tl.arange(0, BLOCK_K)
         mask = (rows < n_rows)[:, None] & (cols < n_cols)[None, :]
+        u = _uniform_tile(seed_lo, seed_hi, rows, start // 4, ROWS, BLOCK_K)
         tl.store(u_ptr + rows[:, None] * n_cols + cols[None, :], u, mask=mask)
 
 
@@ -368,42 +449,54 @@ def _gumbel_uniforms_kernel(u_ptr, n_rows, n_cols, seed_lo, seed_hi, BLOCK_K: tl
 # Launchers
 # --------------------------------------------------------------------------------------
 
-LOG2E = 1.4426950408889634
-
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    block_k: int
+    """How a (rows, K) problem is cut: tile widths, rows per program, warps, path."""
+
+    block_a: int  # first tile (single-block) or chunk width (looped)
+    block_b: int  # second tile (single-block); 0 on the looped path
     rows_per_program: int
     num_warps: int
     looped: bool
 
     def grid(self, n_rows: int) -> tuple[int]:
-        return (n_rows if self.looped else -(-n_rows // self.rows_per_program),)
+        return (-(-n_rows // self.rows_per_program),)
 
 
 def _next_power_of_2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def launch_config(n_rows: int, n_cols: int) -> LaunchConfig:
-    """Block size, rows per program and warps, picked from K like Liger (no autotuning).
+def _prev_power_of_2(n: int) -> int:
+    return 1 << (max(1, int(n)).bit_length() - 1)
 
-    Blocks are at least 4 wide (one Philox call feeds 4 columns); a program holds about
-    ``_ROWS_TILE`` elements when rows are short, and 8-16 values per thread otherwise.
+
+def launch_config(n_rows: int, n_cols: int) -> LaunchConfig:
+    """Tile widths, rows per program and warps, picked from K like Liger (no autotuning).
+
+    K is covered by two power-of-two tiles, the largest power of two below K plus the
+    rest rounded up (each at least 4 wide: one Philox call feeds 4 columns). Short rows
+    share a program (about ``_ROWS_TILE`` elements each); threads hold about 16 values,
+    enough to amortise each program's reductions (SASS per element drops from 66 at 8
+    values to 50 at 16 for K = 320; see ptx_audit).
+    Rows wider than ``_MAX_SINGLE_BLOCK`` take the looped path.
     """
-    block = max(4, _next_power_of_2(n_cols))
-    if block <= _MAX_SINGLE_BLOCK:
-        rows = max(1, min(_ROWS_TILE // block, _next_power_of_2(n_rows)))
-        num_warps = min(16, max(1, rows * block // 512))
-        return LaunchConfig(block, rows, num_warps, looped=False)
-    return LaunchConfig(_LOOP_BLOCK, 1, min(16, max(1, _LOOP_BLOCK // 512)), looped=True)
+    block_a = max(4, _prev_power_of_2(n_cols - 1))
+    block_b = max(4, _next_power_of_2(n_cols - block_a))
+    width = block_a + block_b
+    if width <= _MAX_SINGLE_BLOCK:
+        rows = max(1, min(_prev_power_of_2(_ROWS_TILE // width), _next_power_of_2(n_rows)))
+        num_warps = min(16, _prev_power_of_2(rows * width // 512))
+        return LaunchConfig(block_a, block_b, rows, num_warps, looped=False)
+    return LaunchConfig(_LOOP_BLOCK, 0, 1, min(16, _prev_power_of_2(_LOOP_BLOCK // 512)), looped=True)
 
 
 def _as_rows(t: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
     """View ``t`` as (rows, K); returns (tensor, rows, row stride, column stride).
 
-    Leading dims that merge (contiguous, sliced, expanded) need no copy; others are copied.
+    Leading dims that merge (contiguous, sliced, expanded, a transposed last dim) need no
+    copy; others are copied once.
     """
     n_cols = t.shape[-1]
     if t.dim() == 1:
@@ -431,26 +524,30 @@ def _forward(logits, tau, seed, *, hard, write_y, write_soft, write_index, check
     """Launch the forward; returns (y or None, y_soft or None, index or None)."""
     n_cols = logits.shape[-1]
     x, n_rows, stride_row, stride_col = _as_rows(logits)
-    y = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device) if write_y else None
-    y_soft = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device) if write_soft else None
+    new = dict(dtype=logits.dtype, device=logits.device)
+    y = torch.empty(logits.shape, **new) if write_y else None
+    y_soft = torch.empty(logits.shape, **new) if write_soft else None
     index = torch.empty(logits.shape[:-1], dtype=torch.int64, device=logits.device) if write_index else None
     if n_rows == 0:
         return y, y_soft, index
     status = torch.zeros(1, dtype=torch.int32, device=logits.device) if check else None
     seed_lo, seed_hi = _split_seed(seed)
     cfg = launch_config(n_rows, n_cols)
-    placeholder = x  # pointer for an output the variant never touches
+    unused = x  # pointer for an output this variant never touches
     args = (
-        x, placeholder if y is None else y, placeholder if y_soft is None else y_soft,
-        placeholder if index is None else index, placeholder if status is None else status,
+        x, unused if y is None else y, unused if y_soft is None else y_soft,
+        unused if index is None else index, unused if status is None else status,
         n_rows, n_cols, stride_row, stride_col, LOG2E / tau, seed_lo, seed_hi,
     )  # fmt: skip
-    flags = dict(HARD=hard, WRITE_Y=write_y, WRITE_SOFT=write_soft, WRITE_INDEX=write_index, CHECK=check)
+    flags = dict(
+        HARD=hard, WRITE_Y=write_y, WRITE_SOFT=write_soft, WRITE_INDEX=write_index, CHECK=check,
+        FAST_MATH=not triton_interpreting(), num_warps=cfg.num_warps,
+    )  # fmt: skip
     if cfg.looped:
-        _gumbel_softmax_fwd_looped_kernel[cfg.grid(n_rows)](*args, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps, **flags)
+        _gumbel_softmax_fwd_looped_kernel[cfg.grid(n_rows)](*args, BLOCK_K=cfg.block_a, **flags)
     else:
         _gumbel_softmax_fwd_kernel[cfg.grid(n_rows)](
-            *args, BLOCK_K=cfg.block_k, ROWS=cfg.rows_per_program, num_warps=cfg.num_warps, **flags
+            *args, BLOCK_A=cfg.block_a, BLOCK_B=cfg.block_b, ROWS=cfg.rows_per_program, **flags
         )
     if check and status.item():  # one host sync; check=False skips it
         _raise_bad_logits(logits)
@@ -475,13 +572,12 @@ def _backward(dy, saved, tau, seed, *, recompute, dtype):
         dy2, x, y, dx, n_rows, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col,
         LOG2E / tau, 1.0 / tau, seed_lo, seed_hi,
     )  # fmt: skip
+    flags = dict(RECOMPUTE=recompute, FAST_MATH=not triton_interpreting(), num_warps=cfg.num_warps)
     if cfg.looped:
-        _gumbel_softmax_bwd_looped_kernel[cfg.grid(n_rows)](
-            *args, BLOCK_K=cfg.block_k, RECOMPUTE=recompute, num_warps=cfg.num_warps
-        )
+        _gumbel_softmax_bwd_looped_kernel[cfg.grid(n_rows)](*args, BLOCK_K=cfg.block_a, **flags)
     else:
         _gumbel_softmax_bwd_kernel[cfg.grid(n_rows)](
-            *args, BLOCK_K=cfg.block_k, ROWS=cfg.rows_per_program, RECOMPUTE=recompute, num_warps=cfg.num_warps
+            *args, BLOCK_A=cfg.block_a, BLOCK_B=cfg.block_b, ROWS=cfg.rows_per_program, **flags
         )
     return dx
 
@@ -687,10 +783,8 @@ def gumbel_uniforms(shape, seed: int, *, device="cpu") -> torch.Tensor:
     n_rows = u.numel() // max(n_cols, 1)
     if u.numel() == 0:
         return u
-    cfg = launch_config(n_rows, n_cols)
+    block = max(4, min(1024, _next_power_of_2(n_cols)))
+    rows = max(1, min(1024 // block, _next_power_of_2(n_rows)))
     seed_lo, seed_hi = _split_seed(seed)
-    grid = (-(-n_rows // cfg.rows_per_program),)
-    _gumbel_uniforms_kernel[grid](
-        u, n_rows, n_cols, seed_lo, seed_hi, BLOCK_K=cfg.block_k, ROWS=cfg.rows_per_program, num_warps=cfg.num_warps
-    )
+    _gumbel_uniforms_kernel[(-(-n_rows // rows),)](u, n_rows, n_cols, seed_lo, seed_hi, BLOCK_K=block, ROWS=rows)
     return u
