@@ -42,3 +42,15 @@ def test_readme_own_estimator_example_runs(monkeypatch):
 def test_readme_gradient_statistics_example_runs():
     block = next(b for b in python_blocks() if "gradient_statistics(" in b and "samples=10_000" in b)
     exec(compile(block.replace("10_000", "500"), "README.md", "exec"), {})
+
+
+def test_readme_sweep_config_is_valid(tmp_path):
+    from gumbench.benchmarks.sweep import expand_units, load_config
+
+    block = re.search(r"```toml\n(.*?)```", README, flags=re.S).group(1)
+    path = tmp_path / "sweep.toml"
+    path.write_text(block)
+    units, _ = expand_units(load_config(path))
+    # 4 categorical variants + bernoulli = 5 toys, x (4 + 2) estimators, x 3 repetitions; 2 x 2 x 3 training
+    assert sum(u.kind == "gradstats" for u in units) == 5 * 6 * 3
+    assert sum(u.kind == "training" for u in units) == 2 * 2 * 3
