@@ -1,5 +1,5 @@
 """Vector quantization with a straight-through gradient and a commitment loss
-(van den Oord et al. 2017, "Neural Discrete Representation Learning").
+(van den Oord et al. 2017, "Neural Discrete Representation Learning"), with optional codebook care.
 
 Inputs are continuous vectors z_e of shape (..., G, D) and a codebook of shape
 (G, K, D) (one per group) or (K, D) (shared). Each vector goes to its nearest code
@@ -16,6 +16,29 @@ of the sums of vectors assigned to each code M_k (decay ``decay``), e_k = M_k / 
 that is never chosen both decay by the same factor and it keeps its value; once its
 count falls below ``eps`` (long dead, near underflow) it is no longer rewritten, so no
 zero count is ever divided by.
+
+Codebook care (each off by default; any combination is allowed):
+
+rotation=true   the rotation trick (Fifty et al. 2024, "Restructuring Vector Quantization with
+                the Rotation Trick"): the forward value is still e, but the gradient reaches z_e
+                through sg[lambda R] z_e, where R is the rotation taking z_e/|z_e| to e/|e| and
+                lambda = |e|/|z_e| (both held constant), instead of being copied unchanged:
+                grad z_e = lambda R^T grad e. With u = z_e/|z_e|, q = e/|e| and r = (u + q)/|u + q|,
+                R = I - 2 r r^T + 2 q u^T. (If e points exactly opposite z_e, r is set to 0 and R
+                is the reflection I - 2 u u^T, which still maps u to q; if z_e = 0, plain
+                straight-through.)
+init=kmeans     k-means initialization (as in Jukebox / SoundStream): on the first training call the
+                codebook is overwritten in place by ``kmeans_iters`` Lloyd iterations, from k-means++
+                seeds, on that batch's vectors (per group; pooled over groups for a shared codebook).
+restart=true    dead-code restart: a code not chosen in ``restart_threshold`` consecutive training
+                calls is replaced in place by a random vector of the current batch (its EMA
+                statistics, with ema=true, restart from that vector).
+cosine=true     cosine-similarity codebook (Yu et al. 2022, ViT-VQGAN): vectors and codes are
+                L2-normalized, the nearest code is the one at the smallest angle, and the value,
+                the losses and the EMA statistics live on the unit sphere.
+
+The options that only refine another one (``kmeans_iters``, ``restart_threshold``) are rejected
+up front when set without it. In-place changes happen in training mode only, like the EMA.
 
 VQ estimators take vectors, not logits, so the enumeration-based gradient
 statistics do not apply to them; they are measured in the training tasks.
@@ -36,12 +59,76 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return ((codebook * codebook).sum(-1) - 2 * cross).argmin(dim=-1)
 
 
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """x / |x| over the last dim; a zero vector stays zero."""
+    return torch.nn.functional.normalize(x, dim=-1, eps=torch.finfo(x.dtype).tiny)
+
+
+def closest_angle_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the code at the smallest angle (largest cosine similarity): (..., G, D), (G, K, D) -> (..., G)."""
+    return torch.einsum("...gd,gkd->...gk", normalize(z), normalize(codebook)).argmax(dim=-1)
+
+
+def rotate_to(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """sg[lambda R] z: rotation R of z/|z| onto target/|target| and rescale lambda = |target|/|z|,
+    both held constant, applied to z. Its value is ``target`` up to rounding; its backward is
+    lambda R^T. Rows with z = 0 have no direction and pass z through unchanged."""
+    with torch.no_grad():
+        tiny = torch.finfo(z.dtype).tiny
+        z_norm = z.norm(dim=-1, keepdim=True)
+        u = z / z_norm.clamp_min(tiny)
+        q = normalize(target)
+        w = u + q
+        w_norm = w.norm(dim=-1, keepdim=True)
+        # |u + q| -> 0 when target is opposite z: r = 0 leaves the reflection I - 2 u u^T
+        r = torch.where(w_norm > 1e-6, w / w_norm.clamp_min(tiny), torch.zeros_like(w))
+        degenerate = z_norm <= tiny
+        scale = torch.where(degenerate, torch.ones_like(z_norm), target.norm(dim=-1, keepdim=True) / z_norm.clamp_min(tiny))
+        r = torch.where(degenerate, torch.zeros_like(r), r)
+        q = torch.where(degenerate, torch.zeros_like(q), q)
+    # R z = z - 2 r (r . z) + 2 q (u . z)
+    rotated = z - 2 * r * (r * z).sum(-1, keepdim=True) + 2 * q * (u * z).sum(-1, keepdim=True)
+    return scale * rotated
+
+
+def kmeans(points: torch.Tensor, codes: int, iters: int, *, generator: torch.Generator | None = None, spherical: bool = False) -> torch.Tensor:
+    """Lloyd's k-means per group from k-means++ seeds: points (B, N, D) -> centres (B, codes, D).
+
+    Seeds are drawn with probability proportional to the squared distance to the nearest seed so
+    far (uniformly once every point is covered, e.g. fewer distinct points than codes). A centre
+    that loses all its points keeps its place. ``spherical`` normalizes the centres after every
+    step (k-means for cosine similarity; pass normalized points).
+    """
+    batch, count, _ = points.shape
+    rows = torch.arange(batch, device=points.device)
+    first = torch.randint(0, count, (batch,), generator=generator, device=points.device)
+    centres = [points[rows, first]]
+    nearest = (points - centres[0].unsqueeze(1)).pow(2).sum(-1)  # (B, N)
+    for _ in range(1, codes):
+        weights = torch.where(nearest.sum(-1, keepdim=True) > 0, nearest, torch.ones_like(nearest))
+        pick = torch.multinomial(weights.double(), 1, generator=generator).squeeze(-1)
+        centres.append(points[rows, pick])
+        nearest = torch.minimum(nearest, (points - centres[-1].unsqueeze(1)).pow(2).sum(-1))
+    centres = torch.stack(centres, dim=1)  # (B, K, D)
+    for _ in range(iters):
+        assign = one_hot(torch.cdist(points, centres).argmin(-1), codes, points.dtype)  # (B, N, K)
+        counts = assign.sum(1).unsqueeze(-1)
+        means = torch.einsum("bnk,bnd->bkd", assign, points) / counts.clamp_min(1)
+        centres = torch.where(counts > 0, means, centres)
+        if spherical:
+            centres = normalize(centres)
+    return centres
+
+
 @register
 class VQCommitment(Estimator):
     name = "vq-commitment"
     family = "vq"
-    description = "VQ-VAE: nearest code by L2, straight-through to the encoder, codebook + beta * commitment loss; ema=true updates codes by EMA."
-    parameters = {"beta": 0.25, "ema": False, "decay": 0.99, "eps": 1e-5}
+    description = ("VQ-VAE: nearest code by L2, straight-through to the encoder, codebook + beta * commitment loss; "
+                   "options: ema, rotation trick, k-means init, dead-code restart, cosine codebook.")
+    parameters = {"beta": 0.25, "ema": False, "decay": 0.99, "eps": 1e-5, "rotation": False, "init": "random",
+                  "kmeans_iters": 10, "restart": False, "restart_threshold": 50, "cosine": False}
+    choices = {"init": ("random", "kmeans")}
 
     def validate(self) -> None:
         p = self.params
@@ -49,15 +136,39 @@ class VQCommitment(Estimator):
         check_positive(f"{self.name}: eps", p["eps"])
         if not 0 < p["decay"] < 1:
             raise GumbenchError(f"{self.name}: decay must be in (0, 1), got {p['decay']}")
+        for option, switch, on in (("kmeans_iters", "init=kmeans", p["init"] == "kmeans"),
+                                   ("restart_threshold", "restart=true", p["restart"])):
+            if p[option] != self.parameters[option] and not on:
+                raise GumbenchError(f"{self.name}: {option} only applies with {switch}; set it or leave {option} out")
+        if p["kmeans_iters"] < 1:
+            raise GumbenchError(f"{self.name}: kmeans_iters must be >= 1, got {p['kmeans_iters']}")
+        if p["restart_threshold"] < 1:
+            raise GumbenchError(f"{self.name}: restart_threshold (training calls a code may go unused) must be >= 1, got {p['restart_threshold']}")
         self.register_buffer("ema_counts", None)
         self.register_buffer("ema_sums", None)
+        self.register_buffer("unused_calls", None)  # per code, consecutive training calls without use (restart)
+        self.register_buffer("initialized", torch.tensor(p["init"] != "kmeans"))  # k-means runs once, lazily
+
+    def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """The code index each vector (..., G, D) goes to: nearest by L2, or by angle with cosine=true."""
+        codes = codebook.unsqueeze(0).expand(vectors.shape[-2], *codebook.shape) if codebook.dim() == 2 else codebook
+        choose = closest_angle_codes if self.params["cosine"] else nearest_codes
+        return choose(vectors.detach(), codes.detach())
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
         z, codes = self._check(inputs, codebook)
-        indices = nearest_codes(z.detach(), codes.detach())
+        if self.training and not bool(self.initialized):
+            self._kmeans_init(z.detach(), codebook, generator)
+        indices = self.assign_codes(z, codes)
+        if self.params["cosine"]:  # everything below lives on the unit sphere
+            z, codes = normalize(z), normalize(codes)
         assign = one_hot(indices, codes.shape[1], z.dtype)  # (..., G, K)
         z_q = torch.einsum("...gk,gkd->...gd", assign, codes)
-        value = z + (z_q - z).detach()
+        if self.params["rotation"]:
+            carried = rotate_to(z, z_q.detach())
+            value = z_q.detach() + (carried - carried.detach())
+        else:
+            value = z + (z_q - z).detach()
         loss = call_loss(loss_fn, value, z.shape[:-2], self.spec)
         commitment = self.params["beta"] * (z - z_q.detach()).pow(2).mean(dim=(-2, -1))
         aux = {"commitment": commitment}
@@ -66,6 +177,8 @@ class VQCommitment(Estimator):
                 self._ema_update(z.detach(), assign, codebook)
         else:
             aux["codebook"] = (z.detach() - z_q).pow(2).mean(dim=(-2, -1))
+        if self.params["restart"] and self.training:
+            self._restart_dead_codes(z.detach(), assign, codebook, generator)
         surrogate = loss + sum(aux.values())
         return EstimatorOutput(surrogate=surrogate, value=value, indices=indices, loss=loss, aux=aux)
 
@@ -84,6 +197,22 @@ class VQCommitment(Estimator):
             )
         return inputs, codes
 
+    @staticmethod
+    def _per_book(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """The batch's vectors per codebook: (G, N, D) for per-group books, (1, N * G, D) for a shared one."""
+        flat = z.reshape(-1, *z.shape[-2:]).transpose(0, 1)  # (G, N, D)
+        return flat if codebook.dim() == 3 else flat.reshape(1, -1, flat.shape[-1])
+
+    @torch.no_grad()
+    def _kmeans_init(self, z: torch.Tensor, codebook: torch.Tensor, generator) -> None:
+        points = self._per_book(z, codebook)
+        cosine = self.params["cosine"]
+        if cosine:
+            points = normalize(points)
+        centres = kmeans(points.to(codebook.dtype), codebook.shape[-2], self.params["kmeans_iters"], generator=generator, spherical=cosine)
+        codebook.data.copy_(centres.reshape(codebook.shape))
+        self.initialized.fill_(True)
+
     @torch.no_grad()
     def _ema_update(self, z: torch.Tensor, assign: torch.Tensor, codebook: torch.Tensor) -> None:
         if codebook.dim() != 3:
@@ -99,3 +228,24 @@ class VQCommitment(Estimator):
         self.ema_sums.mul_(decay).add_(sums, alpha=1 - decay)
         counts = self.ema_counts.unsqueeze(-1)
         codebook.data.copy_(torch.where(counts > eps, self.ema_sums / counts.clamp_min(eps), codebook.detach()))
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, z: torch.Tensor, assign: torch.Tensor, codebook: torch.Tensor, generator) -> None:
+        used = assign.reshape(-1, *assign.shape[-2:]).sum(0) > 0  # (G, K)
+        if codebook.dim() == 2:
+            used = used.any(0, keepdim=True)
+        if self.unused_calls is None or self.unused_calls.shape != used.shape:
+            self.unused_calls = torch.zeros(used.shape, dtype=torch.long, device=used.device)
+        self.unused_calls = torch.where(used, torch.zeros_like(self.unused_calls), self.unused_calls + 1)
+        dead = self.unused_calls >= self.params["restart_threshold"]
+        if not dead.any():
+            return
+        points = self._per_book(z, codebook)  # (B, N, D), normalized already with cosine=true
+        picks = torch.randint(0, points.shape[1], dead.shape, generator=generator, device=points.device)
+        fresh = points.gather(1, picks.unsqueeze(-1).expand(*dead.shape, points.shape[-1])).to(codebook.dtype)
+        book = codebook.data if codebook.dim() == 3 else codebook.data.unsqueeze(0)
+        book.copy_(torch.where(dead.unsqueeze(-1), fresh, book))
+        if self.ema_counts is not None and codebook.dim() == 3:
+            self.ema_counts.copy_(torch.where(dead, torch.ones_like(self.ema_counts), self.ema_counts))
+            self.ema_sums.copy_(torch.where(dead.unsqueeze(-1), fresh, self.ema_sums))
+        self.unused_calls = torch.where(dead, torch.zeros_like(self.unused_calls), self.unused_calls)
