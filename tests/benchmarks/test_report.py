@@ -21,8 +21,14 @@ def run(tmp_path_factory):
     return run_sweep(config, out=tmp_path_factory.mktemp("runs"), progress=False)
 
 
-def test_report_files_tables_and_figures(run, tmp_path):
-    html_path, md_path = build_report(run, tmp_path)
+@pytest.fixture(scope="module")
+def report(run, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    return folder, *build_report(run, folder)
+
+
+def test_report_files_tables_and_figures(report):
+    tmp_path, html_path, md_path = report
     md = md_path.read_text()
     assert "ranked by MSE" in md and "ranked by final evaluation loss" in md
     for name in ("relative-bias", "total-variance", "cosine", "bias-variance-map", "training-loss", "training-code-perplexity"):
@@ -39,9 +45,9 @@ def test_report_rejects_what_is_not_results(tmp_path):
         build_report(tmp_path / "missing", tmp_path / "out")
 
 
-def test_figures_load_in_headless_chromium(run, tmp_path):
+def test_figures_load_in_headless_chromium(report, tmp_path):
     assert CHROMIUM, "Chromium is needed for this test: apt-get install chromium (.ci/run installs it)"
-    html_path, _ = build_report(run, tmp_path)
+    html_path = report[1]
     out = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
