@@ -42,16 +42,22 @@ import torch
 from gumbench.errors import GumbenchError, check_choice, check_positive
 from gumbench.kernels.reference import check_logits, gumbel_softmax_reference
 
-try:  # the "kernel" extra is optional: without Triton every call takes the reference path
-    import triton
-    import triton.language as tl
+# Triton (the optional "kernel" extra) is imported on the first call that needs it, not
+# here: importing this module stays cheap, works without Triton, and cannot fix
+# TRITON_INTERPRET too early. Triton decides compiled vs interpreted when it decorates a
+# function, so the kernels below are plain functions until _load_triton() decorates them
+# (and decorates them again if TRITON_INTERPRET has changed since).
+triton = tl = None
+_JIT_OPTIONS: dict[str, dict] = {}  # every kernel and helper by name, with its triton.jit options
+_kernels_interpreted: bool | None = None  # how the kernels are decorated now; None: not yet
 
-    _jit = triton.jit
-except ImportError:  # pragma: no cover - exercised only where triton is missing
-    triton = tl = None
 
-    def _jit(fn=None, **kwargs):
-        return fn if fn is not None else (lambda f: f)
+def _jit(fn=None, **options):
+    def register(f):
+        _JIT_OPTIONS[f.__name__] = options
+        return f
+
+    return register(fn) if fn is not None else register
 
 
 __all__ = [
@@ -522,6 +528,7 @@ def _raise_bad_logits(logits: torch.Tensor) -> None:
 
 def _forward(logits, tau, seed, *, hard, write_y, write_soft, write_index, check):
     """Launch the forward; returns (y or None, y_soft or None, index or None)."""
+    _load_triton()
     n_cols = logits.shape[-1]
     x, n_rows, stride_row, stride_col = _as_rows(logits)
     new = dict(dtype=logits.dtype, device=logits.device)
@@ -556,6 +563,7 @@ def _forward(logits, tau, seed, *, hard, write_y, write_soft, write_index, check
 
 def _backward(dy, saved, tau, seed, *, recompute, dtype):
     """Launch the backward; ``saved`` is the logits (recompute) or a contiguous y."""
+    _load_triton()
     n_cols = dy.shape[-1]
     dy2, n_rows, stride_dy_row, stride_dy_col = _as_rows(dy)
     dx = torch.empty(dy.shape, dtype=dtype, device=dy.device)
@@ -648,18 +656,45 @@ class set_backend:
         _backend_override.reset(self._token)
 
 
+def _load_triton() -> bool:
+    """Import Triton and decorate the kernels for the current TRITON_INTERPRET setting.
+
+    Returns False when Triton is not installed.
+    """
+    global triton, tl, _kernels_interpreted
+    if triton is None:
+        try:
+            import triton as triton_module
+            import triton.language as tl_module
+        except ImportError:
+            return False
+        triton, tl = triton_module, tl_module
+    interpret = bool(triton.knobs.runtime.interpret)
+    if _kernels_interpreted is not interpret:
+        if interpret and isinstance(tl.philox_impl, triton.runtime.JITFunction):
+            raise GumbenchError(
+                "TRITON_INTERPRET=1 was set after triton was imported; Triton's own library is then "
+                "compiled-only. Set it before anything imports triton."
+            )
+        module = globals()
+        for name, options in _JIT_OPTIONS.items():
+            module[name] = triton.jit(getattr(module[name], "fn", module[name]), **options)
+        _kernels_interpreted = interpret
+    return True
+
+
 def triton_interpreting() -> bool:
-    """True when the kernels were defined under TRITON_INTERPRET=1 (they then run on CPU)."""
-    return triton is not None and not isinstance(_gumbel_softmax_fwd_kernel, triton.runtime.JITFunction)
+    """True when the kernels run in Triton's interpreter (TRITON_INTERPRET=1), on CPU."""
+    return _load_triton() and _kernels_interpreted
 
 
 def _resolve_backend(backend, logits: torch.Tensor) -> str:
     name = get_backend() if backend is None else _check_backend(backend)
     if name == "auto":
-        use_triton = triton is not None and logits.is_cuda and logits.dtype in TRITON_DTYPES
+        use_triton = logits.is_cuda and logits.dtype in TRITON_DTYPES and _load_triton()
         return "triton" if use_triton else "reference"
     if name == "triton":
-        if triton is None:
+        if not _load_triton():
             raise GumbenchError("backend 'triton' needs the triton package: pip install 'gumbench[kernel]'")
         if logits.dtype not in TRITON_DTYPES:
             allowed = ", ".join(str(d).removeprefix("torch.") for d in TRITON_DTYPES)
@@ -667,7 +702,7 @@ def _resolve_backend(backend, logits: torch.Tensor) -> str:
         if not logits.is_cuda and not (triton_interpreting() and logits.device.type == "cpu"):
             raise GumbenchError(
                 f"backend 'triton' needs a CUDA tensor, got one on {logits.device}; on CPU it runs only "
-                "under Triton's interpreter (set TRITON_INTERPRET=1 before importing gumbench.kernels)"
+                "under Triton's interpreter (set TRITON_INTERPRET=1)"
             )
     return name
 
@@ -777,6 +812,7 @@ def gumbel_uniforms(shape, seed: int, *, device="cpu") -> torch.Tensor:
     forward; tests use it to compare the two paths draw for draw.
     """
     seed = _check_seed(seed)
+    _load_triton()
     shape = tuple(shape)
     u = torch.empty(shape, dtype=torch.float32, device=device)
     n_cols = shape[-1] if shape else 1

@@ -1,0 +1,41 @@
+"""Kernel tests run on CPU through Triton's interpreter.
+
+TRITON_INTERPRET must be set before anything imports triton (Triton decides compiled vs
+interpreted when it decorates, its own library included); gumbench imports triton only
+on the first fused call, so setting it here, at collection, is early enough.
+"""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import importlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+pytest.importorskip("triton")
+
+# the module, not the function of the same name that gumbench.kernels exports
+fused = importlib.import_module("gumbench.kernels.gumbel_softmax")
+
+MAX_PROGRAMS = 8  # the interpreter runs ~20 ms per program instance
+
+
+@pytest.fixture(autouse=True)
+def few_programs(monkeypatch):
+    """Fail any launch of more than MAX_PROGRAMS program instances: the suite stays fast."""
+    grid = fused.LaunchConfig.grid
+
+    def checked(self, n_rows):
+        g = grid(self, n_rows)
+        assert g[0] <= MAX_PROGRAMS, f"launch of {g[0]} programs; keep test inputs to <= {MAX_PROGRAMS}"
+        return g
+
+    monkeypatch.setattr(fused.LaunchConfig, "grid", checked)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Shrink the launch limits so that K > 32 takes the looped path in 16-wide chunks."""
+    monkeypatch.setattr(fused, "_MAX_SINGLE_BLOCK", 32)
+    monkeypatch.setattr(fused, "_LOOP_BLOCK", 16)
