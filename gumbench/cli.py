@@ -209,6 +209,20 @@ def report_command(
     typer.echo(f"report: {html_path} and {md_path}")
 
 
+@app.command("explain")
+def explain_command(
+    variant: str = typer.Option("both", "--variant", help="wav2vec2, vq-wav2vec (Gumbel, no diversity loss) or both."),
+    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC (default: the vendored speech)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Where does the gradient at a wav2vec 2.0 quantizer's logits come from? One training step on real speech."""
+    from gumbench.explain import explain, format_explanation
+
+    result = explain(audio_dir=None if audio_dir is None else str(audio_dir), seed=seed, variant=variant)
+    typer.echo(json.dumps(result, indent=1) if as_json else format_explanation(result))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors and bad input print one line and exit 2, never a traceback."""
     command = typer.main.get_command(app)

@@ -94,9 +94,7 @@ class DiscreteBottleneck(nn.Module):
         x = self.logits_or_vectors(features)
         if not self.is_vq:
             return x.argmax(-1)
-        from gumbench.estimators.vq import nearest_codes
-
-        return nearest_codes(x, self.codebook)
+        return self.estimator.assign_codes(x, self.codebook)
 
 
 @dataclass
