@@ -18,10 +18,15 @@ passes. ``save_y=True`` keeps y instead and trades that memory for the backward'
 recompute (noise + exp); with hard=True it costs one extra write of y_soft.
 
 Layout. The launcher views the input as (rows, K) with a row stride and a column stride
-(any (..., G, V) tensor whose leading dims merge, including slices and transposes, goes
-in without a copy). For K up to ``_MAX_SINGLE_BLOCK`` one program holds whole rows in
-registers, several rows per program when K is small; above it a looped path streams
-each row in ``_LOOP_BLOCK`` chunks with an online (running max / rescaled sum) softmax.
+(any (..., G, V) tensor whose leading dims merge, sliced or with strided columns, goes in
+without a copy). For K up to ``_MAX_SINGLE_BLOCK`` one program holds whole rows in
+registers as two power-of-two tiles (K = 320 is 256 + 64), several rows per program when
+K is small; above it a looped path streams each row in ``_LOOP_BLOCK`` chunks with an
+online (running max / rescaled sum) softmax.
+
+Instructions. The noise costs compute the unfused paths never see (Philox, two logs);
+``python -m gumbench.kernels.ptx_audit`` counts the SASS per element against what keeps
+an H100 memory-bound (results/kernel/ptx_audit.md).
 
 Noise. Element (row, col) gets bits ``r[col % 4]`` of
 ``philox4x32_10(key=seed, counter=(col // 4, row_lo, row_hi, 0))``; the same generator
@@ -717,7 +722,8 @@ def _check_seed(seed) -> int:
 
 
 def _draw_seed(generator: torch.Generator | None) -> int:
-    """A 63-bit kernel seed drawn from ``generator`` (or the global CPU RNG, no GPU sync)."""
+    """A 63-bit kernel seed drawn from ``generator``, else from the global CPU RNG (seeded
+    by torch.manual_seed; no GPU sync). A CUDA generator costs one sync."""
     device = generator.device if generator is not None else "cpu"
     return int(torch.randint(0, 2**63 - 1, (), generator=generator, device=device, dtype=torch.int64))
 
@@ -729,10 +735,10 @@ def _reference_generator(seed, generator, device) -> torch.Generator | None:
 
 
 def _check_input(logits) -> None:
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() < 1:
-        check_logits(logits)  # raises its message for the non-tensor / integer / 0-d cases
-    if logits.shape[-1] < 1:
-        check_logits(logits)
+    """Type and shape, without a pass over the values (those are checked where they are read)."""
+    ok = isinstance(logits, torch.Tensor) and logits.is_floating_point() and logits.dim() >= 1
+    if not ok or logits.shape[-1] < 1:
+        check_logits(logits)  # raises the reference's message
 
 
 def gumbel_softmax(
@@ -812,7 +818,10 @@ def gumbel_uniforms(shape, seed: int, *, device="cpu") -> torch.Tensor:
     forward; tests use it to compare the two paths draw for draw.
     """
     seed = _check_seed(seed)
-    _load_triton()
+    if not _load_triton():
+        raise GumbenchError("gumbel_uniforms needs the triton package: pip install 'gumbench[kernel]'")
+    if torch.device(device).type != "cuda" and not triton_interpreting():
+        raise GumbenchError("gumbel_uniforms runs on a CUDA device, or on CPU under TRITON_INTERPRET=1")
     shape = tuple(shape)
     u = torch.empty(shape, dtype=torch.float32, device=device)
     n_cols = shape[-1] if shape else 1

@@ -99,3 +99,9 @@ def test_input_validation(backend):
     x[0, 0] = float("nan")
     with pytest.raises(GumbenchError, match="NaN"):
         gumbel_softmax(x, seed=0, backend=backend)
+
+
+def test_uniforms_need_a_gpu_or_the_interpreter(monkeypatch):
+    monkeypatch.setattr(fused, "triton_interpreting", lambda: False)
+    with pytest.raises(GumbenchError, match="TRITON_INTERPRET=1"):
+        fused.gumbel_uniforms((2, 3), 0)
