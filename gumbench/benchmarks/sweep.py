@@ -38,6 +38,8 @@ from gumbench.registry import parse_spec
 
 KINDS = ("gradstats", "training")
 
+TEMPERATURES = "[0.1,0.25,0.5,1,2]"
+
 DEFAULT_CONFIG: dict[str, Any] = {
     "name": "default",
     "base_seed": 0,
@@ -46,20 +48,38 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "tasks": [
             "categorical[loss=quadratic]",
             "categorical[loss=linear]",
-            "polynomial[p=2,L=8]",
+            "polynomial[p=[1.5,2,3],L=8]",
             "bernoulli",
         ],
         "estimators": [
-            "soft-gumbel[tau=[0.1,0.25,0.5,1,2]]",
-            "st-gumbel[tau=[0.1,0.25,0.5,1,2]]",
-            "straight-through[tau=[0.1,0.25,0.5,1,2]]",
+            f"soft-gumbel[tau={TEMPERATURES}]",
+            f"st-gumbel[tau={TEMPERATURES}]",
+            f"straight-through[tau={TEMPERATURES}]",
+            f"gumbel-rao[tau={TEMPERATURES}]",
+            f"gst[tau={TEMPERATURES},variant=[1.0,p]]",
+            "reinmax[tau=[1,2]]",
             "reinforce[baseline=[none,ema,loo]]",
+            "disarm",
         ],
         "samples": 4000,
     },
     "training": {
-        "tasks": ["digits-vae", "tones"],
-        "estimators": ["st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]", "vq-commitment"],
+        "tasks": ["digits-vae", "tones", "gmm-vq"],
+        "estimators": [
+            "st-gumbel",
+            "soft-gumbel",
+            "straight-through",
+            "gumbel-rao",
+            "reinmax",
+            "gst[variant=p]",
+            "reinforce[baseline=loo]",
+            "vq-commitment",
+            "vq-commitment[ema=true]",
+            "vq-commitment[rotation=true]",
+            "vq-commitment[init=kmeans]",
+            "vq-commitment[restart=true]",
+            "vq-commitment[cosine=true]",
+        ],
         "steps": 150,
         "eval_every": 25,
     },
