@@ -503,6 +503,12 @@ def launch_config(n_rows: int, n_cols: int) -> LaunchConfig:
     return LaunchConfig(_LOOP_BLOCK, 0, 1, min(16, _prev_power_of_2(_LOOP_BLOCK // 512)), looped=True)
 
 
+def _launch_options(cfg: LaunchConfig) -> dict:
+    # fp fusion (a * b + c -> fma) stated, not inherited: Triton 3.9 defaults it on, 3.10 off;
+    # the instruction counts in results/kernel assume it on.
+    return {"num_warps": cfg.num_warps, "enable_fp_fusion": True}
+
+
 def _as_rows(t: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
     """View ``t`` as (rows, K); returns (tensor, rows, row stride, column stride).
 
@@ -553,7 +559,7 @@ def _forward(logits, tau, seed, *, hard, write_y, write_soft, write_index, check
     )  # fmt: skip
     flags = dict(
         HARD=hard, WRITE_Y=write_y, WRITE_SOFT=write_soft, WRITE_INDEX=write_index, CHECK=check,
-        FAST_MATH=not triton_interpreting(), num_warps=cfg.num_warps,
+        FAST_MATH=not triton_interpreting(), **_launch_options(cfg),
     )  # fmt: skip
     if cfg.looped:
         _gumbel_softmax_fwd_looped_kernel[cfg.grid(n_rows)](*args, BLOCK_K=cfg.block_a, **flags)
@@ -585,7 +591,7 @@ def _backward(dy, saved, tau, seed, *, recompute, dtype):
         dy2, x, y, dx, n_rows, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col,
         LOG2E / tau, 1.0 / tau, seed_lo, seed_hi,
     )  # fmt: skip
-    flags = dict(RECOMPUTE=recompute, FAST_MATH=not triton_interpreting(), num_warps=cfg.num_warps)
+    flags = dict(RECOMPUTE=recompute, FAST_MATH=not triton_interpreting(), **_launch_options(cfg))
     if cfg.looped:
         _gumbel_softmax_bwd_looped_kernel[cfg.grid(n_rows)](*args, BLOCK_K=cfg.block_a, **flags)
     else:

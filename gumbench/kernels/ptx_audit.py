@@ -197,7 +197,7 @@ def compile_variant(v: Variant, cc: int = 90):
 
     fn, signature, constexprs, attrs, num_warps, _ = kernel_spec(v)
     source = triton.compiler.ASTSource(fn, signature, constexprs, attrs)
-    return triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps})
+    return triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps, "enable_fp_fusion": True})
 
 
 def _nvidia_tool(name: str) -> str:

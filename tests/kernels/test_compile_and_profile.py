@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_clean(*args, timeout=300):
     """A fresh interpreter without TRITON_INTERPRET: kernels compile instead of interpret."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # explicit, silences Triton 3.9's notice
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
