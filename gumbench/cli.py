@@ -223,6 +223,18 @@ def explain_command(
     typer.echo(json.dumps(result, indent=1) if as_json else format_explanation(result))
 
 
+@app.command("profile-kernel")
+def profile_kernel_command(
+    out: Path = typer.Option(Path("results/kernel"), "--out", "-o", help="Folder for the CSV and figures."),
+    quick: bool = typer.Option(False, "--quick", help="A few sizes only (a smoke run)."),
+) -> None:
+    """Profile the fused Gumbel-softmax kernel against eager, torch.compile and fairseq's call (needs a CUDA GPU)."""
+    from gumbench.kernels.profile import profile_kernel
+
+    result = profile_kernel(out_dir=str(out), quick=quick)
+    typer.echo(f"profile: {result}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors and bad input print one line and exit 2, never a traceback."""
     command = typer.main.get_command(app)

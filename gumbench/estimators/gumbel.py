@@ -14,11 +14,9 @@ import torch
 
 from gumbench.errors import check_positive
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import gumbel_softmax_reference
-
-
-def gumbel_softmax(logits, tau, hard, generator=None):
-    return gumbel_softmax_reference(logits, tau, hard, generator=generator, check=False)[0]
+# The fused Triton kernel on CUDA tensors, the PyTorch reference on the CPU
+# (force either with gumbench.kernels.set_backend or $GUMBENCH_KERNEL_BACKEND).
+from gumbench.kernels import gumbel_softmax
 
 
 class _GumbelBase(CategoricalEstimator):
@@ -29,7 +27,8 @@ class _GumbelBase(CategoricalEstimator):
         check_positive(f"{self.name}: tau", self.params["tau"])
 
     def _relaxed(self, logits, loss_fn, generator, hard: bool) -> EstimatorOutput:
-        y = gumbel_softmax(logits, self.params["tau"], hard=hard, generator=generator)
+        # logits were validated by CategoricalEstimator.forward
+        y = gumbel_softmax(logits, self.params["tau"], hard=hard, generator=generator, check=False)
         # argmax of the relaxed sample is argmax(logits + g): softmax is monotone and tau > 0.
         indices = y.detach().argmax(dim=-1)
         loss = call_loss(loss_fn, y, logits.shape[:-2], self.spec)
