@@ -61,7 +61,7 @@ def test_metadata_in_file_and_columns(tmp_path):
 def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     config = tmp_path / "slow.toml"
     config.write_text('name = "slow"\nrepetitions = 6\n[gradstats]\ntasks = ["categorical"]\n'
-                      'estimators = ["reinforce[baseline=loo]"]\nsamples = 40000\n')
+                      'estimators = ["reinforce[baseline=loo]"]\nsamples = 15000\n')
     code = "import sys; from gumbench.cli import main; sys.exit(main(sys.argv[1:]))"
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-c", code, "sweep", str(config), "--out", str(out), "--no-report"],
