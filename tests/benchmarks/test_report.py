@@ -59,3 +59,21 @@ def test_figures_load_in_headless_chromium(report, tmp_path):
     assert figures and loaded, out.stderr[-2000:]
     assert int(figures.group(1)) >= 6
     assert loaded.group(1) == figures.group(1), "some figures did not decode in the browser"
+
+
+def test_kernel_profile_is_drawn_when_given(run, tmp_path):
+    import pandas as pd
+
+    rows = [{"kernel": "gumbel_softmax", "provider": p, "mode": m, "metric": metric, "x": x, "value": v * x, "q20": v * x, "q80": v * x,
+             "device": "synthetic"}
+            for p, v in (("eager", 1.0), ("fused_recompute", 3.0)) for m in ("forward", "full")
+            for x in (1024, 4096) for metric in ("ms", "GB/s")]
+    csv = tmp_path / "profile.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    _, md_path = build_report(run, tmp_path / "out", kernel_csv=csv)
+    assert "figures/kernel-profile.png" in md_path.read_text()
+    assert (tmp_path / "out" / "figures" / "kernel-profile.png").stat().st_size > 5000
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(GumbenchError, match="not a kernel profile"):
+        build_report(run, tmp_path / "out2", kernel_csv=bad)
