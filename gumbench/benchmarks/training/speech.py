@@ -1,0 +1,440 @@
+"""Training tasks on real speech (the vendored corpus, or any folder of WAV/FLAC via ``audio_dir``).
+
+wav2vec2
+    wav2vec 2.0-style pre-training (Baevski et al. 2020), small. A convolutional feature
+    encoder on the raw 16 kHz waveform (fairseq's 7 layers, kernels 10,3,3,3,3,2,2, strides
+    5,2,2,2,2,2,2: one frame per 20 ms, GroupNorm after the first layer, GELU), layer norm,
+    a G x V quantizer on the features of the masked frames (``DiscreteBottleneck``, so any
+    registry estimator; for categorical estimators the logits layer is initialized N(0, 1)
+    with zero bias as in fairseq's GumbelVectorQuantizer), span masking (``mask_prob`` of
+    the frames as starts-of-spans density, spans of ``mask_length`` frames, a learned mask
+    vector), a Transformer context network (convolutional positional embedding, post-norm
+    layers, no dropout so that a seed fixes the run) and the InfoNCE loss: for masked frame
+    t, -log softmax over {q_t} + K distractors (quantized vectors of other masked frames of
+    the same crop, drawn uniformly with replacement) of cos(c_t, .)/kappa, with distractors
+    identical to q_t excluded (logit -inf), as in fairseq. Total loss:
+
+        contrastive (mean over masked frames)
+        + diversity * (G V - sum_g exp(H(mean_t softmax(l_tg)))) / (G V)   (noiseless softmax, masked frames)
+        + feature_penalty * mean(encoder features^2)
+
+    Temperature at step s: max(tau_max * tau_decay^s, tau_min) for every estimator with a
+    temperature (fairseq: 2, 0.5, 0.999995). ``variant=vq-wav2vec`` is vq-wav2vec's Gumbel
+    quantizer, which has no diversity loss: the diversity weight is 0 (naming another value
+    is an error); the model and the contrastive objective stay those of wav2vec 2.0.
+logmel-vqvae
+    A VQ-VAE on log-mel frames (40 HTK mel bands up to 4 kHz, 25 ms / 10 ms, standardized
+    per band with training statistics): a convolutional encoder over time (receptive
+    field 7 frames), a G x V bottleneck, a per-frame MLP decoder; loss = mean squared
+    reconstruction error per frame plus the estimator's VQ losses (codebook and commitment
+    for ``vq-commitment``; none for the categorical estimators).
+
+Rows of the bottleneck are frames: masked frames (N) for wav2vec2, (batch, frames) for the
+VQ-VAE. The per-row loss of a masked frame is its own InfoNCE term, so REINFORCE-type
+estimators assign credit per frame and ignore a frame's effect on other frames' distractor
+terms (an approximation used in training only; the quantizer gradient study in
+:mod:`gumbench.benchmarks.speech_gradients` treats the whole batch as one row and is unbiased).
+The VQ-VAE's decoder is per frame, so there each row's loss depends on its own code only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gumbench.benchmarks.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, load_corpus, log_mel_utterances, split_corpus
+from gumbench.benchmarks.training.base import BottleneckOutput, DiscreteBottleneck, StepOutput, TrainingTask, register
+from gumbench.benchmarks.utilization import diversity_loss
+from gumbench.errors import GumbenchError
+
+# fairseq's default feature encoder: (kernel, stride) per layer, 320 samples per frame at 16 kHz
+CONV_LAYERS = ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))
+EVAL_CROPS = 8
+
+
+def frames_of(samples: int) -> int:
+    """Frames the feature encoder makes from ``samples`` samples."""
+    for kernel, stride in CONV_LAYERS:
+        samples = (samples - kernel) // stride + 1
+    return samples
+
+
+def _check_positive_ints(task, *keys):
+    for key in keys:
+        if task.params[key] < 1:
+            raise GumbenchError(f"{task.name}: {key} must be >= 1, got {task.params[key]}")
+
+
+def _check_unit_interval(task, *keys):
+    for key in keys:
+        if not 0 < task.params[key] <= 1:
+            raise GumbenchError(f"{task.name}: {key} must be in (0, 1], got {task.params[key]}")
+
+
+# --- masking, distractors and InfoNCE --------------------------------------------------
+
+def span_mask(batch: int, frames: int, prob: float, length: int, generator: torch.Generator) -> torch.Tensor:
+    """(batch, frames) bool: per crop int(prob * frames / length + u) spans (at least 1) of ``length`` frames.
+
+    Span starts are distinct and uniform over the frames - length + 1 possible ones
+    (fairseq's compute_mask_indices, "static" lengths); spans may overlap.
+    """
+    length = min(length, frames)
+    mask = torch.zeros(batch, frames, dtype=torch.bool)
+    for b in range(batch):
+        u = float(torch.rand((), generator=generator))
+        spans = min(max(1, int(prob * frames / length + u)), frames - length + 1)
+        starts = torch.randperm(frames - length + 1, generator=generator)[:spans]
+        mask[b, (starts[:, None] + torch.arange(length)).reshape(-1)] = True
+    return mask
+
+
+def sample_negatives(mask: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """(N, count) distractor indices into the N masked frames (row-major order of ``mask``).
+
+    Masked frame i of a crop with n masked frames gets ``count`` draws, uniform with
+    replacement over the n - 1 other masked frames of the same crop. Needs n >= 2.
+    """
+    per_crop = mask.sum(1)
+    if (per_crop < 2).any():
+        raise GumbenchError("every crop needs at least 2 masked frames to draw distractors; raise mask_length or the crop length")
+    offsets = torch.cumsum(per_crop, 0) - per_crop
+    crop_of = torch.repeat_interleave(torch.arange(len(per_crop)), per_crop)
+    local = torch.arange(int(per_crop.sum())) - offsets[crop_of]
+    others = (per_crop[crop_of] - 1).unsqueeze(1)
+    draw = (torch.rand(len(crop_of), count, generator=generator) * others).long().clamp_max(others - 1)
+    draw = draw + (draw >= local.unsqueeze(1)).long()  # skip the frame itself
+    return offsets[crop_of].unsqueeze(1) + draw
+
+
+class InfoNCE(NamedTuple):
+    loss: torch.Tensor  # (..., N) -log softmax of the positive
+    correct: torch.Tensor  # (..., N) bool: the positive has the largest logit
+    identical: torch.Tensor  # (..., N) share of the K distractors equal to the positive (excluded)
+
+
+def info_nce(context: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, temperature: float) -> InfoNCE:
+    """InfoNCE per masked frame: context (N, F), targets (..., N, F), negatives (N, K).
+
+    loss_t = -log softmax_0([cos(c_t, q_t), cos(c_t, q_n1), ...] / temperature); a distractor
+    equal to q_t (relative difference below 1e-5: the same codes) gets logit -inf, as in
+    fairseq. When every distractor is excluded (all frames share one code: collapse) the
+    loss is 0 and the positive counts as correct, so read ``identical`` beside the accuracy.
+    """
+    distractors = targets[..., negatives, :]  # (..., N, K, F)
+    candidates = torch.cat([targets.unsqueeze(-2), distractors], dim=-2)
+    logits = F.cosine_similarity(context.unsqueeze(-2), candidates, dim=-1) / temperature  # (..., N, K + 1)
+    with torch.no_grad():
+        same = (distractors - targets.unsqueeze(-2)).norm(dim=-1) <= 1e-5 * targets.norm(dim=-1, keepdim=True)
+    logits = torch.cat([logits[..., :1], logits[..., 1:].masked_fill(same, -math.inf)], dim=-1)
+    loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]
+    return InfoNCE(loss, logits.detach().argmax(-1) == 0, same.double().mean(-1))
+
+
+# --- wav2vec 2.0 ----------------------------------------------------------------------
+
+class FeatureEncoder(nn.Module):
+    """Raw waveform (B, samples) -> features (B, frames, channels)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        layers, cin = [], 1
+        for i, (kernel, stride) in enumerate(CONV_LAYERS):
+            conv = nn.Conv1d(cin, channels, kernel, stride, bias=False)
+            nn.init.kaiming_normal_(conv.weight)  # as fairseq; the default init shrinks the signal ~1e3-fold over 7 layers
+            layers.append(conv)
+            if i == 0:
+                layers.append(nn.GroupNorm(channels, channels))  # fairseq's "default" extractor mode
+            layers.append(nn.GELU())
+            cin = channels
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, wave):
+        return self.layers(wave.unsqueeze(1)).transpose(1, 2)
+
+
+class ContextNetwork(nn.Module):
+    """Convolutional positional embedding, layer norm, post-norm Transformer layers (wav2vec 2.0 base layout)."""
+
+    def __init__(self, dim: int, layers: int, heads: int, kernel: int = 31, conv_groups: int = 4):
+        super().__init__()
+        self.positional = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=conv_groups)
+        self.final_norm = nn.LayerNorm(dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, x):
+        x = x + F.gelu(self.positional(x.transpose(1, 2))).transpose(1, 2)
+        return self.final_norm(self.layers(x))
+
+
+class Wav2Vec2Model(nn.Module):
+    def __init__(self, estimator, channels, dim, layers, heads, groups, codes, final_dim):
+        super().__init__()
+        self.feature_encoder = FeatureEncoder(channels)
+        self.layer_norm = nn.LayerNorm(channels)
+        self.post_extract_proj = nn.Linear(channels, dim)
+        self.mask_embedding = nn.Parameter(torch.rand(dim))
+        self.context = ContextNetwork(dim, layers, heads)
+        self.final_proj = nn.Linear(dim, final_dim)
+        self.bottleneck = DiscreteBottleneck(estimator, channels, groups, codes, final_dim // groups)
+        if not self.bottleneck.is_vq:  # fairseq's GumbelVectorQuantizer: weight_proj ~ N(0, 1), bias 0
+            nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
+            nn.init.zeros_(self.bottleneck.project.bias)
+        self.project_q = nn.Linear(final_dim, final_dim)
+
+
+@dataclass
+class MaskedBatch:
+    """Everything of a wav2vec 2.0 step before the quantizer."""
+
+    features: torch.Tensor  # (N, C) layer-normed encoder features of the masked frames: the quantizer's input
+    all_features: torch.Tensor  # (B, T, C) the same for every frame
+    feature_penalty: torch.Tensor  # scalar, mean of squared encoder features (before the layer norm)
+    mask: torch.Tensor  # (B, T) bool
+    context: torch.Tensor  # (N, final_dim) context vectors of the masked frames, after final_proj
+    negatives: torch.Tensor  # (N, K) distractor indices into the masked frames
+
+
+@dataclass
+class Wav2Vec2Terms:
+    total: torch.Tensor
+    contrastive: torch.Tensor  # mean InfoNCE over masked frames, as the estimator's surrogate (includes VQ aux losses)
+    diversity: torch.Tensor  # weighted diversity term (0 without one)
+    feature_penalty: torch.Tensor  # weighted feature penalty
+    accuracy: float  # share of masked frames whose positive has the largest logit
+    identical: float  # share of distractors equal to their positive (excluded; high when codes collapse)
+    bottleneck: BottleneckOutput
+    batch: MaskedBatch
+
+
+@register
+class Wav2Vec2(TrainingTask):
+    name = "wav2vec2"
+    description = ("wav2vec 2.0-style pre-training on real speech: conv encoder, G x V quantizer, Transformer, "
+                   "InfoNCE + diversity + feature penalty, fairseq's temperature schedule.")
+    parameters = {
+        "audio_dir": "", "variant": "wav2vec2", "groups": 2, "codes": 320, "batch": 8, "crop": 1.0,
+        "channels": 64, "dim": 64, "final_dim": 64, "layers": 2, "heads": 4,
+        "mask_prob": 0.5, "mask_length": 3, "negatives": 20, "logit_temp": 0.1,
+        "diversity": 0.1, "feature_penalty": 0.01, "tau_max": 2.0, "tau_min": 0.5, "tau_decay": 0.999995,
+        "max_seconds": DEFAULT_MAX_SECONDS,
+    }
+    choices = {"variant": ("wav2vec2", "vq-wav2vec")}
+    default_steps = 300
+    default_lr = 1e-3
+
+    def __init__(self, **params):
+        self.given = dict(params)
+        super().__init__(**params)
+
+    def validate(self):
+        p = self.params
+        _check_positive_ints(self, "groups", "codes", "batch", "channels", "dim", "final_dim", "layers", "heads", "negatives")
+        _check_unit_interval(self, "mask_prob", "tau_decay")
+        if p["final_dim"] % p["groups"]:
+            raise GumbenchError(f"{self.name}: final_dim ({p['final_dim']}) must be a multiple of groups ({p['groups']})")
+        if p["dim"] % p["heads"] or p["dim"] % 4:
+            raise GumbenchError(f"{self.name}: dim ({p['dim']}) must be a multiple of heads ({p['heads']}) and of 4")
+        for key in ("logit_temp", "tau_max", "tau_min", "crop"):
+            if not p[key] > 0:
+                raise GumbenchError(f"{self.name}: {key} must be > 0, got {p[key]}")
+        if p["tau_min"] > p["tau_max"]:
+            raise GumbenchError(f"{self.name}: tau_min ({p['tau_min']}) must not exceed tau_max ({p['tau_max']})")
+        for key in ("diversity", "feature_penalty"):
+            if p[key] < 0:
+                raise GumbenchError(f"{self.name}: the {key} weight must be >= 0, got {p[key]}")
+        if p["variant"] == "vq-wav2vec":
+            if self.given.get("diversity", 0) != 0:
+                raise GumbenchError(f"{self.name}: variant=vq-wav2vec (its Gumbel quantizer) has no diversity loss; "
+                                    f"drop diversity={self.given['diversity']} or use variant=wav2vec2")
+            p["diversity"] = 0.0
+        self.crop_samples = int(round(p["crop"] * SAMPLE_RATE))
+        self.frames = frames_of(self.crop_samples)
+        if p["mask_length"] < 2 or self.frames < p["mask_length"] + 1:
+            raise GumbenchError(f"{self.name}: mask_length must be >= 2 and below the {self.frames} frames of a "
+                                f"{p['crop']:g} s crop; got {p['mask_length']}")
+        self.groups, self.codes = p["groups"], p["codes"]
+        train, held = split_corpus(load_corpus(p["audio_dir"] or None, max_seconds=p["max_seconds"]))
+        self.train_wave, self.eval_wave = (torch.cat([u.wave for u in part]) for part in (train, held))
+        for part, wave in (("training", self.train_wave), ("evaluation", self.eval_wave)):
+            if len(wave) < self.crop_samples:
+                raise GumbenchError(f"{self.name}: the {part} audio ({len(wave) / SAMPLE_RATE:.2f} s) is shorter than one "
+                                    f"{p['crop']:g} s crop; give more audio or a shorter crop")
+
+    def build(self, estimator):
+        p = self.params
+        return Wav2Vec2Model(estimator, p["channels"], p["dim"], p["layers"], p["heads"], p["groups"], p["codes"], p["final_dim"])
+
+    def temperature(self, step):
+        p = self.params
+        return max(p["tau_max"] * p["tau_decay"] ** step, p["tau_min"])
+
+    @staticmethod
+    def _normalize(crops):
+        """Zero mean, unit variance per crop (fairseq's ``normalize``), robust to silence."""
+        return (crops - crops.mean(-1, keepdim=True)) / crops.std(-1, keepdim=True).clamp_min(1e-5)
+
+    def crops(self, wave: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        return self._normalize(torch.stack([wave[s : s + self.crop_samples] for s in starts.tolist()]))
+
+    def batch(self, step, generator):
+        starts = torch.randint(0, len(self.train_wave) - self.crop_samples + 1, (self.params["batch"],), generator=generator)
+        return self.crops(self.train_wave, starts)
+
+    def eval_batch(self):
+        starts = torch.linspace(0, len(self.eval_wave) - self.crop_samples, EVAL_CROPS).long()
+        return self.crops(self.eval_wave, starts)
+
+    def encode_features(self, model, wave):
+        """(features before the layer norm, layer-normed features), each (B, T, C)."""
+        raw = model.feature_encoder(wave)
+        return raw, model.layer_norm(raw)
+
+    def features(self, model, batch):
+        return self.encode_features(model, batch)[1]
+
+    def prepare(self, model, wave, generator) -> MaskedBatch:
+        """Encoder, masking, context network and distractors: the step up to the quantizer."""
+        p = self.params
+        raw, features = self.encode_features(model, wave)
+        x = model.post_extract_proj(features)
+        mask = span_mask(x.shape[0], x.shape[1], p["mask_prob"], p["mask_length"], generator)
+        x = torch.where(mask.unsqueeze(-1), model.mask_embedding.to(x.dtype), x)
+        context = model.final_proj(model.context(x)[mask])
+        negatives = sample_negatives(mask, p["negatives"], generator)
+        return MaskedBatch(features[mask], features, raw.float().pow(2).mean(), mask, context, negatives)
+
+    def contrastive(self, model, masked: MaskedBatch, quantized: torch.Tensor):
+        """:func:`info_nce` per masked frame from quantized vectors (..., N, G * code_dim)."""
+        return info_nce(masked.context, model.project_q(quantized), masked.negatives, self.params["logit_temp"])
+
+    def quantize(self, model, masked: MaskedBatch, generator) -> Wav2Vec2Terms:
+        """The quantizer and the three loss terms (weighted as they enter the total)."""
+        p = self.params
+        kept = {}
+
+        def downstream(quantized):
+            nce = self.contrastive(model, masked, quantized)
+            kept["accuracy"] = float(nce.correct.double().mean())
+            kept["identical"] = float(nce.identical.mean())
+            return nce.loss
+
+        out = model.bottleneck(masked.features, downstream, generator)
+        contrastive = out.surrogate.mean()
+        zero = contrastive.new_zeros(())
+        diversity = p["diversity"] * diversity_loss(out.logits) if out.logits is not None and p["diversity"] > 0 else zero
+        penalty = p["feature_penalty"] * masked.feature_penalty if p["feature_penalty"] > 0 else zero
+        total = contrastive + diversity + penalty
+        return Wav2Vec2Terms(total, contrastive, diversity, penalty, kept["accuracy"], kept["identical"], out, masked)
+
+    def loss(self, model, batch, generator):
+        terms = self.quantize(model, self.prepare(model, batch, generator), generator)
+        out = terms.bottleneck
+        record = {"contrastive": float(out.loss.detach().mean()), "accuracy": terms.accuracy, "identical_distractors": terms.identical,
+                  "masked_share": float(terms.batch.mask.double().mean()),
+                  "feature_penalty": float(terms.batch.feature_penalty.detach())}
+        if out.logits is not None:
+            record["diversity"] = float(diversity_loss(out.logits.detach()))
+        record.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
+        return StepOutput(terms.total, record, out)
+
+    def quantizer_problem(self, model, wave, generator):
+        """For the gradient study: logits (R, V) of every quantizer group of the masked frames and the
+        whole-batch loss on one-hots (S, R, V) -> (S,), the mean InfoNCE over the masked frames."""
+        masked = self.prepare(model, wave, generator)
+        logits = model.bottleneck.logits_or_vectors(masked.features)  # (N, G, V)
+        n, groups, codes = logits.shape
+
+        def loss_fn(onehot):
+            quantized = model.bottleneck.lookup(onehot.unflatten(-2, (n, groups)))
+            return self.contrastive(model, masked, quantized).loss.mean(-1)
+
+        return logits.reshape(n * groups, codes).detach(), loss_fn
+
+
+# --- log-mel VQ-VAE -------------------------------------------------------------------
+
+class LogMelVQVAE(nn.Module):
+    def __init__(self, estimator, mels, hidden, groups, codes, code_dim):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv1d(mels, hidden, 5, padding=2), nn.GELU(), nn.Conv1d(hidden, hidden, 3, padding=1), nn.GELU())
+        self.bottleneck = DiscreteBottleneck(estimator, hidden, groups, codes, code_dim)
+        self.decoder = nn.Sequential(nn.Linear(groups * code_dim, hidden), nn.GELU(), nn.Linear(hidden, mels))
+
+
+@register
+class LogMelVQVAETask(TrainingTask):
+    name = "logmel-vqvae"
+    description = "VQ-VAE on log-mel frames of real speech: conv encoder, G x V bottleneck, per-frame decoder; reconstruction + VQ losses."
+    parameters = {"audio_dir": "", "mels": 40, "fmax": 4000.0, "frames": 32, "batch": 32, "groups": 1, "codes": 128,
+                  "code_dim": 16, "hidden": 128, "max_seconds": DEFAULT_MAX_SECONDS}
+    default_steps = 300
+    default_lr = 2e-3
+
+    def validate(self):
+        p = self.params
+        _check_positive_ints(self, "mels", "frames", "batch", "groups", "codes", "code_dim", "hidden")
+        if not 0 < p["fmax"] <= SAMPLE_RATE / 2:
+            raise GumbenchError(f"{self.name}: fmax must be in (0, {SAMPLE_RATE // 2}] Hz, got {p['fmax']}")
+        self.groups, self.codes = p["groups"], p["codes"]
+        train, held = split_corpus(load_corpus(p["audio_dir"] or None, max_seconds=p["max_seconds"]))
+        mel = dict(n_mels=p["mels"], f_max=p["fmax"])
+        train_frames, eval_frames = (torch.cat(log_mel_utterances([u.wave for u in part], **mel)) for part in (train, held))
+        for part, frames in (("training", train_frames), ("evaluation", eval_frames)):
+            if len(frames) < p["frames"]:
+                raise GumbenchError(f"{self.name}: the {part} audio gives {len(frames)} log-mel frames, fewer than "
+                                    f"frames={p['frames']}; give more audio or fewer frames")
+        self.mean, self.std = train_frames.mean(0), train_frames.std(0).clamp_min(1e-3)
+        self.train_frames = (train_frames - self.mean) / self.std
+        self.eval_frames = (eval_frames - self.mean) / self.std
+
+    def build(self, estimator):
+        p = self.params
+        return LogMelVQVAE(estimator, p["mels"], p["hidden"], p["groups"], p["codes"], p["code_dim"])
+
+    def segments(self, frames, starts):
+        return torch.stack([frames[s : s + self.params["frames"]] for s in starts.tolist()])  # (B, T, mels)
+
+    def batch(self, step, generator):
+        starts = torch.randint(0, len(self.train_frames) - self.params["frames"] + 1, (self.params["batch"],), generator=generator)
+        return self.segments(self.train_frames, starts)
+
+    def eval_batch(self):
+        starts = torch.linspace(0, len(self.eval_frames) - self.params["frames"], EVAL_CROPS).long()
+        return self.segments(self.eval_frames, starts)
+
+    def features(self, model, batch):
+        return model.encoder(batch.transpose(1, 2)).transpose(1, 2)  # (B, T, hidden)
+
+    @staticmethod
+    def reconstruction(model, quantized, target):
+        """Mean squared error per frame: quantized (..., B, T, G * code_dim), target (B, T, mels) -> (..., B, T)."""
+        return (model.decoder(quantized) - target).pow(2).mean(-1)
+
+    def loss(self, model, batch, generator):
+        out = model.bottleneck(self.features(model, batch), lambda q: self.reconstruction(model, q, batch), generator)
+        terms = {"reconstruction": float(out.loss.detach().mean())}
+        terms.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
+        return StepOutput(out.surrogate.mean(), terms, out)
+
+    def evaluate(self, model, batch, indices):
+        quantized = model.bottleneck.lookup(F.one_hot(indices, self.codes).to(batch.dtype))
+        return {"reconstruction": float(self.reconstruction(model, quantized, batch).mean())}
+
+    def quantizer_problem(self, model, batch, generator):
+        """For the gradient study: logits (R, V) of every (frame, group) of the batch and the mean
+        reconstruction error over the batch on one-hots (S, R, V) -> (S,)."""
+        logits = model.bottleneck.logits_or_vectors(self.features(model, batch))  # (B, T, G, V)
+        shape = logits.shape
+
+        def loss_fn(onehot):
+            quantized = model.bottleneck.lookup(onehot.reshape(*onehot.shape[:-2], *shape))
+            return self.reconstruction(model, quantized, batch).flatten(-2).mean(-1)
+
+        return logits.reshape(-1, shape[-1]).detach(), loss_fn
