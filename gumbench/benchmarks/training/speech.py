@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -122,16 +122,18 @@ def info_nce(context: torch.Tensor, targets: torch.Tensor, negatives: torch.Tens
     """InfoNCE per masked frame: context (N, F), targets (..., N, F), negatives (N, K).
 
     loss_t = -log softmax_0([cos(c_t, q_t), cos(c_t, q_n1), ...] / temperature); a distractor
-    equal to q_t (relative difference below 1e-5: the same codes) gets logit -inf, as in
-    fairseq. When every distractor is excluded (all frames share one code: collapse) the
-    loss is 0 and the positive counts as correct, so read ``identical`` beside the accuracy.
+    equal to q_t (cosine above 1 - 1e-6: the same codes) gets logit -inf, as in fairseq. When
+    every distractor is excluded (all frames share one code: collapse) the loss is 0 and the
+    positive counts as correct, so read ``identical`` beside the accuracy.
     """
-    distractors = targets[..., negatives, :]  # (..., N, K, F)
-    candidates = torch.cat([targets.unsqueeze(-2), distractors], dim=-2)
-    logits = F.cosine_similarity(context.unsqueeze(-2), candidates, dim=-1) / temperature  # (..., N, K + 1)
+    c = F.normalize(context, dim=-1)
+    y = F.normalize(targets, dim=-1)
+    cosines = torch.einsum("tf,...jf->...tj", c, y)  # cos(c_t, q_j) for every pair of masked frames
+    index = negatives.expand(*cosines.shape[:-1], negatives.shape[-1])
+    positive = torch.diagonal(cosines, dim1=-2, dim2=-1).unsqueeze(-1)
     with torch.no_grad():
-        same = (distractors - targets.unsqueeze(-2)).norm(dim=-1) <= 1e-5 * targets.norm(dim=-1, keepdim=True)
-    logits = torch.cat([logits[..., :1], logits[..., 1:].masked_fill(same, -math.inf)], dim=-1)
+        same = (y @ y.transpose(-1, -2)).gather(-1, index) >= 1 - 1e-6
+    logits = torch.cat([positive, cosines.gather(-1, index).masked_fill(same, -math.inf)], dim=-1) / temperature
     loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]
     return InfoNCE(loss, logits.detach().argmax(-1) == 0, same.double().mean(-1))
 
@@ -187,6 +189,14 @@ class Wav2Vec2Model(nn.Module):
             nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
             nn.init.zeros_(self.bottleneck.project.bias)
         self.project_q = nn.Linear(final_dim, final_dim)
+
+
+class QuantizerProblem(NamedTuple):
+    """A frozen batch seen from the quantizer: every group of every quantized frame as one row."""
+
+    logits: torch.Tensor  # (R, V), detached
+    loss_fn: Callable[[torch.Tensor], torch.Tensor]  # one-hots (S, R, V) -> whole-batch loss (S,)
+    exact_gradient: Callable[[], torch.Tensor] | None = None  # d E[loss] / d logits, (R, V) float64, where enumerable
 
 
 @dataclass
@@ -344,9 +354,10 @@ class Wav2Vec2(TrainingTask):
         record.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
         return StepOutput(terms.total, record, out)
 
-    def quantizer_problem(self, model, wave, generator):
+    def quantizer_problem(self, model, wave, generator) -> QuantizerProblem:
         """For the gradient study: logits (R, V) of every quantizer group of the masked frames and the
-        whole-batch loss on one-hots (S, R, V) -> (S,), the mean InfoNCE over the masked frames."""
+        whole-batch loss on one-hots (S, R, V) -> (S,), the mean InfoNCE over the masked frames.
+        Distractors couple the frames, so there is no exact gradient by enumeration."""
         masked = self.prepare(model, wave, generator)
         logits = model.bottleneck.logits_or_vectors(masked.features)  # (N, G, V)
         n, groups, codes = logits.shape
@@ -355,7 +366,7 @@ class Wav2Vec2(TrainingTask):
             quantized = model.bottleneck.lookup(onehot.unflatten(-2, (n, groups)))
             return self.contrastive(model, masked, quantized).loss.mean(-1)
 
-        return logits.reshape(n * groups, codes).detach(), loss_fn
+        return QuantizerProblem(logits.reshape(n * groups, codes).detach(), loss_fn)
 
 
 # --- log-mel VQ-VAE -------------------------------------------------------------------
@@ -427,14 +438,32 @@ class LogMelVQVAETask(TrainingTask):
         quantized = model.bottleneck.lookup(F.one_hot(indices, self.codes).to(batch.dtype))
         return {"reconstruction": float(self.reconstruction(model, quantized, batch).mean())}
 
-    def quantizer_problem(self, model, batch, generator):
+    def quantizer_problem(self, model, batch, generator) -> QuantizerProblem:
         """For the gradient study: logits (R, V) of every (frame, group) of the batch and the mean
-        reconstruction error over the batch on one-hots (S, R, V) -> (S,)."""
-        logits = model.bottleneck.logits_or_vectors(self.features(model, batch))  # (B, T, G, V)
+        reconstruction error over the batch on one-hots (S, R, V) -> (S,).
+
+        The decoder is per frame, so E[loss] = mean_t sum_c P_t(c) f_t(c) over the V^G code
+        combinations c of each frame: the exact gradient comes from enumerating them
+        (``exact_gradient``, for V^G <= 65,536).
+        """
+        logits = model.bottleneck.logits_or_vectors(self.features(model, batch)).detach()  # (B, T, G, V)
         shape = logits.shape
 
         def loss_fn(onehot):
             quantized = model.bottleneck.lookup(onehot.reshape(*onehot.shape[:-2], *shape))
             return self.reconstruction(model, quantized, batch).flatten(-2).mean(-1)
 
-        return logits.reshape(-1, shape[-1]).detach(), loss_fn
+        def exact_gradient():
+            groups, codes = shape[-2:]
+            if codes ** groups > 65_536:
+                raise GumbenchError(f"{self.name}: {codes}^{groups} code combinations per frame are too many to enumerate")
+            combos = torch.cartesian_prod(*[torch.arange(codes)] * groups).reshape(-1, groups)  # (C, G)
+            with torch.no_grad():
+                quantized = model.bottleneck.lookup(F.one_hot(combos, codes).to(logits.dtype))  # (C, G * code_dim)
+                losses = (model.decoder(quantized)[:, None, None, :] - batch).pow(2).mean(-1).double()  # (C, B, T)
+            leaf = logits.double().requires_grad_(True)
+            log_p = torch.log_softmax(leaf, -1)[..., torch.arange(groups), combos].sum(-1)  # (B, T, C)
+            expected = (log_p.exp() * losses.permute(1, 2, 0)).sum(-1).mean()
+            return torch.autograd.grad(expected, leaf)[0].reshape(-1, codes)
+
+        return QuantizerProblem(logits.reshape(-1, shape[-1]), loss_fn, exact_gradient)

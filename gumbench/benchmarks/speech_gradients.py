@@ -1,0 +1,248 @@
+"""Bias and variance of gradient estimators inside the speech quantizers (wav2vec2, logmel-vqvae).
+
+:func:`quantizer_gradient_study` trains a task with one estimator (``trained_with``) and, at
+each checkpoint, freezes the model and a fixed batch: the first ``crops`` evaluation crops
+(wav2vec2: 1 s of held-out speech each, with masks and distractors drawn from ``seed``;
+logmel-vqvae: 32-frame log-mel segments). Every quantizer group of every frame of that batch
+(masked frames only for wav2vec2, the only ones quantized) becomes one of R groups of ONE
+row, logits (R, V), and the loss is the batch's total loss as a function of all R one-hots
+at once:
+
+    wav2vec2       mean InfoNCE over the masked frames (distractors couple the frames)
+    logmel-vqvae   mean reconstruction error over the frames
+
+The diversity term and the feature penalty do not depend on the sample, so their gradients
+are the same for every estimator and are left out. Because the whole batch is one row, a
+score-function estimator's credit assignment is exact and REINFORCE is unbiased even though
+frames interact (in training, rows are frames and it is not; see the speech tasks).
+
+References. For wav2vec2 the exact gradient would need V^R configurations (distractors couple
+the frames), so the reference is a many-sample unbiased estimate: the mean of
+``reference_samples`` estimates of ``reference`` (REINFORCE with a leave-one-out baseline over
+16 samples each, by default). Its own error, ``reference_error`` = sqrt(tr Sigma_ref / M)
+(the root-mean-square distance of the mean of M estimates from the true gradient), is
+reported with a confidence interval and relative to the reference's norm: a bias below it
+is not resolved. For logmel-vqvae the decoder is per frame, so E[loss] is a mean over frames
+of sums over each frame's V^G codes and the reference is exact (enumeration; error 0);
+``use_exact=False`` swaps in the sampled reference, to check one against the other.
+
+Each estimator then gets :func:`gradient_statistics` against the reference: total variance
+of one estimate, bias ||E[x] - ref|| (with a sampled reference it contains the reference's
+error in quadrature; ``relative_bias_corrected`` subtracts it: sqrt(max(0, bias^2 -
+reference_error^2)) / ||ref||), cosine and SNR, each with a 95% jackknife interval.
+Estimators that draw several samples per estimate (RLOO) count one estimate, not one sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from gumbench.errors import GumbenchError
+
+DEFAULT_ESTIMATORS = ("st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]")
+DEFAULT_REFERENCE = "reinforce[baseline=loo,samples=16]"
+CHUNK_ELEMENTS = 8_000_000  # logits elements per batched draw (rows x samples x R x V), bounds memory
+
+
+@contextlib.contextmanager
+def frozen(model):
+    """No parameter gradients while the study draws estimates (only the logits' gradient is wanted)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train()
+
+
+def _chunk(estimator, logits) -> int:
+    draws = estimator.params.get("samples", 1) or 1
+    return max(1, min(4096, CHUNK_ELEMENTS // (draws * logits.numel())))
+
+
+def _interval(prefix: str, interval, scale: float = 1.0) -> dict:
+    if interval is None:
+        return {prefix: None, f"{prefix}_low": None, f"{prefix}_high": None}
+    return {prefix: interval.value / scale, f"{prefix}_low": interval.low / scale, f"{prefix}_high": interval.high / scale}
+
+
+def reference_gradient(logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples: int = 8000, seed: int = 0, confidence: float = 0.95):
+    """Mean of ``samples`` unbiased estimates and its error bar; returns (gradient (R, V), dict of figures)."""
+    from gumbench.benchmarks.gradstats import gradient_statistics
+    from gumbench.estimators import make_estimator
+
+    est = make_estimator(reference)
+    if est.family != "score-function":
+        raise GumbenchError(f"the reference must be an unbiased score-function estimator (e.g. {DEFAULT_REFERENCE}), got {est.spec}")
+    s = gradient_statistics(est, logits, loss_fn, samples, seed, confidence=confidence, chunk_size=_chunk(est, logits),
+                            reference=torch.zeros_like(logits, dtype=torch.float64))
+    mean = s.mean_gradient
+    norm = float(mean.norm())
+    error = {k: math.sqrt(max(v, 0.0) / samples) for k, v in
+             (("value", s.total_variance.value), ("low", s.total_variance.low), ("high", s.total_variance.high))}
+    figures = {"reference": s.estimator, "reference_samples": samples, "reference_norm": norm,
+               "reference_error": error["value"], "reference_error_low": error["low"], "reference_error_high": error["high"],
+               "reference_relative_error": error["value"] / norm if norm > 0 else None,
+               "reference_relative_error_high": error["high"] / norm if norm > 0 else None}
+    return mean, figures
+
+
+def measure(estimators, logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples: int = 2000, reference_samples: int = 8000,
+            seed: int = 0, tau: float | None = None, confidence: float = 0.95, exact_gradient=None) -> list[dict]:
+    """One row per estimator (after one row for the reference itself) on fixed logits (R, V) and a whole-batch loss.
+
+    ``exact_gradient`` (a callable giving d E[loss] / d logits), where the loss allows enumeration,
+    replaces the sampled reference; its error is then 0.
+    """
+    from gumbench.benchmarks.gradstats import gradient_statistics
+    from gumbench.estimators import make_estimator
+
+    if exact_gradient is not None:
+        ref = exact_gradient().to(torch.float64)
+        norm = float(ref.norm())
+        figures = {"reference": "exact (enumeration per frame)", "reference_samples": 0, "reference_norm": norm,
+                   "reference_error": 0.0, "reference_error_low": 0.0, "reference_error_high": 0.0,
+                   "reference_relative_error": 0.0, "reference_relative_error_high": 0.0}
+    else:
+        ref, figures = reference_gradient(logits, loss_fn, reference=reference, samples=reference_samples, seed=seed + 100_003,
+                                          confidence=confidence)
+    norm = figures["reference_norm"]
+    if norm == 0:
+        raise GumbenchError("the reference gradient is zero: the loss does not depend on the quantizer's choices here")
+    rows = [{"role": "reference", "estimator": figures["reference"], "label": figures["reference"], "samples": figures["reference_samples"],
+             **figures, "rows": logits.shape[0], "categories": logits.shape[1]}]
+    for i, spec in enumerate(estimators):
+        est = make_estimator(spec)
+        if tau is not None and "tau" in est.parameters and "tau" not in est.given:
+            est = make_estimator(est, tau=tau)
+        if est.family == "vq":
+            raise GumbenchError(f"{est.spec} is a VQ estimator: it takes vectors, not logits; the study measures categorical estimators")
+        s = gradient_statistics(est, logits, loss_fn, samples, seed + 1 + i, confidence=confidence, chunk_size=_chunk(est, logits),
+                                reference=ref)
+        bias_sq = s.bias.value ** 2 - figures["reference_error"] ** 2
+        rows.append({
+            "role": "estimator", "estimator": s.estimator, "label": est.label, "samples": samples, **figures,
+            "rows": logits.shape[0], "categories": logits.shape[1],
+            **_interval("relative_bias", s.bias, norm),
+            "relative_bias_corrected": math.sqrt(max(bias_sq, 0.0)) / norm,
+            **_interval("total_variance", s.total_variance),
+            "relative_std": math.sqrt(s.total_variance.value) / norm,
+            **_interval("cosine", s.cosine), **_interval("snr", s.snr),
+        })
+    return rows
+
+
+def quantizer_gradient_study(task="wav2vec2", estimators=DEFAULT_ESTIMATORS, *, trained_with="st-gumbel", checkpoints=(0, 150, 300),
+                             crops: int = 2, samples: int = 2000, reference=DEFAULT_REFERENCE, reference_samples: int = 8000,
+                             seed: int = 0, confidence: float = 0.95, use_exact: bool = True):
+    """Variance, bias and cosine of each estimator at the quantizer logits, at checkpoints of training; a DataFrame.
+
+    One row per (checkpoint, estimator) plus one ``role == "reference"`` row per checkpoint.
+    See the module docstring for the reference and the definitions. ``use_exact=False``
+    uses the sampled reference even where the task can enumerate (to check one against the other).
+    """
+    import pandas as pd
+
+    import gumbench.benchmarks.training.speech  # noqa: F401  (registers the speech tasks)
+    from gumbench.benchmarks.training.base import make_training_task, train
+    from gumbench.estimators import make_estimator
+
+    task = make_training_task(task)
+    if not hasattr(task, "quantizer_problem"):
+        raise GumbenchError(f"{task.spec} has no quantizer problem; use wav2vec2 or logmel-vqvae")
+    if make_estimator(trained_with).family == "vq":
+        raise GumbenchError(f"{trained_with}: the study needs logits, so train with a categorical estimator")
+    if crops < 1:
+        raise GumbenchError(f"crops must be >= 1, got {crops}")
+    checkpoints = sorted(set(int(c) for c in checkpoints))
+    if not checkpoints or checkpoints[0] < 0:
+        raise GumbenchError(f"checkpoints must be steps >= 0, got {checkpoints}")
+    batch = task.eval_batch()[:crops]
+    rows = []
+
+    def at_checkpoint(step, model):
+        if step not in checkpoints:
+            return
+        with frozen(model):
+            problem = task.quantizer_problem(model, batch, torch.Generator().manual_seed(seed))
+            tau = task.temperature(max(step, 1))
+            exact = problem.exact_gradient if use_exact else None
+            for row in measure(estimators, problem.logits, problem.loss_fn, reference=reference, samples=samples,
+                               reference_samples=reference_samples, seed=seed, tau=tau, confidence=confidence, exact_gradient=exact):
+                rows.append({"task": task_label(task), "trained_with": make_estimator(trained_with).spec, "step": step,
+                             "tau": tau, **row})
+
+    train(task, trained_with, steps=max(checkpoints[-1], 1), seed=seed, callback=at_checkpoint)
+    return pd.DataFrame(rows)
+
+
+def task_label(task) -> str:
+    """The task's name with the parameters that differ from its defaults."""
+    from gumbench.registry import format_spec
+
+    return format_spec(task.name, {k: v for k, v in task.params.items() if v != type(task).parameters[k]})
+
+
+def format_study(frame) -> str:
+    """A plain-text table of a study: one line per checkpoint and estimator."""
+    lines = []
+    for (task, step), part in frame.groupby(["task", "step"], sort=False):
+        ref = part[part.role == "reference"].iloc[0]
+        head = f"{task} at step {step}: {int(ref.rows)} quantizer groups x {int(ref.categories)} codes as one row; "
+        if ref.reference_samples:
+            head += (f"reference: mean of {int(ref.reference_samples)} x {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}, "
+                     f"its error bar {ref.reference_relative_error:.3f} of ||ref|| "
+                     f"[{ref.reference_error_low / ref.reference_norm:.3f}, {ref.reference_error_high / ref.reference_norm:.3f}]")
+        else:
+            head += f"reference: {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}"
+        lines.append(head)
+        lines.append(f"  {'estimator':34s} {'bias/||ref|| [95% CI]':28s} {'corrected':>9s} {'std/||ref||':>11s} {'cosine [95% CI]':24s}")
+        for _, r in part[part.role == "estimator"].iterrows():
+            lines.append(f"  {r.label:34s} {r.relative_bias:.3f} [{r.relative_bias_low:.3f}, {r.relative_bias_high:.3f}]"
+                         f"{'':8s} {r.relative_bias_corrected:9.3f} {r.relative_std:11.3g} "
+                         f"{r.cosine:.3f} [{r.cosine_low:.3f}, {r.cosine_high:.3f}]")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    """``python -m gumbench.benchmarks.speech_gradients --task wav2vec2 -o results/speech/gradients-wav2vec2``"""
+    import argparse
+    import json
+    import time
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="Bias and variance of estimators inside a speech quantizer.")
+    parser.add_argument("--task", default="wav2vec2")
+    parser.add_argument("--estimator", "-e", action="append", help="repeatable; default: " + ", ".join(DEFAULT_ESTIMATORS))
+    parser.add_argument("--trained-with", default="st-gumbel")
+    parser.add_argument("--checkpoints", default="0,150,300")
+    parser.add_argument("--crops", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--reference-samples", type=int, default=8000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", "-o", type=Path, help="writes OUT.csv, OUT.txt and OUT.json (settings and wall time)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    frame = quantizer_gradient_study(args.task, tuple(args.estimator or DEFAULT_ESTIMATORS), trained_with=args.trained_with,
+                                     checkpoints=tuple(int(c) for c in args.checkpoints.split(",")), crops=args.crops,
+                                     samples=args.samples, reference_samples=args.reference_samples, seed=args.seed)
+    text = format_study(frame)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.out.with_suffix(".csv"), index=False)
+        args.out.with_suffix(".txt").write_text(text + "\n")
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.out.with_suffix(".json").write_text(json.dumps({"settings": settings, "wall_seconds": time.perf_counter() - start,
+                                                              "torch_threads": torch.get_num_threads()}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
