@@ -89,7 +89,13 @@ SECTION_KEYS = {
     "gradstats": {"tasks": list, "estimators": list, "samples": int},
     "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int},
 }
-TOP_KEYS = {"name": str, "base_seed": int, "repetitions": int, "gradstats": dict, "training": dict}
+TOP_KEYS = {"name": str, "base_seed": int, "repetitions": int, "gradstats": (dict, list), "training": (dict, list)}
+
+
+def sections(config: dict, kind: str) -> list[dict]:
+    """A kind's sections: one table, or several ([[training]] in TOML) with their own grids and budgets."""
+    value = config.get(kind) or []
+    return [value] if isinstance(value, dict) else list(value)
 
 
 @dataclass(frozen=True)
@@ -154,9 +160,13 @@ def check_config(config: dict) -> None:
         if key not in TOP_KEYS:
             raise GumbenchError(f"unknown config key {key!r}; valid keys: {', '.join(TOP_KEYS)}")
         if not isinstance(value, TOP_KEYS[key]) or isinstance(value, bool) and TOP_KEYS[key] is int:
-            raise GumbenchError(f"config key {key!r} must be a {TOP_KEYS[key].__name__}, got {value!r}")
+            kind = "table (or a list of tables)" if TOP_KEYS[key] == (dict, list) else TOP_KEYS[key].__name__
+            raise GumbenchError(f"config key {key!r} must be a {kind}, got {value!r}")
     for section in KINDS:
-        for key, value in config.get(section, {}).items():
+        tables = sections(config, section)
+        if not all(isinstance(t, dict) for t in tables):
+            raise GumbenchError(f"[{section}] must be a table or a list of tables")
+        for key, value in (item for t in tables for item in t.items()):
             allowed = SECTION_KEYS[section]
             if key not in allowed:
                 raise GumbenchError(f"unknown key {key!r} in [{section}]; valid keys: {', '.join(allowed)}")
@@ -176,13 +186,14 @@ def apply_overrides(config: dict, **overrides) -> dict:
     for key in ("name", "base_seed", "repetitions"):
         if overrides.get(key) is not None:
             config[key] = overrides[key]
-    for key, section in (("samples", "gradstats"), ("steps", "training")):
-        if overrides.get(key) is not None and section in config:
-            config[section][key] = overrides[key]
+    for key, kind in (("samples", "gradstats"), ("steps", "training")):
+        if overrides.get(key) is not None:
+            for table in sections(config, kind):
+                table[key] = overrides[key]
     if overrides.get("estimators"):
-        for section in KINDS:
-            if section in config:
-                config[section]["estimators"] = list(overrides["estimators"])
+        for kind in KINDS:
+            for table in sections(config, kind):
+                table["estimators"] = list(overrides["estimators"])
     check_config(config)
     return config
 
@@ -202,10 +213,7 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
     base_seed, reps = int(config.get("base_seed", 0)), int(config.get("repetitions", 1))
     units: list[Unit] = []
     skipped: list[str] = []
-    for kind in KINDS:
-        section = config.get(kind)
-        if not section:
-            continue
+    for kind, section in ((kind, table) for kind in KINDS for table in sections(config, kind)):
         if not section.get("tasks") or not section.get("estimators"):
             raise GumbenchError(f"[{kind}] needs non-empty 'tasks' and 'estimators' lists")
         make_t = make_task if kind == "gradstats" else make_training_task
