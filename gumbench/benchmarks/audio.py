@@ -96,12 +96,13 @@ def load_corpus(audio_dir: str | Path | None = None, *, max_seconds: float = DEF
     """Utterances of a folder (vendored corpus by default) in sorted path order, at most ``max_seconds`` in all.
 
     Files are taken in order until the next would pass ``max_seconds`` (so a LibriSpeech
-    folder does not fill the memory); empty files are skipped. Results are cached per folder.
+    folder does not fill the memory); empty files are skipped. Results are cached per folder
+    (the waveforms are shared: copy before changing one in place).
     """
     if not max_seconds > 0:
         raise GumbenchError(f"max_seconds must be > 0, got {max_seconds}")
-    folder = corpus_dir(audio_dir).resolve() if corpus_dir(audio_dir).exists() else corpus_dir(audio_dir)
-    return list(_load_corpus(str(folder), float(max_seconds)))
+    folder = corpus_dir(audio_dir)
+    return list(_load_corpus(str(folder.resolve() if folder.exists() else folder), float(max_seconds)))
 
 
 @lru_cache(maxsize=4)
