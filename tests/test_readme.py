@@ -15,7 +15,7 @@ def python_blocks():
 def test_readme_starts_with_exactly_two_commands():
     first = re.search(r"```bash\n(.*?)```", README, flags=re.S).group(1).strip().splitlines()
     assert len(first) == 2
-    assert "gumbench gradstats" in first[0] and "pip install" in first[0]
+    assert "gumbench sweep" in first[0] and "pip install" in first[0]
     assert first[1].strip() == ".venv/bin/python -m pytest"
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert first[1].strip() in ci

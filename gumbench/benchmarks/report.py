@@ -6,8 +6,10 @@ Figures (seaborn):
   * a bias-variance map (total variance against relative bias) per toy;
   * training loss, codebook perplexity and used-code fraction per step and estimator;
   * the kernel profile, when a ``results/kernel/*.csv`` from ``gumbench profile-kernel`` is given.
-Tables: per toy, estimators ranked by MSE against the exact gradient; per training task,
-estimators ranked by the final evaluation loss, with their final code perplexity.
+Tables: per toy, estimators ranked by MSE against the exact gradient (with MSE / ||e||^2, which
+is 1 for a zero gradient: an estimator near 1 "wins" only by shrinking the gradient away); per training task,
+estimators ranked by the final evaluation reconstruction (training loss where a task has none,
+as wav2vec 2.0), with their final code perplexity.
 """
 
 from __future__ import annotations
@@ -120,7 +122,10 @@ def gradstats_ranking(frame):
         return pd.DataFrame()
     wide = frame.pivot_table(index=["task", "label"], columns="metric", values="value", aggfunc="mean").reset_index()
     wide["rank"] = wide.groupby("task")["mse"].rank(method="min").astype(int)
-    cols = ["task", "rank", "label", "mse", "relative_bias", "total_variance", "cosine"]
+    if "exact_norm" in wide:
+        # MSE / ||e||^2: 1 is what a zero gradient scores; at or above it an estimator only shrinks the signal
+        wide["relative_mse"] = wide["mse"] / wide["exact_norm"].pow(2)
+    cols = ["task", "rank", "label", "mse", "relative_mse", "relative_bias", "total_variance", "cosine"]
     return wide.sort_values(["task", "rank"])[[c for c in cols if c in wide]]
 
 
@@ -133,9 +138,11 @@ def training_ranking(frame):
     last_step = frame.groupby(["task", "label", "repetition"])["step"].transform("max")
     last = frame[frame["step"] == last_step]
     wide = last.pivot_table(index=["task_name", "label"], columns="metric", values="value", aggfunc="mean").reset_index()
+    # tasks with a reconstruction rank by it on the evaluation batch; others (wav2vec 2.0) by training loss
     key = "eval_reconstruction" if "eval_reconstruction" in wide else "loss"
-    wide["rank"] = wide.groupby("task_name")[key].rank(method="min").astype(int)
-    cols = ["task_name", "rank", "label", key, "loss", "eval_code_perplexity", "eval_used_fraction", "eval_nmi", "dead_codes"]
+    wide["score"] = wide[key].fillna(wide["loss"]) if key != "loss" else wide["loss"]
+    wide["rank"] = wide.groupby("task_name")["score"].rank(method="min").astype("Int64")
+    cols = ["task_name", "rank", "label", "score", key, "loss", "eval_code_perplexity", "eval_used_fraction", "eval_nmi", "dead_codes"]
     return wide.sort_values(["task_name", "rank"])[[c for c in dict.fromkeys(cols) if c in wide]]
 
 
