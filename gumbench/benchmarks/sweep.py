@@ -29,7 +29,7 @@ import copy
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -299,10 +299,6 @@ def run_unit(unit: Unit, threads: int | None = None):
     long["low"] = float("nan")
     long["high"] = float("nan")
     return long[list(base) + ["step", "metric", "value", "low", "high"]].reset_index(drop=True)
-
-
-def unit_records(units: list[Unit]) -> list[dict]:
-    return [asdict(u) | {"unit_id": u.unit_id} for u in units]
 
 
 class Progress:
