@@ -10,13 +10,7 @@ import torch
 
 from gumbench.errors import check_positive
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import compute_dtype, gumbel_noise
-
-
-def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Indices of z ~ Cat(softmax(logits)) over the last dim, by the Gumbel-max trick with safe noise."""
-    g = gumbel_noise(logits.shape, generator=generator, device=logits.device, dtype=compute_dtype(logits.dtype))
-    return (logits.detach().to(g.dtype) + g).argmax(dim=-1)
+from gumbench.kernels.reference import sample_categorical  # noqa: F401  (re-exported: the estimators import it from here)
 
 
 @register

@@ -3,9 +3,9 @@
 Importing this package never touches a GPU driver; without Triton installed the fused
 API still imports and every call takes the reference path.
 
-Note: ``gumbench.kernels.gumbel_softmax`` is the function once this package is imported
-(the module of the same name is shadowed); reach the module with
-``importlib.import_module("gumbench.kernels.gumbel_softmax")``.
+Note: ``gumbench.kernels.gumbel_softmax`` and ``gumbench.kernels.gumbel_rao`` are the
+functions once this package is imported (the modules of the same names are shadowed); reach
+a module with ``importlib.import_module("gumbench.kernels.gumbel_softmax")``.
 """
 
 from gumbench.kernels.gumbel_softmax import (
@@ -17,17 +17,29 @@ from gumbench.kernels.gumbel_softmax import (
     gumbel_uniforms,
     set_backend,
 )
-from gumbench.kernels.reference import gumbel_noise, gumbel_softmax_reference, uniform_open
+from gumbench.kernels.gumbel_rao import gumbel_rao  # noqa: E402  (after gumbel_softmax, whose helpers it uses)
+from gumbench.kernels.reference import (
+    conditional_gumbel,
+    gumbel_noise,
+    gumbel_rao_reference,
+    gumbel_softmax_reference,
+    sample_categorical,
+    uniform_open,
+)
 
 __all__ = [
     "BACKENDS",
     "GumbelSoftmaxFunction",
+    "conditional_gumbel",
     "get_backend",
     "gumbel_argmax",
     "gumbel_noise",
+    "gumbel_rao",
+    "gumbel_rao_reference",
     "gumbel_softmax",
     "gumbel_softmax_reference",
     "gumbel_uniforms",
+    "sample_categorical",
     "set_backend",
     "uniform_open",
 ]

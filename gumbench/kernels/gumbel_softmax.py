@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextvars
 import operator
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -53,13 +54,14 @@ from gumbench.kernels.reference import check_logits, gumbel_softmax_reference
 # function, so the kernels below are plain functions until _load_triton() decorates them
 # (and decorates them again if TRITON_INTERPRET has changed since).
 triton = tl = None
-_JIT_OPTIONS: dict[str, dict] = {}  # every kernel and helper by name, with its triton.jit options
+_JIT_OPTIONS: dict[tuple[str, str], dict] = {}  # every kernel and helper by (module, name), with its triton.jit options
 _kernels_interpreted: bool | None = None  # how the kernels are decorated now; None: not yet
+_decorated: set[tuple[str, str]] = set()  # keys of _JIT_OPTIONS decorated for that mode
 
 
 def _jit(fn=None, **options):
     def register(f):
-        _JIT_OPTIONS[f.__name__] = options
+        _JIT_OPTIONS[(f.__module__, f.__name__)] = options
         return f
 
     return register(fn) if fn is not None else register
@@ -94,26 +96,49 @@ LOG2E = 1.4426950408889634
 
 
 @_jit
-def _uniform_tile(seed_lo, seed_hi, rows, group0, ROWS: tl.constexpr, WIDTH: tl.constexpr):
+def _uniform_from_bits(bits):
+    # (k + 0.5) * 2**-23 as one fma: k * 2**-23 and the sum are exact, so one rounding is none.
+    return tl.fma((bits >> 9).to(tl.float32), 1.1920928955078125e-07, 5.960464477539063e-08)
+
+
+@_jit
+def _uniform_tile(seed_lo, seed_hi, rows, group0, stream, ROWS: tl.constexpr, WIDTH: tl.constexpr):
     """Uniforms for columns [4*group0, 4*group0 + WIDTH) of ``rows``: a (ROWS, WIDTH) fp32 tile.
 
     Safe noise, step 1: k = the top 23 bits of a 32-bit Philox output, u = (k + 0.5) * 2**-23.
     k < 2**23 converts to fp32 exactly and k + 0.5 needs 24 significant bits, which fp32
     has, so u is exact and lies in [2**-24, 1 - 2**-24]: never 0, never rounded to 1.
     This is the reference's ``uniform_open`` bit for bit.
+
+    ``stream`` is the fourth Philox counter word: 0 for the Gumbel-softmax noise, 1..M for
+    the Gumbel-Rao kernel's conditional draws, so no two uses share a draw.
     """
     GROUPS: tl.constexpr = WIDTH // 4
     zero = tl.zeros((ROWS, GROUPS), dtype=tl.uint32)
     c0 = zero + (group0 + tl.arange(0, GROUPS)).to(tl.uint32)[None, :]
     c1 = zero + rows.to(tl.uint32)[:, None]  # low 32 bits of the row
     c2 = zero + (rows >> 32).to(tl.uint32)[:, None]
+    c3 = (zero + stream).to(tl.uint32)
     k0 = seed_lo.to(tl.uint32, bitcast=True)
     k1 = seed_hi.to(tl.uint32, bitcast=True)
-    r0, r1, r2, r3 = tl.philox_impl(c0, c1, c2, zero, k0, k1)
+    r0, r1, r2, r3 = tl.philox_impl(c0, c1, c2, c3, k0, k1)
     # (ROWS, GROUPS, 2, 2) with [..., a, b] = r[2a + b]: column 4*g + j gets r_j.
     bits = tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), (ROWS, WIDTH))
-    # (k + 0.5) * 2**-23 as one fma: k * 2**-23 and the sum are exact, so one rounding is none.
-    return tl.fma((bits >> 9).to(tl.float32), 1.1920928955078125e-07, 5.960464477539063e-08)
+    return _uniform_from_bits(bits)
+
+
+@_jit
+def _uniform_at(seed_lo, seed_hi, rows, cols, stream):
+    """The uniform ``_uniform_tile`` draws at (rows[i], cols[i]) for each i: one column per row."""
+    zero = tl.zeros_like(cols).to(tl.uint32)
+    k0 = seed_lo.to(tl.uint32, bitcast=True)
+    k1 = seed_hi.to(tl.uint32, bitcast=True)
+    c1 = zero + rows.to(tl.uint32)
+    c2 = zero + (rows >> 32).to(tl.uint32)
+    r0, r1, r2, r3 = tl.philox_impl((cols // 4).to(tl.uint32), c1, c2, (zero + stream).to(tl.uint32), k0, k1)
+    j = cols % 4
+    bits = tl.where(j == 0, r0, tl.where(j == 1, r1, tl.where(j == 2, r2, r3)))
+    return _uniform_from_bits(bits)
 
 
 @_jit
@@ -165,7 +190,7 @@ def _add_gumbel(x, seed_lo, seed_hi, rows, group0, ROWS: tl.constexpr, WIDTH: tl
     +-1e4 and scaled by 1/tau <= 100 it stays far inside fp32 (|z| <= 1e6). A -inf logit
     stays -inf, gets exp2(-inf) = 0 and never wins the argmax of a row with a finite entry.
     """
-    e = _exponential_from_uniform(_uniform_tile(seed_lo, seed_hi, rows, group0, ROWS, WIDTH), FAST_MATH)
+    e = _exponential_from_uniform(_uniform_tile(seed_lo, seed_hi, rows, group0, 0, ROWS, WIDTH), FAST_MATH)
     return tl.fma(_log2(e, FAST_MATH), -0.6931471805599453, x)
 
 
@@ -446,13 +471,13 @@ def _gumbel_softmax_bwd_looped_kernel(
 
 
 @_jit(do_not_specialize=["seed_lo", "seed_hi"])
-def _gumbel_uniforms_kernel(u_ptr, n_rows, n_cols, seed_lo, seed_hi, BLOCK_K: tl.constexpr, ROWS: tl.constexpr):
+def _gumbel_uniforms_kernel(u_ptr, n_rows, n_cols, seed_lo, seed_hi, stream, BLOCK_K: tl.constexpr, ROWS: tl.constexpr):
     """Debug kernel: writes the uniforms the other kernels draw for (seed, row, col)."""
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     for start in range(0, n_cols, BLOCK_K):
         cols = start + tl.arange(0, BLOCK_K)
         mask = (rows < n_rows)[:, None] & (cols < n_cols)[None, :]
-        u = _uniform_tile(seed_lo, seed_hi, rows, start // 4, ROWS, BLOCK_K)
+        u = _uniform_tile(seed_lo, seed_hi, rows, start // 4, stream, ROWS, BLOCK_K)
         tl.store(u_ptr + rows[:, None] * n_cols + cols[None, :], u, mask=mask)
 
 
@@ -681,15 +706,23 @@ def _load_triton() -> bool:
             return False
         triton, tl = triton_module, tl_module
     interpret = bool(triton.knobs.runtime.interpret)
-    if _kernels_interpreted is not interpret:
+    if _kernels_interpreted is not interpret or len(_decorated) != len(_JIT_OPTIONS):
         if interpret and isinstance(tl.philox_impl, triton.runtime.JITFunction):
             raise GumbenchError(
                 "TRITON_INTERPRET=1 was set after triton was imported; Triton's own library is then "
                 "compiled-only. Set it before anything imports triton."
             )
-        module = globals()
-        for name, options in _JIT_OPTIONS.items():
-            module[name] = triton.jit(getattr(module[name], "fn", module[name]), **options)
+        if _kernels_interpreted is not interpret:
+            _decorated.clear()
+        # every registered function not yet decorated this way: after a mode change all of
+        # them, after an import of another kernel module (gumbel_rao) just its own
+        for key, options in _JIT_OPTIONS.items():
+            if key in _decorated:
+                continue
+            module = sys.modules[key[0]].__dict__
+            module["tl"] = tl  # kernels in other modules resolve tl in their own globals
+            module[key[1]] = triton.jit(getattr(module[key[1]], "fn", module[key[1]]), **options)
+            _decorated.add(key)
         _kernels_interpreted = interpret
     return True
 
@@ -817,13 +850,18 @@ def gumbel_argmax(
         return _forward(logits, 1.0, seed, hard=True, write_y=False, write_soft=False, write_index=True, check=check)[2]
 
 
-def gumbel_uniforms(shape, seed: int, *, device="cpu") -> torch.Tensor:
+def gumbel_uniforms(shape, seed: int, *, stream: int = 0, device="cpu") -> torch.Tensor:
     """The uniforms the Triton kernels draw for ``seed`` over a (..., K) shape.
 
     Feeding them to ``gumbel_softmax_reference(uniforms=...)`` reproduces the kernel's
-    forward; tests use it to compare the two paths draw for draw.
+    forward; tests use it to compare the two paths draw for draw. ``stream`` 0 is the
+    Gumbel-softmax noise (and the Gumbel-Rao sample), 1..M the Gumbel-Rao kernel's
+    conditional draws.
     """
     seed = _check_seed(seed)
+    stream = _check_seed(stream)
+    if not 0 <= stream < 2**31:
+        raise GumbenchError(f"stream must be in [0, 2**31), got {stream}")
     if not _load_triton():
         raise GumbenchError("gumbel_uniforms needs the triton package: pip install 'gumbench[kernel]'")
     if torch.device(device).type != "cuda" and not triton_interpreting():
@@ -837,5 +875,5 @@ def gumbel_uniforms(shape, seed: int, *, device="cpu") -> torch.Tensor:
     block = max(4, min(1024, _next_power_of_2(n_cols)))
     rows = max(1, min(1024 // block, _next_power_of_2(n_rows)))
     seed_lo, seed_hi = _split_seed(seed)
-    _gumbel_uniforms_kernel[(-(-n_rows // rows),)](u, n_rows, n_cols, seed_lo, seed_hi, BLOCK_K=block, ROWS=rows)
+    _gumbel_uniforms_kernel[(-(-n_rows // rows),)](u, n_rows, n_cols, seed_lo, seed_hi, stream, BLOCK_K=block, ROWS=rows)
     return u

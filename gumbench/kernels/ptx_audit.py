@@ -64,8 +64,8 @@ BWD_MODES = ("recompute", "saved")
 class Variant:
     """One compiled specialisation: kernel, output mode, dtype and the K it is tiled for."""
 
-    kernel: str  # fwd | fwd_looped | bwd | bwd_looped | uniforms
-    mode: str  # forward: soft | hard | hard_saved | index; backward: recompute | saved; uniforms: "-"
+    kernel: str  # fwd | fwd_looped | bwd | bwd_looped | rao | rao_looped | uniforms
+    mode: str  # forward: soft | hard | hard_saved | index; backward: recompute | saved; rao: "draw"; uniforms: "-"
     dtype: str = "fp32"
     n_cols: int = 320
     check: bool = True
@@ -84,6 +84,8 @@ class Variant:
             return {"soft": 2 * s, "hard": 2 * s, "hard_saved": 3 * s, "index": s + 8 / self.n_cols}[self.mode]
         if self.kernel.startswith("bwd"):
             return 3 * s
+        if self.kernel.startswith("rao"):  # read dy and x, write dx; the index adds 8 bytes per row
+            return 3 * s + 8 / self.n_cols
         return 4.0
 
 
@@ -111,6 +113,9 @@ def compile_variants() -> list[Variant]:
         Variant("bwd", "recompute", "fp16", unit_stride=False, **single),
         Variant("uniforms", "-", "fp32", **single),
     ]
+    out += [Variant("rao", "draw", dtype, **single) for dtype in ("fp32", "bf16")]
+    out += [Variant("rao_looped", "draw", dtype, **looped) for dtype in ("fp32", "fp16")]
+    out += [Variant("rao", "draw", "fp16", unit_stride=False, **single)]
     return out
 
 
@@ -122,11 +127,13 @@ def audit_variants() -> list[Variant]:
         for n_cols, fwd, bwd in ((320, "fwd", "bwd"), (8192, "fwd", "bwd"), (65536, "fwd_looped", "bwd_looped")):
             out += [Variant(fwd, mode, dtype, n_cols) for mode in FWD_MODES]
             out += [Variant(bwd, mode, dtype, n_cols) for mode in BWD_MODES]
+        out += [Variant("rao", "draw", dtype, n_cols) for n_cols in (320, 8192)]
     return out
 
 
 def _kernels():
     gs = importlib.import_module("gumbench.kernels.gumbel_softmax")  # the module, not the function
+    importlib.import_module("gumbench.kernels.gumbel_rao")  # registers its kernels with gs._load_triton
 
     if not gs._load_triton():
         raise GumbenchError("the compile audit needs the triton package: pip install 'gumbench[kernel]'")
@@ -145,7 +152,7 @@ def kernel_spec(v: Variant):
     stride = {"constexpr": 1} if v.unit_stride else "i32"
     if v.kernel == "uniforms":
         fn = gs._gumbel_uniforms_kernel
-        args = {"u_ptr": "*fp32", "n_rows": "i32", "n_cols": "i32", "seed_lo": "i32", "seed_hi": "i32"}
+        args = {"u_ptr": "*fp32", "n_rows": "i32", "n_cols": "i32", "seed_lo": "i32", "seed_hi": "i32", "stream": "i32"}
         consts = {"BLOCK_K": 256, "ROWS": 4}
         divisible = ["u_ptr"] + (["n_cols"] if aligned else [])
         num_warps = 4
@@ -163,6 +170,19 @@ def kernel_spec(v: Variant):
         )  # fmt: skip
         divisible = ["x_ptr", "y_ptr", "y_soft_ptr", "index_ptr", "status_ptr"]
         divisible += ["n_cols", "stride_x_row"] if aligned else []
+    elif v.kernel.startswith("rao"):
+        rao = sys.modules["gumbench.kernels.gumbel_rao"]
+        fn = rao._gumbel_rao_bwd_looped_kernel if v.kernel == "rao_looped" else rao._gumbel_rao_bwd_kernel
+        args = {
+            "dy_ptr": ptr, "x_ptr": ptr, "index_ptr": "*i64", "dx_ptr": ptr, "n_rows": "i32", "n_cols": "i32",
+            "stride_dy_row": "i32", "stride_dy_col": stride, "stride_x_row": "i32", "stride_x_col": stride,
+            "inv_tau": "fp32", "grad_scale": "fp32", "n_samples": "i32", "seed_lo": "i32", "seed_hi": "i32",
+        }  # fmt: skip
+        consts = dict(FAST_MATH=True)
+        if v.kernel == "rao_looped":
+            consts["SAMPLES"] = 16
+        divisible = ["dy_ptr", "x_ptr", "index_ptr", "dx_ptr"]
+        divisible += ["n_cols", "stride_dy_row", "stride_x_row"] if aligned else []
     else:
         fn = gs._gumbel_softmax_bwd_looped_kernel if v.kernel == "bwd_looped" else gs._gumbel_softmax_bwd_kernel
         args = {
@@ -173,7 +193,7 @@ def kernel_spec(v: Variant):
         consts = dict(RECOMPUTE=v.mode == "recompute", FAST_MATH=True)
         divisible = ["dy_ptr", "x_ptr", "y_ptr", "dx_ptr"]
         divisible += ["n_cols", "stride_dy_row", "stride_x_row"] if aligned else []
-    if v.kernel in ("fwd", "bwd"):
+    if v.kernel in ("fwd", "bwd", "rao"):
         consts.update(BLOCK_A=cfg.block_a, BLOCK_B=cfg.block_b, ROWS=cfg.rows_per_program)
     elif v.kernel != "uniforms":
         consts.update(BLOCK_K=cfg.block_a)
@@ -262,14 +282,20 @@ def count_variant(v: Variant, cc: int = 90) -> dict:
     instructions, labels = disassemble(compiled.asm["cubin"])
     ops = [op for op, _ in instructions if op != "NOP"]
     threads = 32 * num_warps
-    if v.kernel.endswith("looped"):
+    if v.kernel.endswith("looped") or v.kernel == "rao":
+        # looped kernels: the loop bodies; the single-block Gumbel-Rao kernel: its loop over
+        # the draws, so its figure is per element per draw (M draws cost M times that)
         loops = _loop_bodies(instructions, labels)
         if not loops:
             raise GumbenchError(f"{v.name}: no loop found in the SASS")
         body = [instructions[i][0] for first, last in loops for i in range(first, last + 1)]
         counted = [op for op in body if op != "NOP"]
-        lanes_per_thread = cfg.block_a / threads
-        lanes = -(-v.n_cols // cfg.block_a) * cfg.block_a
+        if v.kernel == "rao":
+            lanes_per_thread = cfg.rows_per_program * (cfg.block_a + cfg.block_b) / threads
+            lanes = cfg.block_a + cfg.block_b
+        else:
+            lanes_per_thread = cfg.block_a / threads
+            lanes = -(-v.n_cols // cfg.block_a) * cfg.block_a
     else:
         counted = ops
         width = cfg.block_a + cfg.block_b

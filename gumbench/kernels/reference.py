@@ -30,6 +30,9 @@ __all__ = [
     "gumbel_noise",
     "check_logits",
     "gumbel_softmax_reference",
+    "sample_categorical",
+    "conditional_gumbel",
+    "gumbel_rao_reference",
 ]
 
 
@@ -126,3 +129,81 @@ def gumbel_softmax_reference(
     else:
         y = y_soft
     return y.to(logits.dtype), index
+
+
+def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of z ~ Cat(softmax(logits)) over the last dim, by the Gumbel-max trick with safe noise."""
+    g = gumbel_noise(logits.shape, generator=generator, device=logits.device, dtype=compute_dtype(logits.dtype))
+    return (logits.detach().to(g.dtype) + g).argmax(dim=-1)
+
+
+def conditional_gumbel(
+    logits: torch.Tensor,
+    index: torch.Tensor,
+    samples: int = 1,
+    *,
+    generator: torch.Generator | None = None,
+    exponentials: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Gumbel noise g of shape (samples, *logits.shape) drawn given argmax(logits + g) == index.
+
+    The exact sampler of the "exponential race": with pi = softmax(logits) and E_i ~ Exp(1)
+    iid, given the winner k,
+
+        logits_k + g_k = log Z - log E_k                       i.e. g_k = -log E_k - log pi_k
+        logits_i + g_i = logits_i - log(E_i + E_k pi_i)        i.e. g_i = -log(E_i + E_k pi_i)
+
+    (the smallest of the times E_i / exp(logits_i) is Exp(Z) and independent of which index
+    wins; the others exceed it by independent Exp(exp(logits_i)) amounts). Only log pi and pi
+    enter, never exp(logits): finite for logits of +-1e4, and a masked entry (pi_i = 0) gets
+    g_i = -log E_i, a finite value that the -inf logit keeps out of every softmax.
+
+    ``logits`` (..., V), ``index`` (...) with logits[index] finite. ``exponentials`` (samples,
+    *logits.shape), all > 0, fixes the E's (the fused kernel's, in its tests); otherwise they are
+    -log of safe uniforms from ``generator``. Computed in fp32 (fp64 for fp64 logits) without
+    gradient. With ``index`` itself drawn from Cat(softmax(logits)), the returned noise is iid
+    Gumbel(0, 1), whatever the logits.
+    """
+    cdtype = compute_dtype(logits.dtype)
+    shape = (samples, *logits.shape)
+    with torch.no_grad():
+        log_p = torch.log_softmax(logits.detach().to(cdtype), dim=-1)  # -inf at masked entries
+        if exponentials is None:
+            exponentials = -torch.log(uniform_open(shape, generator=generator, device=logits.device, dtype=cdtype))
+        elif tuple(exponentials.shape) != shape:
+            raise GumbenchError(f"exponentials must have shape (samples, *logits.shape) = {shape}, got {tuple(exponentials.shape)}")
+        exponentials = exponentials.to(cdtype)
+        at = index.unsqueeze(0).unsqueeze(-1).expand(samples, *index.shape, 1)
+        top_exponential = exponentials.gather(-1, at)
+        others = -torch.log(exponentials + top_exponential * log_p.exp())
+        top = -torch.log(top_exponential) - log_p.gather(-1, index.unsqueeze(-1)).unsqueeze(0)
+        return others.scatter(-1, at, top)
+
+
+def gumbel_rao_reference(
+    logits: torch.Tensor,
+    tau: float = 1.0,
+    samples: int = 10,
+    *,
+    index: torch.Tensor | None = None,
+    exponentials: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gumbel-Rao straight-through (Paulus et al. 2021) over the last dim; returns ``(y, index)``.
+
+    Forward: y is the one-hot of index ~ Cat(softmax(logits)) (drawn from ``generator`` unless
+    given). Backward: the Jacobian of softmax((logits + g_m)/tau) averaged over ``samples``
+    draws g_m of the noise given the sample (``conditional_gumbel``), applied to the upstream
+    gradient; the noise itself carries no gradient. This materialises the (samples, ..., V)
+    noise; the fused kernel regenerates it in registers instead.
+    """
+    tau = check_positive("tau", tau)
+    if check:
+        check_logits(logits)
+    if index is None:
+        index = sample_categorical(logits, generator)
+    noise = conditional_gumbel(logits, index, samples, generator=generator, exponentials=exponentials)
+    soft = torch.softmax((logits.to(noise.dtype) + noise) / tau, dim=-1).mean(dim=0)
+    hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)
+    return (hard + soft - soft.detach()).to(logits.dtype), index
