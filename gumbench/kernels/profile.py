@@ -7,6 +7,11 @@ Providers (all with hard=True unless a sweep says otherwise):
     fused_saved      gumbel_softmax(x, tau, hard, save_y=True)   backward reads a saved y
     fused_recompute  gumbel_softmax(x, tau, hard)                backward regenerates y
     fairseq          F.gumbel_softmax(x.float(), tau, hard=True).type_as(x)   (wav2vec 2.0)
+    rao_reference    gumbel_rao(x, tau, M, backend="reference")   materialises M draws
+    rao_fused        gumbel_rao(x, tau, M, backend="triton")      M draws in registers
+
+The ``gumbel_rao`` sweep varies M at a fixed size; its target is that the fused peak
+memory does not grow with M (the reference's grows linearly).
 
 Modes: forward, backward (given a forward's graph), full (forward + backward). Each
 (sweep, size, provider, mode) is timed with ``triton.testing.do_bench`` (median, 20% and
@@ -32,7 +37,7 @@ from pathlib import Path
 
 from gumbench.errors import GumbenchError
 
-PROVIDERS = ("eager", "compile", "fused_saved", "fused_recompute", "fairseq")
+PROVIDERS = ("eager", "compile", "fused_saved", "fused_recompute", "fairseq", "rao_reference", "rao_fused")
 MODES = ("forward", "backward", "full")
 KERNEL = "gumbel_softmax"
 HEADLINE_ELEMENTS = 1 << 26  # 256 MB per fp32 tensor
@@ -52,10 +57,11 @@ class Case:
     dtype: str = "float32"
     hard: bool = True
     x_name: str = "rows"
+    samples: int = 0  # M, the Gumbel-Rao conditional draws (gumbel_rao sweep only)
 
     @property
     def x(self) -> int:
-        return self.rows if self.x_name == "rows" else self.n_cols
+        return {"rows": self.rows, "K": self.n_cols, "M": self.samples}[self.x_name]
 
     @property
     def elements(self) -> int:
@@ -70,6 +76,7 @@ def sweep_cases(quick: bool = False) -> list[Case]:
             Case("rows_k320", 1 << 12, 320),
             Case("equal_bytes", (1 << 20) // 1024, 1024, x_name="K"),
             Case("wav2vec_fp16", 1 << 12, 320, dtype="float16"),
+            Case("gumbel_rao", 1 << 10, 320, x_name="M", samples=4),
         ]
     cases = [Case("rows_k320", 1 << p, 320) for p in range(10, 19)]  # up to 2**18 rows: 335 MB
     cases += [
@@ -78,12 +85,15 @@ def sweep_cases(quick: bool = False) -> list[Case]:
     ]
     cases += [Case("soft_k320", 1 << p, 320, hard=False) for p in (14, 16, 18)]
     cases += [Case("wav2vec_fp16", 1 << p, 320, dtype="float16") for p in range(12, 20)]
+    cases += [Case("gumbel_rao", 1 << 15, 320, x_name="M", samples=m) for m in (1, 4, 16, 64)]
     return cases
 
 
 def providers_for(case: Case) -> tuple[str, ...]:
     if case.sweep.startswith("wav2vec"):
         return ("fairseq", "fused_recompute", "fused_saved")
+    if case.sweep == "gumbel_rao":
+        return ("rao_reference", "rao_fused")
     return ("eager", "compile", "fused_saved", "fused_recompute")
 
 
@@ -106,8 +116,12 @@ def _operator(provider: str, case: Case, tau: float):
     import torch
     import torch.nn.functional as F
 
+    from gumbench.kernels import gumbel_rao
     from gumbench.kernels.gumbel_softmax import gumbel_softmax
 
+    if provider.startswith("rao_"):
+        backend = "triton" if provider == "rao_fused" else "reference"
+        return lambda x: gumbel_rao(x, tau, case.samples, backend=backend, check=False)[0]
     if provider == "eager":
         return lambda x: F.gumbel_softmax(x, tau=tau, hard=case.hard)
     if provider == "compile":
@@ -183,6 +197,25 @@ def check_against_reference(torch, tau: float = 0.5) -> dict:
             "grad_max_abs": float((x.grad - xr.grad).abs().max()),
             "index_agreement": float((index == i_ref).float().mean()),
         }
+    # Gumbel-Rao: the reference fed the kernel's sample and its M draws (Philox streams 1..M)
+    from gumbench.kernels import gumbel_rao
+    from gumbench.kernels.reference import gumbel_rao_reference
+
+    for n_cols in (320, 20000):
+        x = torch.randn(64, n_cols, device="cuda", requires_grad=True)
+        dy = torch.randn_like(x)
+        y, index = gumbel_rao(x, tau, 4, seed=7, backend="triton")
+        y.backward(dy)
+        exponentials = torch.stack(
+            [-torch.log(gumbel_uniforms(x.shape, 7, stream=m + 1, device="cuda")) for m in range(4)]
+        )
+        xr = x.detach().clone().requires_grad_(True)
+        y_ref, _ = gumbel_rao_reference(xr, tau, 4, index=index, exponentials=exponentials)
+        y_ref.backward(dy)
+        errors[f"gumbel_rao K={n_cols} M=4"] = {
+            "y_max_abs": float((y - y_ref).abs().max()),
+            "grad_max_abs": float((x.grad - xr.grad).abs().max()),
+        }
     return errors
 
 
@@ -226,7 +259,8 @@ def _rows(case: Case, provider: str, mode: str, result: dict, copy_gbps: float, 
     median, q20, q80 = result["ms"]
     base = {
         "kernel": KERNEL, "provider": provider, "mode": mode, "sweep": case.sweep, "x_name": case.x_name,
-        "x": case.x, "rows": case.rows, "K": case.n_cols, "dtype": case.dtype, "hard": case.hard, "device": device,
+        "x": case.x, "rows": case.rows, "K": case.n_cols, "dtype": case.dtype, "hard": case.hard,
+        "samples": case.samples, "device": device,
     }  # fmt: skip
     gbps = lambda ms: useful / (ms * 1e-3) / 1e9  # noqa: E731
     return [
@@ -280,6 +314,18 @@ def summarize(df, copy_gbps: float) -> list[dict]:
         if len(big):
             r = (big["fairseq"] / big["fused_recompute"]).min()
             target("wav2vec 2.0 call pattern vs fairseq (worst, rows >= 2^16)", r, r >= 6, ">= 6x")
+    rao_peak = part(peak, "gumbel_rao", "full")
+    if rao_peak is not None and "rao_fused" in rao_peak and len(rao_peak) > 1:
+        fused = rao_peak["rao_fused"].sort_index()
+        v = fused.iloc[-1] / fused.iloc[0]
+        target(f"Gumbel-Rao fused peak memory, M={fused.index[-1]} / M={fused.index[0]}", v, v <= 1.05, "<= 1.05 (flat in M)")
+        if "rao_reference" in rao_peak:
+            v = rao_peak["rao_reference"].iloc[-1] / fused.iloc[-1]
+            target(f"Gumbel-Rao peak memory at M={fused.index[-1]}, reference / fused", v, True, "informative")
+    rao_ms = part(ms, "gumbel_rao", "full")
+    if rao_ms is not None and {"rao_reference", "rao_fused"} <= set(rao_ms.columns):
+        for m, row in rao_ms.iterrows():
+            target(f"Gumbel-Rao fwd+bwd at M={m}, reference / fused time", row["rao_reference"] / row["rao_fused"], True, "informative")
     target("device-to-device copy", copy_gbps, True, "GB/s, measured in the same run")
     return out
 

@@ -51,9 +51,11 @@ def test_profile_reports_from_synthetic_measurements(tmp_path):
     from gumbench.kernels import profile
 
     rows = []
-    for case in [c for c in profile.sweep_cases(quick=False) if c.sweep in ("rows_k320", "wav2vec_fp16")]:
+    speeds = {"eager": 6.0, "compile": 1.5, "fused_saved": 1.1, "fused_recompute": 1.0, "fairseq": 8.0}
+    for case in [c for c in profile.sweep_cases(quick=False) if c.sweep in ("rows_k320", "wav2vec_fp16", "gumbel_rao")]:
         for provider in profile.providers_for(case):
-            speed = {"eager": 6.0, "compile": 1.5, "fused_saved": 1.1, "fused_recompute": 1.0, "fairseq": 8.0}[provider]
+            # made-up Gumbel-Rao costs: the reference's memory grows with M, the fused one's does not
+            speed = speeds.get(provider, 1 + case.samples / 4 if provider == "rao_reference" else 1.0)
             for mode in profile.MODES:
                 ms = speed * case.elements * 1e-9 * profile.PASSES[mode]
                 result = {"ms": (ms, 0.95 * ms, 1.05 * ms), "peak_bytes": speed * case.elements * 4}
@@ -63,6 +65,8 @@ def test_profile_reports_from_synthetic_measurements(tmp_path):
     targets = {t["target"]: t for t in profile.summarize(df, 3000.0)}
     assert math.isclose(targets["hard fwd+bwd vs eager (mean, rows >= 2^16)"]["value"], 6.0)
     assert targets["wav2vec 2.0 call pattern vs fairseq (worst, rows >= 2^16)"]["ok"]
+    assert targets["Gumbel-Rao fused peak memory, M=64 / M=1"]["value"] == 1.0
+    assert math.isclose(targets["Gumbel-Rao peak memory at M=64, reference / fused"]["value"], 17.0)
     meta = {"device": "fake", "torch": "x", "triton": "y", "cuda": "z"}
     summary = profile.write_summary(tmp_path, list(targets.values()), meta, df)
     assert "| hard fwd+bwd vs eager" in summary.read_text()
