@@ -48,7 +48,6 @@ tl = None  # replaced by triton.language before any kernel below is decorated
 __all__ = ["GumbelRaoFunction", "gumbel_rao", "MAX_LOOPED_SAMPLES"]
 
 MAX_LOOPED_SAMPLES = 1024  # draws per row on the looped path (a register vector per row)
-LOG2E = gs.LOG2E
 
 
 @_jit
@@ -86,12 +85,7 @@ def _gumbel_rao_bwd_kernel(
     BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr, ROWS: tl.constexpr, FAST_MATH: tl.constexpr,
 ):  # fmt: skip
     """Single-block backward: whole rows in two register tiles, one loop over the M draws."""
-    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    row_ok = rows < n_rows
-    cols_a = tl.arange(0, BLOCK_A)
-    cols_b = BLOCK_A + tl.arange(0, BLOCK_B)
-    mask_a = row_ok[:, None] & (cols_a < n_cols)[None, :]
-    mask_b = row_ok[:, None] & (cols_b < n_cols)[None, :]
+    rows, row_ok, cols_a, cols_b, mask_a, mask_b = gs._two_tiles(n_rows, n_cols, ROWS, BLOCK_A, BLOCK_B)
     xa = gs._load_f32(x_ptr, rows, cols_a, stride_x_row, stride_x_col, mask_a, float("-inf"))
     xb = gs._load_f32(x_ptr, rows, cols_b, stride_x_row, stride_x_col, mask_b, float("-inf"))
     dya = gs._load_f32(dy_ptr, rows, cols_a, stride_dy_row, stride_dy_col, mask_a, 0.0)

@@ -102,6 +102,17 @@ def _uniform_from_bits(bits):
 
 
 @_jit
+def _philox(seed_lo, seed_hi, c0, rows, stream):
+    """Philox-4x32-10 keyed by the seed at counters (c0, row low 32 bits, row high 32 bits,
+    stream), ``rows`` (int64) and ``stream`` broadcast to c0's shape: four 32-bit outputs."""
+    zero = tl.zeros_like(c0)
+    c1 = zero + rows.to(tl.uint32)
+    c2 = zero + (rows >> 32).to(tl.uint32)
+    c3 = (zero + stream).to(tl.uint32)
+    return tl.philox_impl(c0, c1, c2, c3, seed_lo.to(tl.uint32, bitcast=True), seed_hi.to(tl.uint32, bitcast=True))
+
+
+@_jit
 def _uniform_tile(seed_lo, seed_hi, rows, group0, stream, ROWS: tl.constexpr, WIDTH: tl.constexpr):
     """Uniforms for columns [4*group0, 4*group0 + WIDTH) of ``rows``: a (ROWS, WIDTH) fp32 tile.
 
@@ -114,14 +125,8 @@ def _uniform_tile(seed_lo, seed_hi, rows, group0, stream, ROWS: tl.constexpr, WI
     the Gumbel-Rao kernel's conditional draws, so no two uses share a draw.
     """
     GROUPS: tl.constexpr = WIDTH // 4
-    zero = tl.zeros((ROWS, GROUPS), dtype=tl.uint32)
-    c0 = zero + (group0 + tl.arange(0, GROUPS)).to(tl.uint32)[None, :]
-    c1 = zero + rows.to(tl.uint32)[:, None]  # low 32 bits of the row
-    c2 = zero + (rows >> 32).to(tl.uint32)[:, None]
-    c3 = (zero + stream).to(tl.uint32)
-    k0 = seed_lo.to(tl.uint32, bitcast=True)
-    k1 = seed_hi.to(tl.uint32, bitcast=True)
-    r0, r1, r2, r3 = tl.philox_impl(c0, c1, c2, c3, k0, k1)
+    c0 = tl.zeros((ROWS, GROUPS), dtype=tl.uint32) + (group0 + tl.arange(0, GROUPS)).to(tl.uint32)[None, :]
+    r0, r1, r2, r3 = _philox(seed_lo, seed_hi, c0, rows[:, None], stream)
     # (ROWS, GROUPS, 2, 2) with [..., a, b] = r[2a + b]: column 4*g + j gets r_j.
     bits = tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), (ROWS, WIDTH))
     return _uniform_from_bits(bits)
@@ -130,12 +135,7 @@ def _uniform_tile(seed_lo, seed_hi, rows, group0, stream, ROWS: tl.constexpr, WI
 @_jit
 def _uniform_at(seed_lo, seed_hi, rows, cols, stream):
     """The uniform ``_uniform_tile`` draws at (rows[i], cols[i]) for each i: one column per row."""
-    zero = tl.zeros_like(cols).to(tl.uint32)
-    k0 = seed_lo.to(tl.uint32, bitcast=True)
-    k1 = seed_hi.to(tl.uint32, bitcast=True)
-    c1 = zero + rows.to(tl.uint32)
-    c2 = zero + (rows >> 32).to(tl.uint32)
-    r0, r1, r2, r3 = tl.philox_impl((cols // 4).to(tl.uint32), c1, c2, (zero + stream).to(tl.uint32), k0, k1)
+    r0, r1, r2, r3 = _philox(seed_lo, seed_hi, (cols // 4).to(tl.uint32), rows, stream)
     j = cols % 4
     bits = tl.where(j == 0, r0, tl.where(j == 1, r1, tl.where(j == 2, r2, r3)))
     return _uniform_from_bits(bits)
@@ -223,6 +223,18 @@ def _perturbed_logits(
     mask = row_ok[:, None] & (cols < n_cols)[None, :]
     x = _load_f32(x_ptr, rows, cols, stride_row, stride_col, mask, float("-inf"))
     return _add_gumbel(x, seed_lo, seed_hi, rows, col0 // 4, ROWS, WIDTH, FAST_MATH), cols, mask
+
+
+@_jit
+def _two_tiles(n_rows, n_cols, ROWS: tl.constexpr, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr):
+    """This program's rows and the two column tiles of the single-block layout, with masks."""
+    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    row_ok = rows < n_rows
+    cols_a = tl.arange(0, BLOCK_A)
+    cols_b = BLOCK_A + tl.arange(0, BLOCK_B)
+    mask_a = row_ok[:, None] & (cols_a < n_cols)[None, :]
+    mask_b = row_ok[:, None] & (cols_b < n_cols)[None, :]
+    return rows, row_ok, cols_a, cols_b, mask_a, mask_b
 
 
 @_jit
@@ -390,12 +402,7 @@ def _gumbel_softmax_bwd_kernel(
     RECOMPUTE regenerates y from the logits and the seed; otherwise y is read from a
     saved contiguous tensor.
     """
-    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
-    row_ok = rows < n_rows
-    cols_a = tl.arange(0, BLOCK_A)
-    cols_b = BLOCK_A + tl.arange(0, BLOCK_B)
-    mask_a = row_ok[:, None] & (cols_a < n_cols)[None, :]
-    mask_b = row_ok[:, None] & (cols_b < n_cols)[None, :]
+    rows, row_ok, cols_a, cols_b, mask_a, mask_b = _two_tiles(n_rows, n_cols, ROWS, BLOCK_A, BLOCK_B)
     dya = _load_f32(dy_ptr, rows, cols_a, stride_dy_row, stride_dy_col, mask_a, 0.0)
     dyb = _load_f32(dy_ptr, rows, cols_b, stride_dy_row, stride_dy_col, mask_b, 0.0)
     if RECOMPUTE:
