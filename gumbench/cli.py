@@ -69,10 +69,9 @@ def gradstats_command(
     results = run_gradstats(task, estimator or None, tau=tau, samples=samples, seed=seed)
     payload = [r.to_dict() | {"task": results.task} for r in results.statistics]
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(output)
+        from gumbench.benchmarks.sweep.store import write_json
+
+        write_json(output, payload, indent=1)
     if as_json:
         typer.echo(json.dumps(payload))
     else:
@@ -100,10 +99,9 @@ def optimize_command(
 
     frame = optimize_many(task, estimator or None, steps=steps, lr=lr, batch=batch, seed=seed)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
-        frame.to_csv(tmp, index=False)
-        tmp.replace(output)
+        from gumbench.benchmarks.sweep.store import write_csv
+
+        write_csv(frame, output)
     table = Table(title=escape(f"{frame['task'].iloc[0]}: exact expected loss, {steps} steps"))
     for column in ("estimator", "start", "final", "best"):
         table.add_column(column, justify="left" if column == "estimator" else "right")
@@ -139,10 +137,9 @@ def train_command(
     built = [make_estimator(e) for e in (estimator or ["st-gumbel", "vq-commitment"])]
     frame = pd.concat([train(built_task, est, steps=steps, seed=seed) for est in built], ignore_index=True)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
-        frame.to_csv(tmp, index=False)
-        tmp.replace(output)
+        from gumbench.benchmarks.sweep.store import write_csv
+
+        write_csv(frame, output)
     columns = ["loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi", "eval_collapse", "step_seconds"]
     columns = [c for c in columns if c in frame]
     table = Table(title=escape(f"{built_task.spec}: last step of {int(frame['step'].max())}"))
@@ -172,40 +169,40 @@ def sweep_command(
     steps: Optional[int] = typer.Option(None, "--steps", help="Steps per training unit."),
     estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Replace the estimator lists (repeatable)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md into the run folder."),
+    kernel: Optional[Path] = typer.Option(None, "--kernel", help="Kernel profile CSV (from `gumbench profile-kernel`) to draw in the report."),
 ) -> None:
     """Run or resume a sweep (tasks x estimators x parameters x seeds); results as parquet, then a report."""
     from gumbench.benchmarks.sweep import apply_overrides, load_config, run_sweep
 
+    _check_kernel_csv(kernel)
     resolved = apply_overrides(load_config(config), name=name, repetitions=repetitions, base_seed=base_seed,
                                samples=samples, steps=steps, estimators=estimator)
-    results = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler,
-                        slurm_partition=partition, slurm_time=time_limit)
-    typer.echo(f"results: {results}")
+    run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler,
+                    slurm_partition=partition, slurm_time=time_limit)
+    typer.echo(f"results: {run.results}")
     if report:
-        from gumbench.benchmarks.report import build_report
+        from gumbench.benchmarks.sweep.report import build_report
 
-        html_path, md_path = build_report(results, results.parent, kernel_csv=_kernel_csv())
+        html_path, md_path = build_report(run, run.folder, kernel_csv=kernel)
         typer.echo(f"report: {html_path} and {md_path}")
 
 
-def _kernel_csv() -> Optional[Path]:
-    """The committed kernel profile, if one exists (see `gumbench profile-kernel`)."""
-    path = Path("results/kernel/profile.csv")
-    return path if path.is_file() else None
+def _check_kernel_csv(kernel: Optional[Path]) -> None:
+    if kernel is not None and not kernel.is_file():
+        raise GumbenchError(f"kernel profile {str(kernel)!r} does not exist")
 
 
 @app.command("report")
 def report_command(
     runs: List[Path] = typer.Argument(..., help="Run folders or results.parquet files."),
     out: Path = typer.Option(Path("results/report"), "--out", "-o", help="Folder for report.html, report.md and figures/."),
-    kernel: Optional[Path] = typer.Option(None, "--kernel", help="Kernel profile CSV to include (default: results/kernel/profile.csv if present)."),
+    kernel: Optional[Path] = typer.Option(None, "--kernel", help="Kernel profile CSV (from `gumbench profile-kernel`) to draw."),
 ) -> None:
     """Draw an HTML report (figures embedded) and a Markdown summary from stored results."""
-    from gumbench.benchmarks.report import build_report
+    from gumbench.benchmarks.sweep.report import build_report
 
-    if kernel is not None and not kernel.is_file():
-        raise GumbenchError(f"kernel profile {str(kernel)!r} does not exist")
-    html_path, md_path = build_report(list(runs), out, kernel_csv=kernel or _kernel_csv())
+    _check_kernel_csv(kernel)
+    html_path, md_path = build_report(list(runs), out, kernel_csv=kernel)
     typer.echo(f"report: {html_path} and {md_path}")
 
 
@@ -217,10 +214,75 @@ def explain_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Where does the gradient at a wav2vec 2.0 quantizer's logits come from? One training step on real speech."""
-    from gumbench.explain import explain, format_explanation
+    from gumbench.benchmarks.studies import explain, format_explanation
 
     result = explain(audio_dir=None if audio_dir is None else str(audio_dir), seed=seed, variant=variant)
     typer.echo(json.dumps(result, indent=1) if as_json else format_explanation(result))
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    """'0,150,300' -> (0, 150, 300)."""
+    try:
+        steps = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise GumbenchError(f"--checkpoints takes steps separated by commas, like 0,150,300; got {text!r}") from None
+    if min(steps) < 0:
+        raise GumbenchError(f"--checkpoints must be steps >= 0, got {text!r}")
+    return steps
+
+
+@app.command("elbo-study")
+def elbo_study_command(
+    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Categorical estimator, repeatable; default: the Gumbel family and REINFORCE (EMA, RLOO)."),
+    checkpoints: str = typer.Option("0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."),
+    points: int = typer.Option(4, "--points", help="Evaluation images per checkpoint."),
+    samples: int = typer.Option(4000, "--samples", "-s", help="Estimates per image."),
+    seed: int = typer.Option(0, "--seed"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write OUT.csv (rows) and OUT.txt (the table)."),
+) -> None:
+    """Gradient accuracy inside the trained digits VAE: each estimator against the enumerated ELBO gradient."""
+    from gumbench.benchmarks.studies import elbo_study, format_elbo_study, save_study
+    from gumbench.benchmarks.studies.elbo import DEFAULT_ESTIMATORS
+
+    frame = elbo_study(estimator or DEFAULT_ESTIMATORS, checkpoints=_steps(checkpoints), points=points, samples=samples, seed=seed)
+    text = format_elbo_study(frame)
+    typer.echo(text)
+    if output is not None:
+        save_study(output, frame, text)
+
+
+@app.command("speech-study")
+def speech_study_command(
+    task: str = typer.Option("wav2vec2", "--task", "-t", help="wav2vec2 or logmel-vqvae (with parameters)."),
+    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Categorical estimator, repeatable; default: st-gumbel, soft-gumbel, straight-through, RLOO."),
+    trained_with: str = typer.Option("st-gumbel", "--trained-with", help="Estimator the model is trained with."),
+    checkpoints: str = typer.Option("0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."),
+    crops: int = typer.Option(2, "--crops", help="Evaluation crops in the frozen batch."),
+    samples: int = typer.Option(2000, "--samples", "-s", help="Estimates per estimator."),
+    reference_samples: int = typer.Option(8000, "--reference-samples", help="Estimates averaged into the sampled reference."),
+    seed: int = typer.Option(0, "--seed"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write OUT.csv, OUT.txt and OUT.json (settings, wall time)."),
+) -> None:
+    """Bias and variance of estimators at a speech quantizer's logits, at checkpoints of training."""
+    import time
+
+    import torch
+
+    from gumbench.benchmarks.studies import format_study, quantizer_gradient_study, save_study
+    from gumbench.benchmarks.studies.speech_quantizers import DEFAULT_ESTIMATORS
+
+    start = time.perf_counter()
+    estimators = tuple(estimator or DEFAULT_ESTIMATORS)
+    frame = quantizer_gradient_study(task, estimators, trained_with=trained_with, checkpoints=_steps(checkpoints), crops=crops,
+                                     samples=samples, reference_samples=reference_samples, seed=seed)
+    text = format_study(frame)
+    typer.echo(text)
+    if output is not None:
+        settings = {"task": task, "estimator": list(estimator) if estimator else None, "trained_with": trained_with,
+                    "checkpoints": checkpoints, "crops": crops, "samples": samples, "reference_samples": reference_samples,
+                    "seed": seed, "out": str(output)}
+        save_study(output, frame, text, {"settings": settings, "wall_seconds": time.perf_counter() - start,
+                                         "torch_threads": torch.get_num_threads()})
 
 
 @app.command("profile-kernel")
@@ -229,7 +291,7 @@ def profile_kernel_command(
     quick: bool = typer.Option(False, "--quick", help="A few sizes only (a smoke run)."),
 ) -> None:
     """Profile the fused Gumbel-softmax kernel against eager, torch.compile and fairseq's call (needs a CUDA GPU)."""
-    from gumbench.kernels.profile import profile_kernel
+    from gumbench.benchmarks.kernel_profile import profile_kernel
 
     result = profile_kernel(out_dir=str(out), quick=quick)
     typer.echo(f"profile: {result}")

@@ -1,9 +1,8 @@
 """Names with parameters, benchopt style: ``st-gumbel[tau=0.5]``, ``reinforce[baseline=loo,samples=4]``.
 
-A :class:`Registry` maps names to plugin classes. Each class declares its
-parameters as a dict of defaults (``parameters``), optional allowed values
-(``choices``), a one-line ``description`` and a ``name``. This module imports no
-torch, so the CLI can parse and check names cheaply.
+A :class:`Registry` maps names to plugin classes (:class:`gumbench.plugin.Plugin`): the
+built-ins register when their package is imported, third-party classes come from an
+entry-point group. This module imports no torch, so the CLI can parse and check names cheaply.
 """
 
 from __future__ import annotations

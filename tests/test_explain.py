@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gumbench.errors import GumbenchError
-from gumbench.explain import TARGETS, TERMS, explain, format_explanation
+from gumbench.benchmarks.studies.explain import TARGETS, TERMS, explain, format_explanation
 
 
 @pytest.fixture(scope="module")

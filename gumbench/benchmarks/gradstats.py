@@ -22,6 +22,10 @@ per-coordinate variances get element-wise intervals the same way. Only per-group
 sums are kept, so memory is O(K G V) whatever S is. All accumulation is float64 on
 the CPU in a fixed order: the same seed gives bit-identical statistics.
 
+The three steps are separate functions: :func:`accumulate` draws the estimates (batched by
+:func:`draw_estimates`) into per-group sums, :func:`jackknife_intervals` turns them into values
+and intervals, :func:`gradient_statistics` checks the input and assembles the result.
+
 VQ estimators take continuous vectors and a codebook rather than logits; they are
 measured in the training tasks, not here.
 """
@@ -35,8 +39,10 @@ from typing import Callable
 
 import torch
 
+from gumbench.benchmarks.toys import exact_gradient, make_task
 from gumbench.errors import GumbenchError
-from gumbench.benchmarks.toys import exact_gradient
+from gumbench.estimators import VQEstimator, make_estimator
+from gumbench.registry import format_spec
 
 DEFAULT_SAMPLES = 10_000
 JACKKNIFE_GROUPS = 50
@@ -101,7 +107,7 @@ def _group_sizes(samples: int, groups: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(groups)]
 
 
-def _draw(estimator, logits: torch.Tensor, loss_fn, rows: int, generator) -> torch.Tensor:
+def draw_estimates(estimator, logits: torch.Tensor, loss_fn, rows: int, generator) -> torch.Tensor:
     """``rows`` independent estimates with one backward: (rows, G*V) in float64."""
     leaf = logits.detach().unsqueeze(0).expand(rows, *logits.shape).clone().requires_grad_(True)
     out = estimator(leaf, loss_fn, generator=generator)
@@ -112,6 +118,117 @@ def _draw(estimator, logits: torch.Tensor, loss_fn, rows: int, generator) -> tor
     if not torch.isfinite(grad).all():
         raise GumbenchError(f"{getattr(estimator, 'spec', estimator)} produced NaN or inf gradients")
     return grad
+
+
+@dataclass
+class GroupSums:
+    """Per jackknife group k: the sum of the deviations x - e of its estimates from the exact
+    gradient, the sum of their squares (both (K, G*V), float64) and the count (K,).
+
+    Shifting by e keeps the sum-of-squares variance free of cancellation (a zero-variance
+    estimator reads 0, not float noise), and the squared norms give the MSE directly.
+    """
+
+    sums: torch.Tensor
+    squares: torch.Tensor
+    counts: torch.Tensor
+
+
+def accumulate(estimator, logits, loss_fn, exact: torch.Tensor, samples: int, seed: int, groups: int, chunk_size: int) -> GroupSums:
+    """Draw ``samples`` estimates in chunks of ``chunk_size`` rows and sum them into ``groups`` contiguous groups."""
+    e = exact.reshape(-1)
+    generator = torch.Generator().manual_seed(int(seed))
+    # One discarded warm-up call brings stateful estimators (an EMA baseline) to their
+    # running state, so that the first group is not measured with an empty baseline.
+    draw_estimates(estimator, logits, loss_fn, min(samples, 256), generator)
+    sums = torch.zeros(groups, e.numel(), dtype=torch.float64)
+    squares = torch.zeros(groups, e.numel(), dtype=torch.float64)
+    sizes = _group_sizes(samples, groups)
+    group_of_row = torch.repeat_interleave(torch.arange(groups), torch.tensor(sizes))
+    for start in range(0, samples, chunk_size):
+        rows = min(chunk_size, samples - start)
+        deviation = draw_estimates(estimator, logits, loss_fn, rows, generator) - e
+        group = group_of_row[start : start + rows]
+        sums.index_add_(0, group, deviation)
+        squares.index_add_(0, group, deviation.pow(2))
+    return GroupSums(sums, squares, torch.tensor(sizes, dtype=torch.float64))
+
+
+def _statistics(e: torch.Tensor, total_sums, total_squares, n) -> dict[str, torch.Tensor]:
+    """Every statistic (and per-coordinate variances) from the sums of n deviations from e."""
+    bias_vector = total_sums / n
+    mean = e + bias_vector
+    coord_var = (total_squares - n * bias_vector.pow(2)).clamp_min(0) / (n - 1)
+    total_var = coord_var.sum()
+    bias_sq = bias_vector.pow(2).sum() - total_var / n
+    mean_norm = mean.norm()
+    cosine = mean @ e / (mean_norm * e.norm()) if mean_norm > 0 and e.norm() > 0 else torch.tensor(math.nan)
+    snr = mean_norm / total_var.sqrt() if total_var > 0 else torch.tensor(math.nan)
+    return {
+        "bias_sq": bias_sq,
+        "total_variance": total_var,
+        "mse": total_squares.sum() / n,
+        "cosine": cosine,
+        "snr": snr,
+        "coord_var": coord_var,
+    }
+
+
+def jackknife_intervals(group_sums: GroupSums, exact: torch.Tensor, confidence: float) -> dict[str, tuple | None]:
+    """Per statistic (value, low, high): the full-sample value and a delete-a-group jackknife interval
+    with a t quantile on K - 1 degrees of freedom; None where a value is not finite."""
+    from scipy import stats as scipy_stats
+
+    e = exact.reshape(-1)
+    sums, squares, counts = group_sums.sums, group_sums.squares, group_sums.counts
+    groups = len(counts)
+    full = _statistics(e, sums.sum(0), squares.sum(0), counts.sum())
+    leave_out = [_statistics(e, sums.sum(0) - sums[k], squares.sum(0) - squares[k], counts.sum() - counts[k]) for k in range(groups)]
+    t = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=groups - 1))
+    intervals = {}
+    for key, value in full.items():
+        replicates = torch.stack([r[key] for r in leave_out])
+        if not torch.isfinite(value).all() or not torch.isfinite(replicates).all():
+            intervals[key] = None
+            continue
+        se = ((groups - 1) / groups * (replicates - replicates.mean(0)).pow(2).sum(0)).sqrt()
+        intervals[key] = (value, value - t * se, value + t * se)
+    return intervals
+
+
+def _scalar(interval, transform=lambda v: v, clip=False) -> Interval | None:
+    if interval is None:
+        return None
+    vals = [float(v) for v in interval]
+    if clip:
+        vals = [max(v, 0.0) for v in vals]
+    return Interval(*(transform(v) for v in vals))
+
+
+def _training_copy(estimator):
+    """A copy in training mode (the caller's estimator and its state are left alone); not VQ."""
+    est = copy.deepcopy(make_estimator(estimator))
+    if isinstance(est, VQEstimator):
+        raise GumbenchError(f"{est.spec} is a VQ estimator: it takes vectors and a codebook, not logits; measure it in a training task")
+    return est.train()
+
+
+def _check_input(logits, samples, confidence) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise GumbenchError(f"logits must be a tensor of shape (G, V), got {getattr(logits, 'shape', type(logits).__name__)}")
+    if not isinstance(samples, int) or samples < 4:
+        raise GumbenchError(f"samples must be an integer >= 4, got {samples!r}")
+    if not 0 < confidence < 1:
+        raise GumbenchError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _exact_or_reference(logits, loss_fn, reference) -> tuple[torch.Tensor, float | None]:
+    """(gradient to compare with in float64, E[loss] or None): by enumeration, or the given reference."""
+    if reference is None:
+        return exact_gradient(logits, loss_fn)
+    if tuple(reference.shape) != tuple(logits.shape):
+        raise GumbenchError(f"reference gradient must have the shape of logits {tuple(logits.shape)}, got {tuple(reference.shape)}")
+    return reference.detach().to(torch.float64).cpu(), None
 
 
 def gradient_statistics(
@@ -132,118 +249,38 @@ def gradient_statistics(
     ``loss_fn`` maps (S, G, V) to (S,). See the module docstring for the definitions.
     ``reference`` replaces the enumerated exact gradient where V^G is too large to enumerate
     (e.g. a many-sample unbiased estimate); its own error then adds to the reported bias, and
-    ``expected_loss`` is then None.
+    ``expected_loss`` is then None. Three steps: :func:`accumulate` draws, :func:`jackknife_intervals`
+    turns the group sums into intervals, and this function assembles the result.
     """
-    from scipy import stats as scipy_stats
-
-    from gumbench.estimators import make_estimator
-
-    est = copy.deepcopy(make_estimator(estimator))
-    if est.family == "vq":
-        raise GumbenchError(f"{est.spec} is a VQ estimator: it takes vectors and a codebook, not logits; measure it in a training task")
-    est.train()
-    label = est.label
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        raise GumbenchError(f"logits must be a tensor of shape (G, V), got {getattr(logits, 'shape', type(logits).__name__)}")
-    if not isinstance(samples, int) or samples < 4:
-        raise GumbenchError(f"samples must be an integer >= 4, got {samples!r}")
-    if not 0 < confidence < 1:
-        raise GumbenchError(f"confidence must be in (0, 1), got {confidence}")
+    est = _training_copy(estimator)
+    _check_input(logits, samples, confidence)
     groups = max(2, min(groups, samples // 2))
-
-    if reference is None:
-        exact, expected = exact_gradient(logits, loss_fn)
-    else:
-        if tuple(reference.shape) != tuple(logits.shape):
-            raise GumbenchError(f"reference gradient must have the shape of logits {tuple(logits.shape)}, got {tuple(reference.shape)}")
-        exact, expected = reference.detach().to(torch.float64).cpu(), None
-    e = exact.reshape(-1)
-    d = e.numel()
-    generator = torch.Generator().manual_seed(int(seed))
-    # One discarded warm-up call brings stateful estimators (an EMA baseline) to their
-    # running state, so that the first group is not measured with an empty baseline.
-    _draw(est, logits, loss_fn, min(samples, 256), generator)
-    # Per-group sums of the deviations from the exact gradient, x - e: shifting by e
-    # keeps sum-of-squares variance free of cancellation (a zero-variance estimator
-    # reads 0, not float noise), and their squared norms give the MSE directly.
-    sums = torch.zeros(groups, d, dtype=torch.float64)
-    squares = torch.zeros(groups, d, dtype=torch.float64)
-    sizes = _group_sizes(samples, groups)
-    counts = torch.tensor(sizes, dtype=torch.float64)
-    group_of_row = torch.repeat_interleave(torch.arange(groups), torch.tensor(sizes))
-    for start in range(0, samples, chunk_size):
-        rows = min(chunk_size, samples - start)
-        deviation = _draw(est, logits, loss_fn, rows, generator) - e
-        group = group_of_row[start : start + rows]
-        sums.index_add_(0, group, deviation)
-        squares.index_add_(0, group, deviation.pow(2))
-
-    def statistics(total_sums, total_squares, n):
-        bias_vector = total_sums / n
-        mean = e + bias_vector
-        coord_var = (total_squares - n * bias_vector.pow(2)).clamp_min(0) / (n - 1)
-        total_var = coord_var.sum()
-        bias_sq = bias_vector.pow(2).sum() - total_var / n
-        mean_norm = mean.norm()
-        cosine = mean @ e / (mean_norm * e.norm()) if mean_norm > 0 and e.norm() > 0 else torch.tensor(math.nan)
-        snr = mean_norm / total_var.sqrt() if total_var > 0 else torch.tensor(math.nan)
-        return {
-            "bias_sq": bias_sq,
-            "total_variance": total_var,
-            "mse": total_squares.sum() / n,
-            "cosine": cosine,
-            "snr": snr,
-            "coord_var": coord_var,
-        }
-
-    full = statistics(sums.sum(0), squares.sum(0), counts.sum())
-    leave_out = [
-        statistics(sums.sum(0) - sums[k], squares.sum(0) - squares[k], counts.sum() - counts[k])
-        for k in range(groups)
-    ]
-    t = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=groups - 1))
-
-    def interval(key):
-        value = full[key]
-        replicates = torch.stack([r[key] for r in leave_out])
-        if not torch.isfinite(value).all() or not torch.isfinite(replicates).all():
-            return None, None, None
-        se = ((groups - 1) / groups * (replicates - replicates.mean(0)).pow(2).sum(0)).sqrt()
-        return value, value - t * se, value + t * se
-
-    def scalar(key, transform=lambda v: v, clip=False):
-        value, low, high = interval(key)
-        if value is None:
-            return None
-        vals = [float(v) for v in (value, low, high)]
-        if clip:
-            vals = [max(v, 0.0) for v in vals]
-        return Interval(*(transform(v) for v in vals))
-
-    bias = scalar("bias_sq", math.sqrt, clip=True)
-    exact_norm = float(e.norm())
-    relative = Interval(bias.value / exact_norm, bias.low / exact_norm, bias.high / exact_norm) if exact_norm > 0 else None
-    coord, coord_low, coord_high = interval("coord_var")
+    exact, expected = _exact_or_reference(logits, loss_fn, reference)
+    group_sums = accumulate(est, logits, loss_fn, exact, samples, seed, groups, chunk_size)
+    intervals = jackknife_intervals(group_sums, exact, confidence)
+    bias = _scalar(intervals["bias_sq"], math.sqrt, clip=True)
+    exact_norm = float(exact.norm())
+    coord, coord_low, coord_high = intervals["coord_var"]
     shape = tuple(logits.shape)
     return GradientStatistics(
         estimator=est.spec,
-        label=label,
+        label=est.label,
         samples=samples,
         seed=int(seed),
         confidence=confidence,
         exact_gradient=exact.reshape(shape),
-        mean_gradient=(e + sums.sum(0) / counts.sum()).reshape(shape),
+        mean_gradient=(exact.reshape(-1) + group_sums.sums.sum(0) / group_sums.counts.sum()).reshape(shape),
         exact_norm=exact_norm,
         expected_loss=expected,
         bias=bias,
-        relative_bias=relative,
-        total_variance=scalar("total_variance", clip=True),
+        relative_bias=Interval(bias.value / exact_norm, bias.low / exact_norm, bias.high / exact_norm) if exact_norm > 0 else None,
+        total_variance=_scalar(intervals["total_variance"], clip=True),
         coordinate_variance=coord.reshape(shape),
         coordinate_variance_low=coord_low.clamp_min(0).reshape(shape),
         coordinate_variance_high=coord_high.reshape(shape),
-        mse=scalar("mse", clip=True),
-        cosine=scalar("cosine", lambda v: min(max(v, -1.0), 1.0)),
-        snr=scalar("snr", clip=True),
+        mse=_scalar(intervals["mse"], clip=True),
+        cosine=_scalar(intervals["cosine"], lambda v: min(max(v, -1.0), 1.0)),
+        snr=_scalar(intervals["snr"], clip=True),
     )
 
 
@@ -256,15 +293,11 @@ class GradstatsRun:
 
 
 def default_estimators() -> list[str]:
-    """Every registered non-VQ estimator, once per showcased variant (e.g. each REINFORCE baseline)."""
+    """Every registered categorical estimator, once per showcased variant (e.g. each REINFORCE baseline)."""
     from gumbench.estimators import registry
-    from gumbench.registry import format_spec
 
-    names = []
-    for name, cls in registry.classes().items():
-        if cls.family != "vq":
-            names.extend(format_spec(name, variant) for variant in getattr(cls, "variants", ({},)))
-    return names
+    return [format_spec(name, variant) for name, cls in registry.classes().items() if not issubclass(cls, VQEstimator)
+            for variant in cls.variants]
 
 
 def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> GradstatsRun:
@@ -274,25 +307,22 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
     without a temperature together with ``tau`` is an error. All names are checked before
     anything runs.
     """
-    from gumbench.benchmarks.toys import make_task
-    from gumbench.estimators import make_estimator
-
     toy = make_task(task)
     explicit = estimators is not None
     built = []
     for name in estimators if explicit else default_estimators():
         est = make_estimator(name)
         if tau is not None:
-            if "tau" in est.parameters:
+            if est.has_temperature:
                 try:
-                    est = make_estimator(est, tau=tau)
+                    est = est.with_params(tau=tau)
                 except GumbenchError:
                     if explicit:
                         raise
                     continue  # the default set leaves out estimators that refuse this tau (ReinMax needs tau >= 1)
             elif explicit:
                 raise GumbenchError(f"--tau was given but {est.name} has no temperature; estimators with one: "
-                                    + ", ".join(n for n in default_estimators() if "tau" in make_estimator(n).parameters))
+                                    + ", ".join(n for n in default_estimators() if make_estimator(n).has_temperature))
         built.append(est)
     if not built:
         raise GumbenchError("no estimators to run")

@@ -21,11 +21,11 @@ def optimize(task, estimator, *, steps: int = 200, lr: float = 0.1, batch: int =
     import pandas as pd
 
     from gumbench.benchmarks.toys import make_task
-    from gumbench.estimators import make_estimator
+    from gumbench.estimators import VQEstimator, make_estimator
 
     toy = make_task(task)
     est = copy.deepcopy(make_estimator(estimator))
-    if est.family == "vq":
+    if isinstance(est, VQEstimator):
         raise GumbenchError(f"{est.spec} is a VQ estimator; toy optimization needs a categorical one")
     if steps < 1 or batch < 1:
         raise GumbenchError(f"steps and batch must be >= 1, got steps={steps}, batch={batch}")

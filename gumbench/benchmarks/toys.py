@@ -25,8 +25,9 @@ from typing import ClassVar
 
 import torch
 
-from gumbench.errors import GumbenchError, check_positive
-from gumbench.registry import Registry, coerce_params, format_spec
+from gumbench.errors import GumbenchError
+from gumbench.plugin import AT_LEAST_ONE, POSITIVE, Plugin
+from gumbench.registry import Registry
 
 MAX_ENUMERATION = 65_536
 
@@ -74,22 +75,14 @@ def exact_gradient(logits: torch.Tensor, loss_fn) -> tuple[torch.Tensor, float]:
     return grad, float(expectation.detach())
 
 
-class ToyTask:
-    """A toy with logits (G, V) and a loss on (..., G, V) -> (...)."""
+class ToyTask(Plugin):
+    """A toy with logits (G, V) and a loss on (..., G, V) -> (...); ``formula`` for ``gumbench list``."""
 
-    name: ClassVar[str]
-    description: ClassVar[str] = ""
     formula: ClassVar[str] = ""
-    parameters: ClassVar[dict] = {}
-    choices: ClassVar[dict] = {}
 
     def __init__(self, **params):
-        self.params = coerce_params(self.name, self.parameters, self.choices, params)
-        self.validate()
+        super().__init__(**params)
         self.logits = self.initial_logits().to(torch.float32)
-
-    def validate(self) -> None:
-        pass
 
     def initial_logits(self) -> torch.Tensor:
         raise NotImplementedError  # abstract: each toy defines its starting logits
@@ -98,19 +91,12 @@ class ToyTask:
         raise NotImplementedError  # abstract: each toy defines its loss
 
     @property
-    def spec(self) -> str:
-        return format_spec(self.name, self.params)
-
-    @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.logits.shape)
 
     def expected_loss(self, logits: torch.Tensor) -> torch.Tensor:
         """E[loss] under softmax(logits); enumeration by default, analytic where the loss separates."""
         return exact_expectation(logits, self.loss)
-
-    def __repr__(self) -> str:
-        return self.spec
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -124,12 +110,7 @@ class CategoricalToy(ToyTask):
     formula = "f(y) = sum (y - t)^2, t ~ U(0,1)  |  f(y) = sum c * y, c ~ N(0,1); logits ~ N(0, scale^2)"
     parameters = {"loss": "quadratic", "groups": 4, "categories": 8, "scale": 1.0, "seed": 0}
     choices = {"loss": ("quadratic", "linear")}
-
-    def validate(self) -> None:
-        for key in ("groups", "categories"):
-            if self.params[key] < 1:
-                raise GumbenchError(f"{self.name}: {key} must be >= 1, got {self.params[key]}")
-        check_positive(f"{self.name}: scale", self.params["scale"])
+    ranges = {"groups": AT_LEAST_ONE, "categories": AT_LEAST_ONE, "scale": POSITIVE}
 
     def initial_logits(self) -> torch.Tensor:
         gen = _generator(self.params["seed"])
@@ -170,12 +151,10 @@ class PolynomialToy(_BinaryToy):
     description = "ReinMax's polynomial programming: L binary variables, mean |z - 0.45|^p."
     formula = "f(z) = (1/L) sum_i |z_i - 0.45|^p, z_i in {0,1}, p in {1.5, 2, 3}; logits ~ N(0,1)"
     parameters = {"p": 2.0, "L": 8, "seed": 0}
+    choices = {"p": (1.5, 2.0, 3.0)}
+    ranges = {"L": AT_LEAST_ONE}
 
     def validate(self) -> None:
-        if self.params["p"] not in (1.5, 2.0, 3.0):
-            raise GumbenchError(f"{self.name}: p must be one of 1.5, 2, 3; got {self.params['p']}")
-        if self.params["L"] < 1:
-            raise GumbenchError(f"{self.name}: L must be >= 1, got {self.params['L']}")
         self.weight = 1.0 / self.params["L"]
 
     def initial_logits(self):

@@ -1,7 +1,8 @@
 """Gradient estimators behind one interface; see :mod:`gumbench.estimators.base`.
 
-Built-ins register on import; third-party packages add theirs through the entry-point
-group ``gumbench.estimators`` (the entry point's name is the estimator's name).
+The built-ins register when this package imports their modules; third-party packages add
+theirs through the entry-point group ``gumbench.estimators`` (the entry point's name is the
+estimator's name).
 """
 
 from gumbench.estimators.base import (
@@ -9,6 +10,7 @@ from gumbench.estimators.base import (
     CategoricalEstimator,
     Estimator,
     EstimatorOutput,
+    VQEstimator,
     make_estimator,
     register,
     registry,
@@ -20,6 +22,7 @@ __all__ = [
     "CategoricalEstimator",
     "Estimator",
     "EstimatorOutput",
+    "VQEstimator",
     "make_estimator",
     "register",
     "registry",

@@ -1,4 +1,5 @@
-"""One interface for the three estimator families.
+"""One interface for the three estimator families: relaxations (with straight-through),
+score-function estimators and vector quantization.
 
 An estimator is a ``torch.nn.Module`` (so ``train()``/``eval()`` and state such as
 an EMA baseline or an EMA codebook work as usual) called as
@@ -26,12 +27,14 @@ import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.kernels.reference import check_logits
-from gumbench.registry import Registry, coerce_params, format_spec, parse_spec
+from gumbench.plugin import Plugin
+from gumbench.registry import Registry, parse_spec
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 FAMILIES = ("relaxation", "score-function", "vq")
 
+# the built-ins register when gumbench.estimators (the package) imports their modules
 registry = Registry("estimator", group="gumbench.estimators")
 register = registry.register
 
@@ -54,36 +57,37 @@ class EstimatorOutput(NamedTuple):
     aux: dict[str, torch.Tensor]
 
 
-class Estimator(torch.nn.Module):
-    """Base class: a name, a family, declared parameters with defaults, a one-line description."""
+class Estimator(Plugin, torch.nn.Module):
+    """Base class: a plugin (name, declared parameters, spec, label, ``with_params``) that is also
+    a ``torch.nn.Module`` (its ``parameters`` are the plugin's declared ones: estimators hold no
+    trainable weights), with a family and declared capabilities, read directly:
 
-    name: ClassVar[str]
+    has_temperature         it has a ``tau`` parameter (set from ``parameters``; the training
+                            tasks' temperature schedules and ``gradstats --tau`` change it)
+    required_categories     V that logits must have (DisARM: 2), None for any
+    zero_estimate_possible  the estimate can be exactly 0 with positive probability (DisARM)
+    variants                parameter sets shown in the default gradstats table; () keeps it out
+    """
+
     family: ClassVar[str]
-    description: ClassVar[str] = ""
-    parameters: ClassVar[dict] = {}
-    choices: ClassVar[dict] = {}
+    has_temperature: ClassVar[bool] = False
+    required_categories: ClassVar[int | None] = None
+    zero_estimate_possible: ClassVar[bool] = False
+    variants: ClassVar[tuple[dict, ...]] = ({},)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.has_temperature = "tau" in cls.parameters
 
     def __init__(self, **params):
-        super().__init__()
-        self.given = dict(params)
-        self.params = coerce_params(self.name, self.parameters, self.choices, params)
-        self.validate()
+        torch.nn.Module.__init__(self)
+        Plugin.__init__(self, **params)
 
-    def validate(self) -> None:
-        """Check parameter ranges; raise GumbenchError naming what is allowed."""
-
-    @property
-    def spec(self) -> str:
-        """Canonical registry name with every parameter, e.g. ``st-gumbel[tau=0.5]``."""
-        return format_spec(self.name, self.params)
-
-    @property
-    def label(self) -> str:
-        """Short name: the parameters given at construction that differ from their defaults."""
-        return format_spec(self.name, {k: self.params[k] for k in self.given if self.params[k] != self.parameters[k]})
-
-    def extra_repr(self) -> str:
-        return self.spec
+    def incompatibility(self, categories: int) -> str | None:
+        """Why this estimator cannot take logits with ``categories`` per group, or None."""
+        if self.required_categories is not None and categories != self.required_categories:
+            return f"{self.name} needs {self.required_categories} categories"
+        return None
 
 
 def call_loss(loss_fn: LossFn, value: torch.Tensor, batch_shape: torch.Size, who: str) -> torch.Tensor:
@@ -112,15 +116,35 @@ class CategoricalEstimator(Estimator):
     def estimate(self, logits: torch.Tensor, loss_fn: LossFn, generator: torch.Generator | None) -> EstimatorOutput:
         raise NotImplementedError  # abstract: each estimator defines it
 
+    def noiseless(self, logits: torch.Tensor, loss_fn: LossFn) -> EstimatorOutput:
+        """The eval-mode output of the Gumbel family: the one-hot of the noiseless argmax, no gradient."""
+        indices = logits.detach().argmax(dim=-1)
+        value = one_hot(indices, logits.shape[-1], logits.dtype)
+        loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
+        return EstimatorOutput(surrogate=loss, value=value, indices=indices, loss=loss, aux={})
+
+
+class VQEstimator(Estimator):
+    """Estimators over continuous vectors (..., G, D) and a codebook: vector quantization.
+
+    Called as ``estimator(vectors, loss_fn, codebook=E, generator=gen)``; ``assign_codes`` gives
+    the code each vector goes to, deterministically (for evaluations).
+    """
+
+    family: ClassVar[str] = "vq"
+
+    def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # abstract: each VQ estimator defines its assignment
+
+    def incompatibility(self, categories: int) -> str | None:
+        return "VQ estimators take vectors, not logits"
+
 
 def make_estimator(spec: "str | Estimator", **overrides) -> Estimator:
-    """An estimator from a registry name (``'st-gumbel[tau=0.5]'``) or an instance (returned as is)."""
+    """An estimator from a registry name (``'st-gumbel[tau=0.5]'``) or an instance (returned as
+    is, or as ``spec.with_params(**overrides)``)."""
     if isinstance(spec, Estimator):
-        if overrides:
-            return type(spec)(**{**spec.params, **overrides})
-        return spec
-    import gumbench.estimators  # noqa: F401  (registers the built-ins)
-
+        return spec.with_params(**overrides) if overrides else spec
     parsed = parse_spec(spec)
     if any(isinstance(v, list) for v in {**parsed.params, **overrides}.values()):
         raise GumbenchError(f"{spec!r} is a grid of estimators; pass one value per parameter (see Spec.grid())")

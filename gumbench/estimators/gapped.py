@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import torch
 
-from gumbench.errors import check_positive
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.estimators.straight_through import sample_categorical
+from gumbench.kernels.reference import sample_categorical
+from gumbench.plugin import POSITIVE
 
 
 def probability_gap(log_probs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -65,6 +65,7 @@ class GappedStraightThrough(CategoricalEstimator):
     description = "Gapped straight-through (Fan 2022): sample D forward, softmax((logits + m)/tau) Jacobian backward, m deterministic with a gap (1.0 or p)."
     parameters = {"tau": 1.0, "variant": "1.0"}
     choices = {"variant": ("1.0", "p")}
+    ranges = {"tau": POSITIVE}
     variants = ({"variant": "1.0"}, {"variant": "p"})
 
     def __init__(self, **params):
@@ -73,9 +74,6 @@ class GappedStraightThrough(CategoricalEstimator):
         if isinstance(variant, (int, float)) and not isinstance(variant, bool):
             params["variant"] = f"{float(variant):.1f}"
         super().__init__(**params)
-
-    def validate(self) -> None:
-        check_positive(f"{self.name}: tau", self.params["tau"])
 
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)

@@ -10,21 +10,17 @@ is the one-hot of the noiseless argmax and no gradient flows.
 
 from __future__ import annotations
 
-import torch
-
-from gumbench.errors import check_positive
-from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
+from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, register
 # The fused Triton kernel on CUDA tensors, the PyTorch reference on the CPU
 # (force either with gumbench.kernels.set_backend or $GUMBENCH_KERNEL_BACKEND).
 from gumbench.kernels import gumbel_softmax
+from gumbench.plugin import POSITIVE
 
 
 class _GumbelBase(CategoricalEstimator):
     family = "relaxation"
     parameters = {"tau": 1.0}
-
-    def validate(self) -> None:
-        check_positive(f"{self.name}: tau", self.params["tau"])
+    ranges = {"tau": POSITIVE}
 
     def _relaxed(self, logits, loss_fn, generator, hard: bool) -> EstimatorOutput:
         # logits were validated by CategoricalEstimator.forward
@@ -52,7 +48,4 @@ class STGumbel(_GumbelBase):
     def estimate(self, logits, loss_fn, generator):
         if self.training:
             return self._relaxed(logits, loss_fn, generator, hard=True)
-        indices = logits.detach().argmax(dim=-1)
-        value = one_hot(indices, logits.shape[-1], logits.dtype)
-        loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
-        return EstimatorOutput(surrogate=loss, value=value, indices=indices, loss=loss, aux={})
+        return self.noiseless(logits, loss_fn)

@@ -18,13 +18,12 @@ PyTorch reference materialises them.
 
 from __future__ import annotations
 
-from gumbench.errors import GumbenchError, check_positive
-from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
+from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, register
 
 # The fused Triton kernel on CUDA tensors, the PyTorch reference on the CPU
 # (force either with gumbench.kernels.set_backend or $GUMBENCH_KERNEL_BACKEND).
-from gumbench.kernels.gumbel_rao import gumbel_rao
-from gumbench.kernels.reference import conditional_gumbel  # noqa: F401  (re-exported)
+from gumbench.kernels import gumbel_rao
+from gumbench.plugin import POSITIVE, Range
 
 
 @register
@@ -33,18 +32,11 @@ class GumbelRao(CategoricalEstimator):
     family = "relaxation"
     description = "Gumbel-Rao (Paulus 2021): one hard sample forward, softmax((logits + g)/tau) Jacobian averaged over M draws of g given the sample."
     parameters = {"tau": 1.0, "samples": 10}
-
-    def validate(self) -> None:
-        check_positive(f"{self.name}: tau", self.params["tau"])
-        if self.params["samples"] < 1:
-            raise GumbenchError(f"{self.name}: samples (M, the conditional Gumbel draws) must be >= 1, got {self.params['samples']}")
+    ranges = {"tau": POSITIVE, "samples": Range(1, meaning="M, the conditional Gumbel draws")}
 
     def estimate(self, logits, loss_fn, generator):
         if not self.training:  # as st-gumbel: the noiseless argmax, no gradient
-            indices = logits.detach().argmax(dim=-1)
-            value = one_hot(indices, logits.shape[-1], logits.dtype)
-            loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
-            return EstimatorOutput(surrogate=loss, value=value, indices=indices, loss=loss, aux={})
+            return self.noiseless(logits, loss_fn)
         # logits were validated by CategoricalEstimator.forward
         value, indices = gumbel_rao(logits, self.params["tau"], self.params["samples"], generator=generator, check=False)
         loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import torch
 
-from gumbench.errors import GumbenchError, check_positive
+from gumbench.errors import GumbenchError
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.estimators.straight_through import sample_categorical
+from gumbench.kernels.reference import sample_categorical
+from gumbench.plugin import POSITIVE
 
 
 def softmax_jacobian_surrogate(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -41,9 +42,10 @@ class ReinMax(CategoricalEstimator):
     family = "relaxation"
     description = "ReinMax (Liu 2023): sample forward, 2 J(pi_half) - J(pi)/2 backward, pi_half = (softmax(logits/tau) + D)/2; tau >= 1."
     parameters = {"tau": 1.0}
+    ranges = {"tau": POSITIVE}
 
     def validate(self) -> None:
-        tau = check_positive(f"{self.name}: tau", self.params["tau"])
+        tau = self.params["tau"]
         if tau < 1:
             raise GumbenchError(f"{self.name}: tau must be >= 1 (ReinMax's second-order correction needs it; Liu et al. 2023), got {tau:g}")
 

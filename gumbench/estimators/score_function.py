@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import torch
 
-from gumbench.errors import GumbenchError, check_positive
+from gumbench.errors import GumbenchError
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.estimators.straight_through import sample_categorical
+from gumbench.kernels.reference import sample_categorical
+from gumbench.plugin import OPEN_UNIT, Range
 
 
 @register
@@ -33,19 +34,15 @@ class Reinforce(CategoricalEstimator):
     description = "Score function (f - b) grad log p with baseline none, ema or loo (RLOO over S samples)."
     parameters = {"baseline": "none", "samples": 0, "decay": 0.9}
     choices = {"baseline": ("none", "ema", "loo")}
+    ranges = {"samples": Range(0), "decay": OPEN_UNIT}  # samples = 0: the default for the baseline
     variants = ({"baseline": "none"}, {"baseline": "ema"}, {"baseline": "loo"})
 
     def validate(self) -> None:
         p = self.params
         if p["samples"] == 0:  # default: 1 sample, or 4 for the leave-one-out baseline
             p["samples"] = 4 if p["baseline"] == "loo" else 1
-        if p["samples"] < 1:
-            raise GumbenchError(f"{self.name}: samples must be >= 1, got {p['samples']}")
         if p["baseline"] == "loo" and p["samples"] < 2:
             raise GumbenchError(f"{self.name}: baseline=loo needs samples >= 2, got {p['samples']}")
-        check_positive(f"{self.name}: decay", p["decay"])
-        if p["decay"] >= 1:
-            raise GumbenchError(f"{self.name}: decay must be in (0, 1), got {p['decay']}")
         self.ema_loss: float | None = None
 
     def estimate(self, logits, loss_fn, generator):

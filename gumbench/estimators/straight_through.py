@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from gumbench.errors import check_positive
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import sample_categorical  # noqa: F401  (re-exported: the estimators import it from here)
+from gumbench.kernels.reference import sample_categorical
+from gumbench.plugin import POSITIVE
 
 
 @register
@@ -19,9 +19,7 @@ class StraightThrough(CategoricalEstimator):
     family = "relaxation"
     description = "Sample z ~ Cat(softmax(logits)) forward, Jacobian of softmax(logits/tau) backward (Bengio 2013)."
     parameters = {"tau": 1.0}
-
-    def validate(self) -> None:
-        check_positive(f"{self.name}: tau", self.params["tau"])
+    ranges = {"tau": POSITIVE}
 
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)

@@ -48,8 +48,9 @@ from __future__ import annotations
 
 import torch
 
-from gumbench.errors import GumbenchError, check_positive
-from gumbench.estimators.base import Estimator, EstimatorOutput, call_loss, one_hot, register
+from gumbench.errors import GumbenchError
+from gumbench.estimators.base import EstimatorOutput, VQEstimator, call_loss, one_hot, register
+from gumbench.plugin import AT_LEAST_ONE, NON_NEGATIVE, OPEN_UNIT, POSITIVE, Range
 
 
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -121,29 +122,22 @@ def kmeans(points: torch.Tensor, codes: int, iters: int, *, generator: torch.Gen
 
 
 @register
-class VQCommitment(Estimator):
+class VQCommitment(VQEstimator):
     name = "vq-commitment"
-    family = "vq"
     description = ("VQ-VAE: nearest code by L2, straight-through to the encoder, codebook + beta * commitment loss; "
                    "options: ema, rotation trick, k-means init, dead-code restart, cosine codebook.")
     parameters = {"beta": 0.25, "ema": False, "decay": 0.99, "eps": 1e-5, "rotation": False, "init": "random",
                   "kmeans_iters": 10, "restart": False, "restart_threshold": 50, "cosine": False}
     choices = {"init": ("random", "kmeans")}
+    ranges = {"beta": NON_NEGATIVE, "eps": POSITIVE, "decay": OPEN_UNIT, "kmeans_iters": AT_LEAST_ONE,
+              "restart_threshold": Range(1, meaning="training calls a code may go unused")}
 
     def validate(self) -> None:
         p = self.params
-        check_positive(f"{self.name}: beta", p["beta"], inclusive=True)
-        check_positive(f"{self.name}: eps", p["eps"])
-        if not 0 < p["decay"] < 1:
-            raise GumbenchError(f"{self.name}: decay must be in (0, 1), got {p['decay']}")
         for option, switch, on in (("kmeans_iters", "init=kmeans", p["init"] == "kmeans"),
                                    ("restart_threshold", "restart=true", p["restart"])):
             if p[option] != self.parameters[option] and not on:
                 raise GumbenchError(f"{self.name}: {option} only applies with {switch}; set it or leave {option} out")
-        if p["kmeans_iters"] < 1:
-            raise GumbenchError(f"{self.name}: kmeans_iters must be >= 1, got {p['kmeans_iters']}")
-        if p["restart_threshold"] < 1:
-            raise GumbenchError(f"{self.name}: restart_threshold (training calls a code may go unused) must be >= 1, got {p['restart_threshold']}")
         self.register_buffer("ema_counts", None)
         self.register_buffer("ema_sums", None)
         self.register_buffer("unused_calls", None)  # per code, consecutive training calls without use (restart)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from gumbench.benchmarks.report import build_report
+from gumbench.benchmarks.sweep.report import build_report
 from gumbench.benchmarks.sweep import run_sweep
 from gumbench.errors import GumbenchError
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from gumbench.benchmarks.speech_gradients import format_study, measure, quantizer_gradient_study, reference_gradient
+from gumbench.benchmarks.studies.speech_quantizers import format_study, measure, quantizer_gradient_study, reference_gradient
 from gumbench.benchmarks.toys import exact_gradient
 from gumbench.benchmarks.training import make_training_task, registry, train
 from gumbench.benchmarks.training.speech import (

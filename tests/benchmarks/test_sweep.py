@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from gumbench.benchmarks.store import load_results, read_metadata, write_parquet
+from gumbench.benchmarks.sweep.store import load_results, read_metadata, write_parquet
 from gumbench.benchmarks.sweep import apply_overrides, derive_seed, expand_units, load_config, run_sweep
 from gumbench.errors import GumbenchError
 
@@ -43,7 +43,7 @@ def test_rows_do_not_depend_on_order(tmp_path):
 
 
 def test_metadata_in_file_and_columns(tmp_path):
-    path = run_sweep(small_config(), out=tmp_path, progress=False)
+    path = run_sweep(small_config(), out=tmp_path, progress=False).results
     meta = read_metadata(path)
     assert meta["config"]["gradstats"]["samples"] == 400
     for key in ("gumbench_version", "git_commit", "torch_version", "triton_version", "device", "base_seed"):
@@ -54,7 +54,7 @@ def test_metadata_in_file_and_columns(tmp_path):
         write_parquet(frame, path, meta)
     # a finished run is not rewritten by running it again
     mtime = path.stat().st_mtime_ns
-    assert run_sweep(small_config(), out=tmp_path, progress=False) == path
+    assert run_sweep(small_config(), out=tmp_path, progress=False).results == path
     assert path.stat().st_mtime_ns == mtime
 
 
@@ -74,7 +74,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     done_before = len(list(out.glob("*/units/*.parquet")))
     assert 2 <= done_before < 6, "the kill should land mid-run"
     assert not list(out.glob("*/results.parquet"))
-    path = run_sweep(load_config(config), out=out, progress=False)
+    path = run_sweep(load_config(config), out=out, progress=False).results
     resumed = pd.read_parquet(path)
     assert resumed["unit_id"].nunique() == 6
     assert len(resumed) == 6 * resumed.groupby("unit_id").size().iloc[0]

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gumbench.benchmarks.training import elbo_gradient_study, make_training_task, registry, train
+from gumbench.benchmarks.studies import elbo_gradient_study
+from gumbench.benchmarks.training import make_training_task, registry, train
 from gumbench.benchmarks.training.synthetic import nmi, purity
 from gumbench.errors import GumbenchError
 

@@ -18,8 +18,8 @@ from gumbench.benchmarks.toys import enumerate_configurations
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from gumbench.estimators.gapped import gapped_logits, probability_gap
-from gumbench.estimators.gumbel_rao import conditional_gumbel
-from gumbench.estimators.straight_through import sample_categorical
+from gumbench.kernels.reference import conditional_gumbel
+from gumbench.kernels.reference import sample_categorical
 
 SAMPLES = 20_000
 LEVEL = 0.999

@@ -1,4 +1,7 @@
-"""Training tasks with a discrete bottleneck; see :mod:`gumbench.benchmarks.training.base`."""
+"""Training tasks with a discrete bottleneck; see :mod:`gumbench.benchmarks.training.base`.
+
+The built-in tasks register when this package imports their modules.
+"""
 
 from gumbench.benchmarks.training.base import (
     DiscreteBottleneck,
@@ -10,6 +13,5 @@ from gumbench.benchmarks.training.base import (
     train,
 )
 from gumbench.benchmarks.training import speech, synthetic  # noqa: F401  (registers the tasks)
-from gumbench.benchmarks.training.synthetic import elbo_gradient_study
 
-__all__ = ["DiscreteBottleneck", "StepOutput", "TrainingTask", "elbo_gradient_study", "make_training_task", "register", "registry", "train"]
+__all__ = ["DiscreteBottleneck", "StepOutput", "TrainingTask", "make_training_task", "register", "registry", "train"]

@@ -28,8 +28,11 @@ from torch import nn
 
 from gumbench.benchmarks.utilization import UsageTracker, code_churn, summarize
 from gumbench.errors import GumbenchError, check_positive
-from gumbench.registry import Registry, coerce_params, format_spec
+from gumbench.estimators import VQEstimator, make_estimator
+from gumbench.plugin import Plugin
+from gumbench.registry import Registry
 
+# the built-ins register when gumbench.benchmarks.training (the package) imports their modules
 registry = Registry("training task")
 register = registry.register
 
@@ -56,7 +59,7 @@ class DiscreteBottleneck(nn.Module):
         super().__init__()
         self.estimator = estimator
         self.groups, self.codes, self.code_dim = groups, codes, code_dim
-        self.is_vq = estimator.family == "vq"
+        self.is_vq = isinstance(estimator, VQEstimator)
         self.project = nn.Linear(in_dim, groups * (code_dim if self.is_vq else codes))
         self.codebook = nn.Parameter(torch.randn(groups, codes, code_dim) / math.sqrt(code_dim))
 
@@ -104,26 +107,13 @@ class StepOutput:
     bottleneck: BottleneckOutput
 
 
-class TrainingTask:
-    """Base class of training tasks; see the module docstring."""
+class TrainingTask(Plugin):
+    """Base class of training tasks; see the module docstring. ``has_quantizer_problem``: the
+    task defines ``quantizer_problem`` (the speech quantizer gradient study needs it)."""
 
-    name: ClassVar[str]
-    description: ClassVar[str] = ""
-    parameters: ClassVar[dict] = {}
-    choices: ClassVar[dict] = {}
     default_steps: ClassVar[int] = 200
     default_lr: ClassVar[float] = 2e-3
-
-    def __init__(self, **params):
-        self.params = coerce_params(self.name, self.parameters, self.choices, params)
-        self.validate()
-
-    @property
-    def spec(self) -> str:
-        return format_spec(self.name, self.params)
-
-    def validate(self) -> None:
-        pass
+    has_quantizer_problem: ClassVar[bool] = False
 
     # --- to define in tasks -------------------------------------------------
     groups: int = 1
@@ -162,8 +152,6 @@ class TrainingTask:
 def make_training_task(spec) -> TrainingTask:
     if isinstance(spec, TrainingTask):
         return spec
-    import gumbench.benchmarks.training  # noqa: F401  (registers the tasks)
-
     return registry.create(spec)
 
 
@@ -194,23 +182,19 @@ def train(
     """Train ``task`` with ``estimator`` for ``steps`` from ``seed``; one row per step (a DataFrame).
 
     ``callback(step, model)``, if given, runs before the first step (step 0) and after each step.
+    A task's temperature schedule (``task.temperature(step)``) reaches estimators that have a
+    temperature through ``with_params``: every scheduled value is validated, and a schedule that
+    leaves an estimator's range (ReinMax needs tau >= 1) is refused before the first step.
     """
     import pandas as pd
 
-    from gumbench.estimators import make_estimator
-
     task = make_training_task(task)
-    est = make_estimator(estimator)
-    steps = task.default_steps if steps is None else steps
-    lr = task.default_lr if lr is None else check_positive("lr", lr)
-    if not isinstance(steps, int) or steps < 1:
-        raise GumbenchError(f"steps must be an integer >= 1, got {steps!r}")
-    if eval_every < 1:
-        raise GumbenchError(f"eval_every must be >= 1, got {eval_every}")
+    configured = make_estimator(estimator)
+    steps, lr = _checked_settings(task, configured, steps, lr, eval_every)
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # model initialization
-        model = task.build(est).to(device)
+        model = task.build(configured).to(device)
     if not isinstance(getattr(model, "bottleneck", None), DiscreteBottleneck):
         raise GumbenchError(f"{task.spec}: build() must return a model with a DiscreteBottleneck at .bottleneck")
     model.train()
@@ -224,29 +208,15 @@ def train(
     if callback is not None:
         callback(0, model)
     for step in range(1, steps + 1):
-        tau = task.temperature(step)
-        if tau is not None and "tau" in est.params:
-            est.params["tau"] = tau
-        start = time.perf_counter()
-        batch = task.batch(step, generator)
-        out = task.loss(model, batch, generator)
-        if not torch.isfinite(out.total):
-            raise GumbenchError(f"{task.spec} with {est.spec}: the loss became {float(out.total)} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        out.total.backward()
-        norms = {f"grad_norm_{name}": _grad_norm(params) for name, params in groups.items()}
-        logits = out.bottleneck.logits
-        if logits is not None and logits.grad is not None:
-            norms["grad_norm_logits"] = float(logits.grad.double().norm())
-        optimizer.step()
-        seconds = time.perf_counter() - start
-        indices = out.bottleneck.indices
+        est = _with_scheduled_temperature(task, model.bottleneck, step)
+        out, norms, seconds = _optimizer_step(task, model, optimizer, generator, groups, est, step)
+        indices, logits = out.bottleneck.indices, out.bottleneck.logits
         tracker.update(indices)
         usage = summarize(indices, model.bottleneck.codes, logits)
-        row = {"task": task.spec, "estimator": est.spec, "label": est.label, "seed": seed, "step": step,
+        row = {"task": task.spec, "estimator": configured.spec, "label": configured.label, "seed": seed, "step": step,
                "loss": float(out.total.detach()), **{f"loss_{k}": v for k, v in out.terms.items()},
                **usage.as_row(), "dead_codes": float(tracker.dead_codes().sum()),
-               "tau": est.params.get("tau", float("nan")), **norms,
+               "tau": est.params["tau"] if est.has_temperature else float("nan"), **norms,
                "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
         if eval_batch is not None and (step % eval_every == 0 or step == steps):
             row.update(_evaluate(task, model, eval_batch, previous_eval))
@@ -256,6 +226,48 @@ def train(
         if callback is not None:
             callback(step, model)
     return pd.DataFrame(rows)
+
+
+def _checked_settings(task, estimator, steps, lr, eval_every) -> tuple[int, float]:
+    """(steps, learning rate) with the task's defaults; the temperature schedule checked at both ends."""
+    steps = task.default_steps if steps is None else steps
+    lr = task.default_lr if lr is None else check_positive("lr", lr)
+    if not isinstance(steps, int) or steps < 1:
+        raise GumbenchError(f"steps must be an integer >= 1, got {steps!r}")
+    if eval_every < 1:
+        raise GumbenchError(f"eval_every must be >= 1, got {eval_every}")
+    if estimator.has_temperature:
+        for step in (1, steps):  # schedules are monotone: their ends bound every value
+            tau = task.temperature(step)
+            if tau is not None:
+                estimator.with_params(tau=tau)
+    return steps, lr
+
+
+def _with_scheduled_temperature(task, bottleneck: DiscreteBottleneck, step: int):
+    """The bottleneck's estimator for ``step``: a copy with the task's temperature where it has one."""
+    est = bottleneck.estimator
+    tau = task.temperature(step)
+    if tau is not None and est.has_temperature and tau != est.params["tau"]:
+        est = bottleneck.estimator = est.with_params(tau=tau)
+    return est
+
+
+def _optimizer_step(task, model, optimizer, generator, groups, est, step):
+    """One training step: (StepOutput, gradient norms of the parameter ``groups``, seconds)."""
+    start = time.perf_counter()
+    batch = task.batch(step, generator)
+    out = task.loss(model, batch, generator)
+    if not torch.isfinite(out.total):
+        raise GumbenchError(f"{task.spec} with {est.spec}: the loss became {float(out.total)} at step {step}")
+    optimizer.zero_grad(set_to_none=True)
+    out.total.backward()
+    norms = {f"grad_norm_{name}": _grad_norm(params) for name, params in groups.items()}
+    logits = out.bottleneck.logits
+    if logits is not None and logits.grad is not None:
+        norms["grad_norm_logits"] = float(logits.grad.double().norm())
+    optimizer.step()
+    return out, norms, time.perf_counter() - start
 
 
 def _evaluate(task, model, batch, previous):

@@ -40,7 +40,8 @@ Rows of the bottleneck are frames: masked frames (N) for wav2vec2, (batch, frame
 VQ-VAE. The per-row loss of a masked frame is its own InfoNCE term, so REINFORCE-type
 estimators assign credit per frame and ignore a frame's effect on other frames' distractor
 terms (an approximation used in training only; the quantizer gradient study in
-:mod:`gumbench.benchmarks.speech_gradients` treats the whole batch as one row and is unbiased).
+:mod:`gumbench.benchmarks.studies.speech_quantizers` treats the whole batch as one row and is
+unbiased).
 The VQ-VAE's decoder is per frame, so there each row's loss depends on its own code only.
 """
 
@@ -58,6 +59,7 @@ from gumbench.benchmarks.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, load_cor
 from gumbench.benchmarks.training.base import BottleneckOutput, DiscreteBottleneck, StepOutput, TrainingTask, register
 from gumbench.benchmarks.utilization import diversity_loss
 from gumbench.errors import GumbenchError
+from gumbench.plugin import AT_LEAST_ONE, HALF_OPEN_UNIT, POSITIVE, Range
 
 # fairseq's default feature encoder: (kernel, stride) per layer, 320 samples per frame at 16 kHz
 CONV_LAYERS = ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))
@@ -69,18 +71,6 @@ def frames_of(samples: int) -> int:
     for kernel, stride in CONV_LAYERS:
         samples = (samples - kernel) // stride + 1
     return samples
-
-
-def _check_positive_ints(task, *keys):
-    for key in keys:
-        if task.params[key] < 1:
-            raise GumbenchError(f"{task.name}: {key} must be >= 1, got {task.params[key]}")
-
-
-def _check_unit_interval(task, *keys):
-    for key in keys:
-        if not 0 < task.params[key] <= 1:
-            raise GumbenchError(f"{task.name}: {key} must be in (0, 1], got {task.params[key]}")
 
 
 # --- masking, distractors and InfoNCE --------------------------------------------------
@@ -243,29 +233,24 @@ class Wav2Vec2(TrainingTask):
         "max_seconds": DEFAULT_MAX_SECONDS,
     }
     choices = {"variant": ("wav2vec2", "vq-wav2vec")}
+    ranges = {
+        **dict.fromkeys(("groups", "codes", "batch", "channels", "dim", "final_dim", "layers", "heads", "negatives"), AT_LEAST_ONE),
+        **dict.fromkeys(("mask_prob", "tau_decay"), HALF_OPEN_UNIT),
+        **dict.fromkeys(("logit_temp", "tau_max", "tau_min", "crop"), POSITIVE),
+        **dict.fromkeys(("diversity", "feature_penalty"), Range(0, meaning="a loss weight")),
+    }
     default_steps = 300
     default_lr = 1e-3
-
-    def __init__(self, **params):
-        self.given = dict(params)
-        super().__init__(**params)
+    has_quantizer_problem = True
 
     def validate(self):
         p = self.params
-        _check_positive_ints(self, "groups", "codes", "batch", "channels", "dim", "final_dim", "layers", "heads", "negatives")
-        _check_unit_interval(self, "mask_prob", "tau_decay")
         if p["final_dim"] % p["groups"]:
             raise GumbenchError(f"{self.name}: final_dim ({p['final_dim']}) must be a multiple of groups ({p['groups']})")
         if p["dim"] % p["heads"] or p["dim"] % 4:
             raise GumbenchError(f"{self.name}: dim ({p['dim']}) must be a multiple of heads ({p['heads']}) and of 4")
-        for key in ("logit_temp", "tau_max", "tau_min", "crop"):
-            if not p[key] > 0:
-                raise GumbenchError(f"{self.name}: {key} must be > 0, got {p[key]}")
         if p["tau_min"] > p["tau_max"]:
             raise GumbenchError(f"{self.name}: tau_min ({p['tau_min']}) must not exceed tau_max ({p['tau_max']})")
-        for key in ("diversity", "feature_penalty"):
-            if p[key] < 0:
-                raise GumbenchError(f"{self.name}: the {key} weight must be >= 0, got {p[key]}")
         if p["variant"] == "vq-wav2vec":
             if self.given.get("diversity", 0) != 0:
                 raise GumbenchError(f"{self.name}: variant=vq-wav2vec (its Gumbel quantizer) has no diversity loss; "
@@ -392,14 +377,14 @@ class LogMelVQVAETask(TrainingTask):
     description = "VQ-VAE on log-mel frames of real speech: conv encoder, G x V bottleneck, per-frame decoder; reconstruction + VQ losses."
     parameters = {"audio_dir": "", "mels": 40, "fmax": 4000.0, "frames": 32, "batch": 32, "groups": 1, "codes": 128,
                   "code_dim": 16, "hidden": 128, "max_seconds": DEFAULT_MAX_SECONDS}
+    ranges = {**dict.fromkeys(("mels", "frames", "batch", "groups", "codes", "code_dim", "hidden"), AT_LEAST_ONE),
+              "fmax": Range(0, SAMPLE_RATE // 2, low_open=True, meaning="Hz")}
     default_steps = 300
     default_lr = 2e-3
+    has_quantizer_problem = True
 
     def validate(self):
         p = self.params
-        _check_positive_ints(self, "mels", "frames", "batch", "groups", "codes", "code_dim", "hidden")
-        if not 0 < p["fmax"] <= SAMPLE_RATE / 2:
-            raise GumbenchError(f"{self.name}: fmax must be in (0, {SAMPLE_RATE // 2}] Hz, got {p['fmax']}")
         self.groups, self.codes = p["groups"], p["codes"]
         train, held = split_corpus(load_corpus(p["audio_dir"] or None, max_seconds=p["max_seconds"]))
         mel = dict(n_mels=p["mels"], f_max=p["fmax"])

@@ -6,8 +6,8 @@ digits-vae
     over ``latents`` x ``categories``; decoder p(x|z) Bernoulli over 64 pixels; uniform prior.
     Loss -ELBO = E_q[-log p(x|z)] + KL(q || uniform), the KL analytic. With a VQ estimator the
     posterior is a point mass and the KL the constant sum_l log C, as in VQ-VAE. At 4 x 8
-    latents (4,096 codes) :func:`elbo_gradient_study` enumerates the exact gradient of the
-    reconstruction term w.r.t. the encoder logits inside the trained model.
+    latents (4,096 codes) :func:`gumbench.benchmarks.studies.elbo_gradient_study` enumerates the
+    exact gradient of the reconstruction term w.r.t. the encoder logits inside the trained model.
 gmm-vq
     An autoencoder on a mixture of ``clusters`` Gaussians in ``dim`` dimensions (centres
     ~ N(0, I), spread ``noise``) with ``codes`` codes: utilization against the known number
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from gumbench.benchmarks.training.base import DiscreteBottleneck, StepOutput, TrainingTask, register
-from gumbench.errors import GumbenchError
+from gumbench.plugin import AT_LEAST_ONE, POSITIVE
 
 
 def mlp(*sizes: int) -> nn.Sequential:
@@ -49,12 +49,6 @@ def nmi(codes: torch.Tensor, labels: torch.Tensor) -> float:
     from sklearn.metrics import normalized_mutual_info_score
 
     return float(normalized_mutual_info_score(labels.reshape(-1).numpy(), codes.reshape(-1).numpy()))
-
-
-def _positive_ints(task, *keys):
-    for key in keys:
-        if task.params[key] < 1:
-            raise GumbenchError(f"{task.name}: {key} must be >= 1, got {task.params[key]}")
 
 
 class _Autoencoder(nn.Module):
@@ -103,10 +97,10 @@ class DigitsVAE(_AutoencoderTask):
     name = "digits-vae"
     description = "Categorical VAE on scikit-learn's 8x8 digits; exact ELBO gradients at 4 x 8 latents."
     parameters = {"latents": 4, "categories": 8, "hidden": 128, "batch": 64}
+    ranges = dict.fromkeys(parameters, AT_LEAST_ONE)
     default_steps = 300
 
     def validate(self):
-        _positive_ints(self, "latents", "categories", "hidden", "batch")
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -143,64 +137,15 @@ class DigitsVAE(_AutoencoderTask):
         return StepOutput(step.total + kl.mean(), step.terms, step.bottleneck)
 
 
-def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 300), points: int = 4, samples: int = 2000, seed: int = 0):
-    """Bias, relative standard deviation and cosine of ``estimator`` inside the digits VAE.
-
-    The model is trained with ``estimator`` itself; at each checkpoint (steps), for ``points``
-    evaluation images, the exact gradient of E_q[-log p(x|z)] w.r.t. the encoder logits is
-    enumerated (C^L configurations, at most 65,536) and compared with ``samples`` estimates.
-    The KL term's gradient is analytic and identical for every estimator, so it is left out.
-    One row per (checkpoint, image).
-    """
-    import pandas as pd
-
-    from gumbench.benchmarks.gradstats import gradient_statistics
-    from gumbench.benchmarks.training.base import make_training_task, train
-    from gumbench.estimators import make_estimator
-
-    task = make_training_task(task)
-    est = make_estimator(estimator)
-    if est.family == "vq":
-        raise GumbenchError(f"{est.spec}: the ELBO gradient w.r.t. encoder logits needs a categorical estimator")
-    rows = []
-    checkpoints = sorted(set(checkpoints))
-
-    def measure(step, model):
-        if step not in checkpoints:
-            return
-        model.eval()
-        images = task.eval_images[:points]
-        with torch.no_grad():
-            logits = model.bottleneck.logits_or_vectors(model.encoder(images))
-        for i, image in enumerate(images):
-            def recon(onehot, image=image):
-                return task.reconstruction_loss(model.decoder(model.bottleneck.lookup(onehot)), image)
-
-            s = gradient_statistics(est, logits[i].detach(), recon, samples, seed=seed + i)
-            rel_std = math.sqrt(s.total_variance.value) / s.exact_norm if s.exact_norm > 0 else None
-            rows.append({"task": task.spec, "estimator": est.spec, "label": est.label, "step": step, "image": i,
-                         "relative_bias": s.relative_bias.value, "relative_bias_low": s.relative_bias.low,
-                         "relative_bias_high": s.relative_bias.high, "relative_std": rel_std,
-                         "cosine": s.cosine.value if s.cosine else None,
-                         "cosine_low": s.cosine.low if s.cosine else None, "cosine_high": s.cosine.high if s.cosine else None,
-                         "exact_norm": s.exact_norm})
-        model.train()
-
-    train(task, est, steps=max(max(checkpoints), 1), seed=seed, callback=measure)
-    return pd.DataFrame(rows)
-
-
 @register
 class GaussianMixtureVQ(_AutoencoderTask):
     name = "gmm-vq"
     description = "Autoencoder on a Gaussian mixture with a known number of clusters: utilization, purity and NMI against the truth."
     default_steps = 300
     parameters = {"clusters": 8, "dim": 16, "codes": 32, "noise": 0.1, "hidden": 64, "batch": 256, "seed": 0}
+    ranges = {**dict.fromkeys(("clusters", "dim", "codes", "hidden", "batch"), AT_LEAST_ONE), "noise": POSITIVE}
 
     def validate(self):
-        _positive_ints(self, "clusters", "dim", "codes", "hidden", "batch")
-        if not self.params["noise"] > 0:
-            raise GumbenchError(f"{self.name}: noise must be > 0, got {self.params['noise']}")
         gen = torch.Generator().manual_seed(self.params["seed"])
         self.centres = torch.randn(self.params["clusters"], self.params["dim"], generator=gen)
         self.groups, self.codes, self.in_dim = 1, self.params["codes"], self.params["dim"]
@@ -233,9 +178,9 @@ class Tones(_AutoencoderTask):
     description = "Waveform of symbols from a fixed set of pure tones: do the codes discover the tones (purity, NMI)?"
     default_steps = 300
     parameters = {"symbols": 8, "codes": 16, "snr": 10.0, "frames": 4000, "hidden": 64, "batch": 128, "seed": 0}
+    ranges = dict.fromkeys(("symbols", "codes", "frames", "hidden", "batch"), AT_LEAST_ONE)
 
     def validate(self):
-        _positive_ints(self, "symbols", "codes", "frames", "hidden", "batch")
         gen = torch.Generator().manual_seed(self.params["seed"])
         self.frequencies = torch.logspace(math.log10(300), math.log10(3400), self.params["symbols"])
         self.waveform, self.frame_labels = self.synthesize(self.params["frames"], gen)

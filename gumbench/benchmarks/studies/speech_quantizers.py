@@ -102,7 +102,7 @@ def measure(estimators, logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples
     replaces the sampled reference; its error is then 0.
     """
     from gumbench.benchmarks.gradstats import gradient_statistics
-    from gumbench.estimators import make_estimator
+    from gumbench.estimators import VQEstimator, make_estimator
 
     if exact_gradient is not None:
         ref = exact_gradient().to(torch.float64)
@@ -120,9 +120,9 @@ def measure(estimators, logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples
              **figures, "rows": logits.shape[0], "categories": logits.shape[1]}]
     for i, spec in enumerate(estimators):
         est = make_estimator(spec)
-        if tau is not None and "tau" in est.parameters and "tau" not in est.given:
-            est = make_estimator(est, tau=tau)
-        if est.family == "vq":
+        if tau is not None and est.has_temperature and "tau" not in est.given:
+            est = est.with_params(tau=tau)
+        if isinstance(est, VQEstimator):
             raise GumbenchError(f"{est.spec} is a VQ estimator: it takes vectors, not logits; the study measures categorical estimators")
         s = gradient_statistics(est, logits, loss_fn, samples, seed + 1 + i, confidence=confidence, chunk_size=_chunk(est, logits),
                                 reference=ref)
@@ -150,14 +150,13 @@ def quantizer_gradient_study(task="wav2vec2", estimators=DEFAULT_ESTIMATORS, *, 
     """
     import pandas as pd
 
-    import gumbench.benchmarks.training.speech  # noqa: F401  (registers the speech tasks)
-    from gumbench.benchmarks.training.base import make_training_task, train
-    from gumbench.estimators import make_estimator
+    from gumbench.benchmarks.training import make_training_task, train
+    from gumbench.estimators import VQEstimator, make_estimator
 
     task = make_training_task(task)
-    if not hasattr(task, "quantizer_problem"):
+    if not task.has_quantizer_problem:
         raise GumbenchError(f"{task.spec} has no quantizer problem; use wav2vec2 or logmel-vqvae")
-    if make_estimator(trained_with).family == "vq":
+    if isinstance(make_estimator(trained_with), VQEstimator):
         raise GumbenchError(f"{trained_with}: the study needs logits, so train with a categorical estimator")
     if crops < 1:
         raise GumbenchError(f"crops must be >= 1, got {crops}")
@@ -176,18 +175,11 @@ def quantizer_gradient_study(task="wav2vec2", estimators=DEFAULT_ESTIMATORS, *, 
             exact = problem.exact_gradient if use_exact else None
             for row in measure(estimators, problem.logits, problem.loss_fn, reference=reference, samples=samples,
                                reference_samples=reference_samples, seed=seed, tau=tau, confidence=confidence, exact_gradient=exact):
-                rows.append({"task": task_label(task), "trained_with": make_estimator(trained_with).spec, "step": step,
+                rows.append({"task": task.label, "trained_with": make_estimator(trained_with).spec, "step": step,
                              "tau": tau, **row})
 
     train(task, trained_with, steps=max(checkpoints[-1], 1), seed=seed, callback=at_checkpoint)
     return pd.DataFrame(rows)
-
-
-def task_label(task) -> str:
-    """The task's name with the parameters that differ from its defaults."""
-    from gumbench.registry import format_spec
-
-    return format_spec(task.name, {k: v for k, v in task.params.items() if v != type(task).parameters[k]})
 
 
 def format_study(frame) -> str:
@@ -209,40 +201,3 @@ def format_study(frame) -> str:
                          f"{'':8s} {r.relative_bias_corrected:9.3f} {r.relative_std:11.3g} "
                          f"{r.cosine:.3f} [{r.cosine_low:.3f}, {r.cosine_high:.3f}]")
     return "\n".join(lines)
-
-
-def main(argv=None) -> None:
-    """``python -m gumbench.benchmarks.speech_gradients --task wav2vec2 -o results/speech/gradients-wav2vec2``"""
-    import argparse
-    import json
-    import time
-    from pathlib import Path
-
-    parser = argparse.ArgumentParser(description="Bias and variance of estimators inside a speech quantizer.")
-    parser.add_argument("--task", default="wav2vec2")
-    parser.add_argument("--estimator", "-e", action="append", help="repeatable; default: " + ", ".join(DEFAULT_ESTIMATORS))
-    parser.add_argument("--trained-with", default="st-gumbel")
-    parser.add_argument("--checkpoints", default="0,150,300")
-    parser.add_argument("--crops", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--reference-samples", type=int, default=8000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", "-o", type=Path, help="writes OUT.csv, OUT.txt and OUT.json (settings and wall time)")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    frame = quantizer_gradient_study(args.task, tuple(args.estimator or DEFAULT_ESTIMATORS), trained_with=args.trained_with,
-                                     checkpoints=tuple(int(c) for c in args.checkpoints.split(",")), crops=args.crops,
-                                     samples=args.samples, reference_samples=args.reference_samples, seed=args.seed)
-    text = format_study(frame)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out.with_suffix(".csv"), index=False)
-        args.out.with_suffix(".txt").write_text(text + "\n")
-        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        args.out.with_suffix(".json").write_text(json.dumps({"settings": settings, "wall_seconds": time.perf_counter() - start,
-                                                              "torch_threads": torch.get_num_threads()}, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()

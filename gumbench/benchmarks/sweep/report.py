@@ -19,6 +19,7 @@ import html
 import io
 from pathlib import Path
 
+from gumbench.benchmarks.sweep.store import load_results, write_bytes, write_text
 from gumbench.errors import GumbenchError
 
 
@@ -147,21 +148,39 @@ def training_ranking(frame):
 
 
 def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None = None, title: str = "gumbench report") -> tuple[Path, Path]:
-    """Write ``report.html`` (figures embedded) and ``report.md`` (+ figures/*.png) to ``out_dir``."""
+    """Write ``report.html`` (figures embedded) and ``report.md`` (+ figures/*.png) to ``out_dir``.
+
+    ``results``: a run (see :func:`gumbench.benchmarks.sweep.run_sweep`), a results file or run
+    folder, or a list of them. ``kernel_csv``: a kernel profile to draw (``gumbench profile-kernel``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import seaborn as sns
 
-    from gumbench.benchmarks.store import load_results
-
     sns.set_theme(style="whitegrid", font_scale=0.8)
     frame = load_results(results if isinstance(results, (list, tuple)) else [results])
     out_dir = Path(out_dir)
-    figures_dir = out_dir / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     grad = frame[frame["kind"] == "gradstats"]
     training = frame[frame["kind"] == "training"]
+    figures = draw_figures(grad, training, kernel_csv)
+    for name, data in figures:
+        write_bytes(out_dir / "figures" / f"{name}.png", data)
+    tables = [("Gradient statistics: estimators ranked by MSE against the exact gradient", gradstats_ranking(grad)),
+              ("Training: estimators ranked by final evaluation loss", training_ranking(training))]
+    tables = [(heading, table) for heading, table in tables if not table.empty]
+    meta = frame.iloc[0]
+    provenance = (f"gumbench {meta['gumbench_version']}, commit {str(meta['git_commit'])[:10]}, torch {meta['torch_version']}, "
+                  f"triton {meta['triton_version']}, device {meta['device']}, base seed {meta['base_seed']}, "
+                  f"{frame['unit_id'].nunique()} units")
+    html_path = write_text(out_dir / "report.html", _html_page(title, provenance, tables, figures))
+    md_path = write_text(out_dir / "report.md", _markdown_page(title, provenance, tables, figures))
+    return html_path, md_path
+
+
+def draw_figures(grad, training, kernel_csv=None) -> list[tuple[str, bytes]]:
+    """(name, PNG bytes) of every figure the rows allow (see the module docstring)."""
     figures: list[tuple[str, bytes]] = []
     if not grad.empty:
         figures.append(("relative-bias", _png(_temperature_figure(grad, "relative_bias", "relative bias ||E[x]-e||/||e||"))))
@@ -175,38 +194,31 @@ def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None 
             figures.append((f"training-{metric.replace('_', '-')}", _png(fig)))
     if kernel_csv is not None:
         figures.append(("kernel-profile", _png(_kernel_figure(Path(kernel_csv)))))
-    for name, data in figures:
-        (figures_dir / f"{name}.png").write_bytes(data)
+    return figures
 
-    tables = [("Gradient statistics: estimators ranked by MSE against the exact gradient", gradstats_ranking(grad)),
-              ("Training: estimators ranked by final evaluation loss", training_ranking(training))]
-    meta = frame.iloc[0]
-    provenance = (f"gumbench {meta['gumbench_version']}, commit {str(meta['git_commit'])[:10]}, torch {meta['torch_version']}, "
-                  f"triton {meta['triton_version']}, device {meta['device']}, base seed {meta['base_seed']}, "
-                  f"{frame['unit_id'].nunique()} units")
-    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
+
+def _html_page(title: str, provenance: str, tables, figures) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1300px;margin:auto}img{max-width:100%}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
              f"<h1>{html.escape(title)}</h1><p>{html.escape(provenance)}</p>"]
-    md = [f"# {title}", "", provenance, ""]
     for heading, table in tables:
-        if table.empty:
-            continue
         parts.append(f"<h2>{html.escape(heading)}</h2>" + table.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
-        md += [f"## {heading}", "", table.to_markdown(index=False, floatfmt=".4g"), ""]
-    md.append("## Figures\n")
     for name, data in figures:
         encoded = base64.b64encode(data).decode()
         parts.append(f"<h2>{html.escape(name)}</h2><img class='figure' alt='{name}' src='data:image/png;base64,{encoded}'>")
-        md.append(f"![{name}](figures/{name}.png)")
     # lets a browser test count the figures that really decoded
     parts.append("<script>window.addEventListener('load',()=>{const imgs=[...document.images];"
                  "document.body.dataset.figures=imgs.length;"
                  "document.body.dataset.loaded=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;});</script>")
     parts.append("</body></html>")
-    for path, text in ((html_path, "\n".join(parts)), (md_path, "\n".join(md) + "\n")):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return html_path, md_path
+    return "\n".join(parts)
+
+
+def _markdown_page(title: str, provenance: str, tables, figures) -> str:
+    md = [f"# {title}", "", provenance, ""]
+    for heading, table in tables:
+        md += [f"## {heading}", "", table.to_markdown(index=False, floatfmt=".4g"), ""]
+    md.append("## Figures\n")
+    md += [f"![{name}](figures/{name}.png)" for name, _ in figures]
+    return "\n".join(md) + "\n"

@@ -64,20 +64,37 @@ def _diversity_by_hand(probs: torch.Tensor) -> torch.Tensor:
 
 def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) -> dict:
     """The measurements for one variant; see the module docstring."""
+    step = _first_step(variant, audio_dir, seed)
+    terms, task = step["terms"], step["task"]
+    logits = terms.bottleneck.logits
+    frames, groups, codes = logits.shape
+    per_term, norms, sums = _term_gradients(terms, step["model"])
+    forward, g = _forward_check(logits, step["value"], step["indices"], step["noise_state"])
+    actual = per_term["contrastive"][0].double()
+    return {
+        "variant": variant, "tau": step["tau"], "groups": groups, "codes": codes, "masked_frames": frames,
+        "crops": int(step["wave"].shape[0]), "frames_per_crop": int(terms.batch.mask.shape[1]),
+        "weights": {"contrastive": 1.0, "diversity": task.params["diversity"], "feature_penalty": task.params["feature_penalty"]},
+        "values": {name: float(getattr(terms, name).detach()) for name in (*TERMS, "total")},
+        "gradient_norms": norms, "sum_check": sums, "forward": forward,
+        "backward": _backward_check(terms, step["value"], g, step["tau"], actual, seed),
+        "diversity": _diversity_check(task, terms, g, step["tau"], per_term["diversity"][0]),
+    }
+
+
+def _first_step(variant, audio_dir, seed) -> dict:
+    """Step 1 of ``wav2vec2`` up to the loss terms, with what the quantizer saw and drew."""
     from gumbench.benchmarks.training.speech import Wav2Vec2
     from gumbench.estimators import make_estimator
-    from gumbench.estimators.base import one_hot
-    from gumbench.kernels.reference import gumbel_noise
 
     task = Wav2Vec2(variant=variant, audio_dir=str(audio_dir) if audio_dir else "")
-    estimator = make_estimator(ESTIMATOR)
+    tau = task.temperature(1)
+    estimator = make_estimator(ESTIMATOR).with_params(tau=tau)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # as train(): model initialization
         model = task.build(estimator)
     model.train()
     generator = torch.Generator().manual_seed(seed)
-    tau = task.temperature(1)
-    estimator.params["tau"] = tau
     wave = task.batch(1, generator)
     masked = task.prepare(model, wave, generator)
     noise_state = generator.get_state()  # the quantizer's Gumbel noise is the next draw
@@ -87,11 +104,13 @@ def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) ->
         terms = task.quantize(model, masked, generator)
     finally:
         hook.remove()
-    logits, value = terms.bottleneck.logits, seen["value"]
-    frames, groups, codes = logits.shape
+    return {"task": task, "model": model, "tau": tau, "wave": wave, "terms": terms, "noise_state": noise_state, **seen}
 
-    # --- gradient of each term at the logits, the codebook and the encoder -------------
-    targets = {"logits": [logits], "codebook": [model.bottleneck.codebook], "encoder": list(model.feature_encoder.parameters())}
+
+def _term_gradients(terms, model):
+    """Each term's gradient at the logits, the codebook and the encoder: (per-term gradients, norms, sum check)."""
+    targets = {"logits": [terms.bottleneck.logits], "codebook": [model.bottleneck.codebook],
+               "encoder": list(model.feature_encoder.parameters())}
     flat = [t for ts in targets.values() for t in ts]
 
     def gradients(loss):
@@ -112,22 +131,33 @@ def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) ->
         added = [sum(per_term[name][k] for name in TERMS) for k in range(split[i], split[i + 1])]
         difference = max(float((a - t).abs().max()) for a, t in zip(added, total[split[i]:split[i + 1]]))
         sums[target] = {"max_abs_difference": difference, "total_norm": norms["total"][target]}
+    return per_term, norms, sums
 
-    # --- forward: a sample, one-hot of argmax(logits + g) -------------------------------
+
+def _forward_check(logits, value, indices, noise_state):
+    """The forward value against the one-hot of argmax(logits + g), g replayed; returns (figures, g)."""
+    from gumbench.estimators.base import one_hot
+    from gumbench.kernels.reference import gumbel_noise
+
+    frames, groups, codes = logits.shape
     replay = torch.Generator().manual_seed(0)
     replay.set_state(noise_state)
     g = gumbel_noise(logits.shape, generator=replay, dtype=torch.float32)
-    perturbed = logits.detach().float() + g
-    sample = perturbed.argmax(-1)
+    sample = (logits.detach().float() + g).argmax(-1)
     noiseless = logits.detach().argmax(-1)
-    forward = {
+    return {
         "max_abs_difference_from_one_hot": float((value.detach().float() - one_hot(sample, codes, torch.float32)).abs().max()),
-        "indices_equal_argmax_logits_plus_g": bool(torch.equal(seen["indices"], sample)),
+        "indices_equal_argmax_logits_plus_g": bool(torch.equal(indices, sample)),
         "share_differing_from_noiseless_argmax": float((sample != noiseless).double().mean()),
         "pairs": frames * groups,
-    }
+    }, g
 
-    # --- backward: J^T u with J the Jacobian of softmax((logits + g)/tau), the same g -----
+
+def _backward_check(terms, value, g, tau, actual, seed) -> dict:
+    """The contrastive gradient at the logits against J^T u, J the Jacobian of softmax((logits + g)/tau)."""
+    from gumbench.kernels.reference import gumbel_noise
+
+    logits = terms.bottleneck.logits
     (upstream,) = torch.autograd.grad(terms.contrastive, value, retain_graph=True)
     upstream = upstream.double()
 
@@ -135,38 +165,30 @@ def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) ->
         soft = torch.softmax((logits.detach().double() + noise.double()) / tau, dim=-1)
         return soft * (upstream - (upstream * soft).sum(-1, keepdim=True)) / tau
 
-    actual = per_term["contrastive"][0].double()
     fresh = gumbel_noise(logits.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float32)
-    backward = {
+    return {
         "relative_error_same_noise": _relative(through_softmax(g), actual),
         "relative_error_without_noise": _relative(through_softmax(torch.zeros_like(g)), actual),
         "relative_error_fresh_noise": _relative(through_softmax(fresh), actual),
         "contrastive_gradient_norm_at_logits": float(actual.norm()),
     }
 
-    # --- diversity: noiseless softmax averaged over the masked frames ------------------
-    weight = task.params["diversity"]
-    if weight > 0:
-        leaf = logits.detach().clone().requires_grad_(True)
-        by_hand = weight * _diversity_by_hand(torch.softmax(leaf.float(), dim=-1))
-        (hand_gradient,) = torch.autograd.grad(by_hand, leaf)
-        noisy = weight * _diversity_by_hand(torch.softmax(perturbed / tau, dim=-1))
-        diversity = {
-            "weight": weight, "value": float(terms.diversity.detach()), "by_hand_noiseless": float(by_hand.detach()),
-            "abs_difference": abs(float(terms.diversity.detach()) - float(by_hand.detach())),
-            "gradient_relative_difference": _relative(hand_gradient, per_term["diversity"][0]),
-            "by_hand_noisy_softmax": float(noisy), "frames_averaged": frames,
-        }
-    else:
-        diversity = {"weight": 0.0, "value": 0.0, "note": "no diversity loss (vq-wav2vec's Gumbel quantizer)"}
 
+def _diversity_check(task, terms, g, tau, gradient) -> dict:
+    """The diversity term recomputed by hand from the noiseless softmax averaged over the masked frames."""
+    weight = task.params["diversity"]
+    if weight <= 0:
+        return {"weight": 0.0, "value": 0.0, "note": "no diversity loss (vq-wav2vec's Gumbel quantizer)"}
+    logits = terms.bottleneck.logits
+    leaf = logits.detach().clone().requires_grad_(True)
+    by_hand = weight * _diversity_by_hand(torch.softmax(leaf.float(), dim=-1))
+    (hand_gradient,) = torch.autograd.grad(by_hand, leaf)
+    noisy = weight * _diversity_by_hand(torch.softmax((logits.detach().float() + g) / tau, dim=-1))
     return {
-        "variant": variant, "tau": tau, "groups": groups, "codes": codes, "masked_frames": frames,
-        "crops": int(wave.shape[0]), "frames_per_crop": int(masked.mask.shape[1]),
-        "weights": {"contrastive": 1.0, "diversity": weight, "feature_penalty": task.params["feature_penalty"]},
-        "values": {name: float(getattr(terms, name).detach()) for name in (*TERMS, "total")},
-        "gradient_norms": norms, "sum_check": sums,
-        "forward": forward, "backward": backward, "diversity": diversity,
+        "weight": weight, "value": float(terms.diversity.detach()), "by_hand_noiseless": float(by_hand.detach()),
+        "abs_difference": abs(float(terms.diversity.detach()) - float(by_hand.detach())),
+        "gradient_relative_difference": _relative(hand_gradient, gradient),
+        "by_hand_noisy_softmax": float(noisy), "frames_averaged": logits.shape[0],
     }
 
 

@@ -1,4 +1,4 @@
-"""Sweeps: a grid of tasks x estimators (with parameter lists) x repetitions, run and stored safely.
+"""Sweep configs: a grid of tasks x estimators (with parameter lists) x repetitions, as units with seeds.
 
 A sweep config (TOML or YAML, or the built-in default) has two optional sections:
 
@@ -16,11 +16,9 @@ A sweep config (TOML or YAML, or the built-in default) has two optional sections
 
 Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator,
 repetition) is a *unit*; its seed is a hash of (base seed, kind, task, estimator,
-repetition), so results depend neither on order nor on the worker that ran them. Each
-unit's tidy rows are written as their own parquet file the moment it finishes
-(atomically: a temporary file, then a rename), so a sweep killed at any point and started
-again runs only what is missing. When every unit is there, the run's single results file is
-written once. See :mod:`gumbench.benchmarks.store`.
+repetition), so results depend neither on order nor on the worker that ran them. The runner
+(:mod:`gumbench.benchmarks.sweep.runner`) runs the units and the store
+(:mod:`gumbench.benchmarks.sweep.store`) keeps their rows.
 """
 
 from __future__ import annotations
@@ -231,7 +229,7 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
         for task in tasks:
             for est in estimators:
                 if kind == "gradstats":
-                    problem = incompatibility(task, est)
+                    problem = est.incompatibility(categories=task.shape[1])
                     if problem:
                         skipped.append(f"{kind}: {task.spec} x {est.spec} ({problem})")
                         continue
@@ -247,124 +245,5 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
     return units, skipped
 
 
-def incompatibility(toy, estimator) -> str | None:
-    """Why a toy/estimator pair cannot run, or None."""
-    if estimator.family == "vq":
-        return "VQ estimators take vectors, not logits"
-    needed = getattr(estimator, "required_categories", None)
-    if needed is not None and toy.shape[1] != needed:
-        return f"{estimator.name} needs {needed} categories"
-    return None
-
-
 def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def run_unit(unit: Unit, threads: int | None = None):
-    """Run one unit; returns its tidy long-format rows (a DataFrame). Importable by workers."""
-    import pandas as pd
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    from gumbench.estimators import make_estimator
-
-    est = make_estimator(unit.estimator)
-    base = {"kind": unit.kind, "task": unit.task, "task_name": parse_spec(unit.task).name, "estimator": unit.estimator,
-            "estimator_name": est.name, "label": est.label, "tau": float(est.params["tau"]) if "tau" in est.params else float("nan"),
-            "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id}
-    if unit.kind == "gradstats":
-        from gumbench.benchmarks.gradstats import gradient_statistics
-        from gumbench.benchmarks.toys import make_task
-
-        toy = make_task(unit.task)
-        stats = gradient_statistics(est, toy.logits, toy.loss, unit.budget, unit.seed)
-        rows = []
-        for metric in stats.SCALARS:
-            interval = getattr(stats, metric)
-            if interval is not None:
-                rows.append({**base, "step": -1, "metric": metric, "value": interval.value, "low": interval.low, "high": interval.high})
-        for metric in ("expected_loss", "exact_norm"):
-            rows.append({**base, "step": -1, "metric": metric, "value": getattr(stats, metric), "low": float("nan"), "high": float("nan")})
-        return pd.DataFrame(rows)
-    from gumbench.benchmarks.training import train
-
-    frame = train(unit.task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every)
-    numeric = [c for c in frame.columns if c not in ("task", "estimator", "label", "seed", "step") and pd.api.types.is_numeric_dtype(frame[c])]
-    long = frame.melt(id_vars=["step"], value_vars=numeric, var_name="metric", value_name="value").dropna(subset=["value"])
-    long["value"] = long["value"].astype(float)
-    for key, value in base.items():
-        long[key] = value
-    long["low"] = float("nan")
-    long["high"] = float("nan")
-    return long[list(base) + ["step", "metric", "value", "low", "high"]].reset_index(drop=True)
-
-
-class Progress:
-    """A rich progress bar on a terminal (done of total, elapsed, ETA, current unit); plain lines otherwise."""
-
-    def __init__(self, total: int, enabled: bool = True, stream=None):
-        import sys
-
-        self.total, self.done, self.enabled = total, 0, enabled
-        self.stream = stream or sys.stderr
-        self.bar = None
-        if enabled and self.stream.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = RichProgress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                    TimeRemainingColumn(), TextColumn("{task.description}"), console=Console(file=self.stream))
-            self.task = self.bar.add_task("", total=total)
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-
-    def note(self, text: str) -> None:
-        if self.enabled:
-            print(text, file=self.stream, flush=True)
-
-    def advance(self, unit: Unit, seconds: float) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=unit.describe())
-        elif self.enabled:
-            print(f"[{self.done}/{self.total}] {unit.describe()} ({seconds:.1f} s)", file=self.stream, flush=True)
-
-
-def run_sweep(config: dict | None = None, *, out: str | Path = "results/sweeps", backend: str = "local", jobs: int = 1,
-              scheduler: str | None = None, slurm_partition: str | None = None, slurm_time: int = 60,
-              progress: bool = True) -> Path:
-    """Run (or resume) a sweep; returns the path of its results.parquet."""
-    import time
-
-    from gumbench.benchmarks.execution import BACKENDS, execute
-    from gumbench.benchmarks.store import RunStore, run_metadata
-
-    config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
-    if backend not in BACKENDS:
-        raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    units, skipped = expand_units(config)
-    digest = config_hash(config)
-    store = RunStore(Path(out), str(config.get("name", "sweep")), digest)
-    metadata = run_metadata(config, digest)
-    finished = store.finished()
-    todo = [u for u in units if u.unit_id not in finished]
-    with Progress(len(units), enabled=progress) as bar:
-        bar.note(f"sweep {store.folder}: {len(units)} units, {len(units) - len(todo)} already done"
-                 + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
-        bar.done = len(units) - len(todo)
-        start = time.perf_counter()
-        for unit, rows in execute(todo, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=slurm_partition,
-                                  slurm_time=slurm_time, slurm_folder=store.folder / "slurm"):
-            store.write_unit(unit.unit_id, rows, metadata)
-            bar.advance(unit, time.perf_counter() - start)
-            start = time.perf_counter()
-    return store.finalize([u.unit_id for u in units], metadata)

@@ -1,0 +1,99 @@
+"""Execution backends behind one function: :func:`execute` runs a callable over items and yields
+(item, result) as they finish, in any order.
+
+local  joblib processes (``jobs`` > 1) or this process (``jobs`` = 1)
+dask   a Dask cluster at ``scheduler``, or a local cluster of ``jobs`` worker processes
+       (optional extra: ``pip install 'gumbench[dask]'``)
+slurm  a job array through submitit (optional extra: ``pip install 'gumbench[slurm]'``)
+
+The callable is called as ``run(item)`` in this process and ``run(item, threads=n)`` in workers,
+n = cores / jobs, so parallel items do not oversubscribe the machine. Workers unpickle it, so it
+must be importable by module path (a module-level function). This module knows nothing of what
+it runs: it imports nothing from the sweep runner.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from gumbench.errors import GumbenchError
+
+BACKENDS = ("local", "dask", "slurm")
+
+
+def _threads(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def _tagged(run: Callable, item, threads: int):
+    """(item, run(item, threads=threads)): results come back with what produced them."""
+    return item, run(item, threads=threads)
+
+
+def execute(run: Callable, items: Iterable, *, backend: str = "local", jobs: int = 1, scheduler: str | None = None,
+            slurm_partition: str | None = None, slurm_time: int = 60, slurm_folder: Path | None = None) -> Iterator:
+    """Yield (item, run(item)) for every item, as each finishes, on ``backend``."""
+    if backend not in BACKENDS:
+        raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if jobs < 1:
+        raise GumbenchError(f"jobs must be >= 1, got {jobs}")
+    items = list(items)
+    if not items:
+        return
+    if backend == "local":
+        yield from _local(run, items, jobs)
+    elif backend == "dask":
+        yield from _dask(run, items, jobs, scheduler)
+    else:
+        yield from _slurm(run, items, slurm_partition, slurm_time, slurm_folder)
+
+
+def _local(run, items, jobs):
+    if jobs == 1:
+        for item in items:
+            yield item, run(item)
+        return
+    from joblib import Parallel, delayed
+
+    threads = _threads(jobs)
+    parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
+    yield from parallel(delayed(_tagged)(run, item, threads) for item in items)
+
+
+def _dask(run, items, jobs, scheduler):
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise GumbenchError("--backend dask needs dask.distributed: pip install 'gumbench[dask]'") from None
+    cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(scheduler or cluster)
+    try:
+        futures = client.map(_tagged, [run] * len(items), items, threads=_threads(jobs), pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _slurm(run, items, partition, time_limit, folder):
+    try:
+        import submitit
+    except ImportError:
+        raise GumbenchError("--backend slurm needs submitit: pip install 'gumbench[slurm]'") from None
+    if not partition:
+        raise GumbenchError("--backend slurm needs --partition NAME")
+    executor = submitit.AutoExecutor(folder=str(folder or "slurm-logs"))
+    executor.update_parameters(slurm_partition=partition, timeout_min=time_limit, cpus_per_task=1)
+    pending = list(executor.map_array(_tagged, [run] * len(items), items, [1] * len(items)))
+    while pending:
+        done = [job for job in pending if job.done()]
+        for job in done:
+            pending.remove(job)
+            yield job.result()
+        if not done:
+            time.sleep(5)

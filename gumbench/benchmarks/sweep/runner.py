@@ -1,0 +1,164 @@
+"""Running a sweep: every unit of a config on a backend, its rows into the store, resumable.
+
+Each unit's tidy rows are written as their own parquet file the moment it finishes, so a sweep
+killed at any point and started again runs only what is missing; when every unit is there, the
+run's single results file is written once (:mod:`gumbench.benchmarks.sweep.store`).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gumbench.benchmarks.sweep.backends import BACKENDS, execute
+from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, config_hash, expand_units
+from gumbench.benchmarks.sweep.store import RunStore, run_metadata
+from gumbench.errors import GumbenchError
+from gumbench.registry import parse_spec
+
+ROW_COLUMNS = ("step", "metric", "value", "low", "high")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """A finished sweep: its folder in the store, its units and the pairs left out. It is a
+    path-like of its folder, so ``load_results([run])`` and ``build_report(run, ...)`` take it."""
+
+    store: RunStore
+    units: tuple[Unit, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def folder(self) -> Path:
+        return self.store.folder
+
+    def __fspath__(self) -> str:
+        return str(self.folder)
+
+    @property
+    def results(self) -> Path:
+        """The run's results.parquet."""
+        return self.store.results
+
+    def frame(self):
+        """The run's rows (a DataFrame)."""
+        import pandas as pd
+
+        return pd.read_parquet(self.results)
+
+
+def run_unit(unit: Unit, threads: int | None = None):
+    """Run one unit; returns its tidy long-format rows (a DataFrame). Importable by workers."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    from gumbench.estimators import make_estimator
+
+    est = make_estimator(unit.estimator)
+    base = {"kind": unit.kind, "task": unit.task, "task_name": parse_spec(unit.task).name, "estimator": unit.estimator,
+            "estimator_name": est.name, "label": est.label, "tau": float(est.params["tau"]) if est.has_temperature else float("nan"),
+            "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id}
+    if unit.kind == "gradstats":
+        return _gradstats_rows(unit, est, base)
+    return _training_rows(unit, est, base)
+
+
+def _gradstats_rows(unit: Unit, est, base: dict):
+    import pandas as pd
+
+    from gumbench.benchmarks.gradstats import gradient_statistics
+    from gumbench.benchmarks.toys import make_task
+
+    toy = make_task(unit.task)
+    stats = gradient_statistics(est, toy.logits, toy.loss, unit.budget, unit.seed)
+    rows = []
+    for metric in stats.SCALARS:
+        interval = getattr(stats, metric)
+        if interval is not None:
+            rows.append({**base, "step": -1, "metric": metric, "value": interval.value, "low": interval.low, "high": interval.high})
+    for metric in ("expected_loss", "exact_norm"):
+        rows.append({**base, "step": -1, "metric": metric, "value": getattr(stats, metric), "low": float("nan"), "high": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _training_rows(unit: Unit, est, base: dict):
+    import pandas as pd
+
+    from gumbench.benchmarks.training import train
+
+    frame = train(unit.task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every)
+    numeric = [c for c in frame.columns if c not in ("task", "estimator", "label", "seed", "step") and pd.api.types.is_numeric_dtype(frame[c])]
+    long = frame.melt(id_vars=["step"], value_vars=numeric, var_name="metric", value_name="value").dropna(subset=["value"])
+    long["value"] = long["value"].astype(float)
+    for key, value in base.items():
+        long[key] = value
+    long["low"] = float("nan")
+    long["high"] = float("nan")
+    return long[list(base) + list(ROW_COLUMNS)].reset_index(drop=True)
+
+
+class Progress:
+    """A rich progress bar on a terminal (done of total, elapsed, ETA, current unit); plain lines otherwise."""
+
+    def __init__(self, total: int, enabled: bool = True, stream=None):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.stream = stream or sys.stderr
+        self.bar = None
+        if enabled and self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = RichProgress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                    TimeRemainingColumn(), TextColumn("{task.description}"), console=Console(file=self.stream))
+            self.task = self.bar.add_task("", total=total)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=self.stream, flush=True)
+
+    def advance(self, unit: Unit, seconds: float) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=unit.describe())
+        elif self.enabled:
+            print(f"[{self.done}/{self.total}] {unit.describe()} ({seconds:.1f} s)", file=self.stream, flush=True)
+
+
+def run_sweep(config: dict | None = None, *, out: str | Path = "results/sweeps", backend: str = "local", jobs: int = 1,
+              scheduler: str | None = None, slurm_partition: str | None = None, slurm_time: int = 60,
+              progress: bool = True) -> SweepRun:
+    """Run (or resume) a sweep into ``out``/<name>-<config hash>/; returns the finished run."""
+    config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
+    if backend not in BACKENDS:
+        raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    units, skipped = expand_units(config)
+    digest = config_hash(config)
+    store = RunStore(Path(out), str(config.get("name", "sweep")), digest)
+    metadata = run_metadata(config, digest)
+    finished = store.finished()
+    todo = [u for u in units if u.unit_id not in finished]
+    with Progress(len(units), enabled=progress) as bar:
+        bar.note(f"sweep {store.folder}: {len(units)} units, {len(units) - len(todo)} already done"
+                 + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
+        bar.done = len(units) - len(todo)
+        start = time.perf_counter()
+        for unit, rows in execute(run_unit, todo, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=slurm_partition,
+                                  slurm_time=slurm_time, slurm_folder=store.folder / "slurm"):
+            store.write_unit(unit.unit_id, rows, metadata)
+            bar.advance(unit, time.perf_counter() - start)
+            start = time.perf_counter()
+    store.finalize([u.unit_id for u in units], metadata)
+    return SweepRun(store, tuple(units), tuple(skipped))
