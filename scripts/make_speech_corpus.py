@@ -15,14 +15,15 @@ and transcript for every file written.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
+import typer
 from scipy.signal import resample_poly
 
 PACKAGES = ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-en")
@@ -82,27 +83,28 @@ def extract(debs: Path, into: Path) -> Path:
     return into
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--debs", type=Path, help="folder holding the two downloaded .deb files")
-    source.add_argument("--root", type=Path, help="a tree where both packages were extracted (dpkg -x)")
-    parser.add_argument("--seconds", type=float, default=330.0, help="duration budget (default 330)")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+def main(
+    debs: Optional[Path] = typer.Option(None, "--debs", help="Folder holding the two downloaded .deb files."),
+    root: Optional[Path] = typer.Option(None, "--root", help="A tree where both packages were extracted (dpkg -x)."),
+    seconds: float = typer.Option(330.0, "--seconds", help="Duration budget."),
+    out: Path = typer.Option(OUT, "--out", help="Corpus folder to write."),
+) -> None:
+    """Regenerate the vendored speech corpus from Debian's Asterisk prompts (give --debs or --root)."""
+    if (debs is None) == (root is None):
+        raise typer.BadParameter("give exactly one of --debs and --root")
     with tempfile.TemporaryDirectory() as tmp:
-        root = extract(args.debs, Path(tmp)) if args.debs else args.root
+        root = extract(debs, Path(tmp)) if debs else root
         transcripts = read_transcripts(root)
-        chosen = select(root, transcripts, args.seconds)
+        chosen = select(root, transcripts, seconds)
         lines = ["path\tseconds\ttranscript"]
         for name, _ in chosen:
-            seconds = convert(root / VOICE / f"{name}.wav", args.out / f"{name}.flac")
-            lines.append(f"{name}.flac\t{seconds:.5f}\t{transcripts[name]}")
-        (args.out / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    size = sum(p.stat().st_size for p in args.out.rglob("*.flac"))
+            duration = convert(root / VOICE / f"{name}.wav", out / f"{name}.flac")
+            lines.append(f"{name}.flac\t{duration:.5f}\t{transcripts[name]}")
+        (out / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    size = sum(p.stat().st_size for p in out.rglob("*.flac"))
     total = sum(s for _, s in chosen)
-    print(f"{len(chosen)} files, {total:.1f} s, {size / 1e6:.2f} MB of FLAC in {args.out}")
+    print(f"{len(chosen)} files, {total:.1f} s, {size / 1e6:.2f} MB of FLAC in {out}")
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)
