@@ -1,3 +1,5 @@
+"""Shared by every test: the ``generator`` fixture (a torch.Generator seeded with 1234) and ``gen(seed)``."""
+
 import pytest
 import torch
 

@@ -116,7 +116,7 @@ def draw_estimates(estimator, logits: torch.Tensor, loss_fn, rows: int, generato
         grad = torch.zeros_like(leaf)
     grad = grad.reshape(rows, -1).to(torch.float64)
     if not torch.isfinite(grad).all():
-        raise GumbenchError(f"{getattr(estimator, 'spec', estimator)} produced NaN or inf gradients")
+        raise GumbenchError(f"{estimator.spec} produced NaN or inf gradients")
     return grad
 
 
@@ -329,7 +329,9 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
     return GradstatsRun(toy.spec, [gradient_statistics(est, toy.logits, toy.loss, samples, seed) for est in built])
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float | None) -> str:
+    if x is None:  # no expected loss where a reference replaced enumeration
+        return "n/a"
     return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
 
 

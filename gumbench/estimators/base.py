@@ -21,6 +21,7 @@ its gradient is the estimate: ``out.surrogate.sum().backward()`` leaves in
 
 from __future__ import annotations
 
+import math
 from typing import Callable, ClassVar, NamedTuple
 
 import torch
@@ -82,6 +83,11 @@ class Estimator(Plugin, torch.nn.Module):
     def __init__(self, **params):
         torch.nn.Module.__init__(self)
         Plugin.__init__(self, **params)
+
+    @property
+    def temperature(self) -> float:
+        """The ``tau`` parameter; NaN for estimators without a temperature (as rows record it)."""
+        return float(self.params["tau"]) if self.has_temperature else math.nan
 
     def incompatibility(self, categories: int) -> str | None:
         """Why this estimator cannot take logits with ``categories`` per group, or None."""

@@ -1,14 +1,16 @@
-"""Contract tests run over every registered estimator, built-in or plugin."""
+"""Contract tests run over every registered estimator, built-in or plugin, reading its declared capabilities."""
 
 import pytest
 import torch
+from scipy import stats
 
 from gumbench.errors import GumbenchError
-from gumbench.estimators import EstimatorOutput, make_estimator, registry
+from gumbench.estimators import EstimatorOutput, VQEstimator, make_estimator, registry
+from tests.estimators.enumeration import SAMPLES
 
 NAMES = registry.names()
-CATEGORICAL = [n for n in NAMES if registry.get(n).family != "vq"]
-VQ = [n for n in NAMES if registry.get(n).family == "vq"]
+CATEGORICAL = [n for n in NAMES if not issubclass(registry.get(n), VQEstimator)]
+VQ = [n for n in NAMES if issubclass(registry.get(n), VQEstimator)]
 BATCH, G, V, D, K = (2, 3), 2, 5, 4, 6
 
 
@@ -25,13 +27,13 @@ def target_loss(y):
 
 def categories(name):
     """V for the contract tests: 5, or the number an estimator requires (``required_categories``, DisARM's 2)."""
-    return getattr(registry.get(name), "required_categories", None) or V
+    return registry.get(name).required_categories or V
 
 
 def all_variants(name):
     cls = registry.get(name)
     # an empty ``variants`` only keeps an estimator out of the default gradstats table; test its defaults
-    return [make_estimator(name, **variant) for variant in getattr(cls, "variants", ()) or ({},)]
+    return [make_estimator(name, **variant) for variant in cls.variants or ({},)]
 
 
 def test_registry_lists_the_card_estimators():
@@ -59,7 +61,7 @@ def test_categorical_contract(name):
         # every row gets its own, nonzero gradient; an estimator that is exactly 0 with positive
         # probability (``zero_estimate_possible``: DisARM when every antithetic pair agrees) in some row
         nonzero = logits.grad.abs().sum(dim=(-2, -1)) > 0
-        assert (nonzero.any() if getattr(type(est), "zero_estimate_possible", False) else nonzero.all()), est.spec
+        assert (nonzero.any() if type(est).zero_estimate_possible else nonzero.all()), est.spec
 
 
 @pytest.mark.parametrize("name", CATEGORICAL)
@@ -124,3 +126,57 @@ def test_vq_contract(name):
         make_estimator(name)(z, lambda q: q.sum((-2, -1)))
     with pytest.raises(GumbenchError, match="does not fit"):
         make_estimator(name)(z, lambda q: q.sum((-2, -1)), codebook=torch.randn(K, D + 1))
+
+
+# --- generic properties, over the union of the estimators each used to be checked for ------------------
+
+# every registered categorical estimator that takes any number of categories is included too (DisARM needs V = 2)
+FREQUENCY_NAMES = ["st-gumbel", "soft-gumbel", "straight-through", "reinforce", "gumbel-rao", "reinmax", "gst", "gst[variant=p]"]
+FREQUENCY_NAMES += [n for n in CATEGORICAL if registry.get(n).required_categories is None and n not in FREQUENCY_NAMES]
+EXTREME_NAMES = ["st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]", "gumbel-rao", "reinmax", "gst",
+                 "gst[variant=p]", "disarm"]
+EXTREME_NAMES += [n for n in CATEGORICAL if n not in EXTREME_NAMES]
+
+
+@pytest.mark.parametrize("name", FREQUENCY_NAMES)
+def test_sampled_category_frequencies_match_softmax(name):
+    logits = torch.tensor([[1.5, 0.2, -0.7, 0.0, 2.0, -3.0]])
+    n = SAMPLES
+    out = make_estimator(name)(logits.expand(n, 1, 6), lambda y: y.sum((-2, -1)), generator=gen(7))
+    counts = torch.bincount(out.indices.reshape(-1), minlength=6).double()
+    expected = torch.softmax(logits.double(), -1)[0] * n
+    p = stats.chisquare(counts.numpy(), expected.numpy()).pvalue
+    assert p > 1e-3, (counts, expected, p)
+
+
+@pytest.mark.parametrize(
+    "name, tau",
+    [(n, t) for n in EXTREME_NAMES for t in (0.01, 1.0, 100.0)
+     if not (n == "reinmax" and t < 1)],  # ReinMax needs tau >= 1 (tested as an error in test_reinmax.py)
+)
+def test_extreme_logits_stay_finite(name, tau):
+    est = make_estimator(name)
+    if est.has_temperature:
+        est = make_estimator(name, tau=tau)
+    row = torch.tensor([1e4, -1e4, 0.0, float("-inf"), 1e4 - 1.0])
+    if est.required_categories == 2:  # binary groups (DisARM): (1e4, -1e4), (0, -inf), (-inf, 1e4 - 1), (0, 0)
+        row = torch.tensor([[1e4, -1e4], [0.0, float("-inf")], [float("-inf"), 1e4 - 1.0], [0.0, 0.0]])
+    logits = row.expand(512, *row.shape[-2:]) if row.dim() == 2 else row.expand(512, 2, 5)
+    logits = logits.clone().requires_grad_(True)
+    out = est(logits, lambda y: (y * torch.arange(float(y.shape[-1]))).sum((-2, -1)), generator=gen(0))
+    out.surrogate.sum().backward()
+    assert torch.isfinite(out.value).all() and torch.isfinite(out.surrogate).all()
+    assert torch.isfinite(logits.grad).all()
+    assert not (out.indices == 3).any(), "a masked (-inf) category was chosen"
+    chosen = out.indices.unsqueeze(-1)
+    assert torch.isfinite(logits.detach().expand(*out.indices.shape, logits.shape[-1]).gather(-1, chosen)).all(), "a masked category was chosen"
+
+
+@pytest.mark.parametrize("bad", [
+    "st-gumbel[tau=0]", "soft-gumbel[tau=-1]", "straight-through[tau=nan]", "reinforce[baseline=loo,samples=1]", "reinforce[decay=1.5]",
+    "vq-commitment[beta=-1]", "vq-commitment[decay=1]",
+    "gumbel-rao[samples=0]", "gumbel-rao[tau=0]", "gst[tau=-1]", "reinmax[tau=nan]", "disarm[tau=1]",
+])
+def test_invalid_parameters_raise_clear_errors(bad):
+    with pytest.raises(GumbenchError):
+        make_estimator(bad)

@@ -62,9 +62,9 @@ def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 30
 
 def _figures(s) -> dict:
     """The row figures of one image's statistics."""
-    cosine = s.cosine
-    return {"relative_bias": s.relative_bias.value, "relative_bias_low": s.relative_bias.low,
-            "relative_bias_high": s.relative_bias.high,
+    cosine, bias = s.cosine, s.relative_bias  # None where the exact gradient is zero
+    return {"relative_bias": bias.value if bias else None, "relative_bias_low": bias.low if bias else None,
+            "relative_bias_high": bias.high if bias else None,
             "relative_std": math.sqrt(s.total_variance.value) / s.exact_norm if s.exact_norm > 0 else None,
             "cosine": cosine.value if cosine else None, "cosine_low": cosine.low if cosine else None,
             "cosine_high": cosine.high if cosine else None, "exact_norm": s.exact_norm}

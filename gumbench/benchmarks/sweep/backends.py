@@ -35,20 +35,20 @@ def _tagged(run: Callable, item, threads: int):
 
 def execute(run: Callable, items: Iterable, *, backend: str = "local", jobs: int = 1, scheduler: str | None = None,
             slurm_partition: str | None = None, slurm_time: int = 60, slurm_folder: Path | None = None) -> Iterator:
-    """Yield (item, run(item)) for every item, as each finishes, on ``backend``."""
+    """An iterator of (item, run(item)) for every item, in the order they finish, on ``backend``.
+    Bad arguments raise here, before anything runs."""
     if backend not in BACKENDS:
         raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    if jobs < 1:
-        raise GumbenchError(f"jobs must be >= 1, got {jobs}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise GumbenchError(f"jobs must be >= 1, got {jobs!r}")
     items = list(items)
     if not items:
-        return
+        return iter(())
     if backend == "local":
-        yield from _local(run, items, jobs)
-    elif backend == "dask":
-        yield from _dask(run, items, jobs, scheduler)
-    else:
-        yield from _slurm(run, items, slurm_partition, slurm_time, slurm_folder)
+        return _local(run, items, jobs)
+    if backend == "dask":
+        return _dask(run, items, jobs, scheduler)
+    return _slurm(run, items, slurm_partition, slurm_time, slurm_folder)
 
 
 def _local(run, items, jobs):

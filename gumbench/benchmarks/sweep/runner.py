@@ -60,7 +60,7 @@ def run_unit(unit: Unit, threads: int | None = None):
 
     est = make_estimator(unit.estimator)
     base = {"kind": unit.kind, "task": unit.task, "task_name": parse_spec(unit.task).name, "estimator": unit.estimator,
-            "estimator_name": est.name, "label": est.label, "tau": float(est.params["tau"]) if est.has_temperature else float("nan"),
+            "estimator_name": est.name, "label": est.label, "tau": est.temperature,
             "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id}
     if unit.kind == "gradstats":
         return _gradstats_rows(unit, est, base)

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -38,7 +39,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     """Create ``path`` through ``write(temporary path)`` and a rename; returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -216,7 +216,7 @@ def train(
         row = {"task": task.spec, "estimator": configured.spec, "label": configured.label, "seed": seed, "step": step,
                "loss": float(out.total.detach()), **{f"loss_{k}": v for k, v in out.terms.items()},
                **usage.as_row(), "dead_codes": float(tracker.dead_codes().sum()),
-               "tau": est.params["tau"] if est.has_temperature else float("nan"), **norms,
+               "tau": est.temperature, **norms,
                "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
         if eval_batch is not None and (step % eval_every == 0 or step == steps):
             row.update(_evaluate(task, model, eval_batch, previous_eval))
@@ -237,15 +237,15 @@ def _checked_settings(task, estimator, steps, lr, eval_every) -> tuple[int, floa
     if eval_every < 1:
         raise GumbenchError(f"eval_every must be >= 1, got {eval_every}")
     if estimator.has_temperature:
-        for step in (1, steps):  # schedules are monotone: their ends bound every value
-            tau = task.temperature(step)
-            if tau is not None:
-                estimator.with_params(tau=tau)
+        scheduled = [tau for tau in map(task.temperature, range(1, steps + 1)) if tau is not None]
+        for tau in {min(scheduled), max(scheduled)} if scheduled else ():  # ranges are intervals: the extremes decide
+            estimator.with_params(tau=tau)
     return steps, lr
 
 
 def _with_scheduled_temperature(task, bottleneck: DiscreteBottleneck, step: int):
-    """The bottleneck's estimator for ``step``: a copy with the task's temperature where it has one."""
+    """The bottleneck's estimator for ``step``: a copy with the task's temperature where it has one
+    (a fresh estimator: those with a temperature keep no state between calls)."""
     est = bottleneck.estimator
     tau = task.temperature(step)
     if tau is not None and est.has_temperature and tau != est.params["tau"]:

@@ -1,6 +1,6 @@
-"""Codebook care on vq-commitment: rotation trick, k-means init, dead-code restart, cosine codebooks.
+"""vq-commitment: nearest code, losses, straight-through, EMA codebook, and each codebook-care option against a hand-built reference.
 
-Mechanical tests: each option against a hand-built reference (exact up to float64 rounding).
+Codebook care: rotation trick, k-means init, dead-code restart, cosine codebooks (exact up to float64 rounding).
 """
 
 import pytest
@@ -16,6 +16,37 @@ OPTIONS = ["rotation=true", "init=kmeans", "restart=true,restart_threshold=1", "
 
 def gen(seed):
     return torch.Generator().manual_seed(seed)
+
+
+def test_vq_nearest_code_losses_and_straight_through():
+    z = torch.randn(50, 2, 3, generator=gen(0), requires_grad=True)
+    codebook = torch.randn(2, 7, 3, generator=gen(1), requires_grad=True)
+    brute = torch.cdist(z.detach().transpose(0, 1), codebook.detach()).argmin(-1).T
+    assert torch.equal(nearest_codes(z.detach(), codebook.detach()), brute)
+    upstream = torch.randn(50, 2, 3, generator=gen(2))
+    out = make_estimator("vq-commitment[beta=0.25]")(z, lambda q: (q * upstream).sum((-2, -1)), codebook=codebook)
+    z_q = codebook.detach()[torch.arange(2), brute]
+    torch.testing.assert_close(out.value, z_q)
+    torch.testing.assert_close(out.aux["codebook"], (z.detach() - z_q).pow(2).mean((-2, -1)))
+    torch.testing.assert_close(out.aux["commitment"], 0.25 * (z.detach() - z_q).pow(2).mean((-2, -1)))
+    out.surrogate.sum().backward()
+    # straight-through: upstream gradient copied to z, plus the commitment term
+    torch.testing.assert_close(z.grad, upstream + 0.25 * 2 * (z.detach() - z_q) / 6)
+
+
+def test_vq_ema_moves_codes_to_the_mean_of_their_vectors():
+    codebook = torch.tensor([[[0.0, 0.0], [10.0, 10.0], [-50.0, 50.0]]])  # (1, 3, 2)
+    est = make_estimator("vq-commitment[ema=true,decay=0.5]")
+    z = torch.tensor([[1.0, 1.0], [2.0, 0.0], [9.0, 11.0]]).reshape(3, 1, 2)
+    for _ in range(40):
+        out = est(z, lambda q: q.sum((-2, -1)), codebook=codebook)
+    assert "codebook" not in out.aux
+    torch.testing.assert_close(codebook[0, 0], torch.tensor([1.5, 0.5]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(codebook[0, 1], torch.tensor([9.0, 11.0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(codebook[0, 2], torch.tensor([-50.0, 50.0]))  # never chosen: unchanged
+    frozen = codebook.clone()
+    est.eval()(z + 1, lambda q: q.sum((-2, -1)), codebook=codebook)
+    assert torch.equal(codebook, frozen), "eval mode must not update the codebook"
 
 
 def linear_loss(upstream):

@@ -1,0 +1,33 @@
+"""The digits ELBO gradient study: RLOO unbiased and ST-Gumbel biased inside the VAE; its text summary."""
+
+import pandas as pd
+
+from gumbench.benchmarks.studies import elbo_gradient_study, format_elbo_study
+
+
+def test_digits_elbo_gradient_study_reports_unbiased_reinforce():
+    frame = elbo_gradient_study("reinforce[baseline=loo]", checkpoints=(0, 5), points=2, samples=2000, seed=0)
+    assert sorted(frame["step"].unique()) == [0, 5]
+    assert len(frame) == 4
+    # unbiased: every bias interval reaches 0
+    assert (frame["relative_bias_low"] == 0).all()
+    assert (frame["cosine"] > 0.5).all()
+    st = elbo_gradient_study("st-gumbel[tau=1]", checkpoints=(0,), points=2, samples=2000, seed=0)
+    assert (st["relative_bias_low"] > 0).all(), "straight-through Gumbel is biased inside the VAE"
+
+
+def test_format_elbo_study_averages_over_images_per_estimator_and_checkpoint():
+    rows = [("reinforce[baseline=loo]", 0, 0, 0.010, 2.000, 0.900), ("reinforce[baseline=loo]", 0, 1, 0.030, 4.000, 0.700),
+            ("reinforce[baseline=loo]", 5, 0, 0.000, 1.000, 0.950), ("reinforce[baseline=loo]", 5, 1, 0.002, 3.000, 0.850),
+            ("st-gumbel[tau=1]", 0, 0, 0.4004, 0.500, 0.600), ("st-gumbel[tau=1]", 0, 1, 0.2002, 0.300, 0.800)]
+    frame = pd.DataFrame(rows, columns=["label", "step", "image", "relative_bias", "relative_std", "cosine"])
+    frame["task"], frame["samples"] = "digits-vae", 2000
+    text = format_elbo_study(frame)
+    lines = text.splitlines()
+    assert lines[0] == "Mean over 2 evaluation images; 2,000 estimates each; exact gradient by enumeration (digits-vae)."
+    assert lines[1].split() == ["relative_bias", "relative_std", "cosine"]
+    # one line per (label, step), means rounded to 3 decimals; pandas blanks a repeated label
+    table = [line.split() for line in lines[3:]]
+    assert table == [["reinforce[baseline=loo]", "0", "0.020", "3.0", "0.8"],
+                     ["5", "0.001", "2.0", "0.9"],
+                     ["st-gumbel[tau=1]", "0", "0.300", "0.4", "0.7"]]
