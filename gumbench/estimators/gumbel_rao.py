@@ -23,7 +23,7 @@ from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call
 
 # The fused Triton kernel on CUDA tensors, the PyTorch reference on the CPU
 # (force either with gumbench.kernels.set_backend or $GUMBENCH_KERNEL_BACKEND).
-from gumbench.kernels.gumbel_rao import gumbel_rao
+from gumbench.kernels import gumbel_rao
 from gumbench.kernels.reference import conditional_gumbel  # noqa: F401  (re-exported)
 
 

@@ -1,20 +1,16 @@
 """Backend choice, seeding of the reference path, input validation."""
 
-import importlib
-
 import pytest
 import torch
 
 from gumbench.errors import GumbenchError
-from gumbench.kernels import BACKENDS, get_backend, gumbel_argmax, gumbel_softmax, set_backend
+from gumbench.kernels import BACKENDS, dispatch, get_backend, gumbel_argmax, gumbel_softmax, set_backend
 from gumbench.kernels.reference import gumbel_softmax_reference
-
-fused = importlib.import_module("gumbench.kernels.gumbel_softmax")  # the module; the package exports the function
 
 
 @pytest.fixture(autouse=True)
 def no_backend_env(monkeypatch):
-    monkeypatch.delenv(fused.BACKEND_ENV_VAR, raising=False)
+    monkeypatch.delenv(dispatch.BACKEND_ENV_VAR, raising=False)
 
 
 def test_auto_takes_the_reference_on_cpu():
@@ -57,9 +53,9 @@ def test_set_backend_as_setter_and_context_manager():
 
 
 def test_environment_variable(monkeypatch):
-    monkeypatch.setenv(fused.BACKEND_ENV_VAR, "triton")
+    monkeypatch.setenv(dispatch.BACKEND_ENV_VAR, "triton")
     assert get_backend() == "triton"
-    monkeypatch.setenv(fused.BACKEND_ENV_VAR, "cuda")
+    monkeypatch.setenv(dispatch.BACKEND_ENV_VAR, "cuda")
     with pytest.raises(GumbenchError, match="GUMBENCH_KERNEL_BACKEND must be one of auto, triton, reference"):
         gumbel_softmax(torch.randn(2, 3))
 
@@ -73,7 +69,7 @@ def test_unknown_backend_names_the_allowed_ones():
 
 
 def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
-    monkeypatch.setattr(fused, "triton_interpreting", lambda: False)
+    monkeypatch.setattr(dispatch, "triton_interpreting", lambda: False)
     with pytest.raises(GumbenchError, match="needs a CUDA tensor.*TRITON_INTERPRET=1"):
         gumbel_softmax(torch.randn(2, 3), backend="triton")
 
@@ -105,6 +101,6 @@ def test_input_validation(backend):
 
 
 def test_uniforms_need_a_gpu_or_the_interpreter(monkeypatch):
-    monkeypatch.setattr(fused, "triton_interpreting", lambda: False)
+    monkeypatch.setattr(dispatch, "triton_interpreting", lambda: False)
     with pytest.raises(GumbenchError, match="TRITON_INTERPRET=1"):
-        fused.gumbel_uniforms((2, 3), 0)
+        dispatch.gumbel_uniforms((2, 3), 0)

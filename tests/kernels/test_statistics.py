@@ -4,16 +4,13 @@ The looped path needs no test of its own here: it returns the reference's argmax
 same uniforms (test_gumbel_softmax), and these uniforms are tested below.
 """
 
-import importlib
 import math
 
 import pytest
 import torch
 from scipy import stats
 
-from gumbench.kernels import gumbel_argmax, gumbel_softmax, gumbel_uniforms
-
-fused = importlib.import_module("gumbench.kernels.gumbel_softmax")  # the module; the package exports the function
+from gumbench.kernels import gumbel_argmax, gumbel_softmax, gumbel_uniforms, launch
 
 P_MIN = 1e-3  # fixed seeds; a correct sampler fails this once in a thousand seeds
 
@@ -29,7 +26,7 @@ def chi_square_p(index: torch.Tensor, probs: torch.Tensor) -> float:
 def test_argmax_frequencies_match_softmax():
     probs = torch.tensor([0.05, 0.1, 0.15, 0.3, 0.4, 0.0])  # the last is masked with -inf
     logits = probs.log()
-    n_rows = 8 * fused.launch_config(4096, 6).rows_per_program  # 8 programs of 512 rows: 4096 draws
+    n_rows = 8 * launch.launch_config(4096, 6).rows_per_program  # 8 programs of 512 rows: 4096 draws
     x = logits.expand(n_rows, -1)
     assert chi_square_p(gumbel_argmax(x, 11, backend="triton"), probs) > P_MIN
     # the one-hot of the hard forward is the same sample; tau does not change it

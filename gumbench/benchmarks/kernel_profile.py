@@ -103,7 +103,7 @@ def _require_gpu():
     except ImportError:  # pragma: no cover
         raise GumbenchError("profile-kernel needs torch") from None
     if not torch.cuda.is_available():
-        raise GumbenchError("no CUDA GPU found: profile-kernel needs one (the CPU-side audit is `python -m gumbench.kernels.ptx_audit`)")
+        raise GumbenchError("no CUDA GPU found: profile-kernel needs one (the CPU-side audit is `gumbench audit-kernel`)")
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -116,8 +116,7 @@ def _operator(provider: str, case: Case, tau: float):
     import torch
     import torch.nn.functional as F
 
-    from gumbench.kernels import gumbel_rao
-    from gumbench.kernels.gumbel_softmax import gumbel_softmax
+    from gumbench.kernels import gumbel_rao, gumbel_softmax
 
     if provider.startswith("rao_"):
         backend = "triton" if provider == "rao_fused" else "reference"
@@ -179,8 +178,13 @@ def copy_bandwidth(torch, elements: int, rep_ms: int) -> float:
 
 def check_against_reference(torch, tau: float = 0.5) -> dict:
     """Fused forward/backward vs the reference fed the kernel's uniforms, on the GPU."""
-    from gumbench.kernels.gumbel_softmax import gumbel_softmax, gumbel_uniforms
-    from gumbench.kernels.reference import gumbel_softmax_reference
+    from gumbench.kernels import (
+        gumbel_rao,
+        gumbel_rao_reference,
+        gumbel_softmax,
+        gumbel_softmax_reference,
+        gumbel_uniforms,
+    )
 
     errors = {}
     for n_cols in (320, 1000, 20000):
@@ -198,9 +202,6 @@ def check_against_reference(torch, tau: float = 0.5) -> dict:
             "index_agreement": float((index == i_ref).float().mean()),
         }
     # Gumbel-Rao: the reference fed the kernel's sample and its M draws (Philox streams 1..M)
-    from gumbench.kernels import gumbel_rao
-    from gumbench.kernels.reference import gumbel_rao_reference
-
     for n_cols in (320, 20000):
         x = torch.randn(64, n_cols, device="cuda", requires_grad=True)
         dy = torch.randn_like(x)
