@@ -149,6 +149,21 @@ def gumbel_rao_bwd_looped_kernel(
     rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
     row_ok = rows < n_rows
     k = tl.load(index_ptr + rows, mask=row_ok, other=0).to(tl.int32)
+    shift, log2_norm = _looped_log_norm(x_ptr, rows, n_cols, stride_x_row, stride_x_col, BLOCK_K)
+    slots = tl.arange(0, SAMPLES)
+    inv_denoms, dots = _looped_draw_sums(
+        dy_ptr, x_ptr, rows, k, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col, shift, log2_norm,
+        inv_tau, n_samples, seed_lo, seed_hi, slots, BLOCK_K, SAMPLES, FAST_MATH,
+    )  # fmt: skip
+    _looped_write_dx(
+        dy_ptr, x_ptr, dx_ptr, rows, k, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col, shift,
+        log2_norm, inv_tau, grad_scale, n_samples, seed_lo, seed_hi, slots, inv_denoms, dots, BLOCK_K, FAST_MATH,
+    )  # fmt: skip
+
+
+@triton.jit
+def _looped_log_norm(x_ptr, rows, n_cols, stride_x_row, stride_x_col, BLOCK_K: tl.constexpr):
+    """Pass 1: online log-sum-exp of the row; returns (shift, log2 sum exp(x - shift))."""
     m_run = tl.full((1,), float("-inf"), tl.float32)
     total = tl.zeros((1,), tl.float32)
     for start in range(0, n_cols, BLOCK_K):
@@ -160,9 +175,16 @@ def gumbel_rao_bwd_looped_kernel(
         total += tl.sum(tl.exp2((x - shift[:, None]) * LOG2E), axis=1)
         m_run = m_new
     shift = finite_or_zero(m_run)
-    log2_norm = tl.log2(tl.maximum(total, 1.0))
+    return shift, tl.log2(tl.maximum(total, 1.0))
 
-    slots = tl.arange(0, SAMPLES)
+
+@triton.jit
+def _looped_draw_sums(
+    dy_ptr, x_ptr, rows, k, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col, shift, log2_norm,
+    inv_tau, n_samples, seed_lo, seed_hi, slots,
+    BLOCK_K: tl.constexpr, SAMPLES: tl.constexpr, FAST_MATH: tl.constexpr,
+):  # fmt: skip
+    """Pass 2: per draw m, 1 / sum(e) and <s_m, dy> at slot m of two SAMPLES-entry vectors."""
     denoms = tl.zeros((SAMPLES,), tl.float32)
     dots = tl.zeros((SAMPLES,), tl.float32)
     for m in range(n_samples):
@@ -185,8 +207,16 @@ def gumbel_rao_bwd_looped_kernel(
         denoms = tl.where(slots == m, tl.sum(denom, axis=0), denoms)
         dots = tl.where(slots == m, tl.sum(dot, axis=0), dots)
     inv_denoms = 1.0 / tl.where(slots < n_samples, denoms, 1.0)
-    dots = dots * inv_denoms
+    return inv_denoms, dots * inv_denoms
 
+
+@triton.jit
+def _looped_write_dx(
+    dy_ptr, x_ptr, dx_ptr, rows, k, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col, shift,
+    log2_norm, inv_tau, grad_scale, n_samples, seed_lo, seed_hi, slots, inv_denoms, dots,
+    BLOCK_K: tl.constexpr, FAST_MATH: tl.constexpr,
+):  # fmt: skip
+    """Pass 3: per chunk, dx summed over the M draws (regenerated) and written once."""
     for start in range(0, n_cols, BLOCK_K):
         cols = start + tl.arange(0, BLOCK_K)
         col_ok = (cols < n_cols)[None, :]

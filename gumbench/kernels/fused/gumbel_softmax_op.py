@@ -163,21 +163,36 @@ def gumbel_softmax_fwd_looped_kernel(
         tl.store(index_ptr + rows, best_index.to(tl.int64))
 
     if (HARD and WRITE_Y) or NEED_SOFT:
-        shift = finite_or_zero(m)
-        inv_denom = 1.0 / tl.maximum(denom, 1.0)
-        for start in range(0, n_cols, BLOCK_K):
-            cols = start + tl.arange(0, BLOCK_K)
-            col_ok = (cols < n_cols)[None, :]
-            out = rows[:, None] * n_cols + cols[None, :]
-            if HARD and WRITE_Y:
-                store(y_ptr, out, tl.where(cols[None, :] == best_index[:, None], 1.0, 0.0), col_ok)
-            if NEED_SOFT:
-                z, _, _ = perturbed_logits(
-                    x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, start, 1, BLOCK_K,
-                    FAST_MATH,
-                )  # fmt: skip
-                y_soft = tl.exp2((z - shift[:, None]) * scale) * inv_denom[:, None]
-                store(y_soft_ptr if WRITE_SOFT else y_ptr, out, y_soft, col_ok)
+        _fwd_looped_write(
+            x_ptr, y_ptr, y_soft_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, scale, seed_lo, seed_hi,
+            best_index, m, denom, BLOCK_K, HARD, WRITE_Y, WRITE_SOFT, NEED_SOFT, FAST_MATH,
+        )  # fmt: skip
+
+
+@triton.jit
+def _fwd_looped_write(
+    x_ptr, y_ptr, y_soft_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, scale, seed_lo, seed_hi,
+    best_index, m, denom,
+    BLOCK_K: tl.constexpr, HARD: tl.constexpr, WRITE_Y: tl.constexpr, WRITE_SOFT: tl.constexpr,
+    NEED_SOFT: tl.constexpr, FAST_MATH: tl.constexpr,
+):  # fmt: skip
+    """Pass 2 of the looped forward: the one-hot of ``best_index`` (no reads) and/or the
+    probabilities from the logits and the regenerated noise, given the row's max ``m`` and
+    softmax denominator."""
+    shift = finite_or_zero(m)
+    inv_denom = 1.0 / tl.maximum(denom, 1.0)
+    for start in range(0, n_cols, BLOCK_K):
+        cols = start + tl.arange(0, BLOCK_K)
+        col_ok = (cols < n_cols)[None, :]
+        out = rows[:, None] * n_cols + cols[None, :]
+        if HARD and WRITE_Y:
+            store(y_ptr, out, tl.where(cols[None, :] == best_index[:, None], 1.0, 0.0), col_ok)
+        if NEED_SOFT:
+            z, _, _ = perturbed_logits(
+                x_ptr, rows, row_ok, n_cols, stride_x_row, stride_x_col, seed_lo, seed_hi, start, 1, BLOCK_K, FAST_MATH
+            )
+            y_soft = tl.exp2((z - shift[:, None]) * scale) * inv_denom[:, None]
+            store(y_soft_ptr if WRITE_SOFT else y_ptr, out, y_soft, col_ok)
 
 
 @triton.jit(do_not_specialize=["seed_lo", "seed_hi"])
