@@ -34,3 +34,32 @@ def test_sass_parsing_finds_loops():
     ops = [("MOV", "R1, R2"), ("FADD", "R1, R1, R2"), ("ISETP.GE.AND", "P0, PT, R1, R3, PT"), ("BRA", "`(.L_x_1)")]
     assert _loop_bodies(ops, {".L_x_1": 1}) == [(1, 3)]
     assert _loop_bodies(ops, {".L_x_1": 4}) == []  # a forward branch is no loop
+
+
+def test_cli_reports_a_failed_compile_on_stderr_and_exits_1(monkeypatch, capsys):
+    from gumbench import cli
+    from gumbench.benchmarks import kernel_audit
+
+    results = [("fwd[soft]", 90, "RuntimeError: ptxas failed", 1.0), ("bwd[saved]", 90, None, 1.0)]
+    monkeypatch.setattr(kernel_audit, "check_all", lambda archs, jobs: results)
+    assert cli.main(["audit-kernel", "--check", "--archs", "90"]) == 1
+    out, err = capsys.readouterr()
+    assert err == "FAIL sm_90 fwd[soft]: RuntimeError: ptxas failed\n"
+    assert out.startswith("compiled 1/2 variants in ")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "nothing to do: pass --check, --out DIR or both"),
+        (("--check", "--archs", "20"), "archs must be compute capabilities >= 70 (e.g. 80, 90); got 20"),
+        (("--check", "--jobs", "0"), "--jobs"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    from gumbench import cli
+
+    assert cli.main(["audit-kernel", *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("gumbench: error: ") and message in err
