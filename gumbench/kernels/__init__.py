@@ -1,23 +1,23 @@
-"""Gumbel-softmax kernels: the PyTorch reference path and the fused Triton kernel.
+"""Gumbel-softmax and Gumbel-Rao kernels: the PyTorch reference path and the fused Triton kernels.
 
-Importing this package never touches a GPU driver; without Triton installed the fused
-API still imports and every call takes the reference path.
+Importing this package never imports Triton nor touches a GPU driver; without Triton
+installed everything still imports and every call takes the reference path.
 
-Note: ``gumbench.kernels.gumbel_softmax`` and ``gumbench.kernels.gumbel_rao`` are the
-functions once this package is imported (the modules of the same names are shadowed); reach
-a module with ``importlib.import_module("gumbench.kernels.gumbel_softmax")``.
+    dispatch    the public functions, backend choice and input checks
+    reference   the PyTorch reference (ground truth, and the CPU path)
+    launch      how a (rows, K) problem is cut into Triton programs (pure Python)
+    fused       the Triton kernels and autograd Functions, imported when a kernel first runs
 """
 
-from gumbench.kernels.gumbel_softmax import (
+from gumbench.kernels.dispatch import (
     BACKENDS,
-    GumbelSoftmaxFunction,
     get_backend,
     gumbel_argmax,
+    gumbel_rao,
     gumbel_softmax,
     gumbel_uniforms,
     set_backend,
 )
-from gumbench.kernels.gumbel_rao import gumbel_rao  # noqa: E402  (after gumbel_softmax, whose helpers it uses)
 from gumbench.kernels.reference import (
     conditional_gumbel,
     gumbel_noise,
@@ -43,3 +43,13 @@ __all__ = [
     "set_backend",
     "uniform_open",
 ]
+
+
+def __getattr__(name: str):
+    # The autograd Function lives with the Triton kernels; resolving it imports triton, so it
+    # is looked up on first access instead of at package import.
+    if name == "GumbelSoftmaxFunction":
+        from gumbench.kernels.fused import GumbelSoftmaxFunction
+
+        return GumbelSoftmaxFunction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

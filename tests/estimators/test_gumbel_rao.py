@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from scipy import stats
 
 from gumbench.benchmarks import gradient_statistics, make_task
 from gumbench.estimators import make_estimator
@@ -59,29 +58,3 @@ def test_gumbel_rao_eval_is_the_noiseless_argmax():
 # --- the conditional sampler, gumbench.kernels.reference (to move to tests/kernels/test_reference.py) --
 
 
-def test_conditional_sampler_marginal_is_iid_gumbel():
-    """With k ~ Cat(softmax(logits)) and g drawn given argmax(logits + g) = k, g is iid Gumbel(0, 1)."""
-    logits = torch.tensor([1.5, 0.2, -0.7, 0.0, 2.0, -3.0])
-    n, v = SAMPLES, logits.numel()
-    rows = logits.expand(n, v)
-    k = sample_categorical(rows, gen(0))
-    g = conditional_gumbel(rows, k, 2, generator=gen(1))  # two conditional draws per row
-    assert (torch.argmax(rows + g, -1) == k).all(), "the condition holds for every draw"
-    for m in range(2):
-        for j in range(v):
-            p = stats.kstest(g[m, :, j].double().numpy(), stats.gumbel_r.cdf).pvalue
-            assert p > 1e-3 / v, (m, j, p)  # family-wise 0.1% per draw
-    corr = torch.corrcoef(g[0].double().T)
-    off_diagonal = corr[~torch.eye(v, dtype=torch.bool)]
-    assert off_diagonal.abs().max() < 4 / math.sqrt(n), "independent coordinates: |r| within 4 standard errors"
-
-
-def test_conditional_sampler_is_finite_for_extreme_and_masked_logits():
-    row = torch.tensor([1e4, -1e4, 0.0, float("-inf"), 1e4 - 1.0])
-    for dtype in (torch.float32, torch.float64):
-        rows = row.to(dtype).expand(4096, 5)
-        k = sample_categorical(rows, gen(0))
-        g = conditional_gumbel(rows, k, 3, generator=gen(1))
-        assert torch.isfinite(g).all() and not (k == 3).any()
-        if dtype == torch.float64:  # in fp32 two logits of 1e4 sit 1e-3 apart, below the rounding of the perturbed values
-            assert (torch.argmax(rows + g, -1) == k).all()

@@ -9,14 +9,11 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import importlib  # noqa: E402
-
 import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 
-# the module, not the function of the same name that gumbench.kernels exports
-fused = importlib.import_module("gumbench.kernels.gumbel_softmax")
+from gumbench.kernels import launch  # noqa: E402
 
 MAX_PROGRAMS = 8  # the interpreter runs ~20 ms per program instance
 
@@ -24,18 +21,18 @@ MAX_PROGRAMS = 8  # the interpreter runs ~20 ms per program instance
 @pytest.fixture(autouse=True)
 def few_programs(monkeypatch):
     """Fail any launch of more than MAX_PROGRAMS program instances: the suite stays fast."""
-    grid = fused.LaunchConfig.grid
+    grid = launch.LaunchConfig.grid
 
     def checked(self, n_rows):
         g = grid(self, n_rows)
         assert g[0] <= MAX_PROGRAMS, f"launch of {g[0]} programs; keep test inputs to <= {MAX_PROGRAMS}"
         return g
 
-    monkeypatch.setattr(fused.LaunchConfig, "grid", checked)
+    monkeypatch.setattr(launch.LaunchConfig, "grid", checked)
 
 
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Shrink the launch limits so that K > 32 takes the looped path in 16-wide chunks."""
-    monkeypatch.setattr(fused, "_MAX_SINGLE_BLOCK", 32)
-    monkeypatch.setattr(fused, "_LOOP_BLOCK", 16)
+    monkeypatch.setattr(launch, "MAX_SINGLE_BLOCK", 32)
+    monkeypatch.setattr(launch, "LOOP_BLOCK", 16)

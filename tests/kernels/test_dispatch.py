@@ -1,20 +1,20 @@
-"""Backend choice, seeding of the reference path, input validation."""
+"""Backend choice, seeding of the reference path, input validation, loading Triton."""
 
-import importlib
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from gumbench.errors import GumbenchError
-from gumbench.kernels import BACKENDS, get_backend, gumbel_argmax, gumbel_softmax, set_backend
+from gumbench.kernels import BACKENDS, dispatch, get_backend, gumbel_argmax, gumbel_softmax, set_backend
 from gumbench.kernels.reference import gumbel_softmax_reference
-
-fused = importlib.import_module("gumbench.kernels.gumbel_softmax")  # the module; the package exports the function
 
 
 @pytest.fixture(autouse=True)
 def no_backend_env(monkeypatch):
-    monkeypatch.delenv(fused.BACKEND_ENV_VAR, raising=False)
+    monkeypatch.delenv(dispatch.BACKEND_ENV_VAR, raising=False)
 
 
 def test_auto_takes_the_reference_on_cpu():
@@ -57,9 +57,9 @@ def test_set_backend_as_setter_and_context_manager():
 
 
 def test_environment_variable(monkeypatch):
-    monkeypatch.setenv(fused.BACKEND_ENV_VAR, "triton")
+    monkeypatch.setenv(dispatch.BACKEND_ENV_VAR, "triton")
     assert get_backend() == "triton"
-    monkeypatch.setenv(fused.BACKEND_ENV_VAR, "cuda")
+    monkeypatch.setenv(dispatch.BACKEND_ENV_VAR, "cuda")
     with pytest.raises(GumbenchError, match="GUMBENCH_KERNEL_BACKEND must be one of auto, triton, reference"):
         gumbel_softmax(torch.randn(2, 3))
 
@@ -73,7 +73,7 @@ def test_unknown_backend_names_the_allowed_ones():
 
 
 def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
-    monkeypatch.setattr(fused, "triton_interpreting", lambda: False)
+    monkeypatch.setattr(dispatch, "triton_interpreting", lambda: False)
     with pytest.raises(GumbenchError, match="needs a CUDA tensor.*TRITON_INTERPRET=1"):
         gumbel_softmax(torch.randn(2, 3), backend="triton")
 
@@ -105,6 +105,59 @@ def test_input_validation(backend):
 
 
 def test_uniforms_need_a_gpu_or_the_interpreter(monkeypatch):
-    monkeypatch.setattr(fused, "triton_interpreting", lambda: False)
+    monkeypatch.setattr(dispatch, "triton_interpreting", lambda: False)
     with pytest.raises(GumbenchError, match="TRITON_INTERPRET=1"):
-        fused.gumbel_uniforms((2, 3), 0)
+        dispatch.gumbel_uniforms((2, 3), 0)
+
+
+def run_python(code: str, **env):
+    environ = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | env
+    return subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=120)
+
+
+def test_importing_the_package_imports_no_triton():
+    code = (
+        "import sys, gumbench.kernels as k; assert 'triton' not in sys.modules, 'imported triton';"
+        "from gumbench.kernels.fused import GumbelSoftmaxFunction;"
+        "assert k.GumbelSoftmaxFunction is GumbelSoftmaxFunction; print('ok')"
+    )
+    result = run_python(code)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_without_triton_everything_imports_and_the_reference_runs():
+    code = """
+import sys
+sys.modules["triton"] = None  # import triton raises ImportError, as when it is not installed
+import torch
+from gumbench.errors import GumbenchError
+from gumbench.kernels import gumbel_rao, gumbel_softmax
+from gumbench.kernels.dispatch import triton_interpreting
+assert gumbel_softmax(torch.randn(2, 3), seed=1).shape == (2, 3)
+assert gumbel_rao(torch.randn(2, 3), samples=2, seed=1)[0].shape == (2, 3)
+assert not triton_interpreting()
+try:
+    gumbel_softmax(torch.randn(2, 3), backend="triton")
+except GumbenchError as error:
+    print(error)
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "backend 'triton' needs the triton package: pip install 'gumbench[kernel]'"
+
+
+def test_interpret_set_after_triton_import_is_a_clear_error():
+    code = (
+        "import os, triton, torch; os.environ['TRITON_INTERPRET'] = '1';"
+        "from gumbench.kernels import gumbel_softmax; gumbel_softmax(torch.randn(2, 3), backend='triton')"
+    )
+    result = run_python(code)
+    assert result.returncode != 0
+    assert "GumbenchError: TRITON_INTERPRET=1 was set after triton was imported" in result.stderr
+
+
+def test_interpret_changed_after_the_kernels_loaded_is_a_clear_error(monkeypatch):
+    assert dispatch.triton_interpreting()  # loads the kernels, interpreted (conftest)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(GumbenchError, match="TRITON_INTERPRET changed after the gumbench kernels were loaded"):
+        gumbel_softmax(torch.randn(2, 3), backend="triton")

@@ -170,7 +170,7 @@ class RunStore:
         return write_parquet(combined, self.results, metadata)
 
 
-def load_results(paths) -> "pandas.DataFrame":
+def load_results(paths):
     """Rows from results files, run folders (results.parquet, else the finished unit files) or a
     folder of runs; one DataFrame."""
     import pandas as pd

@@ -27,14 +27,12 @@ Nothing here touches a GPU at import; ``profile_kernel`` raises GumbenchError wi
 
 from __future__ import annotations
 
-import json
 import math
-import platform
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gumbench.benchmarks.sweep.store import write_csv, write_figure, write_json, write_text
 from gumbench.errors import GumbenchError
 
 PROVIDERS = ("eager", "compile", "fused_saved", "fused_recompute", "fairseq", "rao_reference", "rao_fused")
@@ -103,7 +101,7 @@ def _require_gpu():
     except ImportError:  # pragma: no cover
         raise GumbenchError("profile-kernel needs torch") from None
     if not torch.cuda.is_available():
-        raise GumbenchError("no CUDA GPU found: profile-kernel needs one (the CPU-side audit is `python -m gumbench.kernels.ptx_audit`)")
+        raise GumbenchError("no CUDA GPU found: profile-kernel needs one (the CPU-side audit is `gumbench audit-kernel`)")
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -116,8 +114,7 @@ def _operator(provider: str, case: Case, tau: float):
     import torch
     import torch.nn.functional as F
 
-    from gumbench.kernels import gumbel_rao
-    from gumbench.kernels.gumbel_softmax import gumbel_softmax
+    from gumbench.kernels import gumbel_rao, gumbel_softmax
 
     if provider.startswith("rao_"):
         backend = "triton" if provider == "rao_fused" else "reference"
@@ -179,8 +176,13 @@ def copy_bandwidth(torch, elements: int, rep_ms: int) -> float:
 
 def check_against_reference(torch, tau: float = 0.5) -> dict:
     """Fused forward/backward vs the reference fed the kernel's uniforms, on the GPU."""
-    from gumbench.kernels.gumbel_softmax import gumbel_softmax, gumbel_uniforms
-    from gumbench.kernels.reference import gumbel_softmax_reference
+    from gumbench.kernels import (
+        gumbel_rao,
+        gumbel_rao_reference,
+        gumbel_softmax,
+        gumbel_softmax_reference,
+        gumbel_uniforms,
+    )
 
     errors = {}
     for n_cols in (320, 1000, 20000):
@@ -198,9 +200,6 @@ def check_against_reference(torch, tau: float = 0.5) -> dict:
             "index_agreement": float((index == i_ref).float().mean()),
         }
     # Gumbel-Rao: the reference fed the kernel's sample and its M draws (Philox streams 1..M)
-    from gumbench.kernels import gumbel_rao
-    from gumbench.kernels.reference import gumbel_rao_reference
-
     for n_cols in (320, 20000):
         x = torch.randn(64, n_cols, device="cuda", requires_grad=True)
         dy = torch.randn_like(x)
@@ -231,24 +230,16 @@ def _nvidia_smi() -> dict:
 
 
 def run_metadata(torch) -> dict:
-    import triton
+    """The store's run environment (versions, git commit, time) with the GPU's properties and clocks."""
+    from gumbench.benchmarks.sweep.store import environment
 
     props = torch.cuda.get_device_properties(0)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except OSError:
-        commit = ""
     return {
-        "device": props.name,
+        **environment(device=props.name),
         "sm_count": props.multi_processor_count,
         "memory_gb": round(props.total_memory / 2**30, 1),
         "compute_capability": f"{props.major}.{props.minor}",
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "cuda": torch.version.cuda,
-        "python": platform.python_version(),
-        "git_commit": commit,
-        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cuda_version": torch.version.cuda,
         **_nvidia_smi(),
     }
 
@@ -345,14 +336,13 @@ def plot(df, out: Path) -> list[Path]:
             grid.set(xscale="log", yscale="log" if metric == "ms" else "linear")
             grid.set_axis_labels(data["x_name"].iloc[0], metric)
             grid.figure.suptitle(f"{KERNEL}: {sweep}", y=1.04)
-            path = out / f"profile_{sweep}_{name}.png"
-            grid.savefig(path, dpi=120, bbox_inches="tight")
-            paths.append(path)
+            paths.append(write_figure(grid, out / f"profile_{sweep}_{name}.png", dpi=120))
     return paths
 
 
 def write_summary(out: Path, targets: list[dict], meta: dict, df) -> Path:
-    lines = ["# Kernel profile", "", f"Device: {meta['device']} (torch {meta['torch']}, triton {meta['triton']}, CUDA {meta['cuda']})", ""]
+    lines = ["# Kernel profile", "", f"Device: {meta['device']} (torch {meta['torch_version']}, triton {meta['triton_version']}, "
+                                     f"CUDA {meta['cuda_version']})", ""]
     lines += ["| target | value | ok | note |", "|---|---:|---|---|"]
     for t in targets:
         lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['ok'] else 'NO'} | {t['note']} |")
@@ -361,9 +351,7 @@ def write_summary(out: Path, targets: list[dict], meta: dict, df) -> Path:
     )
     if len(table):
         lines += ["", "Milliseconds (median), hard=True, K = 320, fp32:", "", table.round(4).to_markdown()]
-    path = out / "profile_summary.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_text(out / "profile_summary.md", "\n".join(lines) + "\n")
 
 
 def profile_kernel(
@@ -392,7 +380,6 @@ def profile_kernel(
             raise GumbenchError(f"unknown mode {name!r}; allowed: {', '.join(MODES)}")
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata(torch)
     meta["correctness"] = check_against_reference(torch)
     cases = sweep_cases(quick)
@@ -413,10 +400,9 @@ def profile_kernel(
                 rows += _rows(case, provider, mode, result, copy_gbps, meta["device"])
                 torch.cuda.empty_cache()
     df = pd.DataFrame(rows)
-    csv_path = out / "profile.csv"
-    df.to_csv(csv_path, index=False)
+    csv_path = write_csv(df, out / "profile.csv")
     targets = summarize(df, copy_gbps)
-    (out / "profile_meta.json").write_text(json.dumps({**meta, "cases": [asdict(c) for c in cases]}, indent=2))
+    write_json(out / "profile_meta.json", {**meta, "cases": [asdict(c) for c in cases]})
     return {
         "csv": csv_path,
         "figures": plot(df, out),

@@ -1,15 +1,16 @@
-"""The fused kernels against the PyTorch reference fed the kernels' own uniforms."""
+"""The fused Gumbel-softmax kernels against the PyTorch reference fed the kernels' own uniforms, and in law:
+argmax frequencies are the softmax's (the looped path returns the reference's argmax for the same uniforms,
+and those uniforms are tested here)."""
 
-import importlib
+import math
 
 import pytest
 import torch
+from scipy import stats
 
 from gumbench.errors import GumbenchError
-from gumbench.kernels import gumbel_argmax, gumbel_softmax, gumbel_uniforms
+from gumbench.kernels import gumbel_argmax, gumbel_softmax, gumbel_uniforms, launch
 from gumbench.kernels.reference import gumbel_softmax_reference
-
-fused = importlib.import_module("gumbench.kernels.gumbel_softmax")  # the module; the package exports the function
 
 SEED = 20240607
 
@@ -89,7 +90,7 @@ def test_looped_path_equals_single_block(small_blocks):
     x = torch.randn(3, 45)
     x[1, 16:32] = float("-inf")  # a whole 16-wide chunk of -inf
     dy = torch.randn(3, 45)
-    assert fused.launch_config(3, 45).looped
+    assert launch.launch_config(3, 45).looped
     y_ref, i_ref, dx_ref = reference_run(x, 0.5, False, SEED, dy)
     for hard, save_y in OUTPUTS:
         y, index, dx = fused_run(x, 0.5, hard, SEED, dy, save_y)
@@ -101,8 +102,8 @@ def test_looped_path_equals_single_block(small_blocks):
 
 
 def test_looped_path_at_default_limits():
-    n_cols = fused._MAX_SINGLE_BLOCK + 3
-    assert fused.launch_config(2, n_cols).looped
+    n_cols = launch.MAX_SINGLE_BLOCK + 3
+    assert launch.launch_config(2, n_cols).looped
     x = torch.randn(2, n_cols)
     dy = torch.randn(2, n_cols)
     y_ref, i_ref, dx_ref = reference_run(x, 1.0, True, SEED, dy)
@@ -224,3 +225,46 @@ def test_invalid_rows_rejected_in_kernel(bad, message, n_cols, small_blocks):
         gumbel_argmax(x, 1, backend="triton")
     y = gumbel_softmax(x, hard=True, seed=1, backend="triton", check=False)  # no check: no error
     assert torch.isfinite(y[[0, 2]]).all()
+
+
+# --- in law ---------------------------------------------------------------------------------
+
+P_MIN = 1e-3  # fixed seeds; a correct sampler fails this once in a thousand seeds
+
+
+def chi_square_p(index: torch.Tensor, probs: torch.Tensor) -> float:
+    counts = torch.bincount(index.flatten(), minlength=len(probs)).double()
+    keep = probs > 0
+    assert counts[~keep].sum() == 0, "a zero-probability category was drawn"
+    expected = probs[keep].double() / probs[keep].double().sum() * counts.sum()
+    return stats.chisquare(counts[keep].numpy(), expected.numpy()).pvalue
+
+
+def test_argmax_frequencies_match_softmax():
+    probs = torch.tensor([0.05, 0.1, 0.15, 0.3, 0.4, 0.0])  # the last is masked with -inf
+    logits = probs.log()
+    n_rows = 8 * launch.launch_config(4096, 6).rows_per_program  # 8 programs of 512 rows: 4096 draws
+    x = logits.expand(n_rows, -1)
+    assert chi_square_p(gumbel_argmax(x, 11, backend="triton"), probs) > P_MIN
+    # the one-hot of the hard forward is the same sample; tau does not change it
+    y = gumbel_softmax(x, tau=0.1, hard=True, seed=12, backend="triton")
+    assert torch.equal(y.sum(-1), torch.ones(n_rows))
+    assert chi_square_p(y.argmax(-1), probs) > P_MIN
+
+
+def test_uniforms_are_uniform_and_independent_of_position():
+    u = gumbel_uniforms((64, 64), 5).flatten()
+    assert stats.kstest(u.numpy(), "uniform").pvalue > P_MIN
+    # neighbouring columns share a Philox call (4 outputs): they must not be correlated
+    pairs = gumbel_uniforms((64, 64), 6).view(-1, 2)
+    assert abs(stats.pearsonr(pairs[:, 0].numpy(), pairs[:, 1].numpy()).statistic) < 4 / math.sqrt(len(pairs))
+
+
+@pytest.mark.parametrize("tau", [0.5, 2.0])
+def test_hard_sample_is_the_argmax_of_the_soft_one(tau):
+    probs = torch.tensor([0.2, 0.3, 0.5])
+    x = probs.log().expand(2048, -1)
+    y = gumbel_softmax(x, tau=tau, seed=21, backend="triton")
+    assert torch.allclose(y.sum(-1), torch.ones(2048), atol=1e-5)
+    hard = gumbel_softmax(x, tau=tau, hard=True, seed=21, backend="triton")
+    assert torch.equal(hard.argmax(-1), y.argmax(-1))  # the same noise under both

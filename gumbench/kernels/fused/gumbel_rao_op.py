@@ -2,7 +2,8 @@
 
 The estimator's forward is one hard sample, D = one-hot(k) with k = argmax(x + g) for the
 Gumbel-softmax kernel's own noise (Philox stream 0): the forward *is* ``gumbel_argmax``
-plus a one-hot write. Its backward averages M softmax Jacobians,
+plus a one-hot write, run by ``gumbel_softmax_op.launch_forward``. Its backward averages M
+softmax Jacobians,
 
     dx = 1/(M tau) sum_m s_m * (dy - <s_m, dy>),   s_m = softmax((x + g_m) / tau),
 
@@ -24,60 +25,65 @@ No max reduction per draw, no overflow (r_i <= 1), log2 pi from one log-sum-exp 
 (so logits of +-1e4 are fine), and a masked column (-inf logit, pi_i = 0) gets e_i = 0.
 Each draw costs per element one quarter Philox call, two logs, one exp and one reciprocal.
 
-Rows up to ``_MAX_SINGLE_BLOCK`` wide are held whole in registers (the Gumbel-softmax
+Rows up to ``launch.MAX_SINGLE_BLOCK`` wide are held whole in registers (the Gumbel-softmax
 kernels' two-tile layout); wider rows take a looped path that streams the row three times
 (log-sum-exp; per-draw normaliser and <s_m, dy>; dx), keeping the 2 x M per-row scalars in
-a register vector of ``next_power_of_2(M)`` entries (M <= ``MAX_LOOPED_SAMPLES`` there).
+a register vector of ``next_power_of_2(M)`` entries (M <= ``launch.MAX_LOOPED_SAMPLES``
+there).
 """
 
 from __future__ import annotations
 
-import importlib
-
 import torch
+import triton
+import triton.language as tl
 
-from gumbench.errors import GumbenchError, check_positive
-from gumbench.kernels.reference import gumbel_rao_reference
+from gumbench.kernels.fused import gumbel_softmax_op
+from gumbench.kernels.fused.primitives import (
+    INTERPRETED,
+    LOG2E,
+    exponential_from_uniform,
+    fast_log2,
+    finite_or_zero,
+    load_f32,
+    store,
+    two_tiles,
+    uniform_at,
+    uniform_tile,
+)
+from gumbench.kernels.launch import as_rows, launch_config, next_power_of_2, split_seed
 
-# the module (gumbench.kernels exports a function of the same name): its helpers, launch
-# configuration, dispatch and the _jit registry whose kernels it decorates on first use
-gs = importlib.import_module("gumbench.kernels.gumbel_softmax")
-_jit = gs._jit
-tl = None  # replaced by triton.language before any kernel below is decorated
-
-__all__ = ["GumbelRaoFunction", "gumbel_rao", "MAX_LOOPED_SAMPLES"]
-
-MAX_LOOPED_SAMPLES = 1024  # draws per row on the looped path (a register vector per row)
+__all__ = ["GumbelRaoFunction", "launch_backward"]
 
 
-@_jit
+@triton.jit
 def _log2_pi(x, shift, log2_norm):
     """log2 pi = (x - shift) * log2(e) - log2(sum exp(x - shift)); -inf at masked columns."""
-    return (x - shift[:, None]) * 1.4426950408889634 - log2_norm[:, None]
+    return (x - shift[:, None]) * LOG2E - log2_norm[:, None]
 
 
-@_jit
+@triton.jit
 def _draw_weights(
     log2_pi, pi, cols, k, log2_ek, ek, seed_lo, seed_hi, rows, col0, stream, inv_tau,
     ROWS: tl.constexpr, WIDTH: tl.constexpr, FAST_MATH: tl.constexpr,
 ):  # fmt: skip
     """Unnormalised softmax weights e_i = r_i ** (1/tau) of one conditional draw on one tile."""
-    u = gs._uniform_tile(seed_lo, seed_hi, rows, col0 // 4, stream, ROWS, WIDTH)
-    e = gs._exponential_from_uniform(u, FAST_MATH)
-    log2_r = log2_ek[:, None] + log2_pi - gs._log2(tl.fma(ek[:, None], pi, e), FAST_MATH)
+    u = uniform_tile(seed_lo, seed_hi, rows, col0 // 4, stream, ROWS, WIDTH)
+    e = exponential_from_uniform(u, FAST_MATH)
+    log2_r = log2_ek[:, None] + log2_pi - fast_log2(tl.fma(ek[:, None], pi, e), FAST_MATH)
     log2_r = tl.where(cols[None, :] == k[:, None], 0.0, log2_r)  # the winner: e_k = 1
     return tl.exp2(log2_r * inv_tau)
 
 
-@_jit
+@triton.jit
 def _winner_exponential(seed_lo, seed_hi, rows, k, stream, FAST_MATH: tl.constexpr):
     """(E_k, log2 E_k) of one draw at each row's sampled column."""
-    ek = gs._exponential_from_uniform(gs._uniform_at(seed_lo, seed_hi, rows, k, stream), FAST_MATH)
-    return ek, gs._log2(ek, FAST_MATH)
+    ek = exponential_from_uniform(uniform_at(seed_lo, seed_hi, rows, k, stream), FAST_MATH)
+    return ek, fast_log2(ek, FAST_MATH)
 
 
-@_jit(do_not_specialize=["seed_lo", "seed_hi", "n_samples"])
-def _gumbel_rao_bwd_kernel(
+@triton.jit(do_not_specialize=["seed_lo", "seed_hi", "n_samples"])
+def gumbel_rao_bwd_kernel(
     dy_ptr, x_ptr, index_ptr, dx_ptr,
     n_rows, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col,
     inv_tau, grad_scale, n_samples,
@@ -85,16 +91,16 @@ def _gumbel_rao_bwd_kernel(
     BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr, ROWS: tl.constexpr, FAST_MATH: tl.constexpr,
 ):  # fmt: skip
     """Single-block backward: whole rows in two register tiles, one loop over the M draws."""
-    rows, row_ok, cols_a, cols_b, mask_a, mask_b = gs._two_tiles(n_rows, n_cols, ROWS, BLOCK_A, BLOCK_B)
-    xa = gs._load_f32(x_ptr, rows, cols_a, stride_x_row, stride_x_col, mask_a, float("-inf"))
-    xb = gs._load_f32(x_ptr, rows, cols_b, stride_x_row, stride_x_col, mask_b, float("-inf"))
-    dya = gs._load_f32(dy_ptr, rows, cols_a, stride_dy_row, stride_dy_col, mask_a, 0.0)
-    dyb = gs._load_f32(dy_ptr, rows, cols_b, stride_dy_row, stride_dy_col, mask_b, 0.0)
+    rows, row_ok, cols_a, cols_b, mask_a, mask_b = two_tiles(n_rows, n_cols, ROWS, BLOCK_A, BLOCK_B)
+    xa = load_f32(x_ptr, rows, cols_a, stride_x_row, stride_x_col, mask_a, float("-inf"))
+    xb = load_f32(x_ptr, rows, cols_b, stride_x_row, stride_x_col, mask_b, float("-inf"))
+    dya = load_f32(dy_ptr, rows, cols_a, stride_dy_row, stride_dy_col, mask_a, 0.0)
+    dyb = load_f32(dy_ptr, rows, cols_b, stride_dy_row, stride_dy_col, mask_b, 0.0)
     k = tl.load(index_ptr + rows, mask=row_ok, other=0).to(tl.int32)
     # log pi once per row: the draws only ever see pi and log2 pi
-    shift = gs._finite_or_zero(tl.maximum(tl.max(xa, axis=1), tl.max(xb, axis=1)))
-    total = tl.sum(tl.exp2((xa - shift[:, None]) * 1.4426950408889634), axis=1)
-    total += tl.sum(tl.exp2((xb - shift[:, None]) * 1.4426950408889634), axis=1)
+    shift = finite_or_zero(tl.maximum(tl.max(xa, axis=1), tl.max(xb, axis=1)))
+    total = tl.sum(tl.exp2((xa - shift[:, None]) * LOG2E), axis=1)
+    total += tl.sum(tl.exp2((xb - shift[:, None]) * LOG2E), axis=1)
     log2_norm = tl.log2(tl.maximum(total, 1.0))  # total >= 1 on real rows (the max term is 1)
     log2_pi_a = _log2_pi(xa, shift, log2_norm)
     log2_pi_b = _log2_pi(xb, shift, log2_norm)
@@ -116,18 +122,18 @@ def _gumbel_rao_bwd_kernel(
         dot = (tl.sum(ea * dya, axis=1) + tl.sum(eb * dyb, axis=1)) * inv_denom
         acc_a += ea * inv_denom[:, None] * (dya - dot[:, None])
         acc_b += eb * inv_denom[:, None] * (dyb - dot[:, None])
-    gs._store(dx_ptr, rows[:, None] * n_cols + cols_a[None, :], acc_a * grad_scale, mask_a)
-    gs._store(dx_ptr, rows[:, None] * n_cols + cols_b[None, :], acc_b * grad_scale, mask_b)
+    store(dx_ptr, rows[:, None] * n_cols + cols_a[None, :], acc_a * grad_scale, mask_a)
+    store(dx_ptr, rows[:, None] * n_cols + cols_b[None, :], acc_b * grad_scale, mask_b)
 
 
-@_jit
+@triton.jit
 def _pick(vector, index, slots):
     """vector[index] of a register vector (a masked sum: Triton has no dynamic indexing)."""
     return tl.sum(tl.where(slots == index, vector, 0.0), axis=0)
 
 
-@_jit(do_not_specialize=["seed_lo", "seed_hi", "n_samples"])
-def _gumbel_rao_bwd_looped_kernel(
+@triton.jit(do_not_specialize=["seed_lo", "seed_hi", "n_samples"])
+def gumbel_rao_bwd_looped_kernel(
     dy_ptr, x_ptr, index_ptr, dx_ptr,
     n_rows, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col,
     inv_tau, grad_scale, n_samples,
@@ -143,20 +149,42 @@ def _gumbel_rao_bwd_looped_kernel(
     rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
     row_ok = rows < n_rows
     k = tl.load(index_ptr + rows, mask=row_ok, other=0).to(tl.int32)
+    shift, log2_norm = _looped_log_norm(x_ptr, rows, n_cols, stride_x_row, stride_x_col, BLOCK_K)
+    slots = tl.arange(0, SAMPLES)
+    inv_denoms, dots = _looped_draw_sums(
+        dy_ptr, x_ptr, rows, k, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col, shift, log2_norm,
+        inv_tau, n_samples, seed_lo, seed_hi, slots, BLOCK_K, SAMPLES, FAST_MATH,
+    )  # fmt: skip
+    _looped_write_dx(
+        dy_ptr, x_ptr, dx_ptr, rows, k, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col, shift,
+        log2_norm, inv_tau, grad_scale, n_samples, seed_lo, seed_hi, slots, inv_denoms, dots, BLOCK_K, FAST_MATH,
+    )  # fmt: skip
+
+
+@triton.jit
+def _looped_log_norm(x_ptr, rows, n_cols, stride_x_row, stride_x_col, BLOCK_K: tl.constexpr):
+    """Pass 1: online log-sum-exp of the row; returns (shift, log2 sum exp(x - shift))."""
     m_run = tl.full((1,), float("-inf"), tl.float32)
     total = tl.zeros((1,), tl.float32)
     for start in range(0, n_cols, BLOCK_K):
         cols = start + tl.arange(0, BLOCK_K)
-        x = gs._load_f32(x_ptr, rows, cols, stride_x_row, stride_x_col, (cols < n_cols)[None, :], float("-inf"))
+        x = load_f32(x_ptr, rows, cols, stride_x_row, stride_x_col, (cols < n_cols)[None, :], float("-inf"))
         m_new = tl.maximum(m_run, tl.max(x, axis=1))
-        shift = gs._finite_or_zero(m_new)
-        total = total * tl.exp2((m_run - shift) * 1.4426950408889634)
-        total += tl.sum(tl.exp2((x - shift[:, None]) * 1.4426950408889634), axis=1)
+        shift = finite_or_zero(m_new)
+        total = total * tl.exp2((m_run - shift) * LOG2E)
+        total += tl.sum(tl.exp2((x - shift[:, None]) * LOG2E), axis=1)
         m_run = m_new
-    shift = gs._finite_or_zero(m_run)
-    log2_norm = tl.log2(tl.maximum(total, 1.0))
+    shift = finite_or_zero(m_run)
+    return shift, tl.log2(tl.maximum(total, 1.0))
 
-    slots = tl.arange(0, SAMPLES)
+
+@triton.jit
+def _looped_draw_sums(
+    dy_ptr, x_ptr, rows, k, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col, shift, log2_norm,
+    inv_tau, n_samples, seed_lo, seed_hi, slots,
+    BLOCK_K: tl.constexpr, SAMPLES: tl.constexpr, FAST_MATH: tl.constexpr,
+):  # fmt: skip
+    """Pass 2: per draw m, 1 / sum(e) and <s_m, dy> at slot m of two SAMPLES-entry vectors."""
     denoms = tl.zeros((SAMPLES,), tl.float32)
     dots = tl.zeros((SAMPLES,), tl.float32)
     for m in range(n_samples):
@@ -167,8 +195,8 @@ def _gumbel_rao_bwd_looped_kernel(
         for start in range(0, n_cols, BLOCK_K):
             cols = start + tl.arange(0, BLOCK_K)
             col_ok = (cols < n_cols)[None, :]
-            x = gs._load_f32(x_ptr, rows, cols, stride_x_row, stride_x_col, col_ok, float("-inf"))
-            dy = gs._load_f32(dy_ptr, rows, cols, stride_dy_row, stride_dy_col, col_ok, 0.0)
+            x = load_f32(x_ptr, rows, cols, stride_x_row, stride_x_col, col_ok, float("-inf"))
+            dy = load_f32(dy_ptr, rows, cols, stride_dy_row, stride_dy_col, col_ok, 0.0)
             log2_pi = _log2_pi(x, shift, log2_norm)
             e = _draw_weights(
                 log2_pi, tl.exp2(log2_pi), cols, k, log2_ek, ek, seed_lo, seed_hi, rows, start, stream, inv_tau,
@@ -179,13 +207,21 @@ def _gumbel_rao_bwd_looped_kernel(
         denoms = tl.where(slots == m, tl.sum(denom, axis=0), denoms)
         dots = tl.where(slots == m, tl.sum(dot, axis=0), dots)
     inv_denoms = 1.0 / tl.where(slots < n_samples, denoms, 1.0)
-    dots = dots * inv_denoms
+    return inv_denoms, dots * inv_denoms
 
+
+@triton.jit
+def _looped_write_dx(
+    dy_ptr, x_ptr, dx_ptr, rows, k, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col, shift,
+    log2_norm, inv_tau, grad_scale, n_samples, seed_lo, seed_hi, slots, inv_denoms, dots,
+    BLOCK_K: tl.constexpr, FAST_MATH: tl.constexpr,
+):  # fmt: skip
+    """Pass 3: per chunk, dx summed over the M draws (regenerated) and written once."""
     for start in range(0, n_cols, BLOCK_K):
         cols = start + tl.arange(0, BLOCK_K)
         col_ok = (cols < n_cols)[None, :]
-        x = gs._load_f32(x_ptr, rows, cols, stride_x_row, stride_x_col, col_ok, float("-inf"))
-        dy = gs._load_f32(dy_ptr, rows, cols, stride_dy_row, stride_dy_col, col_ok, 0.0)
+        x = load_f32(x_ptr, rows, cols, stride_x_row, stride_x_col, col_ok, float("-inf"))
+        dy = load_f32(dy_ptr, rows, cols, stride_dy_row, stride_dy_col, col_ok, 0.0)
         log2_pi = _log2_pi(x, shift, log2_norm)
         pi = tl.exp2(log2_pi)
         acc = tl.zeros((1, BLOCK_K), tl.float32)
@@ -196,29 +232,29 @@ def _gumbel_rao_bwd_looped_kernel(
                 log2_pi, pi, cols, k, log2_ek, ek, seed_lo, seed_hi, rows, start, stream, inv_tau, 1, BLOCK_K, FAST_MATH
             )
             acc += e * _pick(inv_denoms, m, slots) * (dy - _pick(dots, m, slots))
-        gs._store(dx_ptr, rows[:, None] * n_cols + cols[None, :], acc * grad_scale, col_ok)
+        store(dx_ptr, rows[:, None] * n_cols + cols[None, :], acc * grad_scale, col_ok)
 
 
-def _backward(dy, logits, index, tau, samples, seed):
-    gs._load_triton()
+def launch_backward(dy, logits, index, tau, samples, seed):
+    """Launch the backward: dx from the saved logits and index, the M draws regenerated."""
     n_cols = dy.shape[-1]
-    dy2, n_rows, stride_dy_row, stride_dy_col = gs._as_rows(dy)
-    x, _, stride_x_row, stride_x_col = gs._as_rows(logits)
+    dy2, n_rows, stride_dy_row, stride_dy_col = as_rows(dy)
+    x, _, stride_x_row, stride_x_col = as_rows(logits)
     dx = torch.empty(dy.shape, dtype=logits.dtype, device=dy.device)
     if n_rows == 0:
         return dx
-    seed_lo, seed_hi = gs._split_seed(seed)
-    cfg = gs.launch_config(n_rows, n_cols)
+    seed_lo, seed_hi = split_seed(seed)
+    cfg = launch_config(n_rows, n_cols)
     args = (
         dy2, x, index.reshape(-1), dx, n_rows, n_cols, stride_dy_row, stride_dy_col, stride_x_row, stride_x_col,
         1.0 / tau, 1.0 / (tau * samples), samples, seed_lo, seed_hi,
     )  # fmt: skip
-    flags = dict(FAST_MATH=not gs.triton_interpreting(), **gs._launch_options(cfg))
+    flags = dict(FAST_MATH=not INTERPRETED, **cfg.options())
     if cfg.looped:
-        sample_slots = gs._next_power_of_2(samples)
-        _gumbel_rao_bwd_looped_kernel[cfg.grid(n_rows)](*args, BLOCK_K=cfg.block_a, SAMPLES=sample_slots, **flags)
+        sample_slots = next_power_of_2(samples)
+        gumbel_rao_bwd_looped_kernel[cfg.grid(n_rows)](*args, BLOCK_K=cfg.block_a, SAMPLES=sample_slots, **flags)
     else:
-        _gumbel_rao_bwd_kernel[cfg.grid(n_rows)](
+        gumbel_rao_bwd_kernel[cfg.grid(n_rows)](
             *args, BLOCK_A=cfg.block_a, BLOCK_B=cfg.block_b, ROWS=cfg.rows_per_program, **flags
         )
     return dx
@@ -231,7 +267,7 @@ class GumbelRaoFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, tau, samples, seed, check):
-        y, _, index = gs._forward(
+        y, _, index = gumbel_softmax_op.launch_forward(
             logits, 1.0, seed, hard=True, write_y=True, write_soft=False, write_index=True, check=check
         )
         ctx.tau, ctx.samples, ctx.seed = tau, samples, seed
@@ -243,53 +279,4 @@ class GumbelRaoFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy, _index_grad):
         logits, index = ctx.saved_tensors
-        return _backward(dy, logits, index, ctx.tau, ctx.samples, ctx.seed), None, None, None, None
-
-
-def _check_samples(samples, n_cols: int, backend: str) -> int:
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise GumbenchError(f"samples (M, the conditional Gumbel draws) must be an integer >= 1, got {samples!r}")
-    if backend == "triton" and n_cols > gs._MAX_SINGLE_BLOCK and samples > MAX_LOOPED_SAMPLES:
-        raise GumbenchError(
-            f"backend 'triton' takes samples <= {MAX_LOOPED_SAMPLES} for rows wider than {gs._MAX_SINGLE_BLOCK} "
-            f"(got samples={samples}, K={n_cols}); use backend='reference' or fewer samples"
-        )
-    if samples >= 2**31 - 1:
-        raise GumbenchError(f"samples must be < 2**31 - 1, got {samples}")
-    return samples
-
-
-def gumbel_rao(
-    logits: torch.Tensor,
-    tau: float = 1.0,
-    samples: int = 10,
-    seed: int | None = None,
-    *,
-    generator: torch.Generator | None = None,
-    backend: str | None = None,
-    check: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gumbel-Rao straight-through over the last dimension of ``logits``; returns ``(y, index)``.
-
-    y (in ``logits.dtype``) is the one-hot of index ~ Cat(softmax(logits)); its gradient is
-    the softmax((logits + g)/tau) Jacobian averaged over ``samples`` draws of g given the
-    sample. index (int64, logits.shape[:-1]) is not differentiable.
-
-    backend, seed, generator and check as in ``gumbel_softmax``: the triton backend samples
-    with the Gumbel-softmax kernel's noise for the seed (the index equals
-    ``gumbel_argmax(logits, seed)``) and regenerates the M draws in registers in the
-    backward; the reference backend draws the index and then the (M, ..., V) noise from
-    ``generator`` (or a generator seeded with ``seed``).
-    """
-    tau = check_positive("tau", tau)
-    if seed is not None:
-        seed = gs._check_seed(seed)
-    gs._check_input(logits)
-    backend = gs._resolve_backend(backend, logits)
-    samples = _check_samples(samples, logits.shape[-1], backend)
-    if backend == "reference":
-        gen = gs._reference_generator(seed, generator, logits.device)
-        return gumbel_rao_reference(logits, tau, samples, generator=gen, check=check)
-    if seed is None:
-        seed = gs._draw_seed(generator)
-    return GumbelRaoFunction.apply(logits, tau, samples, seed, bool(check))
+        return launch_backward(dy, logits, index, ctx.tau, ctx.samples, ctx.seed), None, None, None, None

@@ -1,6 +1,6 @@
-"""CPU-side compile audit of the Gumbel-softmax kernels: no GPU needed.
+"""CPU-side compile audit of the fused kernels (``gumbench.kernels.fused``): no GPU needed.
 
-Two jobs, both run by ``python -m gumbench.kernels.ptx_audit``:
+Two jobs, both run by ``gumbench audit-kernel`` (``run_audit``):
 
 * ``--check``: compile every kernel variant (each constexpr branch, each dtype) for
   sm_80 and sm_90 with ``triton.compile(..., target=GPUTarget("cuda", cc, 32))``, all the
@@ -29,20 +29,20 @@ Run it without TRITON_INTERPRET=1: the kernels must be defined as compilable fun
 
 from __future__ import annotations
 
-import argparse
-import csv
-import importlib
+import importlib.util
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+from gumbench.benchmarks.sweep.store import write_csv, write_text
 from gumbench.errors import GumbenchError
+from gumbench.kernels.launch import launch_config
 
 # H100 SXM figures the budget is derived from (see the module docstring).
 H100_SMS = 132
@@ -54,6 +54,8 @@ INSTRUCTIONS_PER_BYTE = (
     ISSUE_EFFICIENCY * H100_SMS * 128 * H100_BOOST_HZ / (TARGET_BANDWIDTH_SHARE * H100_HBM_BYTES_PER_S)
 )
 MUFU_ISSUE_COST = 128 // 16
+
+MIN_ARCH = 70  # the oldest compute capability the audit compiles for (Volta)
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 FWD_MODES = ("soft", "hard", "hard_saved", "index")
@@ -132,73 +134,96 @@ def audit_variants() -> list[Variant]:
 
 
 def _kernels():
-    gs = importlib.import_module("gumbench.kernels.gumbel_softmax")  # the module, not the function
-    importlib.import_module("gumbench.kernels.gumbel_rao")  # registers its kernels with gs._load_triton
-
-    if not gs._load_triton():
+    """The op modules holding the kernels, loaded compiled (not interpreted)."""
+    if importlib.util.find_spec("triton") is None:
         raise GumbenchError("the compile audit needs the triton package: pip install 'gumbench[kernel]'")
-    if gs.triton_interpreting():
+    from gumbench.kernels import fused
+    from gumbench.kernels.fused import gumbel_rao_op, gumbel_softmax_op
+
+    if fused.interpreting():
         raise GumbenchError("run the compile audit without TRITON_INTERPRET=1: interpreted kernels cannot be compiled")
-    return gs
+    return gumbel_softmax_op, gumbel_rao_op
+
+
+# Per kernel kind: (jit function, {argument: type}, constexprs, arguments Triton marks
+# divisible by 16). A type {"constexpr": 1} is an int Triton specialises to a constant.
+
+
+def _uniforms_spec(v: Variant, ptr: str, stride, aligned: bool):
+    softmax_op, _ = _kernels()
+    args = {"u_ptr": "*fp32", "n_rows": "i32", "n_cols": "i32", "seed_lo": "i32", "seed_hi": "i32", "stream": "i32"}
+    return softmax_op.gumbel_uniforms_kernel, args, {}, ["u_ptr"] + (["n_cols"] if aligned else [])
+
+
+def _forward_spec(v: Variant, ptr: str, stride, aligned: bool):
+    softmax_op, _ = _kernels()
+    looped = v.kernel == "fwd_looped"
+    fn = softmax_op.gumbel_softmax_fwd_looped_kernel if looped else softmax_op.gumbel_softmax_fwd_kernel
+    index = v.mode == "index"
+    args = {
+        "x_ptr": ptr, "y_ptr": ptr, "y_soft_ptr": ptr, "index_ptr": "*i64" if index else ptr,
+        "status_ptr": "*i32" if v.check else ptr, "n_rows": "i32", "n_cols": "i32",
+        "stride_x_row": "i32", "stride_x_col": stride, "scale": "fp32", "seed_lo": "i32", "seed_hi": "i32",
+    }  # fmt: skip
+    consts = dict(
+        HARD=v.mode != "soft", WRITE_Y=not index, WRITE_SOFT=v.mode == "hard_saved",
+        WRITE_INDEX=index, CHECK=v.check, FAST_MATH=True,
+    )  # fmt: skip
+    divisible = ["x_ptr", "y_ptr", "y_soft_ptr", "index_ptr", "status_ptr"]
+    return fn, args, consts, divisible + (["n_cols", "stride_x_row"] if aligned else [])
+
+
+def _backward_spec(v: Variant, ptr: str, stride, aligned: bool):
+    softmax_op, _ = _kernels()
+    looped = v.kernel == "bwd_looped"
+    fn = softmax_op.gumbel_softmax_bwd_looped_kernel if looped else softmax_op.gumbel_softmax_bwd_kernel
+    args = {
+        "dy_ptr": ptr, "x_ptr": ptr, "y_ptr": ptr, "dx_ptr": ptr, "n_rows": "i32", "n_cols": "i32",
+        "stride_dy_row": "i32", "stride_dy_col": stride, "stride_x_row": "i32", "stride_x_col": stride,
+        "scale": "fp32", "inv_tau": "fp32", "seed_lo": "i32", "seed_hi": "i32",
+    }  # fmt: skip
+    consts = dict(RECOMPUTE=v.mode == "recompute", FAST_MATH=True)
+    divisible = ["dy_ptr", "x_ptr", "y_ptr", "dx_ptr"]
+    return fn, args, consts, divisible + (["n_cols", "stride_dy_row", "stride_x_row"] if aligned else [])
+
+
+def _rao_spec(v: Variant, ptr: str, stride, aligned: bool):
+    _, rao_op = _kernels()
+    looped = v.kernel == "rao_looped"
+    fn = rao_op.gumbel_rao_bwd_looped_kernel if looped else rao_op.gumbel_rao_bwd_kernel
+    args = {
+        "dy_ptr": ptr, "x_ptr": ptr, "index_ptr": "*i64", "dx_ptr": ptr, "n_rows": "i32", "n_cols": "i32",
+        "stride_dy_row": "i32", "stride_dy_col": stride, "stride_x_row": "i32", "stride_x_col": stride,
+        "inv_tau": "fp32", "grad_scale": "fp32", "n_samples": "i32", "seed_lo": "i32", "seed_hi": "i32",
+    }  # fmt: skip
+    consts = dict(FAST_MATH=True, **({"SAMPLES": 16} if looped else {}))
+    divisible = ["dy_ptr", "x_ptr", "index_ptr", "dx_ptr"]
+    return fn, args, consts, divisible + (["n_cols", "stride_dy_row", "stride_x_row"] if aligned else [])
+
+
+_SPECS = {
+    "uniforms": _uniforms_spec,
+    "fwd": _forward_spec, "fwd_looped": _forward_spec,
+    "bwd": _backward_spec, "bwd_looped": _backward_spec,
+    "rao": _rao_spec, "rao_looped": _rao_spec,
+}  # fmt: skip
 
 
 def kernel_spec(v: Variant):
     """(jit function, signature, constexprs, attrs, num_warps, launch config) as a launch
     on a large contiguous (rows, K) tensor would specialise them."""
-    gs = _kernels()
-    cfg = gs.launch_config(v.n_rows, v.n_cols)
-    ptr = "*" + v.dtype
+    cfg = launch_config(v.n_rows, v.n_cols)
     aligned = v.n_cols % 16 == 0  # Triton marks ints divisible by 16 (the row stride, K)
     stride = {"constexpr": 1} if v.unit_stride else "i32"
+    fn, args, consts, divisible = _SPECS[v.kernel](v, "*" + v.dtype, stride, aligned)
+    num_warps = cfg.num_warps
     if v.kernel == "uniforms":
-        fn = gs._gumbel_uniforms_kernel
-        args = {"u_ptr": "*fp32", "n_rows": "i32", "n_cols": "i32", "seed_lo": "i32", "seed_hi": "i32", "stream": "i32"}
-        consts = {"BLOCK_K": 256, "ROWS": 4}
-        divisible = ["u_ptr"] + (["n_cols"] if aligned else [])
+        consts.update(BLOCK_K=256, ROWS=4)
         num_warps = 4
-    elif v.kernel.startswith("fwd"):
-        fn = gs._gumbel_softmax_fwd_looped_kernel if v.kernel == "fwd_looped" else gs._gumbel_softmax_fwd_kernel
-        index = v.mode == "index"
-        args = {
-            "x_ptr": ptr, "y_ptr": ptr, "y_soft_ptr": ptr, "index_ptr": "*i64" if index else ptr,
-            "status_ptr": "*i32" if v.check else ptr, "n_rows": "i32", "n_cols": "i32",
-            "stride_x_row": "i32", "stride_x_col": stride, "scale": "fp32", "seed_lo": "i32", "seed_hi": "i32",
-        }  # fmt: skip
-        consts = dict(
-            HARD=v.mode != "soft", WRITE_Y=not index, WRITE_SOFT=v.mode == "hard_saved",
-            WRITE_INDEX=index, CHECK=v.check, FAST_MATH=True,
-        )  # fmt: skip
-        divisible = ["x_ptr", "y_ptr", "y_soft_ptr", "index_ptr", "status_ptr"]
-        divisible += ["n_cols", "stride_x_row"] if aligned else []
-    elif v.kernel.startswith("rao"):
-        rao = sys.modules["gumbench.kernels.gumbel_rao"]
-        fn = rao._gumbel_rao_bwd_looped_kernel if v.kernel == "rao_looped" else rao._gumbel_rao_bwd_kernel
-        args = {
-            "dy_ptr": ptr, "x_ptr": ptr, "index_ptr": "*i64", "dx_ptr": ptr, "n_rows": "i32", "n_cols": "i32",
-            "stride_dy_row": "i32", "stride_dy_col": stride, "stride_x_row": "i32", "stride_x_col": stride,
-            "inv_tau": "fp32", "grad_scale": "fp32", "n_samples": "i32", "seed_lo": "i32", "seed_hi": "i32",
-        }  # fmt: skip
-        consts = dict(FAST_MATH=True)
-        if v.kernel == "rao_looped":
-            consts["SAMPLES"] = 16
-        divisible = ["dy_ptr", "x_ptr", "index_ptr", "dx_ptr"]
-        divisible += ["n_cols", "stride_dy_row", "stride_x_row"] if aligned else []
-    else:
-        fn = gs._gumbel_softmax_bwd_looped_kernel if v.kernel == "bwd_looped" else gs._gumbel_softmax_bwd_kernel
-        args = {
-            "dy_ptr": ptr, "x_ptr": ptr, "y_ptr": ptr, "dx_ptr": ptr, "n_rows": "i32", "n_cols": "i32",
-            "stride_dy_row": "i32", "stride_dy_col": stride, "stride_x_row": "i32", "stride_x_col": stride,
-            "scale": "fp32", "inv_tau": "fp32", "seed_lo": "i32", "seed_hi": "i32",
-        }  # fmt: skip
-        consts = dict(RECOMPUTE=v.mode == "recompute", FAST_MATH=True)
-        divisible = ["dy_ptr", "x_ptr", "y_ptr", "dx_ptr"]
-        divisible += ["n_cols", "stride_dy_row", "stride_x_row"] if aligned else []
-    if v.kernel in ("fwd", "bwd", "rao"):
-        consts.update(BLOCK_A=cfg.block_a, BLOCK_B=cfg.block_b, ROWS=cfg.rows_per_program)
-    elif v.kernel != "uniforms":
+    elif v.kernel.endswith("looped"):
         consts.update(BLOCK_K=cfg.block_a)
-    if v.kernel != "uniforms":
-        num_warps = cfg.num_warps
+    else:
+        consts.update(BLOCK_A=cfg.block_a, BLOCK_B=cfg.block_b, ROWS=cfg.rows_per_program)
     signature, constexprs = {}, {}
     for name, kind in args.items():
         if isinstance(kind, dict):  # an int Triton specialises to a constant (stride 1)
@@ -473,20 +498,17 @@ def byte_table() -> list[dict]:
 
 
 def write_reports(out_dir: str | os.PathLike, rows: list[dict], bytes_rows: list[dict]) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "ptx_audit.csv"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    import pandas as pd
     import triton
+
+    out = Path(out_dir)
+    csv_path = write_csv(pd.DataFrame(rows), out / "ptx_audit.csv")
 
     lines = [
         "# Kernel audit: SASS instructions per element (sm_90, compiled on CPU)",
         "",
         f"Triton {triton.__version__}; ptxas and nvdisasm bundled with it. Regenerate with",
-        "`python -m gumbench.kernels.ptx_audit --out results/kernel`.",
+        "`gumbench audit-kernel --out results/kernel`.",
         "",
         f"Budget = {INSTRUCTIONS_PER_BYTE:.2f} instructions per byte moved (H100 SXM: {ISSUE_EFFICIENCY:.0%} of "
         f"{H100_SMS} SMs x 128 lanes at {H100_BOOST_HZ / 1e9:.2f} GHz over {TARGET_BANDWIDTH_SHARE:.0%} of "
@@ -506,39 +528,42 @@ def write_reports(out_dir: str | os.PathLike, rows: list[dict], bytes_rows: list
               "| path | kernels | bytes/elem | how |", "|---|---:|---:|---|"]  # fmt: skip
     for r in bytes_rows:
         lines.append(f"| {r['path']} | {r['kernels']} | {r['bytes']:.1f} | {r['how']} |")
-    md_path = out / "ptx_audit.md"
-    md_path.write_text("\n".join(lines) + "\n")
-    return [csv_path, md_path]
+    return [csv_path, write_text(out / "ptx_audit.md", "\n".join(lines) + "\n")]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gumbench.kernels.ptx_audit", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compile every variant for --archs; exit 1 on failure")
-    parser.add_argument("--archs", type=int, nargs="+", default=[80, 90])
-    parser.add_argument("--jobs", type=int, default=None, help="parallel compiles (default: CPU count)")
-    parser.add_argument("--out", default=None, help="write the sm_90 instruction and byte tables here")
-    args = parser.parse_args(argv)
-    try:
-        status = 0
-        if args.check:
-            start = time.perf_counter()
-            results = check_all(args.archs, args.jobs)
-            failures = [r for r in results if r[2]]
-            for name, cc, error, _ in failures:
-                print(f"FAIL sm_{cc} {name}: {error}", file=sys.stderr)
-            print(f"compiled {len(results) - len(failures)}/{len(results)} variants in {time.perf_counter() - start:.1f}s")
-            status = 1 if failures else 0
-        if args.out:
-            rows = [count_variant(v) for v in audit_variants()]
-            for r in rows:
-                print(f"{r['variant']:<45} {r['instr_per_element']:>6} / {r['budget']:<6} {r['registers']} regs")
-            for path in write_reports(args.out, rows, byte_table()):
-                print(f"wrote {path}")
-        return status
-    except GumbenchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+class ReportLine(NamedTuple):
+    """One line of the audit's console report."""
+
+    text: str
+    error: bool = False  # a failure: belongs on stderr
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run_audit(
+    check: bool = False, archs=(80, 90), jobs: int | None = None, out: str | os.PathLike | None = None
+) -> tuple[int, list[ReportLine]]:
+    """The audit ``gumbench audit-kernel`` runs; returns (exit status, report lines).
+
+    ``check`` compiles every variant for each arch in ``archs`` (status 1 when one fails,
+    each failure a FAIL line); ``out`` writes the sm_90 instruction and byte tables there.
+    Raises GumbenchError without Triton or under TRITON_INTERPRET=1.
+    """
+    bad = [cc for cc in archs if cc < MIN_ARCH]
+    if bad:  # LLVM aborts the whole process on them, no error to report
+        raise GumbenchError(f"archs must be compute capabilities >= {MIN_ARCH} (e.g. 80, 90); got {bad[0]}")
+    status, lines = 0, []
+    if check:
+        start = time.perf_counter()
+        results = check_all(tuple(archs), jobs)
+        failures = [r for r in results if r[2]]
+        lines += [ReportLine(f"FAIL sm_{cc} {name}: {error}", error=True) for name, cc, error, _ in failures]
+        elapsed = time.perf_counter() - start
+        lines.append(ReportLine(f"compiled {len(results) - len(failures)}/{len(results)} variants in {elapsed:.1f}s"))
+        status = 1 if failures else 0
+    if out is not None:
+        rows = [count_variant(v) for v in audit_variants()]
+        lines += [
+            ReportLine(f"{r['variant']:<45} {r['instr_per_element']:>6} / {r['budget']:<6} {r['registers']} regs")
+            for r in rows
+        ]
+        lines += [ReportLine(f"wrote {path}") for path in write_reports(out, rows, byte_table())]
+    return status, lines

@@ -9,7 +9,6 @@ mean and variance and more draws lower it. Statistical checks use fixed seeds an
 4 standard errors (or p > 1e-3); none is tuned.
 """
 
-import importlib
 import math
 
 import pytest
@@ -18,11 +17,8 @@ from scipy import stats
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-from gumbench.kernels import gumbel_argmax, gumbel_rao, gumbel_softmax, gumbel_uniforms, set_backend
+from gumbench.kernels import dispatch, gumbel_argmax, gumbel_rao, gumbel_softmax, gumbel_uniforms, launch, set_backend
 from gumbench.kernels.reference import conditional_gumbel, gumbel_rao_reference
-
-fused = importlib.import_module("gumbench.kernels.gumbel_softmax")
-rao_module = importlib.import_module("gumbench.kernels.gumbel_rao")
 
 SEED = 4242
 P_MIN = 1e-3
@@ -69,7 +65,7 @@ def test_backward_matches_reference_in_half_precision(dtype, atol, rtol):
 
 @pytest.mark.parametrize("shape, samples", [((3, 50), 3), ((2, 37), 5), ((1, 100), 1)], ids=str)
 def test_looped_path_matches_reference(small_blocks, shape, samples):
-    assert fused.launch_config(shape[0], shape[-1]).looped
+    assert launch.launch_config(shape[0], shape[-1]).looped
     gen = torch.Generator().manual_seed(7)
     x = 3 * torch.randn(shape, generator=gen)
     x[0, 5] = float("-inf")
@@ -119,7 +115,7 @@ def test_conditional_noise_from_the_kernel_streams_is_iid_gumbel():
     """Index from stream 0, exponentials from streams 1 and 2: the conditional noise is Gumbel(0, 1)
     in every column (were a stream reused for the sample, the conditioning would bias it)."""
     logits = torch.tensor([1.5, 0.2, -0.7, 0.0, 2.0, -3.0])
-    x = logits.expand(8 * fused.launch_config(4096, 6).rows_per_program, -1)  # 4096 rows, 8 programs
+    x = logits.expand(8 * launch.launch_config(4096, 6).rows_per_program, -1)  # 4096 rows, 8 programs
     index = gumbel_argmax(x, SEED, backend="triton")
     noise = conditional_gumbel(x, index, 2, exponentials=kernel_exponentials(x.shape, SEED, 2))
     assert (torch.argmax(x + noise, -1) == index).all(), "the condition holds for every draw"
@@ -153,7 +149,7 @@ def assert_same_mean(a, b):
 def test_estimates_have_the_reference_mean_and_the_rao_blackwell_variance():
     logits = torch.tensor([0.5, -0.3, 1.2, 0.0, -1.0])
     upstream = torch.randn(5, 5, generator=torch.Generator().manual_seed(0))
-    n_rows = 8 * fused.launch_config(4096, 5).rows_per_program  # 4096 replicates, 8 programs
+    n_rows = 8 * launch.launch_config(4096, 5).rows_per_program  # 4096 replicates, 8 programs
     tau = 0.5
 
     def kernel(samples, seed):
@@ -188,7 +184,7 @@ def test_estimator_takes_the_fused_path_under_the_triton_backend():
             logits, lambda y: (y * upstream).sum((-2, -1)), generator=torch.Generator().manual_seed(2)
         )
     out.surrogate.sum().backward()
-    seed = fused._draw_seed(torch.Generator().manual_seed(2))  # the estimator's seed, replayed
+    seed = dispatch._draw_seed(torch.Generator().manual_seed(2))  # the estimator's seed, replayed
     x = logits.detach().clone().requires_grad_(True)
     y, index = gumbel_rao(x, 0.7, 4, seed=seed, backend="triton")
     (y * upstream).sum().backward()
@@ -202,8 +198,8 @@ def test_bad_arguments_are_clear_errors(small_blocks):
     for samples in (0, -1, 2.5, True):
         with pytest.raises(GumbenchError, match="samples"):
             gumbel_rao(x, 1.0, samples, seed=1, backend="triton")
-    with pytest.raises(GumbenchError, match=f"samples <= {rao_module.MAX_LOOPED_SAMPLES} for rows wider than 32"):
-        gumbel_rao(x, 1.0, rao_module.MAX_LOOPED_SAMPLES + 1, seed=1, backend="triton")
+    with pytest.raises(GumbenchError, match=f"samples <= {launch.MAX_LOOPED_SAMPLES} for rows wider than 32"):
+        gumbel_rao(x, 1.0, launch.MAX_LOOPED_SAMPLES + 1, seed=1, backend="triton")
     with pytest.raises(GumbenchError, match="tau"):
         gumbel_rao(x, 0.0, 2, seed=1, backend="triton")
     with pytest.raises(GumbenchError, match="NaN"):
