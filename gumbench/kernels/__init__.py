@@ -29,7 +29,6 @@ from gumbench.kernels.reference import (
 
 __all__ = [
     "BACKENDS",
-    "GumbelSoftmaxFunction",
     "conditional_gumbel",
     "get_backend",
     "gumbel_argmax",
@@ -47,7 +46,7 @@ __all__ = [
 
 def __getattr__(name: str):
     # The autograd Function lives with the Triton kernels; resolving it imports triton, so it
-    # is looked up on first access instead of at package import.
+    # is looked up on first access instead of at package import (and `import *` leaves it out).
     if name == "GumbelSoftmaxFunction":
         from gumbench.kernels.fused import GumbelSoftmaxFunction
 
