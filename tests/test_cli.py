@@ -126,3 +126,40 @@ def test_bad_input_through_the_real_process():
     out = gumbench("gradstats", "-e", "st-gumbel[tau=abc]")
     assert out.returncode == 2
     assert out.stderr.strip() == "gumbench: error: st-gumbel: tau must be a number, got 'abc'"
+
+
+def test_elbo_study_writes_its_table_and_rows(tmp_path):
+    code, stdout, stderr = run_main("elbo-study", "-e", "reinforce[baseline=loo]", "--checkpoints", "0", "--points", "2",
+                                    "--samples", "400", "-o", str(tmp_path / "elbo"))
+    assert code == 0, stderr
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "elbo.csv")
+    assert len(rows) == 2 and set(rows["step"]) == {0} and (rows["samples"] == 400).all()
+    assert (tmp_path / "elbo.txt").read_text().strip() == stdout.strip()
+    assert stdout.startswith("Mean over 2 evaluation images; 400 estimates each")
+
+
+def test_speech_study_writes_rows_text_and_settings(tmp_path):
+    code, stdout, stderr = run_main("speech-study", "--task", "logmel-vqvae[batch=4]", "-e", "st-gumbel", "--checkpoints", "0",
+                                    "--crops", "1", "--samples", "200", "-o", str(tmp_path / "study"))
+    assert code == 0, stderr
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "study.csv")
+    assert list(rows["role"]) == ["reference", "estimator"] and rows["reference_error"].iloc[0] == 0  # exact reference
+    settings = json.loads((tmp_path / "study.json").read_text())
+    assert settings["settings"]["task"] == "logmel-vqvae[batch=4]" and settings["wall_seconds"] > 0
+    assert "logmel-vqvae[batch=4] at step 0" in stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("elbo-study", "--checkpoints", "0,x"), "--checkpoints takes steps separated by commas"),
+    (("elbo-study", "--checkpoints", "-5"), "--checkpoints must be steps >= 0"),
+    (("speech-study", "--task", "tones"), "has no quantizer problem"),
+    (("audit-kernel",), "nothing to do"),
+    (("report", "runs", "--kernel", "missing.csv"), "kernel profile 'missing.csv' does not exist"),
+])
+def test_study_and_kernel_commands_refuse_bad_input_in_one_line(args, fragment):
+    code, stdout, stderr = run_main(*args)
+    assert code == 2 and fragment in stderr and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
