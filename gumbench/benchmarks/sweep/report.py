@@ -161,7 +161,6 @@ def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None 
     sns.set_theme(style="whitegrid", font_scale=0.8)
     frame = load_results(results if isinstance(results, (list, tuple)) else [results])
     out_dir = Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     grad = frame[frame["kind"] == "gradstats"]
     training = frame[frame["kind"] == "training"]
     figures = draw_figures(grad, training, kernel_csv)
