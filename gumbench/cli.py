@@ -156,7 +156,7 @@ def train_command(
 @app.command("sweep")
 def sweep_command(
     config: Optional[Path] = typer.Argument(None, help="TOML or YAML sweep config; default: the built-in default sweep."),
-    out: Path = typer.Option(Path("results/sweeps"), "--out", help="Folder of runs; each run gets <name>-<config hash>/."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Folder of runs; each run gets <name>-<config hash>-<code hash>/."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers (local processes or Dask workers)."),
     backend: str = typer.Option("local", "--backend", help="local (joblib), dask or slurm (submitit)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address; default: a local cluster."),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ TEMPERATURES = "[0.1,0.25,0.5,1,2]"
 DEFAULT_CONFIG: dict[str, Any] = {
     "name": "default",
     "base_seed": 0,
-    "repetitions": 1,
+    "repetitions": 3,
     "gradstats": {
         "tasks": [
             "categorical[loss=quadratic]",
@@ -160,6 +161,17 @@ def load_config(path: str | Path | None) -> dict:
     return data
 
 
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_name(name: str) -> str:
+    """A sweep name is one folder name: letters, digits, '-', '_' and '.', not starting with '.' or '-'."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise GumbenchError(f"sweep name {name!r} is not allowed: use letters, digits, '-', '_' and '.', "
+                            "not starting with '.' or '-' (no path separators)")
+    return name
+
+
 def check_config(config: dict) -> None:
     """Unknown keys or wrongly typed values: an error naming the valid ones."""
     for key, value in config.items():
@@ -182,6 +194,7 @@ def check_config(config: dict) -> None:
                 raise GumbenchError(f"[{section}] {key} must be a list of names like 'st-gumbel[tau=0.5]'")
             if allowed[key] is int and value < 1:
                 raise GumbenchError(f"[{section}] {key} must be >= 1, got {value}")
+    check_name(config.get("name", "sweep"))
     if config.get("repetitions", 1) < 1:
         raise GumbenchError(f"repetitions must be >= 1, got {config['repetitions']}")
 

@@ -137,28 +137,34 @@ class Progress:
             print(f"[{self.done}/{self.total}] {unit.describe()} ({seconds:.1f} s)", file=self.stream, flush=True)
 
 
-def run_sweep(config: dict | None = None, *, out: str | Path = "results/sweeps", backend: str = "local", jobs: int = 1,
+DEFAULT_OUT = Path("runs")
+
+
+def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, backend: str = "local", jobs: int = 1,
               scheduler: str | None = None, slurm_partition: str | None = None, slurm_time: int = 60,
               progress: bool = True) -> SweepRun:
-    """Run (or resume) a sweep into ``out``/<name>-<config hash>/; returns the finished run."""
+    """Run (or resume) a sweep into ``out``/<name>-<config hash>-<code hash>/; returns the finished run.
+
+    Only this run's rows come back: units already in the folder count when they read back whole with
+    this run's identity (same config, same code), others are set aside and run again; a second sweep
+    on the same folder is refused while this one holds it."""
     config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
     if backend not in BACKENDS:
         raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     units, skipped = expand_units(config)
-    digest = config_hash(config)
-    store = RunStore(Path(out), str(config.get("name", "sweep")), digest)
-    metadata = run_metadata(config, digest)
-    finished = store.finished()
-    todo = [u for u in units if u.unit_id not in finished]
-    with Progress(len(units), enabled=progress) as bar:
+    metadata = run_metadata(config, config_hash(config))
+    ids = [u.unit_id for u in units]
+    with RunStore(Path(out), str(config.get("name", "sweep")), metadata) as store, Progress(len(units), enabled=progress) as bar:
+        finished = store.finished(ids, note=bar.note)
+        todo = [u for u in units if u.unit_id not in finished]
         bar.note(f"sweep {store.folder}: {len(units)} units, {len(units) - len(todo)} already done"
                  + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
         bar.done = len(units) - len(todo)
         start = time.perf_counter()
         for unit, rows in execute(run_unit, todo, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=slurm_partition,
                                   slurm_time=slurm_time, slurm_folder=store.folder / "slurm"):
-            store.write_unit(unit.unit_id, rows, metadata)
+            store.write_unit(unit.unit_id, rows)
             bar.advance(unit, time.perf_counter() - start)
             start = time.perf_counter()
-    store.finalize([u.unit_id for u in units], metadata)
+        store.finalize(ids)
     return SweepRun(store, tuple(units), tuple(skipped))

@@ -5,22 +5,30 @@ studies, kernel profiles and audits) goes through :func:`write_atomic`: the cont
 to a hidden temporary file in the target folder and renamed over the target, so a reader, or a
 run killed at any point, never sees half a file, and no temporary file survives a failure.
 
-Layout of one sweep run (a sweep config and its hash):
+Layout of one sweep run, named by its identity (the config's hash and the code's, see
+:func:`code_hash`), so a run of changed code never meets the files of an older one:
 
-    <root>/<name>-<config hash>/units/<unit id>.parquet   one per finished unit, written on finish
-    <root>/<name>-<config hash>/results.parquet           all units, written once when all are done
+    <root>/<name>-<config hash>-<code hash>/units/<unit id>.parquet  one per finished unit, written on finish
+    <root>/<name>-<config hash>-<code hash>/results.parquet          all units, written once when all are done
+    <root>/<name>-<config hash>-<code hash>/set-aside/               unreadable unit files found on resume
+    <root>/<name>-<config hash>-<code hash>/.lock                    held by the process running the sweep
 
 Parquet results are tidy long format and are never overwritten. Every file carries the run
-metadata (:func:`run_metadata`: gumbench, torch and triton versions, git commit, device, base
-seed, the resolved config) in its parquet key-value metadata under ``gumbench``, and the scalar
-fields also as columns. Only parquet is read back: nothing is unpickled.
+metadata (:func:`run_metadata`: gumbench, torch and triton versions, git commit, code hash,
+device, base seed, the resolved config) in its parquet key-value metadata under ``gumbench``,
+and the scalar fields also as columns. Only parquet is read back: nothing is unpickled. A unit
+file counts as finished only when it reads back whole, with this run's identity and one unit's
+rows; the results file only when it holds exactly the run's units.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import platform
+import socket
 import subprocess
 import threading
 import time
@@ -30,7 +38,9 @@ from typing import Callable
 from gumbench.errors import GumbenchError
 
 METADATA_KEY = b"gumbench"
-METADATA_COLUMNS = ("gumbench_version", "git_commit", "torch_version", "triton_version", "device", "base_seed", "config_hash")
+METADATA_COLUMNS = ("gumbench_version", "git_commit", "code_hash", "torch_version", "triton_version", "device", "base_seed",
+                    "config_hash")
+IDENTITY = ("config_hash", "code_hash")
 
 
 # --- atomic writes ------------------------------------------------------------------------
@@ -96,6 +106,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+def code_hash() -> str:
+    """A hash of the gumbench package's sources (every .py file, by relative path and content): the
+    code version of a run, exact even in an uncommitted checkout or an installed copy."""
+    package = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:10]
+
+
 def environment(device: str = "cpu") -> dict:
     """Versions, git commit, device and time of a run; ``device`` "cpu" is described with its cores."""
     import torch
@@ -123,6 +143,7 @@ def run_metadata(config: dict, config_hash: str, device: str = "cpu") -> dict:
     """What every results file of a sweep run carries (see the module docstring)."""
     env = environment(device)
     return {key: env[key] for key in ("gumbench_version", "git_commit", "torch_version", "triton_version", "device")} | {
+        "code_hash": code_hash(),
         "base_seed": int(config.get("base_seed", 0)),
         "config_hash": config_hash,
         "config": config,
@@ -130,44 +151,114 @@ def run_metadata(config: dict, config_hash: str, device: str = "cpu") -> dict:
 
 
 def read_metadata(path: Path) -> dict:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    except (pa.ArrowException, OSError) as exc:
+        raise GumbenchError(f"{path} is not a readable parquet file ({str(exc).splitlines()[0]})") from None
     if raw is None:
         raise GumbenchError(f"{path} is not a gumbench results file (no gumbench metadata)")
     return json.loads(raw)
 
 
+def read_results(path: Path, metadata: dict | None = None):
+    """The rows of one results file, checked: readable whole, gumbench's, and (given a run's
+    ``metadata``) of that run's identity. Anything else raises a one-line GumbenchError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found = read_metadata(path)
+    if metadata is not None:
+        for key in IDENTITY:
+            if found.get(key) != metadata[key]:
+                raise GumbenchError(f"{path} belongs to another run ({key} {found.get(key)}, this run's {metadata[key]})")
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise GumbenchError(f"{path} is not a readable parquet file ({str(exc).splitlines()[0]})") from None
+
+
 # --- the results store ----------------------------------------------------------------------
 
 class RunStore:
-    """The folder of one sweep run: ``<root>/<name>-<config hash>/``."""
+    """The folder of one sweep run: ``<root>/<name>-<config hash>-<code hash>/`` (module docstring)."""
 
-    def __init__(self, root: Path, name: str, config_hash: str):
-        self.folder = Path(root) / f"{name}-{config_hash}"
+    def __init__(self, root: Path, name: str, metadata: dict):
+        self.metadata = metadata
+        self.folder = Path(root) / f"{name}-{metadata['config_hash']}-{metadata['code_hash']}"
         self.units = self.folder / "units"
         self.results = self.folder / "results.parquet"
+        self._lock = None
 
     def unit_path(self, unit_id: str) -> Path:
         return self.units / f"{unit_id}.parquet"
 
-    def finished(self) -> set[str]:
-        if not self.units.is_dir():
-            return set()
-        return {p.stem for p in self.units.glob("*.parquet")}
+    # holding the folder: one sweep at a time
+    def __enter__(self) -> "RunStore":
+        """Hold the run folder (an exclusive lock on ``.lock``); a second holder is refused at once,
+        named by the process id, host and start time the first wrote there."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise GumbenchError(f"run folder {self.folder} is in use by {holder}; wait for it to finish or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} (started {time.strftime('%Y-%m-%d %H:%M:%S')})")
+        handle.flush()
+        self._lock = handle
+        return self
 
-    def write_unit(self, unit_id: str, frame, metadata: dict) -> None:
-        write_parquet(frame, self.unit_path(unit_id), metadata)
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing releases the lock
+            self._lock = None
 
-    def finalize(self, unit_ids: list[str], metadata: dict) -> Path:
-        """Write results.parquet from the unit files once; later calls leave it as it is."""
+    def finished(self, unit_ids, note: Callable[[str], None] = lambda text: None) -> set[str]:
+        """The units of ``unit_ids`` whose files read back whole with this run's identity and their own
+        rows; a file that does not (truncated, empty, another run's) is moved to ``set-aside/``, reported
+        through ``note``, and its unit runs again."""
+        wanted = set(unit_ids)
+        done = set()
+        for path in sorted(self.units.glob("*.parquet")) if self.units.is_dir() else []:
+            try:
+                rows = read_results(path, self.metadata)
+                if rows.empty or set(rows["unit_id"]) != {path.stem} or path.stem not in wanted:
+                    raise GumbenchError(f"{path} does not hold the rows of unit {path.stem} of this run")
+                done.add(path.stem)
+            except (GumbenchError, KeyError) as exc:
+                aside = self.folder / "set-aside" / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+                aside.parent.mkdir(exist_ok=True)
+                os.replace(path, aside)
+                note(f"set aside {path.name} ({str(exc).split(' (')[0]}); its unit runs again: {aside}")
+        return done
+
+    def write_unit(self, unit_id: str, frame) -> None:
+        write_parquet(frame, self.unit_path(unit_id), self.metadata)
+
+    def finalize(self, unit_ids: list[str]) -> Path:
+        """Write results.parquet from the unit files once. An existing one is kept only when it holds
+        exactly ``unit_ids`` with this run's identity; anything else is a one-line error."""
         import pandas as pd
 
+        expected = set(unit_ids)
         if self.results.exists():
+            found = set(read_results(self.results, self.metadata)["unit_id"])
+            if found != expected:
+                raise GumbenchError(f"{self.results} holds {len(found)} units, {len(found & expected)} of this run's {len(expected)}: "
+                                    "move it aside and run the sweep again")
             return self.results
-        frames = [pd.read_parquet(self.unit_path(u)) for u in unit_ids]
+        frames = [read_results(self.unit_path(u), self.metadata) for u in unit_ids]
         combined = pd.concat(frames, ignore_index=True).drop(columns=list(METADATA_COLUMNS))
-        return write_parquet(combined, self.results, metadata)
+        if set(combined["unit_id"]) != expected:
+            raise GumbenchError(f"{self.units} does not hold every unit of this run")
+        return write_parquet(combined, self.results, self.metadata)
 
 
 def load_results(paths):
@@ -190,6 +281,7 @@ def load_results(paths):
             raise GumbenchError(f"{raw}: not a results file or run folder (expected results.parquet or units/*.parquet)")
     if not files:
         raise GumbenchError("no results to read")
-    for f in files:
-        read_metadata(f)
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = pd.concat([read_results(f) for f in files], ignore_index=True)
+    if frame.empty:
+        raise GumbenchError(f"no rows in {', '.join(str(f) for f in files[:3])}{' ...' if len(files) > 3 else ''}")
+    return frame

@@ -50,3 +50,24 @@ def test_default_sweep_grid_is_valid():
     kinds = {u.kind for u in units}
     assert kinds == {"gradstats", "training"}
     assert len({u.unit_id for u in units}) == len(units)
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/b", "a\\b", "", ".hidden", "-flag", "sp ace", "é"])
+def test_sweep_names_that_are_not_one_plain_folder_name_are_refused(tmp_path, name):
+    with pytest.raises(GumbenchError, match="sweep name .* is not allowed: use letters, digits"):
+        run_sweep(apply_overrides(small_config(), name=name), out=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["default", "my_sweep.v2", "A-1"])
+def test_plain_sweep_names_are_accepted(name):
+    assert apply_overrides(small_config(), name=name)["name"] == name
+
+
+def test_default_sweep_repeats_every_unit_three_times():
+    units, _ = expand_units(load_config(None))
+    repetitions = {}
+    for u in units:
+        repetitions.setdefault((u.kind, u.task, u.estimator), set()).add(u.repetition)
+    assert set(map(frozenset, repetitions.values())) == {frozenset({0, 1, 2})}
+    assert len({u.seed for u in units}) == len(units), "independent seeds"
