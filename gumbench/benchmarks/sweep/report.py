@@ -1,15 +1,16 @@
-"""Reports from stored results only: a self-contained HTML page (figures embedded) and Markdown.
+"""Reports from stored results only: a self-contained HTML page (figures embedded) and Markdown,
+written to be read top-down in a minute.
 
-Figures (seaborn):
-  * relative bias, total variance and cosine against the temperature per estimator and toy,
-    log scales, 95% confidence bands; estimators without a temperature as horizontal bands;
-  * a bias-variance map (total variance against relative bias) per toy;
-  * training loss, codebook perplexity and used-code fraction per step and estimator;
-  * the kernel profile, when a ``results/kernel/*.csv`` from ``gumbench profile-kernel`` is given.
-Tables: per toy, estimators ranked by MSE against the exact gradient (with MSE / ||e||^2, which
-is 1 for a zero gradient: an estimator near 1 "wins" only by shrinking the gradient away); per training task,
-estimators ranked by the final evaluation reconstruction (training loss where a task has none,
-as wav2vec 2.0), with their final code perplexity.
+1. The verdict (:mod:`gumbench.benchmarks.sweep.verdict`): per question the sweep answers, the
+   best estimators with intervals across seeds, ties grouped, degenerate results named.
+2. Figures, each captioned with what "better" means, at most 1,300 px wide so they read at 100%:
+   * per toy, total variance against relative bias, with the Pareto front marked;
+   * relative bias and total variance against the temperature, a small panel per toy;
+   * training loss and evaluation code perplexity per step, bands over seeds;
+   * the kernel profile, when a CSV from ``gumbench profile-kernel`` is given.
+   Estimators are coloured by family (one hue each) with a shade per variant, the same in
+   every figure.
+3. Every estimator's full comparison, collapsed.
 """
 
 from __future__ import annotations
@@ -17,88 +18,224 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from pathlib import Path
 
 from gumbench.benchmarks.sweep.store import load_results, write_bytes, write_text
+from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, short_task, verdict
 from gumbench.errors import GumbenchError
 
+FAMILIES = ("st-gumbel", "soft-gumbel", "straight-through", "gumbel-rao", "gst", "reinmax", "reinforce", "disarm", "vq-commitment")
+WIDTH_IN, DPI = 11.6, 110  # 1,276 px: readable at 100% in a 1,400 px window
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+# --- colours ---------------------------------------------------------------------------------
+
+def family_palette(pairs) -> dict[str, tuple]:
+    """label -> RGB for rows with ``label``, ``estimator_name`` and ``tau``: one tab10 hue per family,
+    shades from light to dark across its variants (by temperature, then name)."""
+    import numpy as np
+    import seaborn as sns
+
+    hues = sns.color_palette("tab10", 10)
+    known = list(FAMILIES) + sorted(set(pairs["estimator_name"]) - set(FAMILIES))
+    palette = {}
+    for family, group in pairs.drop_duplicates("label").groupby("estimator_name"):
+        base = np.array(hues[known.index(family) % 10])
+        labels = group.sort_values(["tau", "label"], na_position="first")["label"].tolist()
+        for label, t in zip(labels, np.linspace(-0.4, 0.4, len(labels)) if len(labels) > 1 else [0.0]):
+            shade = base + (1 - base) * -t if t < 0 else base * (1 - t)
+            palette[label] = tuple(float(c) for c in shade)
+    return palette
+
+
+def _family_handles(pairs):
+    """Legend handles: one mid shade per family."""
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    hues = sns.color_palette("tab10", 10)
+    known = list(FAMILIES) + sorted(set(pairs["estimator_name"]) - set(FAMILIES))
+    return [Line2D([], [], color=hues[known.index(f) % 10], marker="o", linestyle="", label=f)
+            for f in known if f in set(pairs["estimator_name"])]
+
+
+# --- figures ---------------------------------------------------------------------------------
 
 def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
 
-def _temperature_figure(frame, metric: str, title: str, log: bool = True):
+def _panels(count: int, height: float):
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    tasks = sorted(frame["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    palette = dict(zip(sorted(frame["estimator_name"].unique()), sns.color_palette("tab10")))
-    for ax, task in zip(axes[0], tasks):
-        rows = frame[(frame["task"] == task) & (frame["metric"] == metric)]
-        for name, group in rows.groupby("estimator_name"):
-            # repetitions: mean of the values, widest of the intervals
-            with_tau = group.dropna(subset=["tau"])
-            if len(with_tau):
-                agg = with_tau.groupby("tau").agg(value=("value", "mean"), low=("low", "min"), high=("high", "max")).reset_index()
-                ax.plot(agg["tau"], agg["value"], marker="o", label=name, color=palette[name])
-                ax.fill_between(agg["tau"], agg["low"], agg["high"], alpha=0.2, color=palette[name])
-            for label, single in group[group["tau"].isna()].groupby("label"):
-                value, low, high = single["value"].mean(), single["low"].min(), single["high"].max()
-                style = {"none": ":", "ema": "--"}.get(label.split("baseline=")[-1].rstrip("]"), "-.")
-                ax.axhline(value, linestyle=style, color=palette[name], label=label)
-                ax.axhspan(low, high, alpha=0.1, color=palette[name])
+    cols = min(3, count)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH_IN, height * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def _across_seeds(values):
+    """mean and 95% t interval over seeds (NaN interval with one seed)."""
+    import numpy as np
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=float)
+    mean = values.mean()
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def _wide_gradstats(grad):
+    """One row per unit: short task, label, family, tau, series (label without tau) and the metrics."""
+    from gumbench.registry import format_spec, parse_spec
+
+    wide = grad.pivot_table(index=["unit_id", "task", "label", "estimator_name", "estimator"], columns="metric",
+                            values="value", aggfunc="first").reset_index()
+    wide["tau"] = grad.drop_duplicates("unit_id").set_index("unit_id").loc[wide["unit_id"], "tau"].to_numpy()
+    order = {t: i for i, t in enumerate(grad["task"].unique())}  # the config's order, not the pivot's
+    wide = wide.sort_values("task", key=lambda t: t.map(order), kind="stable")
+    wide["task"] = wide["task"].map({t: short_task("gradstats", t) for t in wide["task"].unique()})
+
+    def series(label):
+        parsed = parse_spec(label)
+        return format_spec(parsed.name, {k: v for k, v in parsed.params.items() if k != "tau"})
+
+    wide["series"] = wide["label"].map({s: series(s) for s in wide["label"].unique()})
+    return wide
+
+
+def _axis_range(values, decades: float = 8.0):
+    """(low, high) of a log axis covering the values, at most ``decades`` below the largest."""
+    import numpy as np
+
+    positive = np.asarray(values, dtype=float)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    if not len(positive):
+        return 1e-3, 1.0
+    high = positive.max() * 2
+    return max(positive.min() / 2, high / 10 ** decades), high
+
+
+def bias_variance_figure(wide, compared, palette):
+    """Per toy, total variance (log x) against relative bias, Pareto front of the healthy estimators.
+    Points beyond an axis (a variance of 0, a bias far off the healthy ones) sit on its edge."""
+    import numpy as np
+
+    means = wide.groupby(["task", "label", "estimator_name"], as_index=False)[["total_variance", "relative_bias"]].mean()
+    standing = compared.set_index(["task", "label"])["standing"].to_dict() if not compared.empty else {}
+    means["degenerate"] = [standing.get((t, l)) == "degenerate" for t, l in zip(means["task"], means["label"])]
+    tasks = list(dict.fromkeys(wide["task"]))
+    fig, axes = _panels(len(tasks), 3.4)
+    for ax, task in zip(axes, tasks):
+        rows = means[means["task"] == task]
+        healthy = rows[~rows["degenerate"]]
+        x_low, x_high = _axis_range(rows["total_variance"])
+        y_high = max(1.05, 1.1 * (healthy["relative_bias"].max() if len(healthy) else rows["relative_bias"].max()))
+        for row in rows.itertuples():
+            x, y = np.clip(row.total_variance, x_low, x_high), min(row.relative_bias, y_high)
+            ax.scatter(x, y, s=26, color=palette[row.label], marker="x" if row.degenerate else "o", linewidths=1.2,
+                       zorder=3, clip_on=False)
+        front, best_bias = [], math.inf
+        for row in healthy.sort_values(["total_variance", "relative_bias"]).itertuples():
+            if row.relative_bias < best_bias:
+                front.append(row)
+                best_bias = row.relative_bias
+        if front:
+            xs = [float(np.clip(r.total_variance, x_low, x_high)) for r in front]
+            ax.step(xs, [r.relative_bias for r in front], where="post", color="black", linewidth=0.8, zorder=2)
+            for i, (x, r) in enumerate(zip(xs, front)):
+                ax.annotate(r.label, (x, r.relative_bias), fontsize=6.5, xytext=(4, 3 + 7 * (i % 2)),
+                            textcoords="offset points").set_in_layout(False)
         ax.set_xscale("log")
-        if log:
-            if (rows["low"] <= 0).any():  # intervals reaching 0 (unbiased estimators): linear near zero
-                ax.set_yscale("symlog", linthresh=1e-3)
-                ax.set_ylim(bottom=0)
-            else:
-                ax.set_yscale("log")
-        ax.set_xlabel("temperature tau")
-        ax.set_title(task, fontsize=8)
-    axes[0][0].set_ylabel(title)
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle(f"{title} against temperature (95% CI bands)")
+        ax.set_xlim(x_low, x_high)
+        ax.set_ylim(0, y_high)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("total variance tr(Σ) (log)")
+        ax.set_ylabel("relative bias ‖E[x]−e‖/‖e‖")
+    fig.legend(handles=_family_handles(wide), loc="outside lower center", ncol=9, fontsize=8, frameon=False)
     return fig
 
 
-def _bias_variance_map(frame):
-    import seaborn as sns
+def temperature_figure(wide, metric: str, label: str, palette, log: bool):
+    """``metric`` against the temperature, a panel per toy; estimators without one as dashed levels."""
+    import numpy as np
 
-    wide = frame[frame["metric"].isin(["relative_bias", "total_variance"])].pivot_table(
-        index=["task", "label"], columns="metric", values="value", aggfunc="mean").reset_index()
-    grid = sns.relplot(data=wide, x="total_variance", y="relative_bias", hue="label", col="task", col_wrap=4,
-                       height=3.2, facet_kws={"sharex": False, "sharey": False})
-    for ax in grid.axes.flat:
+    tasks = list(dict.fromkeys(wide["task"]))
+    fig, axes = _panels(len(tasks), 3.0)
+    styles = {}
+    for family, group in wide.groupby("estimator_name"):
+        for i, s in enumerate(sorted(group["series"].unique())):
+            styles[s] = LINESTYLES[i % len(LINESTYLES)]
+    handles = {}
+    for ax, task in zip(axes, tasks):
+        rows = wide[wide["task"] == task]
+        taus = rows["tau"].dropna()
+        for series, group in rows.groupby("series"):
+            labels = sorted(group["label"].unique())
+            color = palette[labels[len(labels) // 2]]  # the family's middle shade
+            points = [(tau, *_across_seeds(g[metric])) for tau, g in group.groupby("tau")]
+            if points:
+                tau, mean, low, high = map(np.array, zip(*points))
+                line, = ax.plot(tau, mean, marker="o", markersize=3, color=color, linestyle=styles[series], label=series)
+                ax.fill_between(tau, low, high, color=color, alpha=0.15, linewidth=0)
+            else:
+                mean, low, high = _across_seeds(group[metric])
+                line = ax.axhline(mean, color=color, linestyle=(0, (4, 2)) if styles[series] == "-" else styles[series],
+                                  linewidth=1.2, label=series)
+                if not math.isnan(low) and len(taus):
+                    ax.fill_between([taus.min(), taus.max()], low, high, color=color, alpha=0.1, linewidth=0)
+            handles.setdefault(series, line)
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1e-2)
-    grid.figure.suptitle("bias-variance map: lower left is better", y=1.02)
-    return grid.figure
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("temperature τ (log)")
+        ax.set_ylabel(label)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=6, fontsize=8, frameon=False)
+    return fig
 
 
-def _training_figure(frame, metric: str, title: str, log: bool = False):
-    import seaborn as sns
-
-    rows = frame[frame["metric"] == metric]
+def training_figure(training, metric: str, label: str, palette):
+    """``metric`` per step, a panel per training task: mean over seeds, band from the lowest to the highest seed."""
+    rows = training[training["metric"] == metric]
     if rows.empty:
         return None
-    grid = sns.relplot(data=rows, x="step", y="value", hue="label", col="task_name", kind="line", height=3.2,
-                       facet_kws={"sharey": False}, errorbar=("pi", 100))
-    if log:
-        for ax in grid.axes.flat:
+    rows = rows.assign(task=rows["task"].map({t: short_task("training", t) for t in rows["task"].unique()}))
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig, axes = _panels(len(tasks), 3.0)
+    handles = {}
+    for ax, task in zip(axes, tasks):
+        for i, (name, group) in enumerate(rows[rows["task"] == task].groupby("label")):
+            stats = group.groupby("step")["value"].agg(["mean", "min", "max"])
+            family = group["estimator_name"].iloc[0]
+            variants = sorted(rows[rows["estimator_name"] == family]["label"].unique())
+            line, = ax.plot(stats.index, stats["mean"], color=palette[name], linewidth=1.1,
+                            linestyle=LINESTYLES[variants.index(name) % len(LINESTYLES)], label=name)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=palette[name], alpha=0.12, linewidth=0)
+            handles.setdefault(name, line)
+        if metric == "loss" and (rows[rows["task"] == task]["value"] > 0).all():
             ax.set_yscale("log")
-    grid.set_axis_labels("step", title)
-    grid.figure.suptitle(f"{title} during training (band: spread over repetitions)", y=1.03)
-    return grid.figure
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=5, fontsize=7.5, frameon=False)
+    return fig
 
 
-def _kernel_figure(kernel_csv: Path):
+def kernel_figure(kernel_csv: Path):
     import pandas as pd
     import seaborn as sns
 
@@ -110,42 +247,80 @@ def _kernel_figure(kernel_csv: Path):
     value = "median" if "median" in frame.columns else "value"
     rows = frame[frame["metric"] == metric]
     grid = sns.relplot(data=rows, x="x", y=value, hue="provider", col="mode" if "mode" in rows else None,
-                       kind="line", marker="o", height=3.2)
+                       kind="line", marker="o", height=3.2, aspect=1.0)
+    grid.figure.set_size_inches(min(WIDTH_IN, grid.figure.get_size_inches()[0]), 3.4)
     grid.figure.suptitle(f"kernel profile: {metric} ({kernel_csv.name})", y=1.03)
     return grid.figure
 
 
-def gradstats_ranking(frame):
-    """Per toy, estimators by MSE (mean over repetitions), with bias and variance."""
+def draw_figures(grad, training, compared, kernel_csv=None) -> list[tuple[str, str, bytes]]:
+    """(name, caption, PNG bytes) of every figure the rows allow (see the module docstring)."""
     import pandas as pd
 
-    if frame.empty:
-        return pd.DataFrame()
-    wide = frame.pivot_table(index=["task", "label"], columns="metric", values="value", aggfunc="mean").reset_index()
-    wide["rank"] = wide.groupby("task")["mse"].rank(method="min").astype(int)
-    if "exact_norm" in wide:
-        # MSE / ||e||^2: 1 is what a zero gradient scores; at or above it an estimator only shrinks the signal
-        wide["relative_mse"] = wide["mse"] / wide["exact_norm"].pow(2)
-    cols = ["task", "rank", "label", "mse", "relative_mse", "relative_bias", "total_variance", "cosine"]
-    return wide.sort_values(["task", "rank"])[[c for c in cols if c in wide]]
+    figures: list[tuple[str, str, bytes]] = []
+    both = pd.concat([grad, training])[["label", "estimator_name", "tau"]]
+    palette = family_palette(both) if not both.empty else {}
+    if not grad.empty:
+        wide = _wide_gradstats(grad)
+        seeds = int(wide.groupby(["task", "label"]).size().max())
+        figures.append(("bias-variance", BIAS_VARIANCE.format(seeds=seeds), _png(bias_variance_figure(wide, compared, palette))))
+        figures.append(("relative-bias", TEMPERATURE.format(what="Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", better="lower",
+                        seeds=seeds), _png(temperature_figure(wide, "relative_bias", "relative bias", palette, log=False))))
+        figures.append(("total-variance", TEMPERATURE.format(what="Total variance tr(Σ) of one estimate (log scale)", better="lower",
+                        seeds=seeds), _png(temperature_figure(wide, "total_variance", "total variance", palette, log=True))))
+    for metric, label, caption in (("loss", "training loss", LOSS), ("eval_code_perplexity", "eval code perplexity", PERPLEXITY)):
+        fig = training_figure(training, metric, label, palette)
+        if fig is not None:
+            seeds = int(training.drop_duplicates("unit_id").groupby(["task", "label"]).size().max())
+            figures.append((f"training-{metric.replace('_', '-')}", caption.format(seeds=seeds), _png(fig)))
+    if kernel_csv is not None:
+        figures.append(("kernel-profile", "Kernel throughput by provider (higher is better).", _png(kernel_figure(Path(kernel_csv)))))
+    return figures
 
 
-def training_ranking(frame):
-    """Per training task, estimators by the last evaluation's reconstruction/loss, with utilization."""
-    import pandas as pd
+BIAS_VARIANCE = ("Bias against variance, per toy: each point is one estimator (mean of {seeds} seeds), the total variance of "
+                 "one gradient estimate (log) against its bias relative to the exact gradient's norm. Lower left is better. "
+                 "The black steps join the Pareto front (no other healthy estimator has both less variance and less bias); "
+                 "✕ marks degenerate results; points beyond an axis sit on its edge. Colour: family; shade: variant, "
+                 "darker at higher temperature.")
+TEMPERATURE = ("{what} against the temperature, per toy; {better} is better. Lines: mean over {seeds} seeds, band: 95% "
+               "t interval across seeds; estimators without a temperature are dashed levels across the plot.")
+LOSS = ("Training loss per step, per task; lower is better (tasks differ in their loss, so compare within a panel). "
+        "Line: mean over {seeds} seeds; band: from the lowest to the highest seed.")
+PERPLEXITY = ("Evaluation code perplexity per step (exp of the entropy of hard code usage, summed over groups): higher "
+              "means more codes in use, up to the codebook size; at most 2 in a group is collapse. Line: mean over "
+              "{seeds} seeds; band: lowest to highest seed.")
 
-    if frame.empty:
-        return pd.DataFrame()
-    last_step = frame.groupby(["task", "label", "repetition"])["step"].transform("max")
-    last = frame[frame["step"] == last_step]
-    wide = last.pivot_table(index=["task_name", "label"], columns="metric", values="value", aggfunc="mean").reset_index()
-    # tasks with a reconstruction rank by it on the evaluation batch; others (wav2vec 2.0) by training loss
-    key = "eval_reconstruction" if "eval_reconstruction" in wide else "loss"
-    wide["score"] = wide[key].fillna(wide["loss"]) if key != "loss" else wide["loss"]
-    wide["rank"] = wide.groupby("task_name")["score"].rank(method="min").astype("Int64")
-    cols = ["task_name", "rank", "label", "score", key, "loss", "eval_code_perplexity", "eval_used_fraction", "eval_nmi", "dead_codes"]
-    return wide.sort_values(["task_name", "rank"])[[c for c in dict.fromkeys(cols) if c in wide]]
 
+# --- tables ----------------------------------------------------------------------------------
+
+def full_tables(frame, compared):
+    """(heading, DataFrame of strings) per kind: every estimator of every question, in rank order."""
+    tables = []
+    for kind, heading, extra in (("gradstats", "Gradient statistics: every estimator per toy",
+                                  ("relative_bias", "total_variance", "cosine")),
+                                 ("training", "Training: every estimator per task",
+                                  ("eval_code_perplexity", "eval_used_fraction", "eval_nmi", "dead_codes"))):
+        rows = compared[compared["kind"] == kind] if not compared.empty else compared
+        if rows.empty:
+            continue
+        units = frame[frame["kind"] == kind]
+        last = units[units["step"] == units.groupby("unit_id")["step"].transform("max")]
+        extras = last[last["metric"].isin(extra)].assign(
+            task=lambda f: f["task"].map({t: short_task(kind, t) for t in f["task"].unique()}))
+        extras = extras.pivot_table(index=["task", "label"], columns="metric", values="value", aggfunc="mean")
+        table = rows.join(extras, on=["task", "label"])
+        table["value"] = [interval_text(m, lo, hi) for m, lo, hi in zip(table["mean"], table["low"], table["high"])]
+        columns = ["task", "rank", "label", "standing", "measure", "value", "n", "warning"] + [c for c in extra if c in table]
+        out = table[columns].rename(columns={"n": "seeds"})
+        for c in extra:
+            if c in out:
+                out[c] = out[c].map(lambda v: "" if v != v else f"{v:.3g}")
+        tables.append((heading, out.astype(str)))
+    return tables
+
+
+# --- pages -----------------------------------------------------------------------------------
 
 def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None = None, title: str = "gumbench report") -> tuple[Path, Path]:
     """Write ``report.html`` (figures embedded) and ``report.md`` (+ figures/*.png) to ``out_dir``.
@@ -161,63 +336,86 @@ def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None 
     sns.set_theme(style="whitegrid", font_scale=0.8)
     frame = load_results(results if isinstance(results, (list, tuple)) else [results])
     out_dir = Path(out_dir)
-    grad = frame[frame["kind"] == "gradstats"]
-    training = frame[frame["kind"] == "training"]
-    figures = draw_figures(grad, training, kernel_csv)
-    for name, data in figures:
+    compared = compare(outcomes(frame))
+    answers = verdict(compared) if not compared.empty else None
+    figures = draw_figures(frame[frame["kind"] == "gradstats"], frame[frame["kind"] == "training"], compared, kernel_csv)
+    for name, _, data in figures:
         write_bytes(out_dir / "figures" / f"{name}.png", data)
-    tables = [("Gradient statistics: estimators ranked by MSE against the exact gradient", gradstats_ranking(grad)),
-              ("Training: estimators ranked by final evaluation loss", training_ranking(training))]
-    tables = [(heading, table) for heading, table in tables if not table.empty]
+    tables = full_tables(frame, compared)
     meta = frame.iloc[0]
-    provenance = (f"gumbench {meta['gumbench_version']}, commit {str(meta['git_commit'])[:10]}, torch {meta['torch_version']}, "
-                  f"triton {meta['triton_version']}, device {meta['device']}, base seed {meta['base_seed']}, "
+    provenance = (f"gumbench {meta['gumbench_version']}, commit {str(meta['git_commit'])[:10]}, code {meta.get('code_hash', '?')}, "
+                  f"torch {meta['torch_version']}, device {meta['device']}, base seed {meta['base_seed']}, "
                   f"{frame['unit_id'].nunique()} units")
-    html_path = write_text(out_dir / "report.html", _html_page(title, provenance, tables, figures))
-    md_path = write_text(out_dir / "report.md", _markdown_page(title, provenance, tables, figures))
+    html_path = write_text(out_dir / "report.html", html_page(title, provenance, answers, figures, tables))
+    md_path = write_text(out_dir / "report.md", markdown_page(title, provenance, answers, figures, tables))
     return html_path, md_path
 
 
-def draw_figures(grad, training, kernel_csv=None) -> list[tuple[str, bytes]]:
-    """(name, PNG bytes) of every figure the rows allow (see the module docstring)."""
-    figures: list[tuple[str, bytes]] = []
-    if not grad.empty:
-        figures.append(("relative-bias", _png(_temperature_figure(grad, "relative_bias", "relative bias ||E[x]-e||/||e||"))))
-        figures.append(("total-variance", _png(_temperature_figure(grad, "total_variance", "total variance tr(Sigma)"))))
-        figures.append(("cosine", _png(_temperature_figure(grad, "cosine", "cosine of mean to exact", log=False))))
-        figures.append(("bias-variance-map", _png(_bias_variance_map(grad))))
-    for metric, label, log in (("loss", "training loss", True), ("code_perplexity", "code perplexity", False),
-                               ("used_fraction", "used code fraction", False), ("eval_code_perplexity", "eval code perplexity", False)):
-        fig = _training_figure(training, metric, label, log)
-        if fig is not None:
-            figures.append((f"training-{metric.replace('_', '-')}", _png(fig)))
-    if kernel_csv is not None:
-        figures.append(("kernel-profile", _png(_kernel_figure(Path(kernel_csv)))))
-    return figures
+VERDICT_NOTE = ("Best: the healthy estimator with the lowest mean (95% t interval across seeds in brackets); listed after it, "
+                "those tied with it (the Welch 95% interval of the difference reaches 0). Warnings name degenerate results "
+                "(shrinks the gradient, collapsed, diverged) that would otherwise rank first; they rank after every healthy one.")
 
 
-def _html_page(title: str, provenance: str, tables, figures) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1300px;margin:auto}img{max-width:100%}"
-             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1><p>{html.escape(provenance)}</p>"]
-    for heading, table in tables:
-        parts.append(f"<h2>{html.escape(heading)}</h2>" + table.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
-    for name, data in figures:
+def _question(row) -> str:
+    return f"{'gradient on' if row['kind'] == 'gradstats' else 'training on'} {row['task']}"
+
+
+def html_page(title: str, provenance: str, answers, figures, tables) -> str:
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
+             "body{font-family:sans-serif;font-size:14px;max-width:1300px;margin:0 auto;padding:6px 16px}"
+             "h1{font-size:20px;margin:4px 0}h2{font-size:17px;margin:22px 0 6px}.provenance{color:#555;font-size:11px;margin:0 0 6px}"
+             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
+             "#verdict td{padding:2px 6px;line-height:1.25}.warning{color:#a30000}.note{font-size:11.5px;color:#444;margin:4px 0}"
+             "figure{margin:10px 0 24px}figure img{max-width:100%;height:auto;display:block}"
+             "figcaption{font-size:13px;color:#333;max-width:1000px;margin-top:4px}summary{cursor:pointer;font-weight:bold}"
+             "</style></head><body>",
+             f"<h1>{esc(title)}</h1><p class='provenance'>{esc(provenance)}</p>"]
+    if answers is not None:
+        parts.append("<table id='verdict'><tr><th>question</th><th>measure (lower is better)</th><th>seeds</th>"
+                     "<th>best, then tied with it</th><th>warnings</th></tr>")
+        for row in answers.to_dict("records"):
+            best = "<br>".join(esc(b) for b in row["best"]) or "no healthy result"
+            warn = "<br>".join(esc(w) for w in row["warnings"])
+            parts.append(f"<tr><td>{esc(_question(row))}</td><td>{esc(row['measure'])}</td><td>{row['seeds']}</td>"
+                         f"<td>{best}</td><td class='warning'>{warn}</td></tr>")
+        parts.append(f"</table><p class='note'>{esc(VERDICT_NOTE)}</p>")
+    for name, caption, data in figures:
         encoded = base64.b64encode(data).decode()
-        parts.append(f"<h2>{html.escape(name)}</h2><img class='figure' alt='{name}' src='data:image/png;base64,{encoded}'>")
-    # lets a browser test count the figures that really decoded
-    parts.append("<script>window.addEventListener('load',()=>{const imgs=[...document.images];"
-                 "document.body.dataset.figures=imgs.length;"
-                 "document.body.dataset.loaded=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;});</script>")
+        parts.append(f"<figure id='{name}'><img alt='{name}' src='data:image/png;base64,{encoded}'>"
+                     f"<figcaption>{esc(caption)}</figcaption></figure>")
+    for heading, table in tables:
+        parts.append(f"<details><summary>{esc(heading)}</summary>{table.to_html(index=False)}</details>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _markdown_page(title: str, provenance: str, tables, figures) -> str:
+def markdown_cell(text) -> str:
+    """Text safe in a Markdown table cell: pipes and backslashes escaped, line breaks as <br>."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict_markdown(answers) -> str:
+    """The verdict as a Markdown table (also what the README quotes)."""
+    return markdown_table(["question", "measure (lower is better)", "seeds", "best, then tied with it", "warnings"],
+                          [[_question(r), r["measure"], r["seeds"], "\n".join(r["best"]) or "no healthy result", "\n".join(r["warnings"])]
+                           for r in answers.to_dict("records")])
+
+
+def markdown_page(title: str, provenance: str, answers, figures, tables) -> str:
     md = [f"# {title}", "", provenance, ""]
+    if answers is not None:
+        md += ["## Verdict", "", verdict_markdown(answers), "", VERDICT_NOTE, ""]
+    if figures:
+        md.append("## Figures\n")
+    for name, caption, _ in figures:
+        md += [f"![{name}](figures/{name}.png)", "", caption, ""]
     for heading, table in tables:
-        md += [f"## {heading}", "", table.to_markdown(index=False, floatfmt=".4g"), ""]
-    md.append("## Figures\n")
-    md += [f"![{name}](figures/{name}.png)" for name, _ in figures]
+        md += [f"## {heading}", "", markdown_table(list(table.columns), table.values.tolist()), ""]
     return "\n".join(md) + "\n"

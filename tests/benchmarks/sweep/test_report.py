@@ -1,22 +1,30 @@
-"""Reports: drawn from stored results only, and the HTML's figures really load in a browser."""
+"""Reports: drawn from stored results only, the verdict first, degenerate results never ranked
+above healthy ones, and the HTML read as a person sees it, in headless Chromium at 1400 x 900."""
 
+import html
+import json
 import re
-import shutil
 import subprocess
+
+from pathlib import Path
 
 import pytest
 
-from gumbench.benchmarks.sweep.report import build_report
 from gumbench.benchmarks.sweep import run_sweep
+from gumbench.benchmarks.sweep.report import build_report, markdown_cell, markdown_table
+from gumbench.benchmarks.sweep.verdict import compare, outcomes
 from gumbench.errors import GumbenchError
+from tests.conftest import require_program
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ROOT = Path(__file__).resolve().parents[3]
+FIGURES = ("bias-variance", "relative-bias", "total-variance", "training-loss", "training-eval-code-perplexity")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    config = {"name": "report", "repetitions": 2,
-              "gradstats": {"tasks": ["bernoulli"], "estimators": ["st-gumbel[tau=[0.5,1]]", "reinforce[baseline=[none,loo]]"], "samples": 300},
+    config = {"name": "report", "repetitions": 3,
+              "gradstats": {"tasks": ["bernoulli", "categorical[groups=2,categories=3]"],
+                            "estimators": ["st-gumbel[tau=[0.5,1]]", "gst[tau=0.1]", "reinforce[baseline=[none,loo]]"], "samples": 300},
               "training": {"tasks": ["gmm-vq"], "estimators": ["st-gumbel", "vq-commitment"], "steps": 30, "eval_every": 10}}
     return run_sweep(config, out=tmp_path_factory.mktemp("runs"), progress=False)
 
@@ -27,38 +35,80 @@ def report(run, tmp_path_factory):
     return folder, *build_report(run, folder)
 
 
-def test_report_files_tables_and_figures(report):
-    tmp_path, html_path, md_path = report
+def test_report_opens_with_the_verdict_then_figures_then_tables(report):
+    folder, html_path, md_path = report
     md = md_path.read_text()
-    assert "ranked by MSE" in md and "ranked by final evaluation loss" in md
-    for name in ("relative-bias", "total-variance", "cosine", "bias-variance-map", "training-loss", "training-code-perplexity"):
-        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 5000
+    assert md.index("## Verdict") < md.index("## Figures") < md.index("## Gradient statistics: every estimator")
+    verdict = md[md.index("## Verdict"):md.index("## Figures")]
+    for question in ("gradient on bernoulli", "gradient on categorical[groups=2,categories=3]", "training on gmm-vq"):
+        assert f"| {question} |" in verdict
+    for name in FIGURES:
+        assert (folder / "figures" / f"{name}.png").stat().st_size > 5000
         assert f"figures/{name}.png" in md
     page = html_path.read_text()
-    assert page.count("data:image/png;base64,") >= 6
+    assert page.index("id='verdict'") < page.index("<figure") < page.index("<details>")
+    assert page.count("data:image/png;base64,") == len(FIGURES)
+    assert page.count("<figcaption>") == len(FIGURES)
+    assert all(re.search(r"is better|higher\s+means", caption) for caption in re.findall(r"<figcaption>(.*?)</figcaption>", page))
     assert "src='figures/" not in page, "the HTML must be self-contained"
 
 
+def test_a_degenerate_result_never_ranks_above_a_healthy_one(run):
+    compared = compare(outcomes(run.frame()))
+    for _, group in compared.groupby(["kind", "task"]):
+        flags = group.sort_values("rank")["standing"].eq("degenerate").tolist()
+        assert flags == sorted(flags), "degenerate rows come after every healthy one"
+    gst = compared[(compared["task"] == "bernoulli") & (compared["label"] == "gst[tau=0.1]")].iloc[0]
+    assert gst["warning"] == "shrinks the gradient" and gst["standing"] == "degenerate"
+
+
+def test_markdown_cells_are_escaped():
+    assert markdown_cell("a|b\\c\nd") == "a\\|b\\\\c<br>d"
+    table = markdown_table(["x|y", "z"], [["1|2", "3"]])
+    assert table.splitlines()[0] == "| x\\|y | z |" and table.splitlines()[2] == "| 1\\|2 | 3 |"
+
+
 def test_report_rejects_what_is_not_results(tmp_path):
-    (tmp_path / "x.txt").write_text("no")
     with pytest.raises(GumbenchError, match="not a results file"):
         build_report(tmp_path / "missing", tmp_path / "out")
 
 
-def test_figures_load_in_headless_chromium(report, tmp_path):
-    assert CHROMIUM, "Chromium is needed for this test: apt-get install chromium (.ci/run installs it)"
-    html_path = report[1]
+PROBE = """<script>window.addEventListener('load', () => {
+  const images = [...document.images], verdict = document.getElementById('verdict').getBoundingClientRect();
+  document.body.dataset.probe = JSON.stringify({
+    viewport: [innerWidth, innerHeight], verdictTop: verdict.top + scrollY, verdictBottom: verdict.bottom + scrollY,
+    figures: images.length, decoded: images.filter(i => i.complete && i.naturalWidth > 0).length,
+    widest: Math.max(...images.map(i => i.getBoundingClientRect().width)), widestNatural: Math.max(...images.map(i => i.naturalWidth)),
+    scrollWidth: document.documentElement.scrollWidth});
+});</script>"""
+
+
+def reference_run() -> Path:
+    """The committed reference run of the default sweep (what the README quotes)."""
+    runs = sorted((ROOT / "results" / "reference").glob("default-*/results.parquet"))
+    assert len(runs) == 1, f"expected one committed reference run of the default sweep, found {runs}"
+    return runs[0].parent
+
+
+@pytest.mark.parametrize("which", ["small run", "reference run"])
+def test_report_as_seen_in_headless_chromium_at_1400_by_900(which, report, tmp_path):
+    chromium = require_program("chromium", "chromium")
+    html_path = report[1] if which == "small run" else build_report(reference_run(), tmp_path / "report")[0]
+    page = tmp_path / "probe.html"  # the report plus a script that measures it; the report itself carries no test code
+    page.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
     out = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
-         "--dump-dom", html_path.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    figures = re.search(r'data-figures="(\d+)"', out.stdout)
-    loaded = re.search(r'data-loaded="(\d+)"', out.stdout)
-    assert figures and loaded, out.stderr[-2000:]
-    assert int(figures.group(1)) >= 6
-    assert loaded.group(1) == figures.group(1), "some figures did not decode in the browser"
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--window-size=1400,900", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-probe="([^"]*)"', out.stdout)
+    assert found, out.stderr[-2000:]
+    probe = json.loads(html.unescape(found.group(1)))
+    assert probe["viewport"][0] == 1400  # (headless Chromium takes its window frame off the 900 px height)
+    assert probe["verdictBottom"] <= 900, "the verdict table lies within the first 900 px"
+    assert probe["figures"] == len(FIGURES) and probe["decoded"] == probe["figures"], "every figure decodes"
+    assert probe["widest"] <= 1400 and probe["widestNatural"] <= 1400, "no figure wider than the window (read at 100%)"
+    assert probe["scrollWidth"] <= 1400, "nothing scrolls sideways"
 
 
 def test_kernel_profile_is_drawn_when_given(run, tmp_path):
