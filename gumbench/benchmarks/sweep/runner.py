@@ -8,6 +8,7 @@ run's single results file is written once (:mod:`gumbench.benchmarks.sweep.store
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from gumbench.benchmarks.sweep.backends import BACKENDS, execute
 from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, config_hash, expand_units
-from gumbench.benchmarks.sweep.store import RunStore, run_metadata
+from gumbench.benchmarks.sweep.store import RunStore, run_metadata, write_json
 from gumbench.errors import GumbenchError
 from gumbench.registry import parse_spec
 
@@ -154,6 +155,7 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
     units, skipped = expand_units(config)
     metadata = run_metadata(config, config_hash(config))
     ids = [u.unit_id for u in units]
+    began, load_before = time.perf_counter(), os.getloadavg()
     with RunStore(Path(out), str(config.get("name", "sweep")), metadata) as store, Progress(len(units), enabled=progress) as bar:
         finished = store.finished(ids, note=bar.note)
         todo = [u for u in units if u.unit_id not in finished]
@@ -167,4 +169,10 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
             bar.advance(unit, time.perf_counter() - start)
             start = time.perf_counter()
         store.finalize(ids)
+        if todo:  # how long this invocation took, on what, under which load (README's timings come from here)
+            write_json(store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json", {
+                "units_run": len(todo), "units": len(units), "wall_seconds": round(time.perf_counter() - began, 1),
+                "backend": backend, "jobs": jobs, "device": metadata["device"], "git_commit": metadata["git_commit"],
+                "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in os.getloadavg()]})
     return SweepRun(store, tuple(units), tuple(skipped))

@@ -2,6 +2,7 @@
 (a truncated, empty or foreign one is set aside and its unit runs again), the results file must
 hold exactly the run's units, and one sweep at a time holds a run folder."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -117,4 +118,9 @@ def test_rerun_of_a_finished_run_verifies_and_returns_it_without_rewriting(tmp_p
     mtime = first.results.stat().st_mtime_ns
     second = run_sweep(small_config(), out=tmp_path, progress=False)
     assert second.results == first.results and first.results.stat().st_mtime_ns == mtime
+    timings = list((first.folder / "timings").glob("*.json"))
+    assert len(timings) == 1, "an invocation that ran nothing records no timing"
+    record = json.loads(timings[0].read_text())
+    assert record["units_run"] == record["units"] == len(first.units) and record["wall_seconds"] > 0
+    assert record["backend"] == "local" and record["jobs"] == 1 and len(record["load_average_before"]) == 3
     pd.testing.assert_frame_equal(load_results([second]), load_results([first]))
