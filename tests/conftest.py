@@ -1,4 +1,8 @@
-"""Shared by every test: the ``generator`` fixture (a torch.Generator seeded with 1234) and ``gen(seed)``."""
+"""Shared by every test: the ``generator`` fixture (a torch.Generator seeded with 1234), ``gen(seed)``,
+and ``require_program(name, package)`` for tests that need a system program."""
+
+import os
+import shutil
 
 import pytest
 import torch
@@ -14,15 +18,12 @@ def gen(seed: int) -> torch.Generator:
 
 
 def require_program(name: str, package: str) -> str:
-    """The path of system program ``name``; when missing, the test is skipped with one line naming the
-    Debian package, or fails when GUMBENCH_REQUIRE_PROGRAMS=1 (as in CI, which installs them)."""
-    import os
-    import shutil
-
+    """The path of program ``name``. When it is missing the test is skipped with a one-line reason,
+    or fails with it under GUMBENCH_REQUIRE_PROGRAMS=1 (set by .ci/run, so CI runs every test)."""
     path = shutil.which(name)
-    if path:
-        return path
-    reason = f"needs {name}: apt-get install {package}"
-    if os.environ.get("GUMBENCH_REQUIRE_PROGRAMS") == "1":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
+    if path is None:
+        reason = f"needs {name}: apt-get install {package}"
+        if os.environ.get("GUMBENCH_REQUIRE_PROGRAMS") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return path

@@ -4,7 +4,8 @@
 local  joblib processes (``jobs`` > 1) or this process (``jobs`` = 1)
 dask   a Dask cluster at ``scheduler``, or a local cluster of ``jobs`` worker processes
        (optional extra: ``pip install 'gumbench[dask]'``)
-slurm  a job array through submitit (optional extra: ``pip install 'gumbench[slurm]'``)
+slurm  a job array through submitit, from a host with sbatch and srun; jobs run this Python
+       (``sys.executable``) with this process's environment (optional extra: ``pip install 'gumbench[slurm]'``)
 
 The callable is called as ``run(item)`` in this process and ``run(item, threads=n)`` in workers,
 n = cores / jobs, so parallel items do not oversubscribe the machine. Workers unpickle it, so it
@@ -15,6 +16,7 @@ it runs: it imports nothing from the sweep runner.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -87,13 +89,18 @@ def _slurm(run, items, partition, time_limit, folder):
         raise GumbenchError("--backend slurm needs submitit: pip install 'gumbench[slurm]'") from None
     if not partition:
         raise GumbenchError("--backend slurm needs --partition NAME")
-    executor = submitit.AutoExecutor(folder=str(folder or "slurm-logs"))
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise GumbenchError("--backend slurm needs SLURM's sbatch and srun on PATH (run it where jobs are submitted)")
+    executor = submitit.AutoExecutor(folder=str(folder or "slurm-logs"), cluster="slurm")
     executor.update_parameters(slurm_partition=partition, timeout_min=time_limit, cpus_per_task=1)
-    pending = list(executor.map_array(_tagged, [run] * len(items), items, [1] * len(items)))
+    try:
+        pending = list(executor.map_array(_tagged, [run] * len(items), items, [1] * len(items)))
+    except submitit.core.utils.FailedJobError as error:  # sbatch refused the array, e.g. an unknown partition
+        raise GumbenchError(str(error).strip().splitlines()[-1]) from None
     while pending:
         done = [job for job in pending if job.done()]
         for job in done:
             pending.remove(job)
             yield job.result()
         if not done:
-            time.sleep(5)
+            time.sleep(1)  # done() looks for each job's result file; submitit spaces out its own sacct calls
