@@ -1,7 +1,10 @@
 """The README's and docs' code is run, not just read: Python blocks execute (each file's blocks in
 order, in one namespace), `gumbench` command lines in shell blocks parse against the real CLI,
-TOML blocks are valid sweep configs."""
+TOML blocks are valid sweep configs; and every number the pages quote from results/ sits in a block
+that scripts/write_docs.py generates, equal to what the committed results give."""
 
+import importlib.util
+import json
 import re
 import shlex
 from pathlib import Path
@@ -115,3 +118,53 @@ def test_readme_sweep_config_is_valid(tmp_path):
     # 4 categorical variants + bernoulli = 5 toys, x (4 + 2) estimators, x 3 repetitions; 2 x 2 x 3 training
     assert sum(u.kind == "gradstats" for u in units) == 5 * 6 * 3
     assert sum(u.kind == "training" for u in units) == 2 * 2 * 3
+
+
+def load_write_docs():
+    spec = importlib.util.spec_from_file_location("write_docs", ROOT / "scripts" / "write_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+write_docs = load_write_docs()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_quoted_numbers_are_what_the_committed_results_give(page):
+    """Every generated block of the page equals what scripts/write_docs.py writes from results/ now:
+    a changed result or a hand-edited number fails here, naming the page, the block and the first
+    differing line (run `python scripts/write_docs.py` to rewrite the blocks)."""
+    problems = write_docs.stale(page, ROOT)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_generator_is_used_and_every_block_is_known():
+    used = {name for page in PAGES for name, _ in write_docs.blocks(page.read_text())}
+    assert set(write_docs.BLOCKS) <= used, f"generators no page uses: {sorted(set(write_docs.BLOCKS) - used)}"
+    assert used <= set(write_docs.BLOCKS), f"blocks scripts/write_docs.py does not know: {sorted(used - set(write_docs.BLOCKS))}"
+
+
+def test_a_hand_edited_number_is_caught():
+    """The check itself: one digit changed inside a block, an unknown block and an unclosed marker are reported."""
+    page = ROOT / "docs" / "statistics.md"
+    text = page.read_text()
+    name, content = write_docs.blocks(text)[0]
+    line = next(line for line in content.splitlines() if re.search(r"\d", line))
+    edited = re.sub(r"\d", lambda m: str((int(m[0]) + 1) % 10), line, count=1)
+    (problem,) = write_docs.stale(page, ROOT, text.replace(line, edited, 1))
+    assert problem.startswith(f"statistics.md: {name}: line ") and repr(edited) in problem
+    unknown = text + "\n" + write_docs.START.format("no-such-block") + "\n" + write_docs.END.format("no-such-block") + "\n"
+    assert write_docs.stale(page, ROOT, unknown) == ["statistics.md: no-such-block: no such block in scripts/write_docs.py"]
+    assert write_docs.stale(page, ROOT, text + "\n" + write_docs.START.format(name) + "\n")[0].endswith("without its pair")
+    assert write_docs.render(text.replace(line, edited, 1), ROOT) == text
+
+
+def test_a_changed_result_is_caught(tmp_path):
+    """The same page against a copy of results/ where one estimator's variance changed."""
+    rows = json.loads((ROOT / "results" / "gradstats-default.json").read_text())
+    rows[0]["total_variance"]["value"] *= 1.5
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "gradstats-default.json").write_text(json.dumps(rows))
+    problems = write_docs.stale(ROOT / "docs" / "statistics.md", tmp_path)
+    assert [p.split(":")[1].strip() for p in problems] == ["gradstats-default-table", "gradstats-default-finding"]

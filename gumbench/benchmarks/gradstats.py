@@ -329,7 +329,8 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
     return GradstatsRun(toy.spec, [gradient_statistics(est, toy.logits, toy.loss, samples, seed) for est in built])
 
 
-def _fmt(x: float | None) -> str:
+def format_number(x: float | None) -> str:
+    """Three significant figures; below 1e-3 in scientific notation; None as n/a."""
     if x is None:  # no expected loss where a reference replaced enumeration
         return "n/a"
     return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
@@ -338,7 +339,7 @@ def _fmt(x: float | None) -> str:
 def format_interval(interval: Interval | None) -> str:
     if interval is None:
         return "n/a"
-    return f"{_fmt(interval.value)} [{_fmt(interval.low)}, {_fmt(interval.high)}]"
+    return f"{format_number(interval.value)} [{format_number(interval.low)}, {format_number(interval.high)}]"
 
 
 def gradstats_table(run: GradstatsRun):
@@ -349,7 +350,7 @@ def gradstats_table(run: GradstatsRun):
     first = run.statistics[0]
     table = Table(
         title=escape(f"{run.task}: {first.samples} estimates each, seed {first.seed}, "
-        f"||exact grad|| = {_fmt(first.exact_norm)}, E(loss) = {_fmt(first.expected_loss)}; "
+        f"||exact grad|| = {format_number(first.exact_norm)}, E(loss) = {format_number(first.expected_loss)}; "
         f"[{first.confidence:.0%} CI]")
     )
     for column in ("estimator", "bias / ||grad||", "total variance", "MSE", "cosine", "SNR"):

@@ -1,0 +1,485 @@
+"""Write the numbers README.md and docs/*.md quote from the committed results:
+
+    python scripts/write_docs.py           # rewrite every generated block of every page
+    python scripts/write_docs.py --check   # exit 1, listing the blocks that differ from the results
+
+A generated block is the text between the lines
+
+    <!-- generated: NAME (python scripts/write_docs.py) -->
+    <!-- end: NAME -->
+
+and equals BLOCKS[NAME](root): Markdown computed from the files under results/ (and the shipped
+speech corpus). tests/test_docs.py fails when a block differs from what its generator gives now.
+A template's qualitative words are checked by ``claim``: when a result no longer supports them,
+the generator stops, and the sentence is rewritten by hand instead of misquoted.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import math
+import re
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import typer
+
+from gumbench.benchmarks.gradstats import Interval, format_interval, format_number
+from gumbench.benchmarks.sweep.store import write_text
+from gumbench.registry import parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+START = "<!-- generated: {} (python scripts/write_docs.py) -->"
+END = "<!-- end: {} -->"
+BLOCK = re.compile(r"^<!-- generated: (\S+) \(python scripts/write_docs\.py\) -->\n(.*?)^<!-- end: \1 -->$", re.M | re.S)
+MARKER = re.compile(r"^<!-- (?:generated|end): ", re.M)
+MARKDOWN_START = re.compile(r"([-*+>#|]|\d+[.)]|```)( |$)|[-=]+$")  # list item, quote, heading, table, fence, underline
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+def interval(source, key: str) -> str:
+    """'value [low, high]' of a statistic: from a gradstats JSON row ({key: {value, low, high}}) or
+    from a CSV row (key, key_low, key_high)."""
+    if isinstance(source[key], dict):
+        return format_interval(Interval(**source[key]))
+    return format_interval(Interval(source[key], source[f"{key}_low"], source[f"{key}_high"]))
+
+
+def between(values, fmt: Callable[[float], str] = format_number, unit: str = "") -> str:
+    """'low-high' of the values as ``fmt`` prints them (one value when both ends print the same)."""
+    low, high = fmt(min(values)), fmt(max(values))
+    return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
+
+
+def percent(x: float) -> str:
+    return f"{100 * x:.0f}"
+
+
+def decimals(n: int) -> Callable[[float], str]:
+    return lambda x: f"{x:.{n}f}"
+
+
+def cell(x) -> str:
+    return "" if pd.isna(x) else format_number(float(x))
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
+
+
+def prose(text: str, bullet: bool = False) -> str:
+    """A paragraph (or a list item) wrapped at 100 columns, never inside a hyphenated name or around ' = '."""
+    wrapped = textwrap.fill(text.replace(" = ", "\0=\0"), 100, initial_indent="- " if bullet else "",
+                            subsequent_indent="  " if bullet else "", break_on_hyphens=False, break_long_words=False)
+    lines = wrapped.replace("\0", " ").splitlines()
+    claim(not any(MARKDOWN_START.match(line.lstrip()) for line in lines[1:]), f"no wrapped line of {text[:40]!r}... starts a Markdown block")
+    return "\n".join(lines)
+
+
+def claim(holds: bool, finding: str) -> None:
+    """Stop when a result no longer supports the words a template writes around its numbers."""
+    if not holds:
+        raise ValueError(f"the committed results no longer support: {finding}; rewrite that template")
+
+
+def results(root: Path, name: str):
+    path = root / "results" / name
+    return json.loads(path.read_text()) if path.suffix == ".json" else pd.read_csv(path)
+
+
+# --- gradient statistics on the toys -----------------------------------------------------------
+
+def statistics_table(rows: list[dict], source: str) -> str:
+    claim(len({(r["task"], r["samples"], r["seed"], r["confidence"]) for r in rows}) == 1, "one task, budget and seed per table")
+    first = rows[0]
+    caption = prose(f"`{first['task']}`, {first['samples']:,} estimates per estimator, seed {first['seed']}, "
+                    f"{first['confidence']:.0%} intervals (`{source}`):")
+    body = [[f"`{r['estimator']}`", interval(r, "relative_bias"), interval(r, "total_variance"),
+             *(format_number(r[k]["value"]) for k in ("mse", "cosine", "snr"))] for r in rows]
+    return caption + "\n\n" + table(["estimator", "bias / ‖grad‖", "total variance", "MSE", "cosine", "SNR"], body)
+
+
+def default_toy(root: Path) -> dict:
+    """The numbers of the headline finding on the default toy."""
+    rows = {r["label"]: r for r in results(root, "gradstats-default.json")}
+    reinforce = [r for label, r in rows.items() if label.startswith("reinforce")]
+    relaxed = [r for label, r in rows.items() if not label.startswith("reinforce")]
+    claim(all(r["relative_bias"]["low"] == 0 for r in reinforce), "every REINFORCE bias interval reaches 0")
+    claim(all(r["relative_bias"]["low"] > 0 for r in relaxed), "the relaxations are biased")
+    variance = {label: r["total_variance"]["value"] for label, r in rows.items()}
+    none, loo = variance["reinforce"], variance["reinforce[baseline=loo]"]
+    claim(all(r["total_variance"]["high"] < rows["reinforce"]["total_variance"]["low"] for r in relaxed), "relaxations' variance is lower")
+    task = parse_spec(rows["reinforce"]["task"])
+    return {
+        "toy": f"`{task.name}`, {task.params['groups']} x {task.params['categories']}, {task.params['loss']} loss, "
+               f"{rows['reinforce']['samples']:,} estimates",
+        "none": format_number(none), "loo": format_number(loo), "fold": f"{none / loo:.0f}",
+        "ratio": between([none / variance[r["label"]] for r in relaxed], lambda v: f"{v:,.0f}", "x"),
+        "relaxed_variance": between([variance[r["label"]] for r in relaxed]),
+        "bias": between([r["relative_bias"]["value"] for r in relaxed], percent, "%"),
+        "each": ", ".join(f"{r['label']} {format_number(r['relative_bias']['value'])}" for r in relaxed),
+    }
+
+
+def headline_toy(root: Path) -> str:
+    n = default_toy(root)
+    return prose(f"On a toy with an exact gradient ({n['toy']}, `results/gradstats-default.json`), REINFORCE is "
+                 f"unbiased (every bias interval reaches 0) but without a baseline its total variance is {n['none']}, "
+                 f"{n['ratio']} the relaxations'; the leave-one-out baseline cuts it to {n['loo']}. The relaxations "
+                 f"trade a {n['bias']} relative bias ({n['each']}) for variances of {n['relaxed_variance']}.", bullet=True)
+
+
+def gradstats_default_table(root: Path) -> str:
+    return statistics_table(results(root, "gradstats-default.json"), "results/gradstats-default.json")
+
+
+def gradstats_default_finding(root: Path) -> str:
+    n = default_toy(root)
+    return prose(f"REINFORCE is unbiased (every bias interval reaches 0) but without a baseline its variance is "
+                 f"{n['ratio']} the relaxations'; the leave-one-out baseline cuts it {n['fold']}-fold. The relaxations trade a "
+                 f"{n['bias']} bias for low variance ({n['relaxed_variance']}). Which wins depends on the budget: that is what "
+                 f"the sweeps measure.")
+
+
+def gradstats_beyond_card_table(root: Path) -> str:
+    return statistics_table(results(root, "gradstats-beyond-card.json"), "results/gradstats-beyond-card.json")
+
+
+def disarm_binary_toys(root: Path) -> str:
+    from gumbench.benchmarks.toys import BernoulliToy
+
+    bernoulli, polynomial = ({r["label"]: r for r in results(root, f"gradstats-disarm-{t}.json")} for t in ("bernoulli", "polynomial"))
+    rloo = "reinforce[baseline=loo,samples=2]"
+    # coordinate i at a = 0: (1/16) sum_{j != i} (f_j(1) - f_j(0))^2, twice (both logits of a variable)
+    steps = [((1 - p) ** 2 - p**2) ** 2 for p in BernoulliToy.targets]
+    closed = [(sum(steps) - s) / 16 for s in steps]
+    disarm = bernoulli["disarm"]
+    claim(disarm["total_variance"]["low"] <= 2 * sum(closed) <= disarm["total_variance"]["high"], "DisARM's variance interval holds the closed form")
+    variance = lambda rows, label: format_number(rows[label]["total_variance"]["value"])  # noqa: E731
+    terms = " + ".join(map(format_number, closed))
+    return prose(f"Binary toys, {disarm['samples']:,} estimates, seed {disarm['seed']} "
+                 f"(`results/gradstats-disarm-{{bernoulli,polynomial}}.json`): DisARM on `{disarm['task']}` has bias "
+                 f"{interval(disarm, 'relative_bias')} x ‖grad‖ and total variance {interval(disarm, 'total_variance')} (the "
+                 f"closed form above gives 2 x ({terms}) = {format_number(2 * sum(closed))}), against {variance(bernoulli, rloo)} "
+                 f"for `{rloo}` with the same two loss evaluations; on `{polynomial['disarm']['task']}` "
+                 f"{variance(polynomial, 'disarm')} against {variance(polynomial, rloo)}.")
+
+
+# --- optimization and the digits VAE -----------------------------------------------------------
+
+def optimize_polynomial(root: Path) -> str:
+    import torch
+
+    from gumbench.benchmarks import make_task
+
+    frame = results(root, "optimize-polynomial.csv")
+    start, end = frame[frame.step == 0], frame[frame.step == frame.step.max()]
+    claim(frame.task.nunique() == 1 and start.expected_loss.nunique() == 1, "one task, every estimator from the same start")
+    toy = make_task(frame.task.iloc[0])
+    # the loss is the same |z_i - 0.45|^p for every variable: the optimum is all zeros or all ones
+    corners = torch.stack([torch.nn.functional.one_hot(torch.full(toy.shape[:1], z), 2).double() for z in (0, 1)])
+    optimum = float(toy.loss(corners).min())
+    final = ", ".join(f"`{r.label}` {r.expected_loss:.4f}" for r in end.itertuples())
+    return prose(f"On `{toy.spec}` the exact expected loss starts at {start.expected_loss.iloc[0]:.4f} (optimum "
+                 f"{optimum:.4f}); after {end.step.iloc[0]} steps: {final}.")
+
+
+def elbo_study(root: Path) -> str:
+    frame = results(root, "training/digits-vae-elbo-gradients.csv")
+    mean = frame.groupby(["label", "step"]).mean(numeric_only=True)
+    steps = sorted(frame.step.unique())
+    path = lambda label, fmt=".2f": " -> ".join(f"{mean.loc[(label, s), 'relative_bias']:{fmt}}" for s in steps)  # noqa: E731
+    relaxed = [label for label in frame.label.unique() if not label.startswith("reinforce")]
+    claim(all((mean.loc[label, "relative_bias"].diff().dropna() > 0).all() for label in relaxed), "the relaxations' bias grows")
+    loo, ema = "reinforce[baseline=loo]", "reinforce[baseline=ema]"
+    claim((frame[frame.label == loo].relative_bias_low == 0).all(), "every RLOO interval reaches 0")
+    growth = ", ".join(f"{label} {path(label)}" for label in relaxed)
+    spread = {label: between(mean.loc[label, "relative_std"], decimals(1)) for label in (loo, ema)}
+    return prose(f"Committed as `results/training/digits-vae-elbo-gradients.{{csv,txt}}` (`gumbench elbo-study -o "
+                 f"results/training/digits-vae-elbo-gradients`: {frame.image.nunique()} images, {frame.samples.iloc[0]:,} "
+                 f"estimates each): the relaxations' mean relative bias grows as training sharpens the posterior: {growth} at "
+                 f"steps {', '.join(map(str, steps))}, while RLOO stays unbiased ({path(loo, '.3f')}, every interval reaching 0) "
+                 f"at a relative standard deviation of {spread[loo]} per estimate (EMA baseline: bias {path(ema)}, relative "
+                 f"standard deviation {spread[ema]}).")
+
+
+# --- speech -------------------------------------------------------------------------------------
+
+def speech_corpus(root: Path) -> str:
+    from gumbench.benchmarks.audio import SAMPLE_RATE, load_corpus, split_corpus
+
+    folder = root / "gumbench" / "data" / "speech"
+    utterances = load_corpus(folder)
+    train, held = split_corpus(utterances)
+    first, second = (utterances.index(u) + 1 for u in held[:2])
+    seconds = lambda us: f"{sum(len(u.wave) for u in us) / SAMPLE_RATE:.1f} s"  # noqa: E731
+    size = sum(p.stat().st_size for p in folder.rglob("*.flac")) / 1e6
+    return prose(f"The folder holds {len(utterances)} prompts, {seconds(utterances)} in all ({size:.1f} MB of FLAC). Every "
+                 f"{second - first}th utterance in sorted path order, from number {first}, is held out for evaluation: "
+                 f"{len(train)} utterances ({seconds(train)}) train, {len(held)} ({seconds(held)}) evaluate.")
+
+
+def last20(frame: pd.DataFrame, column: str) -> float:
+    return frame.sort_values("step")[column].tail(20).mean()
+
+
+def speech_fairseq_values(root: Path) -> str:
+    fairseq = results(root, "speech/training-wav2vec2-fairseq-values.csv")
+    default = results(root, "speech/training-wav2vec2.csv").query("label == 'st-gumbel'")
+    f, d = (parse_spec(run.task.iloc[0]).params for run in (fairseq, default))
+    chance = f["negatives"] + 1
+    claim(abs(last20(fairseq, "loss_contrastive") - math.log(chance)) < 0.05, "fairseq's values leave the loss at chance")
+    penalty = fairseq.set_index("step").loss_feature_penalty
+    shrinking = ", ".join(f"{format_number(penalty[step])} at step {step}" for step in (1, 50, penalty.index.max()))
+    return prose(f"Where the defaults differ from fairseq's base model, and why "
+                 f"(`results/speech/training-wav2vec2-fairseq-values.csv` against the `st-gumbel` run of "
+                 f"`training-wav2vec2.csv`, {fairseq.step.max()} steps from seed {fairseq.seed.iloc[0]}; averages over the last "
+                 f"20 steps): with fairseq's masking (p = {f['mask_prob']}, spans of {f['mask_length']} frames) on {f['crop']} s "
+                 f"crops and its feature penalty weight {f['feature_penalty']}, the contrastive loss stays at chance "
+                 f"({last20(fairseq, 'loss_contrastive'):.3f}; log {chance} = {math.log(chance):.3f}) and so does the training "
+                 f"accuracy ({last20(fairseq, 'loss_accuracy'):.3f}; 1/{chance} = {1 / chance:.3f}): the penalty shrinks the "
+                 f"encoder's output (mean square {shrinking}). The defaults are spans of {d['mask_length']} frames, "
+                 f"p = {d['mask_prob']} and weight {d['feature_penalty']}: contrastive loss "
+                 f"{last20(default, 'loss_contrastive'):.2f}, accuracy {last20(default, 'loss_accuracy'):.2f}. "
+                 f"`feature_penalty={f['feature_penalty']},mask_length={f['mask_length']},mask_prob={f['mask_prob']}` brings "
+                 f"fairseq's values back.")
+
+
+def speech_training_table(root: Path) -> str:
+    summary = results(root, "speech/training-summary.csv")
+    runs = [results(root, f"speech/training-{name}.csv") for name in ("wav2vec2", "wav2vec2-variant-vq-wav2vec", "logmel-vqvae")]
+    steps, seeds = {run.step.max() for run in runs}, {seed for run in runs for seed in run.seed.unique()}
+    claim(len(steps) == len(seeds) == 1, "every run has the same length and seed")
+    rows = [[r.task, r.estimator, cell(r.loss_contrastive_last20 if pd.notna(r.loss_contrastive_last20) else r.loss_reconstruction_last20),
+             cell(r.loss_accuracy_last20), cell(r.loss_identical_distractors_last20), cell(r.code_perplexity_last20), cell(r.dead_codes)]
+            for r in summary.itertuples()]
+    return (prose(f"{steps.pop()} steps from seed {seeds.pop()} (`results/speech/training-*.csv`, summary in `training-summary.csv`); the "
+                  "last columns average the last 20 steps; code perplexity is summed over groups (at most G x V):") + "\n\n"
+            + table(["task", "estimator", "contrastive / reconstruction", "accuracy", "identical distractors", "code perplexity", "dead codes"], rows))
+
+
+def speech_collapse(root: Path) -> str:
+    frame = results(root, "speech/training-wav2vec2.csv")
+    run = frame[frame.label == "reinforce[baseline=loo]"]
+    params = parse_spec(run.task.iloc[0]).params
+    first = run[run.code_perplexity <= params["groups"] + 1e-6].step.min()
+    claim(last20(run, "loss_identical_distractors") == 1, "every distractor equals its positive at the end")
+    return prose(f"REINFORCE with per-frame credit collapses wav2vec2's quantizer to one code per group (code "
+                 f"perplexity {params['groups']}, first at step {first}): every distractor then equals its positive and is "
+                 f"excluded, so over the last 20 steps the loss reads {format_number(last20(run, 'loss_contrastive'))} and the "
+                 f"accuracy {format_number(last20(run, 'loss_accuracy'))}. That is the degenerate optimum of the objective, "
+                 f"which the diversity term at weight {params['diversity']} does not prevent here; read "
+                 f"`identical_distractors` beside the accuracy.")
+
+
+def speech_study(root: Path) -> pd.DataFrame:
+    return pd.concat([results(root, f"speech/gradients-{task}.csv") for task in ("wav2vec2", "logmel-vqvae")], ignore_index=True)
+
+
+def speech_reference_error(root: Path) -> str:
+    ref = results(root, "speech/gradients-wav2vec2.csv").query("role == 'reference'")
+    error = [f"**{100 * r.reference_relative_error:.1f}%** at step {r.step}" for r in ref.itertuples()]
+    return prose(f"For wav2vec2 the reference's error bar is {', '.join(error[:-1])} and {error[-1]} of its norm "
+                 f"(95% upper bounds {', '.join(f'{100 * h:.1f}%' for h in ref.reference_relative_error_high)}).")
+
+
+def speech_study_table(root: Path) -> str:
+    study = speech_study(root)
+    rows, seen = [], set()
+    for r in study[study.role == "estimator"].itertuples():
+        first = (r.task, r.step) not in seen
+        seen.add((r.task, r.step))
+        rows.append([f"{r.task}, {r.step}" if first else "", r.label, interval(r._asdict(), "relative_bias"),
+                     format_number(r.relative_std), interval(r._asdict(), "cosine")])
+    shapes = "; ".join(f"{task}: {int(g.rows.iloc[0])} groups x {int(g.categories.iloc[0])} codes" for task, g in study.groupby("task", sort=False))
+    settings = results(root, "speech/gradients-wav2vec2.json")["settings"]
+    return (prose(f"{settings['samples']:,} estimates per estimator, seed {settings['seed']}, 95% jackknife intervals, the first "
+                  f"{settings['crops']} evaluation crops ({shapes}):") + "\n\n"
+            + table(["task, step", "estimator", "bias / ‖ref‖ [95% CI]", "std / ‖ref‖", "cosine [95% CI]"], rows))
+
+
+def wav2vec2_study(root: Path) -> dict:
+    study = results(root, "speech/gradients-wav2vec2.csv")
+    estimates, reference = study[study.role == "estimator"], study[study.role == "reference"]
+    relaxed = estimates[~estimates.label.str.startswith("reinforce")]
+    st, rloo = relaxed[relaxed.label.str.startswith("st-gumbel")], estimates[estimates.label.str.startswith("reinforce")]
+    error = reference.reference_relative_error
+    claim((relaxed.relative_bias_low > 3 * error.max()).all(), "the relaxations' bias is far above the error bar")
+    claim((rloo.relative_bias_low <= rloo.reference_relative_error).all(), "every RLOO interval reaches the reference's error")
+    return {"bias": between(st.relative_bias, percent, "%"), "cosine": between(st.cosine, decimals(2)),
+            "error": between(100 * error, decimals(1), "%"), "rloo_std": between(rloo.relative_std, decimals(0), "x"),
+            "relaxed_std": between(relaxed.relative_std, decimals(1), "x"),
+            "samples": parse_spec(rloo.estimator.iloc[0]).params["samples"]}
+
+
+def headline_speech(root: Path) -> str:
+    n = wav2vec2_study(root)
+    return prose(f"Inside wav2vec 2.0's quantizer, trained on real speech, the straight-through Gumbel gradient of "
+                 f"the contrastive loss is off by {n['bias']} of the true gradient's norm at a cosine of {n['cosine']}, "
+                 f"far above the {n['error']} error bar of the many-sample reference; REINFORCE with RLOO is unbiased "
+                 f"there but its per-estimate standard deviation is {n['rloo_std']} the gradient's norm "
+                 f"(`results/speech/gradients-wav2vec2.csv`; [docs/speech.md](docs/speech.md)).", bullet=True)
+
+
+def speech_finding(root: Path) -> str:
+    n = wav2vec2_study(root)
+    return prose(f"Inside wav2vec 2.0's quantizer the straight-through Gumbel gradient of the contrastive loss "
+                 f"is off by {n['bias']} of the true gradient's norm, at a cosine of {n['cosine']} (the relaxations' bias "
+                 f"is resolved far above the reference's {n['error']} error bar); REINFORCE with {n['samples']} RLOO samples is "
+                 f"unbiased (every interval reaches the reference's error) but its per-estimate standard deviation "
+                 f"is {n['rloo_std']} the gradient's norm, against {n['relaxed_std']} for the relaxations.")
+
+
+def explain_step(root: Path) -> str:
+    from gumbench.benchmarks.studies.explain import TARGETS, TERMS
+
+    report = results(root, "speech/explain.json")
+    w, vq = report["variants"]["wav2vec2"], report["variants"]["vq-wav2vec"]
+    claim(w["forward"]["max_abs_difference_from_one_hot"] == 0 and w["forward"]["indices_equal_argmax_logits_plus_g"], "the forward is the one-hot sample")
+    claim(vq["values"]["diversity"] == 0 and not any(vq["gradient_norms"]["diversity"].values()), "vq-wav2vec's diversity row is 0")
+    rows = [[f"{term.replace('_', ' ')} ({format_number(w['weights'][term])})", format_number(w["values"][term]),
+             *(format_number(w["gradient_norms"][term][t]) for t in TARGETS)] for term in TERMS]
+    rows.append(["total", format_number(w["values"]["total"]), *(format_number(w["gradient_norms"]["total"][t]) for t in TARGETS)])
+    backward, diversity, forward = w["backward"], w["diversity"], w["forward"]
+    caption = prose(f"For the first step from seed {report['seed']} on the {report['audio']}: {w['crops']} crops, "
+                    f"{w['masked_frames']} masked frames, G = {w['groups']}, V = {w['codes']}, tau = {w['tau']} "
+                    f"(`results/speech/explain.json`, from `gumbench explain --json`):")
+    checks = prose(f"and in vq-wav2vec's variant the diversity row is 0 everywhere. The per-term gradients add up to the "
+                   f"total's (largest entry-wise difference "
+                   f"{format_number(max(c['max_abs_difference'] for c in w['sum_check'].values()))}). The forward value is "
+                   f"exactly the one-hot of argmax(logits + g), with g replayed from the generator state saved before the "
+                   f"quantizer ran; it differs from the noiseless argmax(logits) in "
+                   f"{forward['share_differing_from_noiseless_argmax']:.1%} of the {forward['pairs']} (frame, group) pairs. The "
+                   f"contrastive gradient at the logits equals J^T u, J the Jacobian of softmax((logits + g)/tau) with the same "
+                   f"g and u the gradient at the forward value (relative error {format_number(backward['relative_error_same_noise'])}; "
+                   f"with g = 0 it would be off by {backward['relative_error_without_noise']:.0%}, with fresh noise by "
+                   f"{backward['relative_error_fresh_noise']:.0%}). The diversity term equals the formula recomputed from the "
+                   f"noiseless softmax averaged over the {diversity['frames_averaged']} masked frames (difference "
+                   f"{format_number(diversity['abs_difference'])}, gradient difference "
+                   f"{format_number(diversity['gradient_relative_difference'])}); on softmax((logits + g)/tau) it would read "
+                   f"{format_number(diversity['by_hand_noisy_softmax'])} instead of {format_number(diversity['value'])}.")
+    header = ["term (weight)", "value", *(f"‖grad‖ at {t}" if t == "logits" else t for t in TARGETS)]
+    return f"{caption}\n\n{table(header, rows)}\n\n{checks}"
+
+
+# --- the kernel's CPU-side audit ---------------------------------------------------------------
+
+def kernel_rao_cost(root: Path) -> str:
+    audit = results(root, "kernel/ptx_audit.csv")
+    rao = audit[(audit.kernel == "rao") & (audit.dtype == "fp32")].set_index("K")
+    small, large = rao.loc[320], rao.loc[8192]
+    claim(bool(small.within_budget) and 10 * small.instr_per_element > small.budget, "one draw memory-bound, ten compute-bound")
+    return prose(f"Cost: {small.instr_per_element} SASS instructions per element per draw at K = 320 "
+                 f"({small.mufu_per_element} MUFU), {large.instr_per_element} at K = 8,192, against a budget of {small.budget} "
+                 f"for the one pass of memory the backward moves (fp32; `results/kernel/ptx_audit.csv`). One draw is "
+                 f"memory-bound; M draws cost M times the compute, so M = 10 is compute-bound (about "
+                 f"{10 * small.instr_per_element / small.budget:.1f}x the memory time in fp32, by this count) while its memory "
+                 f"traffic stays that of M = 1.")
+
+
+def kernel_bytes(root: Path) -> str:
+    """The byte table of results/kernel/ptx_audit.md."""
+    text = (root / "results" / "kernel" / "ptx_audit.md").read_text().split("# Bytes per logit", 1)[1]
+    lines = [line for line in text.splitlines() if line.startswith("|")][2:]  # no header, no rule
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    return table(["path", "kernels", "bytes / element", "how"], [[p, k, f"{float(b):.0f}", how] for p, k, b, how in rows])
+
+
+def kernel_sass(root: Path) -> str:
+    audit = results(root, "kernel/ptx_audit.csv")
+    single = audit[(audit.K == 320) & audit.kernel.isin(["fwd", "bwd"])]
+    rows = [[f"{kernel}, {mode}", *(g.set_index("dtype").loc[d, c] for d in ("fp32", "bf16") for c in ("instr_per_element", "budget"))]
+            for (kernel, mode), g in single.groupby(["kernel", "mode"], sort=False)]
+    header = f"kernel ({single.arch.iloc[0]}, K = 320, tiles {single.tiles.iloc[0]})"
+    fitting = single[(single.dtype == "fp32") & single.within_budget]
+    fits = ", ".join(f"{r.kernel} {r.mode}" for r in fitting.itertuples())
+    over = audit[~audit.within_budget].groupby(["dtype", "kernel", "mode"], sort=False).K.apply(lambda k: ", ".join(f"{x:,}" for x in k))
+    over = "; ".join(f"{dtype} {kernel} {mode} (K = {ks})" for (dtype, kernel, mode), ks in over.items())
+    return (table([header, "fp32 instr / element", "fp32 budget", "bf16 instr / element", "bf16 budget"], rows) + "\n\n"
+            + prose(f"In fp32 at K = 320, {fits} fit the budget, at {between(fitting.instr_per_element / fitting.budget, percent, '%')} "
+                    f"of it. Over budget, and so to be expected below 80% of copy bandwidth (`results/kernel/ptx_audit.csv`, "
+                    f"all sizes): {over}."))
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "headline-toy": headline_toy,
+    "headline-speech": headline_speech,
+    "gradstats-default-table": gradstats_default_table,
+    "gradstats-default-finding": gradstats_default_finding,
+    "gradstats-beyond-card-table": gradstats_beyond_card_table,
+    "disarm-binary-toys": disarm_binary_toys,
+    "optimize-polynomial": optimize_polynomial,
+    "elbo-study": elbo_study,
+    "speech-corpus": speech_corpus,
+    "speech-fairseq-values": speech_fairseq_values,
+    "speech-training-table": speech_training_table,
+    "speech-collapse": speech_collapse,
+    "speech-reference-error": speech_reference_error,
+    "speech-study-table": speech_study_table,
+    "speech-finding": speech_finding,
+    "explain-step": explain_step,
+    "kernel-rao-cost": kernel_rao_cost,
+    "kernel-bytes": kernel_bytes,
+    "kernel-sass": kernel_sass,
+}
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+def pages(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """(name, text) of each generated block of a page, its text without the final newline."""
+    return [(m[1], m[2].removesuffix("\n")) for m in BLOCK.finditer(text)]
+
+
+@functools.lru_cache(maxsize=None)
+def generated(name: str, root: Path = ROOT) -> str:
+    return BLOCKS[name](root)
+
+
+def render(text: str, root: Path = ROOT) -> str:
+    """The page with every generated block rewritten from the results."""
+    def block(m):  # an unknown name is left as it is, for ``stale`` to report
+        return "\n".join([START.format(m[1]), generated(m[1], root), END.format(m[1])]) if m[1] in BLOCKS else m[0]
+
+    return BLOCK.sub(block, text)
+
+
+def stale(page: Path, root: Path = ROOT, text: str | None = None) -> list[str]:
+    """One line per block of the page whose text differs from its generator's, naming the first differing line."""
+    text = page.read_text() if text is None else text
+    found = blocks(text)
+    out = [] if len(MARKER.findall(text)) == 2 * len(found) else [f"{page.name}: a generated/end marker without its pair"]
+    for name, content in found:
+        if name not in BLOCKS:
+            out.append(f"{page.name}: {name}: no such block in scripts/write_docs.py")
+        elif content != (expected := generated(name, root)):
+            line, (old, new) = next((i, pair) for i, pair in enumerate(itertools.zip_longest(
+                content.splitlines(), expected.splitlines(), fillvalue="<none>"), 1) if pair[0] != pair[1])
+            out.append(f"{page.name}: {name}: line {line} reads {old!r}, the results give {new!r}")
+    return out
+
+
+def main(check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 listing the blocks that differ.")) -> None:
+    for page in pages():
+        text = page.read_text()
+        if not check and render(text) != text:
+            write_text(page, render(text))
+            typer.echo(f"wrote {page.relative_to(ROOT)}")
+    problems = [line for page in pages() for line in stale(page)]
+    for line in problems:
+        typer.echo(line, err=True)
+    raise typer.Exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    typer.run(main)
