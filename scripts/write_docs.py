@@ -407,7 +407,47 @@ def kernel_sass(root: Path) -> str:
                     f"all sizes): {over}."))
 
 
+def reference_run(root: Path) -> Path:
+    """The committed reference run of the default sweep: results/reference/default-<config>-<code>/."""
+    runs = sorted((root / "results" / "reference").glob("default-*/results.parquet"))
+    if len(runs) != 1:
+        raise SystemExit(f"expected one committed reference run under results/reference/, found {len(runs)}")
+    return runs[0].parent
+
+
+def sweep_verdict(root: Path) -> str:
+    """The verdict table of the reference run's report, and where it comes from."""
+    from gumbench.benchmarks.sweep.report import verdict_markdown
+    from gumbench.benchmarks.sweep.store import load_results
+    from gumbench.benchmarks.sweep.verdict import compare, outcomes, verdict
+
+    run = reference_run(root)
+    frame = load_results([run])
+    answers = verdict(compare(outcomes(frame)))
+    seeds = between(answers["seeds"], lambda x: f"{x:.0f}")
+    return (prose(f"What the default sweep says (the committed reference run, `{run.relative_to(root)}/report.md`: "
+                  f"{frame['unit_id'].nunique():,} units, {seeds} seeds each). Per question, the best estimator with the "
+                  "95% t interval of its mean over seeds, then those tied with it (Welch); warnings name degenerate "
+                  "results that would otherwise have ranked first. Lower is better throughout.")
+            + "\n\n" + verdict_markdown(answers))
+
+
+def sweep_timing(root: Path) -> str:
+    """How long the reference run of the default sweep took, where, under which load."""
+    run = reference_run(root)
+    records = [(path, json.loads(path.read_text())) for path in sorted((run / "timings").glob("*.json"))]
+    path, record = next(((p, r) for p, r in reversed(records) if r["units_run"] == r["units"]), (None, None))
+    if record is None:
+        raise SystemExit(f"{run}/timings holds no record of a complete run")
+    minutes, seconds = divmod(round(record["wall_seconds"]), 60)
+    return prose(f"The default sweep ran its {record['units']:,} units in {minutes} min {seconds} s with `-j {record['jobs']}` "
+                 f"on {record['device']}, load average {record['load_average_before'][0]:.1f} at the start and "
+                 f"{record['load_average_after'][0]:.1f} at the end (`{path.relative_to(root)}`).")
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
+    "sweep-timing": sweep_timing,
+    "sweep-verdict": sweep_verdict,
     "headline-toy": headline_toy,
     "headline-speech": headline_speech,
     "gradstats-default-table": gradstats_default_table,
