@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from gumbench.errors import GumbenchError
+from gumbench.provenance import git_commit
 
 METADATA_KEY = b"gumbench"
 METADATA_COLUMNS = ("gumbench_version", "git_commit", "torch_version", "triton_version", "device", "base_seed", "config_hash")
@@ -86,15 +86,6 @@ def write_parquet(frame, path: Path, metadata: dict) -> Path:
 
 
 # --- metadata -------------------------------------------------------------------------------
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
 
 def environment(device: str = "cpu") -> dict:
     """Versions, git commit, device and time of a run; ``device`` "cpu" is described with its cores."""
