@@ -25,30 +25,38 @@ app = typer.Typer(
 LIST_KINDS = ("estimators", "tasks", "training")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from gumbench import __version__
+        from gumbench.provenance import code_hash, git_commit
+
+        typer.echo(f"gumbench {__version__} (commit {git_commit(short=True)}, code {code_hash()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version, git commit and code hash (run folders are named by it), then commit, then exit."),
+) -> None:
+    pass
+
+
 @app.command("list")
 def list_command(
     kind: Optional[str] = typer.Argument(None, help="What to list: estimators, tasks (toys) or training (default: all)."),
 ) -> None:
     """List registered estimators or tasks with their parameters and a one-line description."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     from gumbench.catalog import describe
+    from gumbench.tables import render
 
     kinds = LIST_KINDS if kind is None else (kind,)
     for k in kinds:
         if k not in LIST_KINDS:
             raise GumbenchError(f"cannot list {k!r}; allowed: {', '.join(LIST_KINDS)}")
-    console = Console()
     for k in kinds:
-        table = Table(title=k, show_lines=False)
         second = {"estimators": "family", "tasks": "formula", "training": "default steps"}[k]
-        for column in ("name", second, "parameters (defaults)", "description"):
-            table.add_column(column, overflow="fold")
-        for row in describe(k):
-            table.add_row(*(escape(cell) for cell in row))
-        console.print(table)
+        columns = ("name", second, "parameters (defaults)", "description")
+        typer.echo(render(k, columns, describe(k), text=columns[1:]))  # all but the name is prose that may wrap
 
 
 @app.command("gradstats")
@@ -75,9 +83,7 @@ def gradstats_command(
     if as_json:
         typer.echo(json.dumps(payload))
     else:
-        from rich.console import Console
-
-        Console().print(gradstats_table(results))
+        typer.echo(gradstats_table(results))
 
 
 @app.command("optimize")
@@ -91,24 +97,19 @@ def optimize_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the per-step losses as CSV."),
 ) -> None:
     """Minimize the expected loss of a toy by gradient descent with each estimator; print the final exact losses."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     from gumbench.benchmarks.optimize import optimize_many
+    from gumbench.tables import render
 
     frame = optimize_many(task, estimator or None, steps=steps, lr=lr, batch=batch, seed=seed)
     if output is not None:
         from gumbench.benchmarks.sweep.store import write_csv
 
         write_csv(frame, output)
-    table = Table(title=escape(f"{frame['task'].iloc[0]}: exact expected loss, {steps} steps"))
-    for column in ("estimator", "start", "final", "best"):
-        table.add_column(column, justify="left" if column == "estimator" else "right")
-    for _, rows in frame.groupby("estimator", sort=False):
-        exact = rows["expected_loss"]
-        table.add_row(escape(rows["label"].iloc[0]), f"{exact.iloc[0]:.5f}", f"{exact.iloc[-1]:.5f}", f"{exact.min():.5f}")
-    Console().print(table)
+    rows = []
+    for _, part in frame.groupby("estimator", sort=False):
+        exact = part["expected_loss"]
+        rows.append((part["label"].iloc[0], f"{exact.iloc[0]:.5f}", f"{exact.iloc[-1]:.5f}", f"{exact.min():.5f}"))
+    typer.echo(render(f"{frame['task'].iloc[0]}: exact expected loss, {steps} steps", ("estimator", "start", "final", "best"), rows))
 
 
 @app.command("train")
@@ -122,13 +123,11 @@ def train_command(
 ) -> None:
     """Train a model with a discrete bottleneck; per-step loss terms, utilization, gradient norms, time."""
     import pandas as pd
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     from gumbench.benchmarks.training import make_training_task, train
     from gumbench.estimators import make_estimator
     from gumbench.registry import parse_spec
+    from gumbench.tables import render
 
     spec = parse_spec(task)
     if audio_dir is not None:
@@ -142,15 +141,13 @@ def train_command(
         write_csv(frame, output)
     columns = ["loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi", "eval_collapse", "step_seconds"]
     columns = [c for c in columns if c in frame]
-    table = Table(title=escape(f"{built_task.spec}: last step of {int(frame['step'].max())}"))
-    table.add_column("estimator")
-    for c in columns:
-        table.add_column(c if c != "step_seconds" else "total seconds", justify="right")
-    for _, rows in frame.groupby("estimator", sort=False):
-        last = rows.dropna(axis=1, how="all").iloc[-1]
-        values = [rows["step_seconds"].sum() if c == "step_seconds" else last.get(c) for c in columns]
-        table.add_row(escape(rows["label"].iloc[0]), *("-" if v is None else f"{v:.3g}" for v in values))
-    Console().print(table)
+    rows = []
+    for _, part in frame.groupby("estimator", sort=False):
+        last = part.dropna(axis=1, how="all").iloc[-1]
+        values = [part["step_seconds"].sum() if c == "step_seconds" else last.get(c) for c in columns]
+        rows.append((part["label"].iloc[0], *("-" if v is None else f"{v:.3g}" for v in values)))
+    headers = ["estimator", *(c if c != "step_seconds" else "total seconds" for c in columns)]
+    typer.echo(render(f"{built_task.spec}: last step of {int(frame['step'].max())}", headers, rows))
 
 
 @app.command("sweep")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,9 +33,22 @@ def run_main(*args):
     return code, out.getvalue(), err.getvalue()
 
 
-def gumbench(*args, timeout=300):
+def gumbench(*args, timeout=300, columns=200, env=()):
+    """The CLI in a subprocess, stdout piped (not a terminal: $COLUMNS sets the width)."""
     return subprocess.run([sys.executable, "-c", CODE, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200"})
+                          env={**os.environ, "COLUMNS": str(columns), **dict(env)})
+
+
+def assert_readable(text, width, labels, headers):
+    """Nothing cut short, no line wider than ``width``, each row label whole (a table cell or a line of its own), each
+    header a whole word."""
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    cells = {cell.strip() for line in text.splitlines() for cell in re.split("[│┃]", line)}
+    for label in labels:
+        assert label in cells, (label, text)
+    for header in headers:
+        assert re.search(rf"(?<!\w){re.escape(header)}(?!\w)", text), (header, text)
 
 
 def test_help_is_fast_and_imports_no_torch():
@@ -50,6 +64,35 @@ def test_help_is_fast_and_imports_no_torch():
     assert gumbench("--help").returncode == 0
     # generous: measured ~0.4 s here; torch alone takes ~3 s
     assert time.perf_counter() - start < 2.0
+
+
+def test_version_prints_version_and_commit_without_torch(tmp_path):
+    from gumbench import __version__
+    from gumbench.provenance import code_hash
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=os.path.dirname(__file__)).stdout.strip()
+    out = gumbench("--version")
+    assert out.returncode == 0 and out.stdout == f"gumbench {__version__} (commit {commit}, code {code_hash()})\n", out
+    out = gumbench("--version", env={"GIT_DIR": str(tmp_path)})  # no repository there: as outside a git checkout
+    assert out.returncode == 0 and out.stdout == f"gumbench {__version__} (commit unknown, code {code_hash()})\n", out
+    out = subprocess.run([sys.executable, "-c", "import sys; from gumbench.cli import main; main(['--version']); "
+                          "print('torch' in sys.modules)"], capture_output=True, text=True)
+    assert out.stdout.splitlines()[-1] == "False", "gumbench --version must not import torch"
+
+
+@pytest.mark.parametrize("width", [*range(30, 131, 5), 200])
+def test_tables_are_whole_or_vertical_at_every_width(width):
+    from gumbench.tables import render
+
+    columns = ("estimator", "bias / ||grad||", "cosine", "description")
+    rows = [(f"reinforce[baseline={b}]", "0.132 [0, 0.317]", "0.949 [0.909, 0.989]", "a few words of prose " * 3)
+            for b in ("none", "ema", "loo")]
+    text = render("a title", columns, rows, text=["description"], width=width)
+    assert_readable(text, width, [row[0] for row in rows], columns[1:])
+    # the whole table exactly when it fits: borders, labels and numbers on one line, prose at its longest word
+    natural = 4 * 3 + 1 + len(rows[0][0]) + len("bias / ||grad||") + len(rows[0][2]) + len("description")
+    assert ("┏" in text) == (width >= natural)
 
 
 def test_list_shows_names_parameters_and_descriptions():
@@ -84,6 +127,26 @@ def test_gradstats_table_default_runs_every_estimator(tmp_path):
     from gumbench.benchmarks.gradstats import default_estimators
 
     assert len(json.loads(target.read_text())) == len(default_estimators())
+
+
+def test_gradstats_at_80_columns_keeps_labels_whole():
+    baselines = [a for b in ("none", "ema", "loo") for a in ("-e", f"reinforce[baseline={b}]")]
+    out = gumbench("gradstats", *baselines, "--samples", "100", columns=80)
+    assert out.returncode == 0, out.stderr
+    # baseline=none is the default, so its label is plain "reinforce"
+    headers = ("bias / ||grad||", "total variance", "MSE", "cosine", "SNR")
+    assert_readable(out.stdout, 80, ["reinforce", "reinforce[baseline=ema]", "reinforce[baseline=loo]"], headers)
+    wide = gumbench("gradstats", *baselines, "--samples", "100", columns=200).stdout
+    assert_readable(wide, 200, ["reinforce", "reinforce[baseline=ema]", "reinforce[baseline=loo]"], headers)
+    assert any(all(h in line for h in ("estimator", *headers)) for line in wide.splitlines()), "a wide terminal gets the table"
+
+
+def test_train_at_80_columns_keeps_labels_and_headers_whole():
+    out = gumbench("train", "--steps", "2", columns=80)
+    assert out.returncode == 0, out.stderr
+    headers = ("loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi",
+               "eval_collapse", "total seconds")
+    assert_readable(out.stdout, 80, ["st-gumbel", "vq-commitment"], headers)
 
 
 def test_optimize_writes_a_per_step_csv(tmp_path):

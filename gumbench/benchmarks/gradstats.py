@@ -342,19 +342,14 @@ def format_interval(interval: Interval | None) -> str:
     return f"{format_number(interval.value)} [{format_number(interval.low)}, {format_number(interval.high)}]"
 
 
-def gradstats_table(run: GradstatsRun):
-    """A rich Table of the run, one row per estimator."""
-    from rich.markup import escape
-    from rich.table import Table
+def gradstats_table(run: GradstatsRun, width: int | None = None) -> str:
+    """The run as a text table, one row per estimator (see :func:`gumbench.tables.render`)."""
+    from gumbench.tables import render
 
     first = run.statistics[0]
-    table = Table(
-        title=escape(f"{run.task}: {first.samples} estimates each, seed {first.seed}, "
-        f"||exact grad|| = {format_number(first.exact_norm)}, E(loss) = {format_number(first.expected_loss)}; "
-        f"[{first.confidence:.0%} CI]")
-    )
-    for column in ("estimator", "bias / ||grad||", "total variance", "MSE", "cosine", "SNR"):
-        table.add_column(column, justify="left" if column == "estimator" else "right")
-    for s in run.statistics:
-        table.add_row(escape(s.label), *(format_interval(getattr(s, k)) for k in ("relative_bias", "total_variance", "mse", "cosine", "snr")))
-    return table
+    title = (f"{run.task}: {first.samples} estimates each, seed {first.seed}, ||exact grad|| = {format_number(first.exact_norm)}, "
+             f"E(loss) = {format_number(first.expected_loss)}; [{first.confidence:.0%} CI]")
+    columns = ("estimator", "bias / ||grad||", "total variance", "MSE", "cosine", "SNR")
+    rows = [(s.label, *(format_interval(getattr(s, k)) for k in ("relative_bias", "total_variance", "mse", "cosine", "snr")))
+            for s in run.statistics]
+    return render(title, columns, rows, width=width)

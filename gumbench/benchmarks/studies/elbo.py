@@ -80,10 +80,14 @@ def elbo_study(estimators=DEFAULT_ESTIMATORS, **kwargs):
     return pd.concat([elbo_gradient_study(est, **kwargs) for est in built], ignore_index=True)
 
 
-def format_elbo_study(frame) -> str:
-    """Per estimator and checkpoint, the mean over images of relative bias, relative std and cosine."""
+def format_elbo_study(frame, width: int | None = None) -> str:
+    """Per estimator and checkpoint, the mean over images of relative bias, relative std and cosine (a text table)."""
+    from gumbench.tables import render
+
     task = frame["task"].iloc[0]
     images, samples = frame["image"].nunique(), int(frame["samples"].iloc[0])
-    means = frame.groupby(["label", "step"])[["relative_bias", "relative_std", "cosine"]].mean().round(3)
-    return (f"Mean over {images} evaluation images; {samples:,} estimates each; exact gradient by enumeration ({task}).\n"
-            + means.to_string())
+    columns = ["relative_bias", "relative_std", "cosine"]
+    means = frame.groupby(["label", "step"])[columns].mean()
+    rows = [(label, step, *(f"{x:.3f}" for x in values)) for (label, step), values in zip(means.index, means.to_numpy())]
+    return render(f"Mean over {images} evaluation images; {samples:,} estimates each; exact gradient by enumeration ({task}).",
+                  ["estimator", "step", *columns], rows, width=width)

@@ -192,20 +192,23 @@ def _diversity_check(task, terms, g, tau, gradient) -> dict:
     }
 
 
-def format_explanation(d: dict) -> str:
-    """Readable text for :func:`explain`'s dictionary."""
+def format_explanation(d: dict, width: int | None = None) -> str:
+    """Readable text for :func:`explain`'s dictionary; its tables fit ``width`` (see :func:`gumbench.tables.render`)."""
+    from gumbench.tables import render
+
     out = [f"gumbench explain: step {d['step']} of {d['task']} from seed {d['seed']} on {d['audio']}, "
            f"quantizer estimator {d['estimator']}"]
     for name, v in d["variants"].items():
-        title = {"wav2vec2": "wav2vec 2.0 quantizer", "vq-wav2vec": "vq-wav2vec Gumbel quantizer (no diversity loss)"}[name]
-        out += ["", f"{title}: G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
-                    f"{v['masked_frames']} masked frames of {v['crops']} crops x {v['frames_per_crop']} frames"]
-        out.append(f"  {'loss term (weight)':28s} {'value':>10s}   {'|grad| at: logits':>17s} {'codebook':>10s} {'encoder':>10s}")
+        kind = {"wav2vec2": "wav2vec 2.0 quantizer", "vq-wav2vec": "vq-wav2vec Gumbel quantizer (no diversity loss)"}[name]
+        title = (f"{kind}: G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
+                 f"{v['masked_frames']} masked frames of {v['crops']} crops x {v['frames_per_crop']} frames")
+        rows = []
         for term in (*TERMS, "total"):
             weight = "" if term == "total" else f" (x{v['weights'][term]:g})"
             n = v["gradient_norms"][term]
-            out.append(f"  {term.replace('_', ' ') + weight:28s} {v['values'][term]:10.4g}   {n['logits']:17.3e} "
-                       f"{n['codebook']:10.3e} {n['encoder']:10.3e}")
+            rows.append((term.replace("_", " ") + weight, f"{v['values'][term]:.4g}", f"{n['logits']:.3e}", f"{n['codebook']:.3e}",
+                         f"{n['encoder']:.3e}"))
+        out += ["", render(title, ("loss term (weight)", "value", "|grad|: logits", "codebook", "encoder"), rows, width=width)]
         worst = max(s["max_abs_difference"] for s in v["sum_check"].values())
         out.append(f"  the three terms' gradients add up to the total's: largest |difference| {worst:.1e} "
                    f"over every entry at the logits, the codebook and the encoder")

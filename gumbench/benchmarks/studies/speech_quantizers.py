@@ -182,9 +182,12 @@ def quantizer_gradient_study(task="wav2vec2", estimators=DEFAULT_ESTIMATORS, *, 
     return pd.DataFrame(rows)
 
 
-def format_study(frame) -> str:
-    """A plain-text table of a study: one line per checkpoint and estimator."""
-    lines = []
+def format_study(frame, width: int | None = None) -> str:
+    """Text tables of a study (:func:`gumbench.tables.render`): one per checkpoint, a row per estimator."""
+    from gumbench.tables import render
+
+    columns = ("estimator", "bias/||ref|| [95% CI]", "corrected", "std/||ref||", "cosine [95% CI]")
+    tables = []
     for (task, step), part in frame.groupby(["task", "step"], sort=False):
         ref = part[part.role == "reference"].iloc[0]
         head = f"{task} at step {step}: {int(ref.rows)} quantizer groups x {int(ref.categories)} codes as one row; "
@@ -194,10 +197,8 @@ def format_study(frame) -> str:
                      f"[{ref.reference_error_low / ref.reference_norm:.3f}, {ref.reference_error_high / ref.reference_norm:.3f}]")
         else:
             head += f"reference: {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}"
-        lines.append(head)
-        lines.append(f"  {'estimator':34s} {'bias/||ref|| [95% CI]':28s} {'corrected':>9s} {'std/||ref||':>11s} {'cosine [95% CI]':24s}")
-        for _, r in part[part.role == "estimator"].iterrows():
-            lines.append(f"  {r.label:34s} {r.relative_bias:.3f} [{r.relative_bias_low:.3f}, {r.relative_bias_high:.3f}]"
-                         f"{'':8s} {r.relative_bias_corrected:9.3f} {r.relative_std:11.3g} "
-                         f"{r.cosine:.3f} [{r.cosine_low:.3f}, {r.cosine_high:.3f}]")
-    return "\n".join(lines)
+        rows = [(r.label, f"{r.relative_bias:.3f} [{r.relative_bias_low:.3f}, {r.relative_bias_high:.3f}]",
+                 f"{r.relative_bias_corrected:.3f}", f"{r.relative_std:.3g}", f"{r.cosine:.3f} [{r.cosine_low:.3f}, {r.cosine_high:.3f}]")
+                for _, r in part[part.role == "estimator"].iterrows()]
+        tables.append(render(head, columns, rows, width=width))
+    return "\n\n".join(tables)

@@ -24,18 +24,17 @@ rows; the results file only when it holds exactly the run's units.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import platform
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from gumbench.errors import GumbenchError
+from gumbench.provenance import code_hash, git_commit
 
 METADATA_KEY = b"gumbench"
 METADATA_COLUMNS = ("gumbench_version", "git_commit", "code_hash", "torch_version", "triton_version", "device", "base_seed",
@@ -96,25 +95,6 @@ def write_parquet(frame, path: Path, metadata: dict) -> Path:
 
 
 # --- metadata -------------------------------------------------------------------------------
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def code_hash() -> str:
-    """A hash of the gumbench package's sources (every .py file, by relative path and content): the
-    code version of a run, exact even in an uncommitted checkout or an installed copy."""
-    package = Path(__file__).resolve().parents[2]
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:10]
-
 
 def environment(device: str = "cpu") -> dict:
     """Versions, git commit, device and time of a run; ``device`` "cpu" is described with its cores."""

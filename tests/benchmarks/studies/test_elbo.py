@@ -22,12 +22,13 @@ def test_format_elbo_study_averages_over_images_per_estimator_and_checkpoint():
             ("st-gumbel[tau=1]", 0, 0, 0.4004, 0.500, 0.600), ("st-gumbel[tau=1]", 0, 1, 0.2002, 0.300, 0.800)]
     frame = pd.DataFrame(rows, columns=["label", "step", "image", "relative_bias", "relative_std", "cosine"])
     frame["task"], frame["samples"] = "digits-vae", 2000
-    text = format_elbo_study(frame)
-    lines = text.splitlines()
+    lines = format_elbo_study(frame, width=200).splitlines()
     assert lines[0] == "Mean over 2 evaluation images; 2,000 estimates each; exact gradient by enumeration (digits-vae)."
-    assert lines[1].split() == ["relative_bias", "relative_std", "cosine"]
-    # one line per (label, step), means rounded to 3 decimals; pandas blanks a repeated label
-    table = [line.split() for line in lines[3:]]
-    assert table == [["reinforce[baseline=loo]", "0", "0.020", "3.0", "0.8"],
-                     ["5", "0.001", "2.0", "0.9"],
-                     ["st-gumbel[tau=1]", "0", "0.300", "0.4", "0.7"]]
+    # one row per (label, step), means to 3 decimals
+    cells = [[cell.strip() for cell in line.strip("│┃").split(line[0])] for line in lines if line[0] in "│┃"]
+    assert cells == [["estimator", "step", "relative_bias", "relative_std", "cosine"],
+                     ["reinforce[baseline=loo]", "0", "0.020", "3.000", "0.800"],
+                     ["reinforce[baseline=loo]", "5", "0.001", "2.000", "0.900"],
+                     ["st-gumbel[tau=1]", "0", "0.300", "0.400", "0.700"]]
+    narrow = format_elbo_study(frame, width=40).splitlines()  # too narrow for the table: one block per row
+    assert max(map(len, narrow)) <= 40 and narrow.count("reinforce[baseline=loo]") == 2 and "  relative_std   3.000" in narrow

@@ -12,7 +12,8 @@ import pytest
 
 from gumbench.benchmarks.sweep import load_results, run_sweep
 from gumbench.benchmarks.sweep.config import config_hash
-from gumbench.benchmarks.sweep.store import code_hash, write_parquet
+from gumbench.benchmarks.sweep.store import write_parquet
+from gumbench.provenance import code_hash
 from gumbench.errors import GumbenchError
 from tests.benchmarks.sweep.sweeps import comparable, small_config
 
@@ -30,16 +31,15 @@ def test_run_folder_is_named_by_config_and_code(tmp_path, reference):
 
 
 def test_code_hash_changes_with_any_source_file(tmp_path, monkeypatch):
-    import gumbench.benchmarks.sweep.store as store
+    import gumbench.provenance as provenance
 
     package = tmp_path / "gumbench"
-    shutil.copytree(store.Path(store.__file__).resolve().parents[2], package, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    fake = package / "benchmarks" / "sweep" / "store.py"
-    monkeypatch.setattr(store, "__file__", str(fake))
-    before = store.code_hash()
+    shutil.copytree(provenance.Path(provenance.__file__).resolve().parent, package, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    monkeypatch.setattr(provenance, "__file__", str(package / "provenance.py"))
+    before = provenance.code_hash()
     assert before == code_hash(), "the same sources give the same hash"
     (package / "estimators" / "gumbel.py").write_text((package / "estimators" / "gumbel.py").read_text() + "\n# changed\n")
-    assert store.code_hash() != before
+    assert provenance.code_hash() != before
 
 
 def copy_run(run, tmp_path):
