@@ -182,6 +182,15 @@ def sweep_command(
 
         html_path, md_path = build_report(run, run.folder, kernel_csv=kernel)
         typer.echo(f"report: {html_path} and {md_path}")
+    from gumbench.benchmarks.sweep.report import question
+    from gumbench.benchmarks.sweep.verdict import compare, outcomes, verdict
+    from gumbench.tables import render
+
+    answers = verdict(compare(outcomes(run.frame())))
+    rows = [(question(r), r["measure"], "; ".join(r["best"]) or "no healthy result", "; ".join(r["warnings"]))
+            for r in answers.to_dict("records")]
+    typer.echo(render("verdict (lower is better): the best, then those tied with it; warnings name degenerate results",
+                      ("question", "measure", "best", "warnings"), rows, text=("best", "warnings")))
 
 
 def _check_kernel_csv(kernel: Optional[Path]) -> None:

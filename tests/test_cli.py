@@ -226,3 +226,16 @@ def test_speech_study_writes_rows_text_and_settings(tmp_path):
 def test_study_and_kernel_commands_refuse_bad_input_in_one_line(args, fragment):
     code, stdout, stderr = run_main(*args)
     assert code == 2 and fragment in stderr and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+def test_sweep_ends_with_the_verdict_and_writes_only_under_out(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('name = "v"\nrepetitions = 2\n[gradstats]\ntasks = ["bernoulli"]\n'
+                      'estimators = ["st-gumbel", "reinforce[baseline=loo]"]\nsamples = 200\n')
+    out = gumbench("sweep", str(config), "--out", str(tmp_path / "runs"), "--no-report", columns=80)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout[out.stdout.index("verdict (lower is better)"):]
+    assert "gradient on bernoulli" in text and "MSE / ‖grad‖²" in text
+    assert re.search(r"best\s+(st-gumbel|reinforce\[baseline=loo,samples=4\]) [\d.e-]+ \[", text)
+    assert max(map(len, text.splitlines())) <= 80
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "runs"]

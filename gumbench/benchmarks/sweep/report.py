@@ -356,7 +356,8 @@ VERDICT_NOTE = ("Best: the healthy estimator with the lowest mean (95% t interva
                 "(shrinks the gradient, collapsed, diverged) that would otherwise rank first; they rank after every healthy one.")
 
 
-def _question(row) -> str:
+def question(row) -> str:
+    """A verdict row's question: 'gradient on TOY' or 'training on TASK'."""
     return f"{'gradient on' if row['kind'] == 'gradstats' else 'training on'} {row['task']}"
 
 
@@ -377,7 +378,7 @@ def html_page(title: str, provenance: str, answers, figures, tables) -> str:
         for row in answers.to_dict("records"):
             best = "<br>".join(esc(b) for b in row["best"]) or "no healthy result"
             warn = "<br>".join(esc(w) for w in row["warnings"])
-            parts.append(f"<tr><td>{esc(_question(row))}</td><td>{esc(row['measure'])}</td><td>{row['seeds']}</td>"
+            parts.append(f"<tr><td>{esc(question(row))}</td><td>{esc(row['measure'])}</td><td>{row['seeds']}</td>"
                          f"<td>{best}</td><td class='warning'>{warn}</td></tr>")
         parts.append(f"</table><p class='note'>{esc(VERDICT_NOTE)}</p>")
     for name, caption, data in figures:
@@ -404,7 +405,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def verdict_markdown(answers) -> str:
     """The verdict as a Markdown table (also what the README quotes)."""
     return markdown_table(["question", "measure (lower is better)", "seeds", "best, then tied with it", "warnings"],
-                          [[_question(r), r["measure"], r["seeds"], "\n".join(r["best"]) or "no healthy result", "\n".join(r["warnings"])]
+                          [[question(r), r["measure"], r["seeds"], "\n".join(r["best"]) or "no healthy result", "\n".join(r["warnings"])]
                            for r in answers.to_dict("records")])
 
 
