@@ -18,7 +18,8 @@ Degenerate results, named in a ``warning`` and ranked after every healthy one:
   collapsed              code perplexity <= 2 in some group at the end, or at least half of the
                          contrastive distractors identical to their targets
   diverged               a non-finite loss, or a final loss above 10x the first
-An estimator is degenerate when any of its repetitions is.
+An estimator is degenerate when any of its repetitions is. A gradient question whose best MSE /
+||grad||^2 is 1 or more says so: there no estimator is closer to the gradient than zero.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import math
 
 SHRINKS, COLLAPSED, DIVERGED = "shrinks the gradient", "collapsed", "diverged"
 LOSS_WINDOW = 10
+NO_BETTER_THAN_ZERO = "no estimator beats a zero estimate here (MSE / ‖grad‖² >= 1)"
 GRADIENT_MEASURE, RECONSTRUCTION, TAIL_LOSS = "MSE / ‖grad‖²", "final eval reconstruction", f"loss, last {LOSS_WINDOW} steps"
 
 
@@ -162,10 +164,11 @@ def verdict(compared, shown: int = 3):
         best_mean = top["mean"].iloc[0] if len(top) else math.inf
         degenerate = group[group["standing"] == "degenerate"]
         beating = degenerate[degenerate["mean"] < best_mean]
-        warnings = [f"{r.label}: {r.warning}" for r in beating.head(shown).itertuples()]
-        others = len(degenerate) - len(warnings)
+        named = [f"{r.label}: {r.warning}" for r in beating.head(shown).itertuples()]
+        others = len(degenerate) - len(named)
+        warnings = ([NO_BETTER_THAN_ZERO] if group["measure"].iloc[0] == GRADIENT_MEASURE and len(top) and best_mean >= 1 else []) + named
         if others:
-            warnings.append(f"{others} {'more ' if warnings else ''}degenerate ({', '.join(sorted(set(degenerate['warning'])))})")
+            warnings.append(f"{others} {'more ' if named else ''}degenerate ({', '.join(sorted(set(degenerate['warning'])))})")
         rows.append({"kind": kind, "task": task, "measure": group["measure"].iloc[0], "seeds": int(group["n"].max()),
                      "best": names, "tied": len(top) - 1, "of": len(group), "warnings": warnings})
     return pd.DataFrame(rows)

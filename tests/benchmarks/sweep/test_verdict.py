@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from gumbench.benchmarks.sweep.verdict import (COLLAPSED, DIVERGED, SHRINKS, compare, gradstats_outcomes, training_outcomes,
+from gumbench.benchmarks.sweep.verdict import (COLLAPSED, DIVERGED, GRADIENT_MEASURE, NO_BETTER_THAN_ZERO, SHRINKS, compare, gradstats_outcomes, training_outcomes,
                                                 verdict)
 
 
@@ -81,3 +81,10 @@ def test_collapse_and_divergence_are_found_in_training_rows():
                          + training_rows("nan", [3.0, float("nan"), 1.0]) + training_rows("exploded", [1.0, 50.0, 11.0]))
     found = training_outcomes(frame)["warning"].to_dict()
     assert found == {"healthy": "", "one group": COLLAPSED, "distractors": COLLAPSED, "nan": DIVERGED, "exploded": DIVERGED}
+
+
+def test_a_gradient_question_no_estimator_wins_against_zero_says_so():
+    rows = scores({"a": [1.5, 1.6, 1.4], "b": [3.0, 3.1, 2.9]}).assign(measure=GRADIENT_MEASURE)
+    assert verdict(compare(rows)).iloc[0]["warnings"] == [NO_BETTER_THAN_ZERO]
+    rows = scores({"a": [0.5, 0.6, 0.4]}).assign(measure=GRADIENT_MEASURE)
+    assert verdict(compare(rows)).iloc[0]["warnings"] == []
