@@ -25,6 +25,29 @@ app = typer.Typer(
 LIST_KINDS = ("estimators", "tasks", "training")
 
 
+def _file(value: Optional[Path]) -> Optional[Path]:
+    """An output file option, checked before the command's work starts."""
+    from gumbench.benchmarks.sweep.store import check_writable
+
+    return None if value is None else check_writable(value)
+
+
+def _kernel(value: Optional[Path]) -> Optional[Path]:
+    """A kernel profile CSV option, read and checked before the command's work starts."""
+    if value is not None:
+        from gumbench.benchmarks.sweep.report import read_kernel_profile
+
+        read_kernel_profile(value)
+    return value
+
+
+def _folder(value: Optional[Path]) -> Optional[Path]:
+    """An output folder option, checked before the command's work starts."""
+    from gumbench.benchmarks.sweep.store import check_writable
+
+    return None if value is None else check_writable(value, folder=True)
+
+
 def _version(value: bool) -> None:
     if value:
         from gumbench import __version__
@@ -36,7 +59,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version, git commit and code hash (run folders are named by it), then commit, then exit."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version, git commit and code hash (run folders are named by it), then exit."),
+    debug: bool = typer.Option(False, "--debug", help="On an error, show the Python traceback too (anywhere on the command line)."),
 ) -> None:
     pass
 
@@ -69,7 +93,7 @@ def gradstats_command(
     samples: int = typer.Option(10_000, "--samples", "-s", help="Independent gradient estimates per estimator."),
     seed: int = typer.Option(0, "--seed", help="Seed of the estimator noise (the task's own seed is a task parameter)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON with every field instead of a table."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON to this file."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Also write the JSON to this file."),
 ) -> None:
     """Gradient statistics against the exact gradient (by enumeration) on a toy task."""
     from gumbench.benchmarks.gradstats import gradstats_table, run_gradstats
@@ -94,7 +118,7 @@ def optimize_command(
     lr: float = typer.Option(0.1, "--lr", help="Adam learning rate."),
     batch: int = typer.Option(16, "--batch", help="Samples (estimates) averaged per step."),
     seed: int = typer.Option(0, "--seed"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the per-step losses as CSV."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step losses as CSV."),
 ) -> None:
     """Minimize the expected loss of a toy by gradient descent with each estimator; print the final exact losses."""
     from gumbench.benchmarks.optimize import optimize_many
@@ -119,7 +143,7 @@ def train_command(
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the task's)."),
     seed: int = typer.Option(0, "--seed"),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC for the speech tasks (default: the vendored corpus)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the per-step rows as CSV."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step rows as CSV."),
 ) -> None:
     """Train a model with a discrete bottleneck; per-step loss terms, utilization, gradient norms, time."""
     import pandas as pd
@@ -153,7 +177,7 @@ def train_command(
 @app.command("sweep")
 def sweep_command(
     config: Optional[Path] = typer.Argument(None, help="TOML or YAML sweep config; default: the built-in default sweep."),
-    out: Path = typer.Option(Path("runs"), "--out", help="Folder of runs; each run gets <name>-<config hash>-<code hash>/."),
+    out: Path = typer.Option(Path("runs"), "--out", callback=_folder, help="Folder of runs; each run gets <name>-<config hash>-<code hash>/."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers (local processes or Dask workers)."),
     backend: str = typer.Option("local", "--backend", help="local (joblib), dask or slurm (submitit)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address; default: a local cluster."),
@@ -166,12 +190,11 @@ def sweep_command(
     steps: Optional[int] = typer.Option(None, "--steps", help="Steps per training unit."),
     estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Replace the estimator lists (repeatable)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md into the run folder."),
-    kernel: Optional[Path] = typer.Option(None, "--kernel", help="Kernel profile CSV (from `gumbench profile-kernel`) to draw in the report."),
+    kernel: Optional[Path] = typer.Option(None, "--kernel", callback=_kernel, help="Kernel profile CSV (from `gumbench profile-kernel`) to draw in the report."),
 ) -> None:
     """Run or resume a sweep (tasks x estimators x parameters x seeds); results as parquet, then a report."""
     from gumbench.benchmarks.sweep import apply_overrides, load_config, run_sweep
 
-    _check_kernel_csv(kernel)
     resolved = apply_overrides(load_config(config), name=name, repetitions=repetitions, base_seed=base_seed,
                                samples=samples, steps=steps, estimators=estimator)
     run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler,
@@ -193,21 +216,15 @@ def sweep_command(
                       ("question", "measure", "best", "warnings"), rows, text=("best", "warnings")))
 
 
-def _check_kernel_csv(kernel: Optional[Path]) -> None:
-    if kernel is not None and not kernel.is_file():
-        raise GumbenchError(f"kernel profile {str(kernel)!r} does not exist")
-
-
 @app.command("report")
 def report_command(
     runs: List[Path] = typer.Argument(..., help="Run folders or results.parquet files."),
-    out: Path = typer.Option(Path("results/report"), "--out", "-o", help="Folder for report.html, report.md and figures/."),
-    kernel: Optional[Path] = typer.Option(None, "--kernel", help="Kernel profile CSV (from `gumbench profile-kernel`) to draw."),
+    out: Path = typer.Option(Path("results/report"), "--out", "-o", callback=_folder, help="Folder for report.html, report.md and figures/."),
+    kernel: Optional[Path] = typer.Option(None, "--kernel", callback=_kernel, help="Kernel profile CSV (from `gumbench profile-kernel`) to draw."),
 ) -> None:
     """Draw an HTML report (figures embedded) and a Markdown summary from stored results."""
     from gumbench.benchmarks.sweep.report import build_report
 
-    _check_kernel_csv(kernel)
     html_path, md_path = build_report(list(runs), out, kernel_csv=kernel)
     typer.echo(f"report: {html_path} and {md_path}")
 
@@ -244,7 +261,7 @@ def elbo_study_command(
     points: int = typer.Option(4, "--points", help="Evaluation images per checkpoint."),
     samples: int = typer.Option(4000, "--samples", "-s", help="Estimates per image."),
     seed: int = typer.Option(0, "--seed"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write OUT.csv (rows) and OUT.txt (the table)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write OUT.csv (rows) and OUT.txt (the table)."),
 ) -> None:
     """Gradient accuracy inside the trained digits VAE: each estimator against the enumerated ELBO gradient."""
     from gumbench.benchmarks.studies import elbo_study, format_elbo_study, save_study
@@ -267,7 +284,7 @@ def speech_study_command(
     samples: int = typer.Option(2000, "--samples", "-s", help="Estimates per estimator."),
     reference_samples: int = typer.Option(8000, "--reference-samples", help="Estimates averaged into the sampled reference."),
     seed: int = typer.Option(0, "--seed"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write OUT.csv, OUT.txt and OUT.json (settings, wall time)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write OUT.csv, OUT.txt and OUT.json (settings, wall time)."),
 ) -> None:
     """Bias and variance of estimators at a speech quantizer's logits, at checkpoints of training."""
     import time
@@ -293,7 +310,7 @@ def speech_study_command(
 
 @app.command("profile-kernel")
 def profile_kernel_command(
-    out: Path = typer.Option(Path("results/kernel"), "--out", "-o", help="Folder for the CSV and figures."),
+    out: Path = typer.Option(Path("results/kernel"), "--out", "-o", callback=_folder, help="Folder for the CSV and figures."),
     quick: bool = typer.Option(False, "--quick", help="A few sizes only (a smoke run)."),
     provider: Optional[List[str]] = typer.Option(None, "--provider", help="Only this provider, repeatable (default: all)."),
     mode: Optional[List[str]] = typer.Option(None, "--mode", help="forward, backward or full, repeatable (default: all)."),
@@ -312,7 +329,7 @@ def audit_kernel_command(
     check: bool = typer.Option(False, "--check", help="Compile every kernel variant for each --archs; exit 1 if one fails."),
     archs: List[int] = typer.Option([80, 90], "--archs", help="Compute capability to compile for, repeatable (default: 80 and 90)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Parallel compiles (default: the CPU count)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the sm_90 SASS and byte tables (ptx_audit.csv/.md) here."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_folder, help="Write the sm_90 SASS and byte tables (ptx_audit.csv/.md) here."),
 ) -> int:
     """Compile the fused kernels for real GPUs on the CPU (no GPU needed); run without TRITON_INTERPRET."""
     if not check and out is None:
@@ -326,20 +343,40 @@ def audit_kernel_command(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: usage errors and bad input print one line and exit 2, never a traceback."""
+    """Entry point. Bad input prints one line ``gumbench: error: ...`` and exits 2; an unexpected
+    internal error prints one line with a hint and exits 1; ``--debug`` adds the traceback."""
+    import traceback
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="gumbench", standalone_mode=False)
     except GumbenchError as exc:
-        typer.echo(f"gumbench: error: {exc}", err=True)
-        return 2
+        return _fail(f"error: {exc}", 2, debug)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, debug)
+    except MemoryError:
+        return _fail("error: out of memory; use smaller sizes (samples, batch, steps)", 2, debug)
     except Exception as exc:
         # typer's vendored Click raises UsageError/BadParameter (with exit_code and format_message).
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            typer.echo(f"gumbench: error: {exc.format_message()}", err=True)
-            return int(exc.exit_code)
-        raise
+            return _fail(f"error: {exc.format_message()}", int(exc.exit_code), debug)
+        if isinstance(exc, OSError) and exc.filename is not None:  # a file the user named or the system refused
+            return _fail(f"error: {exc.filename}: {exc.strerror or exc}", 2, debug)
+        detail = " ".join(str(exc).split())[:300]
+        return _fail(f"internal error: {type(exc).__name__}: {detail} (rerun with --debug for the traceback)", 1, debug)
     return result if isinstance(result, int) else 0
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    import traceback
+
+    if debug:
+        traceback.print_exc()
+    typer.echo(f"gumbench: {message}", err=True)
+    return code
 
 
 def console_main() -> None:

@@ -17,13 +17,17 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def require_program(name: str, package: str) -> str:
-    """The path of program ``name``. When it is missing the test is skipped with a one-line reason,
-    or fails with it under GUMBENCH_REQUIRE_PROGRAMS=1 (set by .ci/run, so CI runs every test)."""
-    path = shutil.which(name)
-    if path is None:
-        reason = f"needs {name}: apt-get install {package}"
+def require(available: bool, reason: str) -> None:
+    """Skip the test with the one-line ``reason`` when something it needs from the system is not
+    available, or fail with it under GUMBENCH_REQUIRE_PROGRAMS=1 (set by .ci/run, so CI runs every test)."""
+    if not available:
         if os.environ.get("GUMBENCH_REQUIRE_PROGRAMS") == "1":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
+
+
+def require_program(name: str, package: str) -> str:
+    """The path of program ``name``; when it is missing, :func:`require` with "needs NAME: apt-get install PACKAGE"."""
+    path = shutil.which(name)
+    require(path is not None, f"needs {name}: apt-get install {package}")
     return path

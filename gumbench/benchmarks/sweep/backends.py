@@ -38,11 +38,8 @@ def _tagged(run: Callable, item, threads: int):
 def execute(run: Callable, items: Iterable, *, backend: str = "local", jobs: int = 1, scheduler: str | None = None,
             slurm_partition: str | None = None, slurm_time: int = 60, slurm_folder: Path | None = None) -> Iterator:
     """An iterator of (item, run(item)) for every item, in the order they finish, on ``backend``.
-    Bad arguments raise here, before anything runs."""
-    if backend not in BACKENDS:
-        raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise GumbenchError(f"jobs must be >= 1, got {jobs!r}")
+    Bad arguments raise here, before anything runs (:func:`check_execution`)."""
+    check_execution(backend, jobs, slurm_partition, slurm_time)
     items = list(items)
     if not items:
         return iter(())
@@ -51,6 +48,23 @@ def execute(run: Callable, items: Iterable, *, backend: str = "local", jobs: int
     if backend == "dask":
         return _dask(run, items, jobs, scheduler)
     return _slurm(run, items, slurm_partition, slurm_time, slurm_folder)
+
+
+MAX_JOBS = 1024
+MAX_SLURM_MINUTES = 7 * 24 * 60
+
+
+def check_execution(backend: str, jobs: int, slurm_partition: str | None = None, slurm_time: int = 60) -> None:
+    """The arguments of :func:`execute`, checked without running anything; a one-line error otherwise."""
+    if backend not in BACKENDS:
+        raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_JOBS:
+        raise GumbenchError(f"jobs must be an integer from 1 to {MAX_JOBS}, got {jobs!r}")
+    if backend == "slurm":
+        if not slurm_partition:
+            raise GumbenchError("--backend slurm needs --partition NAME")
+        if isinstance(slurm_time, bool) or not isinstance(slurm_time, int) or not 1 <= slurm_time <= MAX_SLURM_MINUTES:
+            raise GumbenchError(f"the SLURM time limit must be from 1 to {MAX_SLURM_MINUTES} minutes, got {slurm_time!r}")
 
 
 def _local(run, items, jobs):
@@ -87,8 +101,6 @@ def _slurm(run, items, partition, time_limit, folder):
         import submitit
     except ImportError:
         raise GumbenchError("--backend slurm needs submitit: pip install 'gumbench[slurm]'") from None
-    if not partition:
-        raise GumbenchError("--backend slurm needs --partition NAME")
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise GumbenchError("--backend slurm needs SLURM's sbatch and srun on PATH (run it where jobs are submitted)")
     executor = submitit.AutoExecutor(folder=str(folder or "slurm-logs"), cluster="slurm")

@@ -96,6 +96,8 @@ SECTION_KEYS = {
     "gradstats": {"tasks": list, "estimators": list, "samples": int},
     "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int},
 }
+# the largest values a config may ask for: sizes beyond these are refused before anything runs
+LIMITS = {"samples": 10**7, "steps": 10**6, "eval_every": 10**6, "repetitions": 1000, "base_seed": 2**63 - 1}
 TOP_KEYS = {"name": str, "base_seed": int, "repetitions": int, "gradstats": (dict, list), "training": (dict, list)}
 
 
@@ -139,7 +141,10 @@ def load_config(path: str | Path | None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise GumbenchError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GumbenchError(f"config {path.name!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -192,11 +197,13 @@ def check_config(config: dict) -> None:
                 raise GumbenchError(f"[{section}] {key} must be a {allowed[key].__name__}, got {value!r}")
             if allowed[key] is list and not all(isinstance(v, str) for v in value):
                 raise GumbenchError(f"[{section}] {key} must be a list of names like 'st-gumbel[tau=0.5]'")
-            if allowed[key] is int and value < 1:
-                raise GumbenchError(f"[{section}] {key} must be >= 1, got {value}")
+            if allowed[key] is int and not 1 <= value <= LIMITS[key]:
+                raise GumbenchError(f"[{section}] {key} must be from 1 to {LIMITS[key]:,}, got {value}")
     check_name(config.get("name", "sweep"))
-    if config.get("repetitions", 1) < 1:
-        raise GumbenchError(f"repetitions must be >= 1, got {config['repetitions']}")
+    if not 1 <= config.get("repetitions", 1) <= LIMITS["repetitions"]:
+        raise GumbenchError(f"repetitions must be from 1 to {LIMITS['repetitions']:,}, got {config['repetitions']}")
+    if not 0 <= config.get("base_seed", 0) <= LIMITS["base_seed"]:
+        raise GumbenchError(f"base_seed must be from 0 to {LIMITS['base_seed']:,} (2**63 - 1), got {config['base_seed']}")
 
 
 def apply_overrides(config: dict, **overrides) -> dict:

@@ -235,25 +235,41 @@ def training_figure(training, metric: str, label: str, palette):
     return fig
 
 
-def kernel_figure(kernel_csv: Path):
+def read_kernel_profile(path: str | Path):
+    """The rows of a kernel profile CSV (``gumbench profile-kernel``), checked: a one-line error for a
+    file that is missing, not CSV text, empty, or without the profile's columns."""
     import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise GumbenchError(f"kernel profile {str(path)!r} does not exist")
+    try:
+        frame = pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise GumbenchError(f"{path} is not a kernel profile: not CSV text ({str(exc).splitlines()[0][:80]})") from None
+    needed = {"provider", "metric", "x"}
+    value = "median" if "median" in frame.columns else "value"
+    if not needed | {value} <= set(frame.columns) or frame.empty:
+        raise GumbenchError(f"{path} is not a kernel profile (needs rows and columns {', '.join(sorted(needed | {value}))})")
+    if not (pd.api.types.is_numeric_dtype(frame["x"]) and pd.api.types.is_numeric_dtype(frame[value])):
+        raise GumbenchError(f"{path} is not a kernel profile: columns x and {value} must be numbers")
+    return frame
+
+
+def kernel_figure(frame, name: str):
     import seaborn as sns
 
-    frame = pd.read_csv(kernel_csv)
-    needed = {"provider", "metric", "x"}
-    if not needed <= set(frame.columns):
-        raise GumbenchError(f"{kernel_csv} is not a kernel profile (needs columns {', '.join(sorted(needed))})")
     metric = "GB/s" if "GB/s" in set(frame["metric"]) else frame["metric"].iloc[0]
     value = "median" if "median" in frame.columns else "value"
     rows = frame[frame["metric"] == metric]
     grid = sns.relplot(data=rows, x="x", y=value, hue="provider", col="mode" if "mode" in rows else None,
                        kind="line", marker="o", height=3.2, aspect=1.0)
     grid.figure.set_size_inches(min(WIDTH_IN, grid.figure.get_size_inches()[0]), 3.4)
-    grid.figure.suptitle(f"kernel profile: {metric} ({kernel_csv.name})", y=1.03)
+    grid.figure.suptitle(f"kernel profile: {metric} ({name})", y=1.03)
     return grid.figure
 
 
-def draw_figures(grad, training, compared, kernel_csv=None) -> list[tuple[str, str, bytes]]:
+def draw_figures(grad, training, compared, kernel=None) -> list[tuple[str, str, bytes]]:
     """(name, caption, PNG bytes) of every figure the rows allow (see the module docstring)."""
     import pandas as pd
 
@@ -273,8 +289,9 @@ def draw_figures(grad, training, compared, kernel_csv=None) -> list[tuple[str, s
         if fig is not None:
             seeds = int(training.drop_duplicates("unit_id").groupby(["task", "label"]).size().max())
             figures.append((f"training-{metric.replace('_', '-')}", caption.format(seeds=seeds), _png(fig)))
-    if kernel_csv is not None:
-        figures.append(("kernel-profile", "Kernel throughput by provider (higher is better).", _png(kernel_figure(Path(kernel_csv)))))
+    if kernel is not None:
+        frame, name = kernel
+        figures.append(("kernel-profile", "Kernel throughput by provider (higher is better).", _png(kernel_figure(frame, name))))
     return figures
 
 
@@ -334,11 +351,12 @@ def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None 
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", font_scale=0.8)
+    kernel = None if kernel_csv is None else (read_kernel_profile(kernel_csv), Path(kernel_csv).name)
     frame = load_results(results if isinstance(results, (list, tuple)) else [results])
     out_dir = Path(out_dir)
     compared = compare(outcomes(frame))
     answers = verdict(compared) if not compared.empty else None
-    figures = draw_figures(frame[frame["kind"] == "gradstats"], frame[frame["kind"] == "training"], compared, kernel_csv)
+    figures = draw_figures(frame[frame["kind"] == "gradstats"], frame[frame["kind"] == "training"], compared, kernel)
     for name, _, data in figures:
         write_bytes(out_dir / "figures" / f"{name}.png", data)
     tables = full_tables(frame, compared)

@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gumbench.benchmarks.sweep.backends import BACKENDS, execute
+from gumbench.benchmarks.sweep.backends import check_execution, execute
 from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, config_hash, expand_units
 from gumbench.benchmarks.sweep.store import RunStore, run_metadata, write_json
-from gumbench.errors import GumbenchError
 from gumbench.registry import parse_spec
 
 ROW_COLUMNS = ("step", "metric", "value", "low", "high")
@@ -150,8 +149,7 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
     this run's identity (same config, same code), others are set aside and run again; a second sweep
     on the same folder is refused while this one holds it."""
     config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
-    if backend not in BACKENDS:
-        raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    check_execution(backend, jobs, slurm_partition, slurm_time)
     units, skipped = expand_units(config)
     metadata = run_metadata(config, config_hash(config))
     ids = [u.unit_id for u in units]

@@ -44,14 +44,41 @@ IDENTITY = ("config_hash", "code_hash")
 
 # --- atomic writes ------------------------------------------------------------------------
 
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Create ``path`` through ``write(temporary path)`` and a rename; returns ``path``."""
+def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """Refuse, before any work starts, a path gumbench could not write: one under a file, a folder
+    given for a file (or a file for a folder), a folder without write permission."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if folder and path.exists() and not path.is_dir():
+        raise GumbenchError(f"cannot write into {path}: it is a file; give a folder")
+    if not folder and path.is_dir():
+        raise GumbenchError(f"cannot write {path}: it is a folder; give a file path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GumbenchError(f"cannot write {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise GumbenchError(f"cannot write {path}: no permission to write in {parent}")
+            break
+    return path
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Create ``path`` through ``write(temporary path)`` and a rename; returns ``path``. A path that
+    cannot be written (under a file, a folder, no permission, a full disk) raises a one-line
+    GumbenchError naming it; the previous file is kept and no temporary file is left."""
+    path = Path(path)
+    if path.is_dir():
+        raise GumbenchError(f"cannot write {path}: it is a folder; give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GumbenchError(f"cannot write {path}: cannot make its folder {path.parent} ({exc.strerror or exc})") from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise GumbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)  # only left when write or the rename failed
     return path

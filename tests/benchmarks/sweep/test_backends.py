@@ -82,9 +82,9 @@ def test_execute_rejects_an_unknown_backend_and_no_jobs():
     # the checks run when execute is called, before any item runs
     with pytest.raises(GumbenchError, match="unknown backend 'cluster'; allowed: local, dask, slurm"):
         list(execute(square_with_threads, [1], backend="cluster"))
-    with pytest.raises(GumbenchError, match="jobs must be >= 1, got 0"):
+    with pytest.raises(GumbenchError, match="jobs must be an integer from 1 to 1024, got 0"):
         list(execute(square_with_threads, [1], jobs=0))
-    with pytest.raises(GumbenchError, match="jobs must be >= 1"):
+    with pytest.raises(GumbenchError, match="jobs must be an integer from 1 to 1024"):
         next(execute(square_with_threads, [1], jobs=-2))
 
 

@@ -71,8 +71,16 @@ def test_text_bytes_json_and_csv_round_trip(tmp_path):
 def test_a_path_under_a_regular_file_raises_and_leaves_nothing(tmp_path):
     blocker = write_text(tmp_path / "file", "I am a file")
     for target in (blocker / "x.txt", blocker / "deeper" / "x.csv"):
-        with pytest.raises(OSError):
+        with pytest.raises(GumbenchError, match=f"cannot write {target}: cannot make its folder"):
             write_text(target, "never written")
-    with pytest.raises(OSError):
+    with pytest.raises(GumbenchError, match="cannot write .*y.csv"):
         write_csv(pd.DataFrame({"a": [1]}), blocker / "y.csv")
     assert os.listdir(tmp_path) == ["file"] and blocker.read_text() == "I am a file"
+
+
+def test_a_folder_given_as_a_file_is_refused_by_name(tmp_path):
+    (tmp_path / "out.csv").mkdir()
+    with pytest.raises(GumbenchError, match=f"cannot write {tmp_path / 'out.csv'}: it is a folder; give a file path"):
+        write_text(tmp_path / "out.csv", "x")
+    assert os.listdir(tmp_path) == ["out.csv"] and os.listdir(tmp_path / "out.csv") == []
+

@@ -1,0 +1,197 @@
+"""Every bad input to the CLI gets one line, ``gumbench: error: ...``, and exit status 2: no
+traceback, nothing written (outside the output folder or at all), no run without bound.
+
+Each case runs the real command in this process (``gumbench.cli.main``) in an empty folder, with
+a time bound; the classes follow the issue that found them. ``python -m pytest tests/test_bad_input.py``
+also serves to count clean cases of another checkout (PYTHONPATH=that checkout)."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+HUGE = str(10**12)
+BEYOND_INT64 = str(2**70)
+BOUND_S = 60  # seconds a refusal may take at most (imports included)
+
+
+def results_file(folder: Path, rows: int = 5) -> Path:
+    """A real gumbench results file with ``rows`` rows (0 allowed)."""
+    import pandas as pd
+
+    from gumbench.benchmarks.sweep.store import run_metadata, write_parquet
+
+    frame = pd.DataFrame({"kind": ["gradstats"] * rows, "task": ["bernoulli"] * rows, "metric": ["mse"] * rows,
+                          "value": [1.0] * rows, "unit_id": ["u"] * rows, "step": [-1] * rows})
+    return write_parquet(frame, folder / "r.parquet", run_metadata({}, "0000000000"))
+
+
+def setup(kind: str, folder: Path) -> None:
+    """Files a case needs, made in its empty folder."""
+    if kind == "garbage":
+        (folder / "r.parquet").write_text("this is not parquet\n")
+    elif kind == "binary":
+        (folder / "r.parquet").write_bytes(os.urandom(4096))
+    elif kind == "truncated":
+        path = results_file(folder, 200)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif kind == "zero rows":
+        results_file(folder, 0)
+    elif kind == "foreign parquet":
+        import pandas as pd
+
+        pd.DataFrame({"a": [1, 2]}).to_parquet(folder / "r.parquet")
+    elif kind == "garbage unit":
+        (folder / "run" / "units").mkdir(parents=True)
+        (folder / "run" / "units" / "u.parquet").write_bytes(b"PAR1" + os.urandom(100))
+    elif kind == "results":
+        results_file(folder)
+    elif kind == "file":
+        (folder / "file").write_text("a file, not a folder\n")
+    elif kind == "folder":
+        (folder / "out.json").mkdir()
+    elif kind == "non-utf8 toml":
+        (folder / "c.toml").write_bytes(b'name = "\xff\xfe"\n')
+    elif kind == "non-utf8 yaml":
+        (folder / "c.yaml").write_bytes(b"name: \xff\xfe\x00\n")
+    elif kind == "txt":
+        (folder / "x.txt").write_text("name = 'x'\n")
+    elif kind == "bad csv":
+        results_file(folder)
+        (folder / "k.csv").write_bytes(b"\x00\xff\x10binary")
+    elif kind == "empty csv":
+        results_file(folder)
+        (folder / "k.csv").write_text("")
+    elif kind == "wrong csv":
+        results_file(folder)
+        (folder / "k.csv").write_text("a,b\n1,2\n")
+    elif kind == "config name":
+        (folder / "c.toml").write_text('name = "../escape"\n[gradstats]\ntasks = ["bernoulli"]\nestimators = ["st-gumbel"]\nsamples = 10\n')
+    elif kind:
+        raise ValueError(kind)
+
+
+CASES = [
+    # report on what is not results
+    ("report on bad files", "garbage", ["report", "r.parquet", "-o", "rep"]),
+    ("report on bad files", "binary", ["report", "r.parquet", "-o", "rep"]),
+    ("report on bad files", "truncated", ["report", "r.parquet", "-o", "rep"]),
+    ("report on bad files", "zero rows", ["report", "r.parquet", "-o", "rep"]),
+    ("report on bad files", "foreign parquet", ["report", "r.parquet", "-o", "rep"]),
+    ("report on bad files", "garbage unit", ["report", "run", "-o", "rep"]),
+    ("report on bad files", "", ["report", "missing.parquet", "-o", "rep"]),
+    ("report on bad files", "file", ["report", "file", "-o", "rep"]),
+    ("report on bad files", "bad csv", ["report", "r.parquet", "--kernel", "k.csv", "-o", "rep"]),
+    ("report on bad files", "empty csv", ["report", "r.parquet", "--kernel", "k.csv", "-o", "rep"]),
+    ("report on bad files", "wrong csv", ["report", "r.parquet", "--kernel", "k.csv", "-o", "rep"]),
+    ("report on bad files", "", ["report", "r.parquet", "--kernel", "missing.csv", "-o", "rep"]),
+    # output paths that cannot be written
+    ("unwritable outputs", "file", ["gradstats", "-s", "10", "-o", "file/x.json"]),
+    ("unwritable outputs", "folder", ["gradstats", "-s", "10", "-o", "out.json"]),
+    ("unwritable outputs", "file", ["optimize", "--steps", "2", "-o", "file/x.csv"]),
+    ("unwritable outputs", "folder", ["optimize", "--steps", "2", "-o", "out.json"]),
+    ("unwritable outputs", "file", ["train", "--steps", "2", "-o", "file/x.csv"]),
+    ("unwritable outputs", "folder", ["train", "--steps", "2", "-o", "out.json"]),
+    ("unwritable outputs", "file", ["sweep", "--out", "file/runs", "--samples", "10", "-e", "st-gumbel", "--no-report"]),
+    ("unwritable outputs", "results", ["report", "r.parquet", "-o", "r.parquet/x"]),
+    ("unwritable outputs", "file", ["elbo-study", "-o", "file/x"]),
+    ("unwritable outputs", "file", ["speech-study", "-o", "file/x"]),
+    ("unwritable outputs", "file", ["audit-kernel", "-o", "file/x"]),
+    # configs and sizes
+    ("configs and sizes", "non-utf8 toml", ["sweep", "c.toml", "--out", "runs"]),
+    ("configs and sizes", "non-utf8 yaml", ["sweep", "c.yaml", "--out", "runs"]),
+    ("configs and sizes", "txt", ["sweep", "x.txt", "--out", "runs"]),
+    ("configs and sizes", "", ["sweep", "missing.toml", "--out", "runs"]),
+    ("configs and sizes", "", ["gradstats", "--samples", HUGE]),
+    ("configs and sizes", "", ["gradstats", "--samples", "0"]),
+    ("configs and sizes", "", ["gradstats", "--samples", "-5"]),
+    ("configs and sizes", "", ["gradstats", "--seed", "-1"]),
+    ("configs and sizes", "", ["gradstats", "--seed", BEYOND_INT64]),
+    ("configs and sizes", "", ["gradstats", "-e", f"gumbel-rao[samples={HUGE}]", "-s", "10"]),
+    ("configs and sizes", "", ["gradstats", "-t", f"categorical[categories={HUGE}]", "-s", "10"]),
+    ("configs and sizes", "", ["optimize", "--steps", HUGE]),
+    ("configs and sizes", "", ["optimize", "--batch", HUGE]),
+    ("configs and sizes", "", ["optimize", "--steps", "0"]),
+    ("configs and sizes", "", ["optimize", "--lr", "nan"]),
+    ("configs and sizes", "", ["train", "--steps", HUGE]),
+    ("configs and sizes", "", ["train", "--seed", BEYOND_INT64, "--steps", "2"]),
+    ("configs and sizes", "", ["train", "-t", f"gmm-vq[batch={HUGE}]", "--steps", "2"]),
+    ("configs and sizes", "", ["sweep", "--samples", HUGE, "--out", "runs", "-e", "st-gumbel"]),
+    ("configs and sizes", "", ["sweep", "--repetitions", HUGE, "--out", "runs"]),
+    ("configs and sizes", "", ["sweep", "--base-seed", BEYOND_INT64, "--out", "runs"]),
+    ("configs and sizes", "", ["sweep", "-j", "0", "--out", "runs"]),
+    ("configs and sizes", "", ["elbo-study", "--samples", HUGE]),
+    ("configs and sizes", "", ["elbo-study", "--points", HUGE]),
+    ("configs and sizes", "", ["elbo-study", "--checkpoints", "0,-5"]),
+    ("configs and sizes", "", ["speech-study", "--samples", HUGE]),
+    ("configs and sizes", "", ["speech-study", "--crops", HUGE]),
+    ("configs and sizes", "", ["speech-study", "--reference-samples", HUGE]),
+    # sweep names
+    ("sweep names", "", ["sweep", "--name", "../../x", "--out", "runs"]),
+    ("sweep names", "", ["sweep", "--name", "/abs/path", "--out", "runs"]),
+    ("sweep names", "", ["sweep", "--name", "", "--out", "runs"]),
+    ("sweep names", "", ["sweep", "--name", "-x", "--out", "runs"]),
+    ("sweep names", "config name", ["sweep", "c.toml", "--out", "runs"]),
+    # names, parameters and messages
+    ("names and parameters", "", ["train", "-t", "tones[snr=nan]", "--steps", "2"]),
+    ("names and parameters", "", ["gradstats", "-t", "categorical[scale=nan]"]),
+    ("names and parameters", "", ["gradstats", "-t", "categorical[scale=inf]"]),
+    ("names and parameters", "", ["gradstats", "-t", "categorical[categories=-1]"]),
+    ("names and parameters", "", ["gradstats", "--tau", "nan"]),
+    ("names and parameters", "", ["gradstats", "--tau", "-1"]),
+    ("names and parameters", "", ["gradstats", "-e", "nope"]),
+    ("names and parameters", "", ["gradstats", "-e", "st-gumbel[tau=]"]),
+    ("names and parameters", "", ["gradstats", "-e", "st-gumbel[tau=1"]),
+    ("names and parameters", "", ["gradstats", "-e", "vq-commitment"]),
+    ("names and parameters", "", ["train", "-t", "nope"]),
+    ("names and parameters", "", ["train", "--audio-dir", "missing", "-t", "logmel-vqvae", "--steps", "2"]),
+    ("names and parameters", "", ["list", "bogus"]),
+    ("names and parameters", "", ["explain", "--variant", "bogus"]),
+    ("names and parameters", "", ["gradstats", "--bogus"]),
+    ("names and parameters", "", ["bogus"]),
+    ("names and parameters", "", ["sweep", "--backend", "cluster", "--out", "runs"]),
+]
+
+
+class Hang(Exception):
+    pass
+
+
+def run_case(argv, folder: Path, capsys):
+    """(exit status, stderr) of the command run in ``folder``; raises Hang past BOUND_S."""
+    from gumbench.cli import main
+
+    def alarm(*_):
+        raise Hang(f"no answer within {BOUND_S} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(BOUND_S)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        code = main(list(argv))
+    finally:
+        os.chdir(cwd)
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return code, capsys.readouterr().err
+
+
+def files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("kind, prepare, argv", CASES, ids=[f"{c[0]}: {' '.join(c[2])}" for c in CASES])
+def test_bad_input_gets_one_line_and_exit_2(kind, prepare, argv, tmp_path, capsys):
+    folder = tmp_path / "case"
+    folder.mkdir()
+    setup(prepare, folder)
+    before = files(folder)
+    capsys.readouterr()
+    code, err = run_case(argv, folder, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("gumbench: error: "), err[-3000:]
+    assert "Traceback" not in err
+    assert files(folder) == before, f"an error left files behind: {sorted(files(folder) - before)}"
+    assert not any(tmp_path.parent.glob("escape*")) and not (Path("/abs/path")).exists()
