@@ -16,15 +16,21 @@ BEYOND_INT64 = str(2**70)
 BOUND_S = 60  # seconds a refusal may take at most (imports included)
 
 
-def results_file(folder: Path, rows: int = 5) -> Path:
-    """A real gumbench results file with ``rows`` rows (0 allowed)."""
+def results_file(folder: Path, rows: int | None = None) -> Path:
+    """A real gumbench results file (a tiny sweep's), cut to ``rows`` rows when given (0 allowed)."""
     import pandas as pd
 
-    from gumbench.benchmarks.sweep.store import run_metadata, write_parquet
+    from gumbench.benchmarks.sweep import run_sweep
+    from gumbench.benchmarks.sweep.store import METADATA_COLUMNS, read_metadata, write_parquet
 
-    frame = pd.DataFrame({"kind": ["gradstats"] * rows, "task": ["bernoulli"] * rows, "metric": ["mse"] * rows,
-                          "value": [1.0] * rows, "unit_id": ["u"] * rows, "step": [-1] * rows})
-    return write_parquet(frame, folder / "r.parquet", run_metadata({}, "0000000000"))
+    config = {"name": "tiny", "repetitions": 2, "gradstats": {"tasks": ["bernoulli"], "estimators": ["st-gumbel"], "samples": 20}}
+    run = run_sweep(config, out=folder / ".tiny", progress=False)
+    frame = pd.read_parquet(run.results).drop(columns=list(METADATA_COLUMNS))
+    path = write_parquet(frame if rows is None else frame.iloc[:rows], folder / "r.parquet", read_metadata(run.results))
+    import shutil
+
+    shutil.rmtree(folder / ".tiny")
+    return path
 
 
 def setup(kind: str, folder: Path) -> None:
@@ -34,7 +40,7 @@ def setup(kind: str, folder: Path) -> None:
     elif kind == "binary":
         (folder / "r.parquet").write_bytes(os.urandom(4096))
     elif kind == "truncated":
-        path = results_file(folder, 200)
+        path = results_file(folder)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif kind == "zero rows":
         results_file(folder, 0)

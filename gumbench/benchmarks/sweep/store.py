@@ -40,6 +40,8 @@ METADATA_KEY = b"gumbench"
 METADATA_COLUMNS = ("gumbench_version", "git_commit", "code_hash", "torch_version", "triton_version", "device", "base_seed",
                     "config_hash")
 IDENTITY = ("config_hash", "code_hash")
+ROW_COLUMNS = ("kind", "task", "task_name", "estimator", "estimator_name", "label", "tau", "repetition", "seed", "unit_id",
+               "step", "metric", "value", "low", "high")
 
 
 # --- atomic writes ------------------------------------------------------------------------
@@ -182,9 +184,13 @@ def read_results(path: Path, metadata: dict | None = None):
             if found.get(key) != metadata[key]:
                 raise GumbenchError(f"{path} belongs to another run ({key} {found.get(key)}, this run's {metadata[key]})")
     try:
-        return pq.read_table(path).to_pandas()
+        frame = pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError) as exc:
         raise GumbenchError(f"{path} is not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ROW_COLUMNS if c not in frame.columns]
+    if missing:
+        raise GumbenchError(f"{path} is not a gumbench results file: no column {', '.join(missing)}")
+    return frame
 
 
 # --- the results store ----------------------------------------------------------------------

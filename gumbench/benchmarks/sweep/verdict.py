@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 
+from gumbench.errors import GumbenchError
+
 SHRINKS, COLLAPSED, DIVERGED = "shrinks the gradient", "collapsed", "diverged"
 LOSS_WINDOW = 10
 NO_BETTER_THAN_ZERO = "no estimator beats a zero estimate here (MSE / ‖grad‖² >= 1)"
@@ -38,11 +40,18 @@ def _last(frame, metric: str):
     return rows.groupby("unit_id")["value"].last()
 
 
+def _require(found, needed, what: str) -> None:
+    missing = [m for m in needed if m not in set(found)]
+    if missing:
+        raise GumbenchError(f"the {what} rows lack the metrics {', '.join(missing)}: not results of a gumbench sweep")
+
+
 def gradstats_outcomes(frame):
     """One row per gradstats unit: its score (MSE / ||e||^2) and warning."""
     import numpy as np
 
     wide = frame.pivot_table(index="unit_id", columns="metric", values="value", aggfunc="first")
+    _require(wide.columns, ("mse", "exact_norm", "relative_bias", "snr", "total_variance"), "gradient statistics")
     score = wide["mse"] / wide["exact_norm"] ** 2
     mean_norm = wide["snr"] * np.sqrt(wide["total_variance"])  # snr = ||E[x]|| / sqrt(tr Sigma)
     shrinks = (wide["relative_bias"] >= 0.9) | (mean_norm.fillna(0) < 0.1 * wide["exact_norm"])
@@ -54,6 +63,7 @@ def training_outcomes(frame):
     import numpy as np
     import pandas as pd
 
+    _require(frame["metric"].unique(), ("loss",), "training")
     loss = frame[frame["metric"] == "loss"].sort_values("step")
     recon = _last(frame, "eval_reconstruction")
     tail_loss = loss.groupby("unit_id")["value"].apply(lambda v: v.iloc[-LOSS_WINDOW:].mean())
