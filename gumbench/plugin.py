@@ -7,9 +7,11 @@ A plugin class declares, as data,
     parameters   the parameters and their defaults (the type of a default is the parameter's type)
     choices      allowed values of a parameter, e.g. {"baseline": ("none", "ema", "loo")}
     ranges       allowed interval of a numeric parameter, e.g. {"tau": POSITIVE}
+    requires     a parameter that only applies with another one's value, e.g.
+                 {"kmeans_iters": ("init", "kmeans")}: setting it otherwise is an error
 
-and :meth:`Plugin.validate` checks only what a declaration cannot say (parameters that depend
-on each other, data that must load). An instance knows its canonical ``spec`` (every
+and :meth:`Plugin.validate` checks only what a declaration cannot say (other parameters that
+depend on each other, data that must load). An instance knows its canonical ``spec`` (every
 parameter), its short ``label`` (the parameters given that differ from the defaults) and makes
 validated copies with :meth:`Plugin.with_params`; parameters are never changed in place.
 This module imports no torch.
@@ -64,6 +66,9 @@ NON_NEGATIVE = Range(0)  # >= 0
 AT_LEAST_ONE = Range(1)  # >= 1 (counts, sizes)
 OPEN_UNIT = Range(0, 1, low_open=True, high_open=True)  # in (0, 1): decays
 HALF_OPEN_UNIT = Range(0, 1, low_open=True)  # in (0, 1]: probabilities, shares
+# tau of the relaxations: the interval over which estimators promise finite values and gradients in
+# every dtype they take (their backward multiplies the upstream gradient by up to 1/(2 tau))
+TEMPERATURE = Range(0.01, 100)
 
 
 class Plugin:
@@ -74,12 +79,17 @@ class Plugin:
     parameters: ClassVar[dict[str, Any]] = {}
     choices: ClassVar[dict[str, tuple]] = {}
     ranges: ClassVar[dict[str, Range]] = {}
+    requires: ClassVar[dict[str, tuple[str, Any]]] = {}
 
     def __init__(self, **params):
         self.given = dict(params)
         self.params = coerce_params(self.name, self.parameters, self.choices, params)
         for key, allowed in self.ranges.items():
             allowed.check(self.name, key, self.params[key])
+        for key, (switch, value) in self.requires.items():
+            if self.params[key] != self.parameters[key] and self.params[switch] != value:
+                setting = f"{switch}={format_value(value)}"
+                raise GumbenchError(f"{self.name}: {key} only applies with {setting}; set {setting} or leave {key} out")
         self.validate()
 
     def validate(self) -> None:

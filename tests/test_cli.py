@@ -165,7 +165,7 @@ def test_optimize_writes_a_per_step_csv(tmp_path):
     [
         (("gradstats", "-e", "bogus"), "unknown estimator 'bogus'; available: "),
         (("gradstats", "-t", "bogus"), "unknown task 'bogus'; available: bernoulli, categorical, polynomial"),
-        (("gradstats", "-e", "st-gumbel[tau=0]"), "tau must be a finite number > 0"),
+        (("gradstats", "-e", "st-gumbel[tau=0]"), "tau must be a finite number in [0.01, 100]"),
         (("gradstats", "-e", "reinforce", "--tau", "2"), "has no temperature"),
         (("gradstats", "--samples", "many"), "--samples"),
         (("gradstats", "--samples", "2"), "samples must be an integer >= 4"),

@@ -6,7 +6,7 @@ import pytest
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators import CategoricalEstimator, make_estimator, registry
-from gumbench.plugin import AT_LEAST_ONE, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, Plugin, Range
+from gumbench.plugin import AT_LEAST_ONE, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, TEMPERATURE, Plugin, Range
 from gumbench.registry import parse_spec
 
 
@@ -30,8 +30,8 @@ def message(call):
 
 
 def test_range_describe_contains_and_check_messages():
-    assert [r.describe() for r in (POSITIVE, NON_NEGATIVE, AT_LEAST_ONE, OPEN_UNIT, HALF_OPEN_UNIT)] == [
-        "> 0", ">= 0", ">= 1", "in (0, 1)", "in (0, 1]"]
+    assert [r.describe() for r in (POSITIVE, NON_NEGATIVE, AT_LEAST_ONE, OPEN_UNIT, HALF_OPEN_UNIT, TEMPERATURE)] == [
+        "> 0", ">= 0", ">= 1", "in (0, 1)", "in (0, 1]", "in [0.01, 100]"]
     assert Range(high=2).describe() == "<= 2" and Range(high=0.5, high_open=True).describe() == "< 0.5"
     assert Range(-1, 2.5).describe() == "in [-1, 2.5]"
 
@@ -100,7 +100,7 @@ def test_with_params_returns_a_new_validated_object_and_never_mutates():
     assert hot is not st and type(hot) is type(st)
     assert hot.spec == "st-gumbel[tau=2]" and hot.label == "st-gumbel[tau=2]"
     assert st.params == {"tau": 0.5} and st.given == {"tau": 0.5} and st.spec == "st-gumbel[tau=0.5]"
-    for bad, fragment in (({"tau": 0}, "tau must be a finite number > 0"), ({"temperature": 1}, "has no parameter 'temperature'")):
+    for bad, fragment in (({"tau": 0}, r"tau must be a finite number in \[0.01, 100\]"), ({"temperature": 1}, "has no parameter 'temperature'")):
         with pytest.raises(GumbenchError, match=fragment):
             st.with_params(**bad)
     assert st.params == {"tau": 0.5}
@@ -139,3 +139,15 @@ def test_has_temperature_is_read_from_the_declared_parameters():
     assert Hot.has_temperature and Hot(tau=0.5).has_temperature
     assert not Cold.has_temperature and not Cold().has_temperature
     assert "hot" not in registry.names() and "cold" not in registry.names()
+
+
+def test_an_option_that_requires_another_is_refused_without_it():
+    class Gadget(Plugin):
+        name = "gadget"
+        parameters = {"init": "random", "iters": 10, "restart": False, "every": 50}
+        requires = {"iters": ("init", "kmeans"), "every": ("restart", True)}
+
+    assert Gadget(init="kmeans", iters=3).params["iters"] == 3 and Gadget(restart=True, every=2).params["every"] == 2
+    assert Gadget(iters=10).params["iters"] == 10, "the default value is not a setting"
+    assert message(lambda: Gadget(iters=3)) == "gadget: iters only applies with init=kmeans; set init=kmeans or leave iters out"
+    assert message(lambda: Gadget(every=2)) == "gadget: every only applies with restart=true; set restart=true or leave every out"

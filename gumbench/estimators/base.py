@@ -28,12 +28,17 @@ import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.kernels.reference import check_logits
-from gumbench.plugin import Plugin
+from gumbench.plugin import TEMPERATURE, Plugin
 from gumbench.registry import Registry, parse_spec
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 FAMILIES = ("relaxation", "score-function", "vq")
+
+# The largest |logit| accepted: the estimators compute in float32 (float64 for float64 logits) and
+# divide differences of two logits (plus bounded Gumbel noise) by tau >= TEMPERATURE.low, which
+# stays below float32's largest value for logits up to this bound.
+LOGIT_LIMIT = torch.finfo(torch.float32).max * TEMPERATURE.low / 4
 
 # the built-ins register when gumbench.estimators (the package) imports their modules
 registry = Registry("estimator", group="gumbench.estimators")
@@ -117,6 +122,12 @@ class CategoricalEstimator(Estimator):
         check_logits(logits)
         if logits.dim() < 2:
             raise GumbenchError(f"{self.spec}: logits need shape (..., G, V), got {tuple(logits.shape)}")
+        if logits.numel():
+            with torch.no_grad():
+                largest = float(logits.abs().masked_fill(torch.isneginf(logits), 0).amax())
+            if largest > LOGIT_LIMIT:
+                raise GumbenchError(f"{self.spec}: logits must be -inf or at most {LOGIT_LIMIT:.2g} in absolute value "
+                                    f"(so that logits / tau stays finite in float32), got {largest:.3g}")
         return self.estimate(logits, loss_fn, generator)
 
     def estimate(self, logits: torch.Tensor, loss_fn: LossFn, generator: torch.Generator | None) -> EstimatorOutput:

@@ -49,8 +49,9 @@ class DisARM(CategoricalEstimator):
                 f"{self.name} is for binary variables: logits must have shape (..., G, 2) with the Bernoulli logit "
                 f"l1 - l0, got {logits.shape[-1]} categories; use a binary task (bernoulli, polynomial)"
             )
-        finite = logits.masked_fill(torch.isneginf(logits), 0.0)  # keeps -inf out of the score term
-        a = logits[..., 1].detach() - logits[..., 0].detach()
+        work = logits.to(compute_dtype(logits.dtype))  # fp16: l1 - l0 can overflow, so in fp32
+        finite = work.masked_fill(torch.isneginf(work), 0.0)  # keeps -inf out of the score term
+        a = work[..., 1].detach() - work[..., 0].detach()
         b, b_anti = antithetic_pair(a, generator)
         indices = torch.stack((b, b_anti)).long()  # (2, ..., G)
         value = one_hot(indices, 2, logits.dtype)
@@ -59,5 +60,5 @@ class DisARM(CategoricalEstimator):
             sign = (b.to(f.dtype) - b_anti.to(f.dtype))  # (-1)^{b~} 1[b != b~]
             coefficient = 0.5 * (f[0] - f[1]).unsqueeze(-1) * sign * torch.sigmoid(a.abs().to(f.dtype))
         score = finite[..., 1] - finite[..., 0]
-        surrogate = f.mean(0) + (coefficient * (score - score.detach())).sum(-1)
+        surrogate = f.mean(0) + (coefficient * (score - score.detach())).sum(-1).to(f.dtype)
         return EstimatorOutput(surrogate=surrogate, value=value, indices=indices, loss=f.mean(0), aux={})

@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import sample_categorical
-from gumbench.plugin import POSITIVE
+from gumbench.kernels.reference import compute_dtype, sample_categorical
+from gumbench.plugin import TEMPERATURE
 
 
 def probability_gap(log_probs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ class GappedStraightThrough(CategoricalEstimator):
     description = "Gapped straight-through (Fan 2022): sample D forward, softmax((logits + m)/tau) Jacobian backward, m deterministic with a gap (1.0 or p)."
     parameters = {"tau": 1.0, "variant": "1.0"}
     choices = {"variant": ("1.0", "p")}
-    ranges = {"tau": POSITIVE}
+    ranges = {"tau": TEMPERATURE}
     variants = ({"variant": "1.0"}, {"variant": "p"})
 
     def __init__(self, **params):
@@ -77,7 +77,7 @@ class GappedStraightThrough(CategoricalEstimator):
 
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)
-        work = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+        work = logits.to(compute_dtype(logits.dtype))
         soft = torch.softmax(gapped_logits(work, indices, self.params["variant"]) / self.params["tau"], dim=-1)
         hard = one_hot(indices, logits.shape[-1], soft.dtype)
         value = (hard + soft - soft.detach()).to(logits.dtype)

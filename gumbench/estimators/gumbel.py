@@ -14,13 +14,13 @@ from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call
 # The fused Triton kernel on CUDA tensors, the PyTorch reference on the CPU
 # (force either with gumbench.kernels.set_backend or $GUMBENCH_KERNEL_BACKEND).
 from gumbench.kernels import gumbel_softmax
-from gumbench.plugin import POSITIVE
+from gumbench.plugin import TEMPERATURE
 
 
 class _GumbelBase(CategoricalEstimator):
     family = "relaxation"
     parameters = {"tau": 1.0}
-    ranges = {"tau": POSITIVE}
+    ranges = {"tau": TEMPERATURE}
 
     def _relaxed(self, logits, loss_fn, generator, hard: bool) -> EstimatorOutput:
         # logits were validated by CategoricalEstimator.forward

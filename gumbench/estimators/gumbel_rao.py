@@ -23,7 +23,7 @@ from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call
 # The fused Triton kernel on CUDA tensors, the PyTorch reference on the CPU
 # (force either with gumbench.kernels.set_backend or $GUMBENCH_KERNEL_BACKEND).
 from gumbench.kernels import gumbel_rao
-from gumbench.plugin import POSITIVE, Range
+from gumbench.plugin import TEMPERATURE, Range
 
 
 @register
@@ -32,7 +32,7 @@ class GumbelRao(CategoricalEstimator):
     family = "relaxation"
     description = "Gumbel-Rao (Paulus 2021): one hard sample forward, softmax((logits + g)/tau) Jacobian averaged over M draws of g given the sample."
     parameters = {"tau": 1.0, "samples": 10}
-    ranges = {"tau": POSITIVE, "samples": Range(1, meaning="M, the conditional Gumbel draws")}
+    ranges = {"tau": TEMPERATURE, "samples": Range(1, meaning="M, the conditional Gumbel draws")}
 
     def estimate(self, logits, loss_fn, generator):
         if not self.training:  # as st-gumbel: the noiseless argmax, no gradient

@@ -20,8 +20,8 @@ import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import sample_categorical
-from gumbench.plugin import POSITIVE
+from gumbench.kernels.reference import compute_dtype, sample_categorical
+from gumbench.plugin import TEMPERATURE
 
 
 def softmax_jacobian_surrogate(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ class ReinMax(CategoricalEstimator):
     family = "relaxation"
     description = "ReinMax (Liu 2023): sample forward, 2 J(pi_half) - J(pi)/2 backward, pi_half = (softmax(logits/tau) + D)/2; tau >= 1."
     parameters = {"tau": 1.0}
-    ranges = {"tau": POSITIVE}
+    ranges = {"tau": TEMPERATURE}
 
     def validate(self) -> None:
         tau = self.params["tau"]
@@ -51,7 +51,7 @@ class ReinMax(CategoricalEstimator):
 
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)
-        work = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+        work = logits.to(compute_dtype(logits.dtype))
         hard = one_hot(indices, logits.shape[-1], work.dtype)
         with torch.no_grad():
             pi = torch.softmax(work, dim=-1)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import sample_categorical
-from gumbench.plugin import POSITIVE
+from gumbench.kernels.reference import compute_dtype, sample_categorical
+from gumbench.plugin import TEMPERATURE
 
 
 @register
@@ -19,12 +19,12 @@ class StraightThrough(CategoricalEstimator):
     family = "relaxation"
     description = "Sample z ~ Cat(softmax(logits)) forward, Jacobian of softmax(logits/tau) backward (Bengio 2013)."
     parameters = {"tau": 1.0}
-    ranges = {"tau": POSITIVE}
+    ranges = {"tau": TEMPERATURE}
 
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)
-        z = one_hot(indices, logits.shape[-1], logits.dtype)
-        soft = torch.softmax(logits / self.params["tau"], dim=-1)
-        value = z + soft - soft.detach()
+        work = logits.to(compute_dtype(logits.dtype))  # fp16/bf16: logits / tau and the softmax in fp32
+        soft = torch.softmax(work / self.params["tau"], dim=-1)
+        value = (one_hot(indices, logits.shape[-1], work.dtype) + soft - soft.detach()).to(logits.dtype)
         loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
         return EstimatorOutput(surrogate=loss, value=value, indices=indices, loss=loss, aux={})

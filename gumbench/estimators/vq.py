@@ -38,7 +38,16 @@ cosine=true     cosine-similarity codebook (Yu et al. 2022, ViT-VQGAN): vectors 
                 the losses and the EMA statistics live on the unit sphere.
 
 The options that only refine another one (``kmeans_iters``, ``restart_threshold``) are rejected
-up front when set without it. In-place changes happen in training mode only, like the EMA.
+up front when set without it. In-place changes happen in training mode only, like the EMA, and
+never on an empty batch.
+
+Numerics. Vectors and codebook must share a dtype and device, be finite and be small enough that
+squared distances, losses and their gradients stay finite (``magnitude_limit``); anything else is
+refused up front. fp16 and bf16 inputs are computed in fp32 (distances, losses, the rotation, the
+k-means and the EMA statistics): the value is cast back, the auxiliary losses stay in fp32.
+Normalizing divides by max(|z_e|, ``shortest(dtype)``) and the rotation's rescale |e|/|z_e| is
+capped at 1 / ``shortest(dtype)`` = sqrt(largest value of dtype), so vectors near 0 keep finite
+gradients.
 
 VQ estimators take vectors, not logits, so the enumeration-based gradient
 statistics do not apply to them; they are measured in the training tasks.
@@ -46,11 +55,14 @@ statistics do not apply to them; they are measured in the training tasks.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators.base import EstimatorOutput, VQEstimator, call_loss, one_hot, register
-from gumbench.plugin import AT_LEAST_ONE, NON_NEGATIVE, OPEN_UNIT, POSITIVE, Range
+from gumbench.kernels.reference import compute_dtype
+from gumbench.plugin import AT_LEAST_ONE, OPEN_UNIT, Range
 
 
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -60,9 +72,29 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return ((codebook * codebook).sum(-1) - 2 * cross).argmin(dim=-1)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """x / |x| over the last dim; a zero vector stays zero."""
-    return torch.nn.functional.normalize(x, dim=-1, eps=torch.finfo(x.dtype).tiny)
+def shortest(dtype: torch.dtype) -> float:
+    """1 / sqrt(largest value of dtype): dividing by a length of at least this (or scaling by |e| over
+    it) multiplies a gradient by at most sqrt(largest), so gradients up to that stay finite."""
+    return torch.finfo(dtype).max ** -0.5
+
+
+def magnitude_limit(dtype: torch.dtype, elements: int, beta: float) -> float:
+    """The largest max|z_e| + max|e| accepted for vectors of ``dtype`` with G * D = ``elements``.
+
+    With s that sum, a squared distance sum_d (z - e)^2 is at most G * D * s^2, and so is the sum
+    behind a loss (a mean of G * D squares); the codebook loss plus beta times the commitment loss is
+    kept below half the compute dtype's largest value (the other half is the downstream loss's). The
+    losses' gradients, 2 beta (z - e) / (G * D) at z_e and 2 (e - z) / (G * D) at the codebook, land
+    in ``dtype`` and are kept below a quarter of its largest value.
+    """
+    losses = math.sqrt(torch.finfo(compute_dtype(dtype)).max / (2 * (1 + beta) * elements))
+    return min(losses, elements * torch.finfo(dtype).max / (4 * max(1.0, beta)))
+
+
+def normalize(x: torch.Tensor, floor: float | None = None) -> torch.Tensor:
+    """x / max(|x|, floor) over the last dim (floor: the dtype's smallest normal number unless given);
+    a zero vector stays zero."""
+    return torch.nn.functional.normalize(x, dim=-1, eps=torch.finfo(x.dtype).tiny if floor is None else floor)
 
 
 def closest_angle_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -70,10 +102,11 @@ def closest_angle_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor
     return torch.einsum("...gd,gkd->...gk", normalize(z), normalize(codebook)).argmax(dim=-1)
 
 
-def rotate_to(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def rotate_to(z: torch.Tensor, target: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
     """sg[lambda R] z: rotation R of z/|z| onto target/|target| and rescale lambda = |target|/|z|,
     both held constant, applied to z. Its value is ``target`` up to rounding; its backward is
-    lambda R^T. Rows with z = 0 have no direction and pass z through unchanged."""
+    lambda R^T. Rows with z = 0 have no direction and pass z through unchanged; lambda is capped at
+    1 / ``floor`` (|z| is taken as at least |target| * floor)."""
     with torch.no_grad():
         tiny = torch.finfo(z.dtype).tiny
         z_norm = z.norm(dim=-1, keepdim=True)
@@ -84,7 +117,8 @@ def rotate_to(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         # |u + q| -> 0 when target is opposite z: r = 0 leaves the reflection I - 2 u u^T
         r = torch.where(w_norm > 1e-6, w / w_norm.clamp_min(tiny), torch.zeros_like(w))
         degenerate = z_norm <= tiny
-        scale = torch.where(degenerate, torch.ones_like(z_norm), target.norm(dim=-1, keepdim=True) / z_norm.clamp_min(tiny))
+        target_norm = target.norm(dim=-1, keepdim=True)
+        scale = torch.where(degenerate, torch.ones_like(z_norm), target_norm / torch.maximum(z_norm, target_norm * floor).clamp_min(tiny))
         r = torch.where(degenerate, torch.zeros_like(r), r)
         q = torch.where(degenerate, torch.zeros_like(q), q)
     # R z = z - 2 r (r . z) + 2 q (u . z)
@@ -129,67 +163,90 @@ class VQCommitment(VQEstimator):
     parameters = {"beta": 0.25, "ema": False, "decay": 0.99, "eps": 1e-5, "rotation": False, "init": "random",
                   "kmeans_iters": 10, "restart": False, "restart_threshold": 50, "cosine": False}
     choices = {"init": ("random", "kmeans")}
-    ranges = {"beta": NON_NEGATIVE, "eps": POSITIVE, "decay": OPEN_UNIT, "kmeans_iters": AT_LEAST_ONE,
-              "restart_threshold": Range(1, meaning="training calls a code may go unused")}
+    ranges = {"beta": Range(0, 100, meaning="commitment weight"), "decay": OPEN_UNIT,
+              # EMA counts below eps are never divided by: eps must be a normal float32 number
+              "eps": Range(torch.finfo(torch.float32).tiny, 1, meaning="count below which a code is no longer rewritten"),
+              "kmeans_iters": AT_LEAST_ONE, "restart_threshold": Range(1, meaning="training calls a code may go unused")}
+    requires = {"kmeans_iters": ("init", "kmeans"), "restart_threshold": ("restart", True)}
 
     def validate(self) -> None:
-        p = self.params
-        for option, switch, on in (("kmeans_iters", "init=kmeans", p["init"] == "kmeans"),
-                                   ("restart_threshold", "restart=true", p["restart"])):
-            if p[option] != self.parameters[option] and not on:
-                raise GumbenchError(f"{self.name}: {option} only applies with {switch}; set it or leave {option} out")
         self.register_buffer("ema_counts", None)
         self.register_buffer("ema_sums", None)
         self.register_buffer("unused_calls", None)  # per code, consecutive training calls without use (restart)
-        self.register_buffer("initialized", torch.tensor(p["init"] != "kmeans"))  # k-means runs once, lazily
+        self.register_buffer("initialized", torch.tensor(self.params["init"] != "kmeans"))  # k-means runs once, lazily
 
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """The code index each vector (..., G, D) goes to: nearest by L2, or by angle with cosine=true."""
         codes = codebook.unsqueeze(0).expand(vectors.shape[-2], *codebook.shape) if codebook.dim() == 2 else codebook
         choose = closest_angle_codes if self.params["cosine"] else nearest_codes
-        return choose(vectors.detach(), codes.detach())
+        work = compute_dtype(vectors.dtype)
+        return choose(vectors.detach().to(work), codes.detach().to(work))
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
-        z, codes = self._check(inputs, codebook)
-        if self.training and not bool(self.initialized):
-            self._kmeans_init(z.detach(), codebook, generator)
-        indices = self.assign_codes(z, codes)
+        codes = self._check(inputs, codebook)
+        learn = self.training and inputs.shape[:-2].numel() > 0  # an empty batch leaves the codebook alone
+        if learn and not bool(self.initialized):
+            self._kmeans_init(inputs.detach(), codebook, generator)
+        indices = self.assign_codes(inputs, codes)
+        floor = shortest(inputs.dtype)
+        work = compute_dtype(inputs.dtype)
+        z, codes = inputs.to(work), codes.to(work)  # fp16/bf16: everything below in fp32
         if self.params["cosine"]:  # everything below lives on the unit sphere
-            z, codes = normalize(z), normalize(codes)
-        assign = one_hot(indices, codes.shape[1], z.dtype)  # (..., G, K)
+            z, codes = normalize(z, floor), normalize(codes, floor)
+        assign = one_hot(indices, codes.shape[1], work)  # (..., G, K)
         z_q = torch.einsum("...gk,gkd->...gd", assign, codes)
         if self.params["rotation"]:
-            carried = rotate_to(z, z_q.detach())
+            # on the unit sphere the rescale is 1: capped there, a vector shorter than the floor is
+            # amplified once (by normalizing), not twice
+            carried = rotate_to(z, z_q.detach(), 1.0 if self.params["cosine"] else floor)
             value = z_q.detach() + (carried - carried.detach())
         else:
             value = z + (z_q - z).detach()
+        value = value.to(inputs.dtype)
         loss = call_loss(loss_fn, value, z.shape[:-2], self.spec)
         commitment = self.params["beta"] * (z - z_q.detach()).pow(2).mean(dim=(-2, -1))
         aux = {"commitment": commitment}
         if self.params["ema"]:
-            if self.training:
+            if learn:
                 self._ema_update(z.detach(), assign, codebook)
         else:
             aux["codebook"] = (z.detach() - z_q).pow(2).mean(dim=(-2, -1))
-        if self.params["restart"] and self.training:
+        if self.params["restart"] and learn:
             self._restart_dead_codes(z.detach(), assign, codebook, generator)
         surrogate = loss + sum(aux.values())
         return EstimatorOutput(surrogate=surrogate, value=value, indices=indices, loss=loss, aux=aux)
 
-    def _check(self, inputs, codebook):
-        if codebook is None:
-            raise GumbenchError(f"{self.spec} needs codebook=tensor of shape (G, K, D) or (K, D)")
-        if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() >= 2):
-            raise GumbenchError(f"{self.spec}: inputs must be a float tensor of shape (..., G, D)")
-        if not torch.isfinite(inputs).all():
-            raise GumbenchError(f"{self.spec}: inputs contain NaN or inf")
-        codes = codebook.unsqueeze(0).expand(inputs.shape[-2], *codebook.shape) if codebook.dim() == 2 else codebook
-        if codes.dim() != 3 or codes.shape[0] != inputs.shape[-2] or codes.shape[-1] != inputs.shape[-1]:
-            raise GumbenchError(
-                f"{self.spec}: codebook shape {tuple(codebook.shape)} does not fit inputs {tuple(inputs.shape)}; "
-                f"expected (G, K, D) = ({inputs.shape[-2]}, K, {inputs.shape[-1]}) or (K, {inputs.shape[-1]})"
-            )
-        return inputs, codes
+    def _check(self, inputs, codebook) -> torch.Tensor:
+        """Refuse, before any work, what this estimator does not take; return the codebook as (G, K, D)."""
+        who = self.label
+        if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() >= 2 and min(inputs.shape[-2:]) >= 1):
+            got = f"{inputs.dtype} of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
+        groups, dim = inputs.shape[-2:]
+        if not isinstance(codebook, torch.Tensor):
+            raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D), got {type(codebook).__name__}")
+        if codebook.dtype != inputs.dtype or codebook.device != inputs.device:
+            raise GumbenchError(f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
+                                f"got {codebook.dtype} on {codebook.device}")
+        if codebook.dim() not in (2, 3) or codebook.shape[-1] != dim or codebook.shape[-2] < 1 or codebook.shape[:-2] not in ((), (groups,)):
+            raise GumbenchError(f"{who}: codebook shape {tuple(codebook.shape)} does not fit inputs {tuple(inputs.shape)}; "
+                                f"expected (G, K, D) = ({groups}, K, {dim}) or (K, {dim}) with K >= 1 codes")
+        if self.params["ema"] and codebook.dim() != 3:
+            raise GumbenchError(f"{who}: ema=true updates per-group codebooks; pass shape (G, K, D), got {tuple(codebook.shape)}")
+        # a codebook that k-means is about to overwrite is never read: its codes will be means of the inputs
+        overwritten = self.training and not bool(self.initialized) and inputs.shape[:-2].numel() > 0
+        with torch.no_grad():
+            sizes = [float(t.abs().amax()) if t.numel() else 0.0 for t in (inputs, codebook)]
+        if overwritten:
+            sizes[1] = max(sizes[0], 1.0 if self.params["cosine"] else 0.0)
+        for name, size in zip(("inputs", "codebook"), sizes):
+            if not math.isfinite(size):
+                raise GumbenchError(f"{who}: NaN or inf in the {name}; allowed are finite values")
+        limit, dtype = magnitude_limit(inputs.dtype, groups * dim, self.params["beta"]), str(inputs.dtype).removeprefix("torch.")
+        if sum(sizes) > limit:
+            raise GumbenchError(f"{who}: max |input| + max |code| must be at most {limit:.3g} for {dtype} with G * D = "
+                                f"{groups * dim} (squared distances, losses and gradients must stay finite), got {sizes[0]:.3g} + {sizes[1]:.3g}")
+        return codebook.unsqueeze(0).expand(groups, *codebook.shape) if codebook.dim() == 2 else codebook
 
     @staticmethod
     def _per_book(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -199,21 +256,19 @@ class VQCommitment(VQEstimator):
 
     @torch.no_grad()
     def _kmeans_init(self, z: torch.Tensor, codebook: torch.Tensor, generator) -> None:
-        points = self._per_book(z, codebook)
+        points = self._per_book(z.to(compute_dtype(z.dtype)), codebook)  # fp16/bf16: k-means in fp32
         cosine = self.params["cosine"]
         if cosine:
             points = normalize(points)
-        centres = kmeans(points.to(codebook.dtype), codebook.shape[-2], self.params["kmeans_iters"], generator=generator, spherical=cosine)
+        centres = kmeans(points, codebook.shape[-2], self.params["kmeans_iters"], generator=generator, spherical=cosine)
         codebook.data.copy_(centres.reshape(codebook.shape))
         self.initialized.fill_(True)
 
     @torch.no_grad()
     def _ema_update(self, z: torch.Tensor, assign: torch.Tensor, codebook: torch.Tensor) -> None:
-        if codebook.dim() != 3:
-            raise GumbenchError(f"{self.spec}: ema=true updates per-group codebooks; pass shape (G, K, D)")
-        if self.ema_counts is None or self.ema_counts.shape != codebook.shape[:2]:
-            self.ema_counts = torch.ones(codebook.shape[:2], dtype=codebook.dtype, device=codebook.device)
-            self.ema_sums = codebook.detach().clone()
+        if self.ema_counts is None or self.ema_counts.shape != codebook.shape[:2]:  # statistics in the compute dtype
+            self.ema_counts = torch.ones(codebook.shape[:2], dtype=z.dtype, device=codebook.device)
+            self.ema_sums = codebook.detach().to(z.dtype, copy=True)
         decay, eps = self.params["decay"], self.params["eps"]
         flat_assign = assign.reshape(-1, *assign.shape[-2:])  # (N, G, K)
         counts = flat_assign.sum(0)

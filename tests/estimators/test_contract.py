@@ -98,6 +98,7 @@ def test_bad_logits_are_rejected(name):
         (torch.tensor([[0.0, float("inf")]]), r"\+inf"),
         (torch.full((1, 3), float("-inf")), "entirely -inf"),
         (torch.zeros(3), r"\(\.\.\., G, V\)"),
+        (torch.zeros(2, 3, dtype=torch.long), "floating-point"),
     ]:
         with pytest.raises(GumbenchError, match=match):
             est(bad, lambda y: y.sum((-2, -1)))
@@ -149,12 +150,13 @@ def test_sampled_category_frequencies_match_softmax(name):
     assert p > 1e-3, (counts, expected, p)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(
     "name, tau",
     [(n, t) for n in EXTREME_NAMES for t in (0.01, 1.0, 100.0)
      if not (n == "reinmax" and t < 1)],  # ReinMax needs tau >= 1 (tested as an error in test_reinmax.py)
 )
-def test_extreme_logits_stay_finite(name, tau):
+def test_extreme_logits_stay_finite(name, tau, dtype):
     est = make_estimator(name)
     if est.has_temperature:
         est = make_estimator(name, tau=tau)
@@ -162,7 +164,7 @@ def test_extreme_logits_stay_finite(name, tau):
     if est.required_categories == 2:  # binary groups (DisARM): (1e4, -1e4), (0, -inf), (-inf, 1e4 - 1), (0, 0)
         row = torch.tensor([[1e4, -1e4], [0.0, float("-inf")], [float("-inf"), 1e4 - 1.0], [0.0, 0.0]])
     logits = row.expand(512, *row.shape[-2:]) if row.dim() == 2 else row.expand(512, 2, 5)
-    logits = logits.clone().requires_grad_(True)
+    logits = logits.to(dtype, copy=True).requires_grad_(True)
     out = est(logits, lambda y: (y * torch.arange(float(y.shape[-1]))).sum((-2, -1)), generator=gen(0))
     out.surrogate.sum().backward()
     assert torch.isfinite(out.value).all() and torch.isfinite(out.surrogate).all()
