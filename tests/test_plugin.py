@@ -1,4 +1,5 @@
-"""Plugins: ranges (describe, contains, check messages), declared-type coercion, spec and label, with_params copies, has_temperature."""
+"""Plugins: ranges (describe, contains, check messages), finite floats, limits on products, declared-type coercion, spec and label,
+with_params copies, has_temperature; the same ranges on plain arguments."""
 
 import math
 
@@ -6,7 +7,8 @@ import pytest
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators import CategoricalEstimator, make_estimator, registry
-from gumbench.plugin import AT_LEAST_ONE, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, TEMPERATURE, Plugin, Range
+from gumbench.plugin import (AT_LEAST_ONE, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, SEED, TEMPERATURE, Plugin, Range,
+                             check_integer, check_number)
 from gumbench.registry import parse_spec
 
 
@@ -142,12 +144,57 @@ def test_has_temperature_is_read_from_the_declared_parameters():
 
 
 def test_an_option_that_requires_another_is_refused_without_it():
-    class Gadget(Plugin):
+    class Switches(Plugin):
         name = "gadget"
         parameters = {"init": "random", "iters": 10, "restart": False, "every": 50}
         requires = {"iters": ("init", "kmeans"), "every": ("restart", True)}
 
-    assert Gadget(init="kmeans", iters=3).params["iters"] == 3 and Gadget(restart=True, every=2).params["every"] == 2
-    assert Gadget(iters=10).params["iters"] == 10, "the default value is not a setting"
-    assert message(lambda: Gadget(iters=3)) == "gadget: iters only applies with init=kmeans; set init=kmeans or leave iters out"
-    assert message(lambda: Gadget(every=2)) == "gadget: every only applies with restart=true; set restart=true or leave every out"
+    assert Switches(init="kmeans", iters=3).params["iters"] == 3 and Switches(restart=True, every=2).params["every"] == 2
+    assert Switches(iters=10).params["iters"] == 10, "the default value is not a setting"
+    assert message(lambda: Switches(iters=3)) == "gadget: iters only applies with init=kmeans; set init=kmeans or leave iters out"
+    assert message(lambda: Switches(every=2)) == "gadget: every only applies with restart=true; set restart=true or leave every out"
+
+
+class Gadget(Plugin):
+    """A float without a declared range, one that names +inf as "no limit", and a product with a ceiling."""
+
+    name = "gadget"
+    parameters = {"gain": 1.0, "budget": 10.0, "rows": 4, "width": 8}
+    ranges = {"budget": Range(0, math.inf, low_open=True), "rows": AT_LEAST_ONE, "width": AT_LEAST_ONE}
+    limits = {("rows", "width"): 1024}
+
+
+def test_floats_must_be_finite_unless_a_range_names_infinity():
+    for bad in (math.nan, math.inf, -math.inf):
+        assert message(lambda: Gadget(gain=bad)) == f"gadget: gain must be a finite number, got {bad!r}"
+    assert Gadget(gain=-1e300).params["gain"] == -1e300
+    # a closed infinite end allows exactly that infinity, never NaN nor the other one
+    assert Gadget(budget=math.inf).params["budget"] == math.inf
+    assert message(lambda: Gadget(budget=math.nan)) == "gadget: budget must be a number in (0, inf], got nan"
+    assert message(lambda: Gadget(budget=-math.inf)) == "gadget: budget must be a number in (0, inf], got -inf"
+    assert not Range(0, math.inf, high_open=True).contains(math.inf) and Range(-math.inf, 0).contains(-math.inf)
+    # through a registry name: 'nan' and '1e400' parse as floats and are refused the same way
+    assert "gain must be a finite number" in message(lambda: Gadget(**parse_spec("gadget[gain=1e400]").params))
+
+
+def test_limits_bound_products_of_parameters_before_validate():
+    assert Gadget(rows=32, width=32).params["rows"] == 32
+    assert message(lambda: Gadget(rows=33, width=32)) == "gadget: rows x width must be <= 1,024 (memory), got 33 x 32 = 1056"
+    assert message(lambda: Gadget(rows=10**30)) == (
+        f"gadget: rows x width must be <= 1,024 (memory), got {10**30} x 8 = {8 * 10**30}")
+
+
+def test_plain_arguments_are_checked_against_ranges():
+    assert check_integer("f", "seed", 2**63 - 1, SEED) == 2**63 - 1
+    assert type(check_integer("f", "seed", __import__("numpy").int64(3), SEED)) is int
+    for bad, text in ((-1, "f: seed must be in [0, 9223372036854775807], got -1"),
+                      (2**63, "f: seed must be in [0, 9223372036854775807], got 9223372036854775808"),
+                      (True, "f: seed must be an integer in [0, 9223372036854775807], got True"),
+                      (1.0, "f: seed must be an integer in [0, 9223372036854775807], got 1.0"),
+                      ("0", "f: seed must be an integer in [0, 9223372036854775807], got '0'")):
+        assert message(lambda: check_integer("f", "seed", bad, SEED)) == text
+    assert check_number("f", "lr", 1, POSITIVE) == 1.0
+    for bad in (math.nan, math.inf, 0):
+        assert message(lambda: check_number("f", "lr", bad, POSITIVE)).startswith("f: lr must be a finite number > 0")
+    assert message(lambda: check_number("f", "lr", None, POSITIVE)) == "f: lr must be a number > 0, got None"
+    assert message(lambda: check_number("f", "lr", False, POSITIVE)) == "f: lr must be a number > 0, got False"

@@ -23,11 +23,14 @@ from pathlib import Path
 import torch
 
 from gumbench.errors import GumbenchError
+from gumbench.plugin import Range, check_number
 
 SAMPLE_RATE = 16_000
 AUDIO_SUFFIXES = (".wav", ".flac")
 VENDORED = Path(__file__).resolve().parents[1] / "data" / "speech"
 DEFAULT_MAX_SECONDS = 1800.0
+# Audio read into memory: 4 hours of 16 kHz float32 are 0.9 GiB.
+MAX_SECONDS = Range(0, 14_400, low_open=True, meaning="seconds of audio read")
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,15 @@ def audio_files(audio_dir: str | Path | None = None) -> list[Path]:
     return files
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """One file as a mono float32 tensor at ``sample_rate``; a GumbenchError if it cannot be decoded."""
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> torch.Tensor:
+    """One file (its first ``max_seconds``, if given) as a mono float32 tensor at ``sample_rate``;
+    a GumbenchError if it cannot be decoded."""
     import soundfile as sf
     from scipy.signal import resample_poly
 
     try:
-        wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        frames = -1 if max_seconds is None else math.ceil(max_seconds * sf.info(str(path)).samplerate) + 1
+        wave, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except (RuntimeError, OSError, sf.SoundFileError) as exc:  # LibsndfileError derives from SoundFileError
         raise GumbenchError(f"cannot read audio file {str(path)!r}: {exc}") from None
     wave = wave.mean(axis=1)
@@ -95,12 +100,12 @@ def _transcripts(folder: Path) -> dict[str, str]:
 def load_corpus(audio_dir: str | Path | None = None, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> list[Utterance]:
     """Utterances of a folder (vendored corpus by default) in sorted path order, at most ``max_seconds`` in all.
 
-    Files are taken in order until the next would pass ``max_seconds`` (so a LibriSpeech
-    folder does not fill the memory); empty files are skipped. Results are cached per folder
+    Files are taken in order until the next would pass ``max_seconds`` (at most 14,400: a
+    LibriSpeech folder does not fill the memory; of a first file longer than that, only its first
+    ``max_seconds`` are read); empty files are skipped. Results are cached per folder
     (the waveforms are shared: copy before changing one in place).
     """
-    if not max_seconds > 0:
-        raise GumbenchError(f"max_seconds must be > 0, got {max_seconds}")
+    max_seconds = check_number("load_corpus", "max_seconds", max_seconds, MAX_SECONDS)
     folder = corpus_dir(audio_dir)
     return list(_load_corpus(str(folder.resolve() if folder.exists() else folder), float(max_seconds)))
 
@@ -112,7 +117,7 @@ def _load_corpus(folder: str, max_seconds: float) -> tuple[Utterance, ...]:
     transcripts = _transcripts(root)
     out, total = [], 0.0
     for path in files:
-        wave = load_audio(path)
+        wave = load_audio(path, max_seconds=max_seconds)
         if len(wave) == 0:
             continue
         if total + len(wave) / SAMPLE_RATE > max_seconds and out:

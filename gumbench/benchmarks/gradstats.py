@@ -39,13 +39,19 @@ from typing import Callable
 
 import torch
 
-from gumbench.benchmarks.toys import exact_gradient, make_task
+from gumbench.benchmarks.toys import enumerated_losses, exact_gradient, make_task
 from gumbench.errors import GumbenchError
 from gumbench.estimators import VQEstimator, make_estimator
+from gumbench.kernels.reference import check_logits
+from gumbench.plugin import MAX_ELEMENTS, SEED, Range, check_integer, check_number
 from gumbench.registry import format_spec
 
 DEFAULT_SAMPLES = 10_000
 JACKKNIFE_GROUPS = 50
+# About 1.5 hours for st-gumbel on the default toy on one CPU core (~50 us per estimate); the
+# accumulated sums are O(groups x logits) whatever the count.
+SAMPLES = Range(4, 100_000_000)
+DEFAULT_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -107,16 +113,43 @@ def _group_sizes(samples: int, groups: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(groups)]
 
 
+def draws_per_estimate(estimator) -> int:
+    """Samples one estimate draws per row (REINFORCE's ``samples``, Gumbel-Rao's M): it multiplies the memory of a draw."""
+    return int(estimator.params.get("samples", 1) or 1)
+
+
+def rows_at_once(owner: str, key: str, estimator, logits: torch.Tensor, rows: int | None) -> int:
+    """Rows of one batched draw: ``rows`` if given (refused when rows x logits x draws per estimate
+    passes MAX_ELEMENTS), else as many as fit, at most 4096."""
+    per_row = logits.numel() * draws_per_estimate(estimator)
+    if rows is None:
+        rows = max(1, min(DEFAULT_CHUNK, MAX_ELEMENTS // per_row))
+    if per_row > MAX_ELEMENTS:
+        raise GumbenchError(f"{owner}: one estimate of {estimator.label} draws {draws_per_estimate(estimator)} samples of "
+                            f"{logits.numel()} logits, {per_row:,} elements; at most {MAX_ELEMENTS:,} are allowed (lower its samples)")
+    if rows * per_row > MAX_ELEMENTS:
+        raise GumbenchError(f"{owner}: {key} x logits x draws per estimate of {estimator.label} = {rows} x {logits.numel()} x "
+                            f"{draws_per_estimate(estimator)} elements at once; at most {MAX_ELEMENTS:,} are allowed "
+                            f"(use {key} <= {MAX_ELEMENTS // per_row})")
+    return rows
+
+
 def draw_estimates(estimator, logits: torch.Tensor, loss_fn, rows: int, generator) -> torch.Tensor:
     """``rows`` independent estimates with one backward: (rows, G*V) in float64."""
     leaf = logits.detach().unsqueeze(0).expand(rows, *logits.shape).clone().requires_grad_(True)
     out = estimator(leaf, loss_fn, generator=generator)
-    (grad,) = torch.autograd.grad(out.surrogate.sum(), leaf, allow_unused=True)
-    if grad is None:  # the surrogate does not depend on the logits at all
-        grad = torch.zeros_like(leaf)
+    loss = out.loss.detach()
+    if not torch.isfinite(loss).all():
+        raise GumbenchError(f"{estimator.spec}: loss_fn returned {float(loss[~torch.isfinite(loss)][0])} on a drawn "
+                            "configuration; it must be finite for every configuration")
+    (grad,) = torch.autograd.grad(out.surrogate.sum(), leaf, allow_unused=True) if out.surrogate.requires_grad else (None,)
+    if grad is None:
+        raise GumbenchError(f"{estimator.spec} got no gradient at the logits: loss_fn's value does not depend on its "
+                            "input through autograd (detached or constant); a relaxation needs a differentiable loss")
     grad = grad.reshape(rows, -1).to(torch.float64)
     if not torch.isfinite(grad).all():
-        raise GumbenchError(f"{estimator.spec} produced NaN or inf gradients")
+        raise GumbenchError(f"{estimator.spec} produced NaN or inf gradients from finite losses; "
+                            "loss_fn must have finite gradients at the values the estimator passes it")
     return grad
 
 
@@ -138,9 +171,11 @@ def accumulate(estimator, logits, loss_fn, exact: torch.Tensor, samples: int, se
     """Draw ``samples`` estimates in chunks of ``chunk_size`` rows and sum them into ``groups`` contiguous groups."""
     e = exact.reshape(-1)
     generator = torch.Generator().manual_seed(int(seed))
-    # One discarded warm-up call brings stateful estimators (an EMA baseline) to their
-    # running state, so that the first group is not measured with an empty baseline.
-    draw_estimates(estimator, logits, loss_fn, min(samples, 256), generator)
+    # One discarded warm-up call of 256 rows (fewer where that passes MAX_ELEMENTS) brings stateful
+    # estimators (an EMA baseline) to their running state, so that the first group is not measured
+    # with an empty baseline.
+    fit = MAX_ELEMENTS // (logits.numel() * draws_per_estimate(estimator))
+    draw_estimates(estimator, logits, loss_fn, min(samples, 256, max(1, fit)), generator)
     sums = torch.zeros(groups, e.numel(), dtype=torch.float64)
     squares = torch.zeros(groups, e.numel(), dtype=torch.float64)
     sizes = _group_sizes(samples, groups)
@@ -213,22 +248,44 @@ def _training_copy(estimator):
     return est.train()
 
 
-def _check_input(logits, samples, confidence) -> None:
+def check_arguments(est, logits, samples, seed, chunk_size=None, confidence=0.95, groups=JACKKNIFE_GROUPS, reference=None,
+                    owner="gradient_statistics") -> tuple[int, int, int]:
+    """Every argument of :func:`gradient_statistics` checked before any work: (samples, seed, rows per draw)."""
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        raise GumbenchError(f"logits must be a tensor of shape (G, V), got {getattr(logits, 'shape', type(logits).__name__)}")
-    if not isinstance(samples, int) or samples < 4:
-        raise GumbenchError(f"samples must be an integer >= 4, got {samples!r}")
-    if not 0 < confidence < 1:
-        raise GumbenchError(f"confidence must be in (0, 1), got {confidence}")
+        raise GumbenchError(f"{owner}: logits must be a tensor of shape (G, V), got {getattr(logits, 'shape', type(logits).__name__)}")
+    check_logits(logits)
+    if logits.numel() == 0:
+        raise GumbenchError(f"{owner}: logits must have at least one group and one category, got shape {tuple(logits.shape)}")
+    samples = check_integer(owner, "samples", samples, SAMPLES)
+    seed = check_integer(owner, "seed", seed, SEED)
+    check_number(owner, "confidence", confidence, Range(0, 1, low_open=True, high_open=True))
+    check_integer(owner, "groups", groups, Range(2, 10_000))
+    if chunk_size is not None:
+        chunk_size = check_integer(owner, "chunk_size", chunk_size, Range(1))
+    rows = rows_at_once(owner, "chunk_size", est, logits, None if chunk_size is None else min(chunk_size, samples))
+    if reference is not None:
+        if not isinstance(reference, torch.Tensor) or tuple(reference.shape) != tuple(logits.shape):
+            raise GumbenchError(f"{owner}: reference gradient must be a tensor of the shape of logits {tuple(logits.shape)}, "
+                                f"got {getattr(reference, 'shape', type(reference).__name__)}")
+        if not torch.isfinite(reference).all():
+            raise GumbenchError(f"{owner}: reference gradient must be finite")
+    return samples, seed, rows
 
 
 def _exact_or_reference(logits, loss_fn, reference) -> tuple[torch.Tensor, float | None]:
     """(gradient to compare with in float64, E[loss] or None): by enumeration, or the given reference."""
-    if reference is None:
-        return exact_gradient(logits, loss_fn)
-    if tuple(reference.shape) != tuple(logits.shape):
-        raise GumbenchError(f"reference gradient must have the shape of logits {tuple(logits.shape)}, got {tuple(reference.shape)}")
-    return reference.detach().to(torch.float64).cpu(), None
+    if reference is not None:
+        return reference.detach().to(torch.float64).cpu(), None
+    exact, expected = exact_gradient(logits, loss_fn)
+    # p_i (f_i - E f) vanishes where f is constant on the configurations of positive probability (float64
+    # rounding leaves ~1e-16 |E f|); a gradient that small is checked against the values themselves
+    if float(exact.norm()) <= 1e-10 * abs(expected):
+        index, values = enumerated_losses(logits, loss_fn)
+        possible = torch.isfinite(logits)[torch.arange(logits.shape[0]), index].all(-1)
+        if values[possible].unique().numel() == 1:
+            raise GumbenchError(f"the exact gradient is zero: loss_fn takes the same value ({float(values[possible][0]):g}) on "
+                                "every configuration of positive probability, so there is nothing to estimate")
+    return exact, expected
 
 
 def gradient_statistics(
@@ -240,7 +297,7 @@ def gradient_statistics(
     *,
     confidence: float = 0.95,
     groups: int = JACKKNIFE_GROUPS,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
     reference: torch.Tensor | None = None,
 ) -> GradientStatistics:
     """Bias, variance, MSE, cosine and SNR of ``estimator`` on ``logits`` (G, V) against the exact gradient.
@@ -249,11 +306,15 @@ def gradient_statistics(
     ``loss_fn`` maps (S, G, V) to (S,). See the module docstring for the definitions.
     ``reference`` replaces the enumerated exact gradient where V^G is too large to enumerate
     (e.g. a many-sample unbiased estimate); its own error then adds to the reported bias, and
-    ``expected_loss`` is then None. Three steps: :func:`accumulate` draws, :func:`jackknife_intervals`
-    turns the group sums into intervals, and this function assembles the result.
+    ``expected_loss`` is then None. ``chunk_size`` rows are drawn at once (default: up to 4096, as
+    many as keep rows x logits x draws per estimate within :data:`gumbench.plugin.MAX_ELEMENTS`).
+    Every argument is checked before any work (:func:`check_arguments`); a loss that is not finite,
+    or constant, on some configuration is refused when enumeration or a draw meets it.
+    Three steps: :func:`accumulate` draws, :func:`jackknife_intervals` turns the group sums into
+    intervals, and this function assembles the result.
     """
     est = _training_copy(estimator)
-    _check_input(logits, samples, confidence)
+    samples, seed, chunk_size = check_arguments(est, logits, samples, seed, chunk_size, confidence, groups, reference)
     groups = max(2, min(groups, samples // 2))
     exact, expected = _exact_or_reference(logits, loss_fn, reference)
     group_sums = accumulate(est, logits, loss_fn, exact, samples, seed, groups, chunk_size)
@@ -266,7 +327,7 @@ def gradient_statistics(
         estimator=est.spec,
         label=est.label,
         samples=samples,
-        seed=int(seed),
+        seed=seed,
         confidence=confidence,
         exact_gradient=exact.reshape(shape),
         mean_gradient=(exact.reshape(-1) + group_sums.sums.sum(0) / group_sums.counts.sum()).reshape(shape),
@@ -326,6 +387,8 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
         built.append(est)
     if not built:
         raise GumbenchError("no estimators to run")
+    for est in built:  # every argument with every estimator, before the first one runs
+        check_arguments(est, toy.logits, samples, seed)
     return GradstatsRun(toy.spec, [gradient_statistics(est, toy.logits, toy.loss, samples, seed) for est in built])
 
 

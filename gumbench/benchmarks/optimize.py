@@ -13,13 +13,13 @@ import time
 
 import torch
 
-from gumbench.errors import GumbenchError, check_positive
+from gumbench.errors import GumbenchError
+from gumbench.plugin import LEARNING_RATE, SEED, STEPS, Range, check_integer, check_number
 
 
-def optimize(task, estimator, *, steps: int = 200, lr: float = 0.1, batch: int = 16, seed: int = 0):
-    """Run one estimator on one toy; returns a tidy DataFrame, one row per step (step 0 = start)."""
-    import pandas as pd
-
+def _prepare(task, estimator, steps, lr, batch, seed):
+    """(toy, a copy of the estimator) with every setting checked; nothing has run yet."""
+    from gumbench.benchmarks.gradstats import rows_at_once
     from gumbench.benchmarks.toys import make_task
     from gumbench.estimators import VQEstimator, make_estimator
 
@@ -27,9 +27,22 @@ def optimize(task, estimator, *, steps: int = 200, lr: float = 0.1, batch: int =
     est = copy.deepcopy(make_estimator(estimator))
     if isinstance(est, VQEstimator):
         raise GumbenchError(f"{est.spec} is a VQ estimator; toy optimization needs a categorical one")
-    if steps < 1 or batch < 1:
-        raise GumbenchError(f"steps and batch must be >= 1, got steps={steps}, batch={batch}")
-    check_positive("lr", lr)
+    check_integer("optimize", "steps", steps, STEPS)
+    rows_at_once("optimize", "batch", est, toy.logits, check_integer("optimize", "batch", batch, Range(1)))
+    check_number("optimize", "lr", lr, LEARNING_RATE)
+    check_integer("optimize", "seed", seed, SEED)
+    return toy, est
+
+
+def optimize(task, estimator, *, steps: int = 200, lr: float = 0.1, batch: int = 16, seed: int = 0):
+    """Run one estimator on one toy; returns a tidy DataFrame, one row per step (step 0 = start).
+
+    ``steps`` is at most 1,000,000, ``lr`` in (0, 1000], ``seed`` in [0, 2^63 - 1]; ``batch`` x the toy's
+    logits x the estimator's draws per estimate at most :data:`gumbench.plugin.MAX_ELEMENTS`.
+    """
+    import pandas as pd
+
+    toy, est = _prepare(task, estimator, steps, lr, batch, seed)
     est.train()
     logits = toy.logits.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=lr)
@@ -61,5 +74,8 @@ def optimize_many(task, estimators=None, **kwargs):
     from gumbench.estimators import make_estimator
 
     names = list(estimators) if estimators else default_estimators()
-    built = [make_estimator(n) for n in names]  # check every name before running
+    built = [make_estimator(n) for n in names]
+    settings = {"steps": 200, "lr": 0.1, "batch": 16, "seed": 0, **kwargs}
+    for est in built:  # every name and setting before the first run
+        _prepare(task, est, **settings)
     return pd.concat([optimize(task, est, **kwargs) for est in built], ignore_index=True)

@@ -26,10 +26,13 @@ from typing import ClassVar
 import torch
 
 from gumbench.errors import GumbenchError
-from gumbench.plugin import AT_LEAST_ONE, POSITIVE, Plugin
+from gumbench.plugin import AT_LEAST_ONE, SEED, Plugin, Range
 from gumbench.registry import Registry
 
 MAX_ENUMERATION = 65_536
+# Logits elements of a toy: 4 MiB a tensor; what a step draws from them is bounded separately
+# (gumbench.plugin.MAX_ELEMENTS for rows x logits x draws per row).
+MAX_TOY_ELEMENTS = 2**20
 
 registry = Registry("task")
 register = registry.register
@@ -46,23 +49,37 @@ def enumerate_configurations(groups: int, categories: int) -> torch.Tensor:
     return torch.tensor(list(itertools.product(range(categories), repeat=groups)), dtype=torch.long).reshape(count, groups)
 
 
-def exact_expectation(logits: torch.Tensor, loss_fn, *, sample_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """E_{z ~ p_logits}[loss(z)] by enumeration, differentiable in ``logits`` (G, V).
-
-    ``loss_fn`` receives one-hots in ``sample_dtype`` (default: the logits' dtype), so a float32
-    model can be evaluated while the weights and the sum are in float64.
-    """
+def enumerated_losses(logits: torch.Tensor, loss_fn, sample_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every configuration of logits (G, V) as indices (V^G, G) and ``loss_fn`` on its one-hots (V^G,),
+    checked: a tensor of that shape, finite for every configuration."""
     if logits.dim() != 2:
         raise GumbenchError(f"exact expectation needs logits of shape (G, V), got {tuple(logits.shape)}")
     groups, categories = logits.shape
     index = enumerate_configurations(groups, categories).to(logits.device)
     onehots = torch.nn.functional.one_hot(index, categories).to(sample_dtype or logits.dtype)
     with torch.no_grad():
-        values = loss_fn(onehots).to(logits.dtype)
-    if values.shape != (index.shape[0],):
-        raise GumbenchError(f"loss_fn must map (N, G, V) one-hots to (N,), got {tuple(values.shape)}")
+        values = loss_fn(onehots)
+    if not isinstance(values, torch.Tensor) or values.shape != (index.shape[0],):
+        got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise GumbenchError(f"loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got {got}")
+    finite = torch.isfinite(values)
+    if not finite.all():
+        bad = int((~finite).nonzero()[0, 0])
+        raise GumbenchError(f"loss_fn returned {float(values[bad])} for configuration {tuple(index[bad].tolist())} "
+                            f"(the category of each group); it must be finite for every configuration")
+    return index, values
+
+
+def exact_expectation(logits: torch.Tensor, loss_fn, *, sample_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """E_{z ~ p_logits}[loss(z)] by enumeration, differentiable in ``logits`` (G, V).
+
+    ``loss_fn`` receives one-hots in ``sample_dtype`` (default: the logits' dtype), so a float32
+    model can be evaluated while the weights and the sum are in float64.
+    """
+    index, values = enumerated_losses(logits, loss_fn, sample_dtype)
+    values = values.to(logits.dtype)
     log_p = torch.log_softmax(logits, dim=-1)
-    log_p_config = log_p.gather(-1, index.T).sum(0) if groups else log_p.new_zeros(1)
+    log_p_config = log_p.gather(-1, index.T).sum(0) if logits.shape[0] else log_p.new_zeros(1)
     # 0 * f stays 0 for configurations of probability 0 (masked categories), f finite.
     return (log_p_config.exp() * values).sum()
 
@@ -110,7 +127,9 @@ class CategoricalToy(ToyTask):
     formula = "f(y) = sum (y - t)^2, t ~ U(0,1)  |  f(y) = sum c * y, c ~ N(0,1); logits ~ N(0, scale^2)"
     parameters = {"loss": "quadratic", "groups": 4, "categories": 8, "scale": 1.0, "seed": 0}
     choices = {"loss": ("quadratic", "linear")}
-    ranges = {"groups": AT_LEAST_ONE, "categories": AT_LEAST_ONE, "scale": POSITIVE}
+    # logit differences of a few hundred already make the softmax one-hot in float64
+    ranges = {"groups": AT_LEAST_ONE, "categories": AT_LEAST_ONE, "scale": Range(0, 1000, low_open=True), "seed": SEED}
+    limits = {("groups", "categories"): MAX_TOY_ELEMENTS}
 
     def initial_logits(self) -> torch.Tensor:
         gen = _generator(self.params["seed"])
@@ -152,7 +171,7 @@ class PolynomialToy(_BinaryToy):
     formula = "f(z) = (1/L) sum_i |z_i - 0.45|^p, z_i in {0,1}, p in {1.5, 2, 3}; logits ~ N(0,1)"
     parameters = {"p": 2.0, "L": 8, "seed": 0}
     choices = {"p": (1.5, 2.0, 3.0)}
-    ranges = {"L": AT_LEAST_ONE}
+    ranges = {"L": Range(1, MAX_TOY_ELEMENTS // 2), "seed": SEED}
 
     def validate(self) -> None:
         self.weight = 1.0 / self.params["L"]

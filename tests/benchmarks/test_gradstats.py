@@ -1,12 +1,19 @@
-"""Gradient statistics: bit-identical per seed, bad input rejected, intervals cover, bias detected, group sums are the draws' sums."""
+"""Gradient statistics: bit-identical per seed, bad input rejected (one line naming the input and what is allowed, before
+any work), intervals cover, bias detected, group sums are the draws' sums."""
+
+import math
+import time
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
-from gumbench.benchmarks.gradstats import accumulate, draw_estimates
+from gumbench.benchmarks.gradstats import accumulate, draw_estimates, rows_at_once
 from gumbench.errors import GumbenchError
+from gumbench.plugin import MAX_ELEMENTS
 from gumbench.estimators import make_estimator
 from tests.estimators.enumeration import SAMPLES, reinforce_variance_closed_form
 
@@ -30,6 +37,140 @@ def test_gradient_statistics_rejects_bad_input():
         gradient_statistics("st-gumbel", torch.zeros(2, 3, 4), lambda y: y.sum((-2, -1)), 100)
     with pytest.raises(GumbenchError, match="samples"):
         gradient_statistics("st-gumbel", toy.logits, toy.loss, 1)
+
+
+TOY = make_task("categorical[groups=2,categories=3]")
+
+
+def never_called(y):
+    raise AssertionError("loss_fn ran: the input should have been refused before any work")
+
+
+def refused(*args, **kwargs) -> str:
+    with pytest.raises(GumbenchError) as caught:
+        gradient_statistics(*args, **kwargs)
+    text = str(caught.value)
+    assert "\n" not in text
+    return text
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 2**64, True, 1.5, "0", None])
+def test_bad_seeds_are_refused_before_any_work(seed):
+    allowed = "in [0, 9223372036854775807]"
+    assert refused("st-gumbel", TOY.logits, never_called, 100, seed).startswith("gradient_statistics: seed must be ")
+    assert allowed in refused("st-gumbel", TOY.logits, never_called, 100, seed)
+
+
+@pytest.mark.parametrize("chunk_size, allowed", [(-1, "must be >= 1, got -1"), (0, "must be >= 1, got 0"),
+                                                 (1.5, "must be an integer >= 1"), (True, "must be an integer >= 1"),
+                                                 ("8", "must be an integer >= 1")])
+def test_bad_chunk_sizes_are_refused_before_any_work(chunk_size, allowed):
+    # chunk_size=-1 used to draw nothing and report perfect statistics
+    assert refused("st-gumbel", TOY.logits, never_called, 100, chunk_size=chunk_size) == (
+        f"gradient_statistics: chunk_size {allowed}" + ("" if "got" in allowed else f", got {chunk_size!r}"))
+
+
+def test_sizes_that_cannot_be_held_are_refused_before_any_work():
+    big = make_task("categorical")  # 32 logits
+    for samples in (3, 10**8 + 1, 2**63, 10**30):
+        assert refused("st-gumbel", big.logits, never_called, samples) == (
+            f"gradient_statistics: samples must be in [4, 100000000], got {samples}")
+    assert "samples must be an integer in [4, 100000000], got 4.0" in refused("st-gumbel", big.logits, never_called, 4.0)
+    # rows drawn at once x logits x draws per estimate stay within MAX_ELEMENTS (2^26, ~2 GiB at the peak)
+    assert refused("st-gumbel", big.logits, never_called, 10**7, chunk_size=10**7) == (
+        "gradient_statistics: chunk_size x logits x draws per estimate of st-gumbel = 10000000 x 32 x 1 elements at once; "
+        f"at most {MAX_ELEMENTS:,} are allowed (use chunk_size <= {MAX_ELEMENTS // 32})")
+    for est, draws in (("gumbel-rao[samples=1000000000]", 10**9), ("reinforce[baseline=loo,samples=100000000]", 10**8)):
+        assert refused(est, big.logits, never_called, 100) == (
+            f"gradient_statistics: one estimate of {est} draws {draws} samples of 32 logits, {32 * draws:,} elements; "
+            f"at most {MAX_ELEMENTS:,} are allowed (lower its samples)")
+    # a chunk larger than the samples is only as large as the samples; by default the chunk shrinks to fit
+    assert gradient_statistics("st-gumbel", TOY.logits, TOY.loss, 100, chunk_size=10**30).samples == 100
+    assert rows_at_once("f", "chunk_size", make_estimator("st-gumbel"), big.logits, None) == 4096
+    assert rows_at_once("f", "chunk_size", make_estimator("gumbel-rao[samples=1000000]"), big.logits, None) == MAX_ELEMENTS // (32 * 10**6)
+
+
+def test_bad_logits_are_refused_before_any_work():
+    assert "logits must be a floating-point tensor, got dtype torch.int64" in refused(
+        "st-gumbel", torch.zeros(2, 3, dtype=torch.long), never_called, 100)
+    assert refused("st-gumbel", torch.zeros(0, 3), never_called, 100) == (
+        "gradient_statistics: logits must have at least one group and one category, got shape (0, 3)")
+    for shape in ((2, 0), (0, 0)):
+        assert refused("st-gumbel", torch.zeros(shape), never_called, 100) == (
+            f"logits needs a last (category) dimension of size >= 1, got shape {shape}")
+    assert "logits contain NaN" in refused("st-gumbel", torch.tensor([[0.0, math.nan, 1.0]]), never_called, 100)
+
+
+@pytest.mark.parametrize("loss, message", [
+    (lambda y: 1.0, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got float"),
+    (lambda y: None, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got NoneType"),
+    (lambda y: TOY.loss(y)[..., None], "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got (9, 1)"),
+    # NaN or inf on one configuration (group 0 at category 1, group 1 at category 2) is found by the enumeration
+    (lambda y: torch.where((y[..., 0, 1] * y[..., 1, 2]) > 0.5, math.nan, TOY.loss(y)),
+     "loss_fn returned nan for configuration (1, 2) (the category of each group); it must be finite for every configuration"),
+    (lambda y: torch.where(y[..., 1, 0] > 0.5, math.inf, TOY.loss(y)),
+     "loss_fn returned inf for configuration (0, 0) (the category of each group); it must be finite for every configuration"),
+])
+def test_bad_losses_are_named_with_what_is_allowed(loss, message):
+    assert refused("reinforce[baseline=loo]", TOY.logits, loss, 100) == message
+
+
+def test_a_loss_not_finite_on_drawn_configurations_is_refused_when_drawn():
+    """With a reference there is no enumeration: the draw that meets a NaN names it."""
+    nan_at_zero = lambda y: torch.where(y[..., 0, 0] > 0.5, math.nan, TOY.loss(y))  # noqa: E731
+    assert refused("st-gumbel", TOY.logits, nan_at_zero, 100, reference=torch.zeros(2, 3)) == (
+        "st-gumbel[tau=1]: loss_fn returned nan on a drawn configuration; it must be finite for every configuration")
+
+
+def test_a_loss_that_does_not_depend_on_the_choice_is_refused_not_reported_perfect():
+    constant = "the exact gradient is zero: loss_fn takes the same value ({}) on every configuration of positive probability"
+    for est in ("st-gumbel", "reinforce[baseline=loo]", "soft-gumbel"):
+        assert refused(est, TOY.logits, lambda y: torch.full(y.shape[:-2], 2.5), 100).startswith(constant.format(2.5))
+        assert refused(est, TOY.logits, lambda y: y.sum((-2, -1)), 100).startswith(constant.format(2))  # one-hots sum to G
+    assert refused("st-gumbel", torch.zeros(3, 1), lambda y: y.sum((-2, -1)), 100).startswith(constant.format(3))  # V = 1
+    # constant on every configuration that can happen: group 0's category 1 is masked
+    masked = torch.tensor([[0.0, -math.inf], [0.0, 1.0]])
+    assert refused("reinforce", masked, lambda y: 5 * y[..., 0, 1], 100).startswith(constant.format(0))
+    # a loss with no gradient path: a relaxation cannot estimate it, REINFORCE can
+    detached = lambda y: TOY.loss(y.detach())  # noqa: E731
+    assert refused("st-gumbel", TOY.logits, detached, 100) == (
+        "st-gumbel[tau=1] got no gradient at the logits: loss_fn's value does not depend on its input through autograd "
+        "(detached or constant); a relaxation needs a differentiable loss")
+    assert gradient_statistics("reinforce", TOY.logits, detached, 100).total_variance.value > 0
+    # a nearly deterministic softmax has a tiny but real gradient: measured, not refused
+    sharp = make_task("categorical[scale=40]")
+    s = gradient_statistics("reinforce[baseline=loo]", sharp.logits, sharp.loss, 100)
+    assert 0 < s.exact_norm < 0.1 and math.isfinite(s.mse.value)
+
+
+LOSSES = {
+    "quadratic": TOY.loss,
+    "float": lambda y: 1.0,
+    "constant": lambda y: torch.ones(y.shape[:-2]),
+    "nan on one configuration": lambda y: torch.where(y[..., 0, 2] * y[..., 1, 1] > 0.5, math.nan, TOY.loss(y)),
+    "detached": lambda y: TOY.loss(y.detach()),
+}
+NOT_INTEGERS = st.one_of(st.floats(allow_nan=True), st.booleans(), st.none(), st.text(max_size=3))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(estimator=st.sampled_from(["st-gumbel", "reinforce[baseline=loo]", "gumbel-rao[samples=4]", "soft-gumbel"]),
+       loss=st.sampled_from(sorted(LOSSES)),
+       samples=st.one_of(st.integers(4, 300), st.integers(max_value=3), st.integers(min_value=10**8 + 1), NOT_INTEGERS),
+       seed=st.one_of(st.integers(0, 2**63 - 1), st.integers(max_value=-1), st.integers(min_value=2**63), NOT_INTEGERS),
+       chunk_size=st.one_of(st.none(), st.integers(1, 10**40), st.integers(max_value=0), NOT_INTEGERS))
+def test_any_arguments_give_finite_statistics_or_one_clear_error(estimator, loss, samples, seed, chunk_size):
+    """Whatever the arguments, within a few seconds: finite statistics, or a one-line GumbenchError."""
+    start = time.perf_counter()
+    try:
+        s = gradient_statistics(estimator, TOY.logits, LOSSES[loss], samples, seed, chunk_size=chunk_size)
+    except GumbenchError as error:
+        assert "\n" not in str(error) and str(error)
+        assert loss != "quadratic" or any(k in str(error) for k in ("samples", "seed", "chunk_size", "no gradient")), str(error)
+    else:
+        assert loss in ("quadratic", "detached")
+        assert all(math.isfinite(getattr(s, k).value) for k in ("bias", "total_variance", "mse"))
+    assert time.perf_counter() - start < 10
 
 
 def test_confidence_intervals_cover_at_the_nominal_rate():

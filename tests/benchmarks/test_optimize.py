@@ -1,4 +1,5 @@
-"""Toy optimization: RLOO lowers the exact expected loss by far more than its run-to-run noise; runs are seeded; bad input refused."""
+"""Toy optimization: RLOO lowers the exact expected loss by far more than its run-to-run noise; runs are seeded; bad settings
+refused with one line naming the setting and what is allowed, before any step."""
 
 import math
 
@@ -7,9 +8,10 @@ import pytest
 from scipy import stats
 
 from gumbench.benchmarks import make_task
-from gumbench.benchmarks.optimize import optimize
+from gumbench.benchmarks.optimize import optimize, optimize_many
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
+from gumbench.plugin import MAX_ELEMENTS
 
 TASK = "polynomial[L=16]"  # f(z) = (1/16) sum_i (z_i - 0.45)^2: minimum 0.45^2 = 0.2025 at z = 0
 
@@ -49,11 +51,37 @@ def test_a_seed_fixes_the_run_and_the_callers_estimator_is_left_alone():
 def test_vq_estimators_and_bad_settings_are_rejected():
     with pytest.raises(GumbenchError, match="is a VQ estimator; toy optimization needs a categorical one"):
         optimize("bernoulli", "vq-commitment", steps=5)
-    for kwargs in ({"steps": 0}, {"batch": 0}, {"steps": -3}):
-        with pytest.raises(GumbenchError, match="steps and batch must be >= 1"):
-            optimize("bernoulli", "st-gumbel", **kwargs)
-    for lr in (0.0, -0.1, float("nan")):
-        with pytest.raises(GumbenchError, match="lr must be a finite number > 0"):
-            optimize("bernoulli", "st-gumbel", steps=5, lr=lr)
     with pytest.raises(GumbenchError, match="unknown estimator"):
         optimize("bernoulli", "nope", steps=5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 0}, "steps must be in [1, 1000000], got 0"),
+    ({"steps": -3}, "steps must be in [1, 1000000], got -3"),
+    ({"steps": 10**12}, "steps must be in [1, 1000000], got 1000000000000"),  # used to run until killed
+    ({"steps": 2.5}, "steps must be an integer in [1, 1000000], got 2.5"),
+    ({"batch": 0}, "batch must be >= 1, got 0"),
+    ({"batch": True}, "batch must be an integer >= 1, got True"),
+    ({"batch": 10**12}, f"batch x logits x draws per estimate of st-gumbel = {10**12} x 6 x 1 elements at once; "
+                        f"at most {MAX_ELEMENTS:,} are allowed (use batch <= {MAX_ELEMENTS // 6})"),
+    ({"lr": 0.0}, "lr must be a finite number in (0, 1000], got 0.0"),
+    ({"lr": -0.1}, "lr must be a finite number in (0, 1000], got -0.1"),
+    ({"lr": float("nan")}, "lr must be a finite number in (0, 1000], got nan"),
+    ({"lr": 1e30}, "lr must be a finite number in (0, 1000], got 1e+30"),
+    ({"seed": -1}, "seed must be in [0, 9223372036854775807], got -1"),
+    ({"seed": 2**64}, f"seed must be in [0, 9223372036854775807], got {2**64}"),
+])
+def test_bad_settings_are_refused_before_the_first_step(kwargs, message, monkeypatch):
+    monkeypatch.setattr("torch.optim.Adam", lambda *a, **k: pytest.fail("an optimizer was built"))
+    with pytest.raises(GumbenchError) as caught:
+        optimize("bernoulli", "st-gumbel", **kwargs)
+    assert str(caught.value) == "optimize: " + message
+
+
+def test_every_estimator_is_checked_before_any_runs(monkeypatch):
+    """Gumbel-Rao's M draws per estimate multiply the batch's memory: refused before st-gumbel, listed first, runs."""
+    monkeypatch.setattr("gumbench.benchmarks.optimize.optimize", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(GumbenchError) as caught:
+        optimize_many("bernoulli", ["st-gumbel", "gumbel-rao[samples=100000]"], batch=1024, steps=5)
+    assert str(caught.value) == ("optimize: batch x logits x draws per estimate of gumbel-rao[samples=100000] = 1024 x 6 x 100000 "
+                                 f"elements at once; at most {MAX_ELEMENTS:,} are allowed (use batch <= {MAX_ELEMENTS // 600_000})")

@@ -1,4 +1,7 @@
-"""Toy tasks: exact gradients by enumeration equal autograd of the analytic expectation; enumeration is bounded."""
+"""Toy tasks: exact gradients by enumeration equal autograd of the analytic expectation; enumeration is bounded; a loss
+that is not one finite value per configuration is named; parameters out of range are refused at construction."""
+
+import math
 
 import pytest
 import torch
@@ -61,3 +64,42 @@ def test_enumeration_refuses_more_than_65536_configurations():
     # the separable toy's analytic expectation needs no enumeration: all 17 variables at P(x = 1) = 1/2
     expected = 0.5 * (0.45**2 + 0.55**2)
     assert float(toy.expected_loss(logits)) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("categorical[seed=-1]", "categorical: seed must be in [0, 9223372036854775807], got -1"),
+    (f"polynomial[seed={2**64}]", f"polynomial: seed must be in [0, 9223372036854775807], got {2**64}"),
+    ("categorical[scale=nan]", "categorical: scale must be a finite number in (0, 1000], got nan"),
+    ("categorical[scale=inf]", "categorical: scale must be a finite number in (0, 1000], got inf"),
+    ("categorical[scale=1e300]", "categorical: scale must be a finite number in (0, 1000], got 1e+300"),
+    ("categorical[groups=0]", "categorical: groups must be >= 1, got 0"),
+    ("categorical[categories=10000000000]",
+     "categorical: groups x categories must be <= 1,048,576 (memory), got 4 x 10000000000 = 40000000000"),
+    ("categorical[groups=100000,categories=100000]",
+     "categorical: groups x categories must be <= 1,048,576 (memory), got 100000 x 100000 = 10000000000"),
+    ("polynomial[L=10000000000]", "polynomial: L must be in [1, 524288], got 10000000000"),
+])
+def test_parameters_out_of_range_are_refused_before_the_logits_are_drawn(spec, message):
+    with pytest.raises(GumbenchError) as caught:
+        make_task(spec)
+    assert str(caught.value) == message
+
+
+def test_the_largest_allowed_toys_build():
+    assert make_task("categorical[groups=1024,categories=1024,scale=1000]").shape == (1024, 1024)
+    assert make_task("polynomial[L=524288]").shape == (524288, 2)
+
+
+@pytest.mark.parametrize("loss, message", [
+    (lambda y: 0.5, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got float"),
+    (lambda y: None, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got NoneType"),
+    (lambda y: y.sum(), "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got ()"),
+    (lambda y: torch.where(y[..., 2, 1] > 0.5, math.nan, y[..., 0, 0]),
+     "loss_fn returned nan for configuration (0, 0, 1) (the category of each group); it must be finite for every configuration"),
+    (lambda y: -torch.log(y[..., 1, 0]),
+     "loss_fn returned inf for configuration (0, 1, 0) (the category of each group); it must be finite for every configuration"),
+])
+def test_enumeration_names_a_loss_that_is_not_one_finite_value_per_configuration(loss, message):
+    with pytest.raises(GumbenchError) as caught:
+        exact_gradient(torch.zeros(3, 2), loss)
+    assert str(caught.value) == message

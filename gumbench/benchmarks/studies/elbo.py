@@ -14,7 +14,9 @@ import math
 
 import torch
 
+from gumbench.benchmarks.gradstats import SAMPLES
 from gumbench.errors import GumbenchError
+from gumbench.plugin import SEED, STEPS, Range, check_integer
 
 DEFAULT_ESTIMATORS = ("st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=ema]", "reinforce[baseline=loo]")
 
@@ -37,8 +39,11 @@ def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 30
     est = make_estimator(estimator)
     if isinstance(est, VQEstimator):
         raise GumbenchError(f"{est.spec}: the ELBO gradient w.r.t. encoder logits needs a categorical estimator")
+    checkpoints = checked_checkpoints("elbo_gradient_study", checkpoints)
+    points = check_integer("elbo_gradient_study", "points", points, Range(1, len(task.eval_images)))
+    check_integer("elbo_gradient_study", "samples", samples, SAMPLES)
+    check_integer("elbo_gradient_study", "seed", seed, Range(0, SEED.high - points))  # image i uses seed + i
     rows = []
-    checkpoints = sorted(set(checkpoints))
 
     def measure(step, model):
         if step not in checkpoints:
@@ -58,6 +63,17 @@ def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 30
 
     train(task, est, steps=max(max(checkpoints), 1), seed=seed, callback=measure)
     return pd.DataFrame(rows)
+
+
+def checked_checkpoints(owner: str, checkpoints) -> list[int]:
+    """Sorted distinct training steps, each an integer in [0, STEPS.high]; at least one."""
+    try:
+        steps = sorted({check_integer(owner, "checkpoints", c, Range(0, STEPS.high)) for c in checkpoints})
+    except TypeError:
+        raise GumbenchError(f"{owner}: checkpoints must be a list of steps, got {checkpoints!r}") from None
+    if not steps:
+        raise GumbenchError(f"{owner}: checkpoints must name at least one step")
+    return steps
 
 
 def _figures(s) -> dict:

@@ -40,7 +40,10 @@ import math
 
 import torch
 
+from gumbench.benchmarks.gradstats import SAMPLES
+from gumbench.benchmarks.studies.elbo import checked_checkpoints
 from gumbench.errors import GumbenchError
+from gumbench.plugin import SEED, Range, check_integer, check_number
 
 DEFAULT_ESTIMATORS = ("st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]")
 DEFAULT_REFERENCE = "reinforce[baseline=loo,samples=16]"
@@ -158,12 +161,15 @@ def quantizer_gradient_study(task="wav2vec2", estimators=DEFAULT_ESTIMATORS, *, 
         raise GumbenchError(f"{task.spec} has no quantizer problem; use wav2vec2 or logmel-vqvae")
     if isinstance(make_estimator(trained_with), VQEstimator):
         raise GumbenchError(f"{trained_with}: the study needs logits, so train with a categorical estimator")
-    if crops < 1:
-        raise GumbenchError(f"crops must be >= 1, got {crops}")
-    checkpoints = sorted(set(int(c) for c in checkpoints))
-    if not checkpoints or checkpoints[0] < 0:
-        raise GumbenchError(f"checkpoints must be steps >= 0, got {checkpoints}")
-    batch = task.eval_batch()[:crops]
+    owner = "quantizer_gradient_study"
+    checkpoints = checked_checkpoints(owner, checkpoints)
+    batch = task.eval_batch()
+    crops = check_integer(owner, "crops", crops, Range(1, len(batch)))
+    for key, value in (("samples", samples), ("reference_samples", reference_samples)):
+        check_integer(owner, key, value, SAMPLES)
+    check_integer(owner, "seed", seed, Range(0, SEED.high - 100_003))  # the reference draws from seed + 100,003
+    check_number(owner, "confidence", confidence, Range(0, 1, low_open=True, high_open=True))
+    batch = batch[:crops]
     rows = []
 
     def at_checkpoint(step, model):

@@ -27,10 +27,16 @@ import torch
 from torch import nn
 
 from gumbench.benchmarks.utilization import UsageTracker, code_churn, summarize
-from gumbench.errors import GumbenchError, check_positive
+from gumbench.errors import GumbenchError
 from gumbench.estimators import VQEstimator, make_estimator
-from gumbench.plugin import Plugin
+from gumbench.plugin import LEARNING_RATE, SEED, STEPS, Plugin, Range, check_integer, check_number
 from gumbench.registry import Registry
+
+# Ranges of the sizes the tasks share; the tasks' ``limits`` bound the products that size one
+# step's tensors and weights together by gumbench.plugin.MAX_ELEMENTS.
+WIDTH = Range(1, 4096)  # layer widths: a 4096 x 4096 weight is 64 MiB
+BATCH = Range(1, 16_384)  # rows per step
+CODES = Range(1, 65_536)  # codes or categories per group
 
 # the built-ins register when gumbench.benchmarks.training (the package) imports their modules
 registry = Registry("training task")
@@ -190,7 +196,7 @@ def train(
 
     task = make_training_task(task)
     configured = make_estimator(estimator)
-    steps, lr = _checked_settings(task, configured, steps, lr, eval_every)
+    steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # model initialization
@@ -228,14 +234,19 @@ def train(
     return pd.DataFrame(rows)
 
 
-def _checked_settings(task, estimator, steps, lr, eval_every) -> tuple[int, float]:
-    """(steps, learning rate) with the task's defaults; the temperature schedule checked at both ends."""
-    steps = task.default_steps if steps is None else steps
-    lr = task.default_lr if lr is None else check_positive("lr", lr)
-    if not isinstance(steps, int) or steps < 1:
-        raise GumbenchError(f"steps must be an integer >= 1, got {steps!r}")
-    if eval_every < 1:
-        raise GumbenchError(f"eval_every must be >= 1, got {eval_every}")
+def _checked_settings(task, estimator, steps, lr, eval_every, seed, dead_window, device) -> tuple[int, float]:
+    """(steps, learning rate) with the task's defaults, every setting checked; the temperature schedule at both ends."""
+    steps = check_integer("train", "steps", task.default_steps if steps is None else steps, STEPS)
+    lr = check_number("train", "lr", task.default_lr if lr is None else lr, LEARNING_RATE)
+    check_integer("train", "eval_every", eval_every, STEPS)
+    check_integer("train", "seed", seed, SEED)
+    check_integer("train", "dead_window", dead_window, Range(1, 10_000))  # a (G, V) count per step is kept
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise GumbenchError(f"train: device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GumbenchError(f"train: device {str(device)!r} asks for CUDA, which this machine does not have; use device='cpu'")
     if estimator.has_temperature:
         scheduled = [tau for tau in map(task.temperature, range(1, steps + 1)) if tau is not None]
         for tau in {min(scheduled), max(scheduled)} if scheduled else ():  # ranges are intervals: the extremes decide

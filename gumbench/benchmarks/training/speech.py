@@ -55,11 +55,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gumbench.benchmarks.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, load_corpus, log_mel_utterances, split_corpus
-from gumbench.benchmarks.training.base import BottleneckOutput, DiscreteBottleneck, StepOutput, TrainingTask, register
+from gumbench.benchmarks.audio import DEFAULT_MAX_SECONDS, MAX_SECONDS, SAMPLE_RATE, load_corpus, log_mel_utterances, split_corpus
+from gumbench.benchmarks.training.base import (BATCH, CODES, WIDTH, BottleneckOutput, DiscreteBottleneck, StepOutput,
+                                               TrainingTask, register)
 from gumbench.benchmarks.utilization import diversity_loss
 from gumbench.errors import GumbenchError
-from gumbench.plugin import AT_LEAST_ONE, HALF_OPEN_UNIT, POSITIVE, Range
+from gumbench.plugin import HALF_OPEN_UNIT, MAX_ELEMENTS, POSITIVE, Range
 
 # fairseq's default feature encoder: (kernel, stride) per layer, 320 samples per frame at 16 kHz
 CONV_LAYERS = ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))
@@ -234,10 +235,24 @@ class Wav2Vec2(TrainingTask):
     }
     choices = {"variant": ("wav2vec2", "vq-wav2vec")}
     ranges = {
-        **dict.fromkeys(("groups", "codes", "batch", "channels", "dim", "final_dim", "layers", "heads", "negatives"), AT_LEAST_ONE),
+        "groups": Range(1, 64), "codes": CODES, "batch": Range(1, 256), "crop": Range(0, 30, low_open=True, meaning="seconds"),
+        "channels": Range(1, 1024), "dim": Range(1, 2048), "final_dim": Range(1, 2048), "layers": Range(1, 24),
+        "heads": Range(1, 64), "negatives": Range(1, 1024),
         **dict.fromkeys(("mask_prob", "tau_decay"), HALF_OPEN_UNIT),
-        **dict.fromkeys(("logit_temp", "tau_max", "tau_min", "crop"), POSITIVE),
+        **dict.fromkeys(("logit_temp", "tau_max", "tau_min"), POSITIVE),
         **dict.fromkeys(("diversity", "feature_penalty"), Range(0, meaning="a loss weight")),
+        "max_seconds": MAX_SECONDS,
+    }
+    # Per step (a crop second is 3,200 first-layer and 50 Transformer frames), each about MAX_ELEMENTS at most:
+    limits = {
+        ("batch", "crop"): 128,  # InfoNCE compares every pair of masked frames of a step
+        ("batch", "crop", "channels"): 16_384,  # first convolution's output
+        ("batch", "crop", "dim"): 262_144,  # Transformer feed-forward (4 dim a frame)
+        ("batch", "heads", "crop", "crop"): 16_384,  # attention weights
+        ("batch", "crop", "groups", "codes"): 1_048_576,  # quantizer logits
+        ("layers", "dim", "dim"): 4_194_304,  # Transformer weights, 12 dim^2 a layer
+        ("channels", "groups", "codes"): MAX_ELEMENTS,  # the layer that makes the logits
+        ("codes", "final_dim"): MAX_ELEMENTS,  # the codebook
     }
     default_steps = 300
     default_lr = 1e-3
@@ -266,8 +281,9 @@ class Wav2Vec2(TrainingTask):
         self.train_wave, self.eval_wave = (torch.cat([u.wave for u in part]) for part in (train, held))
         for part, wave in (("training", self.train_wave), ("evaluation", self.eval_wave)):
             if len(wave) < self.crop_samples:
-                raise GumbenchError(f"{self.name}: the {part} audio ({len(wave) / SAMPLE_RATE:.2f} s) is shorter than one "
-                                    f"{p['crop']:g} s crop; give more audio or a shorter crop")
+                raise GumbenchError(f"{self.name}: the {part} audio of audio_dir={p['audio_dir'] or '(vendored)'} "
+                                    f"({len(wave) / SAMPLE_RATE:.2f} s) is shorter than one {p['crop']:g} s crop; "
+                                    "give more audio or a shorter crop")
 
     def build(self, estimator):
         p = self.params
@@ -377,8 +393,12 @@ class LogMelVQVAETask(TrainingTask):
     description = "VQ-VAE on log-mel frames of real speech: conv encoder, G x V bottleneck, per-frame decoder; reconstruction + VQ losses."
     parameters = {"audio_dir": "", "mels": 40, "fmax": 4000.0, "frames": 32, "batch": 32, "groups": 1, "codes": 128,
                   "code_dim": 16, "hidden": 128, "max_seconds": DEFAULT_MAX_SECONDS}
-    ranges = {**dict.fromkeys(("mels", "frames", "batch", "groups", "codes", "code_dim", "hidden"), AT_LEAST_ONE),
-              "fmax": Range(0, SAMPLE_RATE // 2, low_open=True, meaning="Hz")}
+    ranges = {"mels": Range(1, 201, meaning="at most the 201 bins of the 400-point FFT"), "frames": Range(1, 100_000),
+              "batch": BATCH, "groups": Range(1, 64), "codes": CODES, "code_dim": Range(1, 1024), "hidden": WIDTH,
+              "fmax": Range(0, SAMPLE_RATE // 2, low_open=True, meaning="Hz"), "max_seconds": MAX_SECONDS}
+    limits = {("batch", "frames", "hidden"): MAX_ELEMENTS, ("batch", "frames", "groups", "codes"): MAX_ELEMENTS,
+              ("batch", "frames", "groups", "code_dim"): MAX_ELEMENTS, ("hidden", "groups", "codes"): MAX_ELEMENTS,
+              ("groups", "codes", "code_dim"): MAX_ELEMENTS}
     default_steps = 300
     default_lr = 2e-3
     has_quantizer_problem = True
@@ -391,8 +411,8 @@ class LogMelVQVAETask(TrainingTask):
         train_frames, eval_frames = (torch.cat(log_mel_utterances([u.wave for u in part], **mel)) for part in (train, held))
         for part, frames in (("training", train_frames), ("evaluation", eval_frames)):
             if len(frames) < p["frames"]:
-                raise GumbenchError(f"{self.name}: the {part} audio gives {len(frames)} log-mel frames, fewer than "
-                                    f"frames={p['frames']}; give more audio or fewer frames")
+                raise GumbenchError(f"{self.name}: the {part} audio of audio_dir={p['audio_dir'] or '(vendored)'} gives "
+                                    f"{len(frames)} log-mel frames, fewer than frames={p['frames']}; give more audio or fewer frames")
         self.mean, self.std = train_frames.mean(0), train_frames.std(0).clamp_min(1e-3)
         self.train_frames = (train_frames - self.mean) / self.std
         self.eval_frames = (eval_frames - self.mean) / self.std

@@ -26,8 +26,8 @@ import math
 import torch
 from torch import nn
 
-from gumbench.benchmarks.training.base import DiscreteBottleneck, StepOutput, TrainingTask, register
-from gumbench.plugin import AT_LEAST_ONE, POSITIVE
+from gumbench.benchmarks.training.base import BATCH, CODES, WIDTH, DiscreteBottleneck, StepOutput, TrainingTask, register
+from gumbench.plugin import MAX_ELEMENTS, SEED, Range
 
 
 def mlp(*sizes: int) -> nn.Sequential:
@@ -97,7 +97,10 @@ class DigitsVAE(_AutoencoderTask):
     name = "digits-vae"
     description = "Categorical VAE on scikit-learn's 8x8 digits; exact ELBO gradients at 4 x 8 latents."
     parameters = {"latents": 4, "categories": 8, "hidden": 128, "batch": 64}
-    ranges = dict.fromkeys(parameters, AT_LEAST_ONE)
+    ranges = {"latents": Range(1, 1024), "categories": CODES, "hidden": WIDTH, "batch": BATCH}
+    # the logits of a step, the layer that makes them, the codes (8 dimensions each in the codebook)
+    limits = {("batch", "latents", "categories"): MAX_ELEMENTS, ("hidden", "latents", "categories"): MAX_ELEMENTS,
+              ("latents", "categories"): 1_048_576}
     default_steps = 300
 
     def validate(self):
@@ -143,7 +146,9 @@ class GaussianMixtureVQ(_AutoencoderTask):
     description = "Autoencoder on a Gaussian mixture with a known number of clusters: utilization, purity and NMI against the truth."
     default_steps = 300
     parameters = {"clusters": 8, "dim": 16, "codes": 32, "noise": 0.1, "hidden": 64, "batch": 256, "seed": 0}
-    ranges = {**dict.fromkeys(("clusters", "dim", "codes", "hidden", "batch"), AT_LEAST_ONE), "noise": POSITIVE}
+    ranges = {"clusters": CODES, "dim": WIDTH, "codes": CODES, "hidden": WIDTH, "batch": BATCH,
+              "noise": Range(0, 1000, low_open=True, meaning="spread around centres of spread 1"), "seed": SEED}
+    limits = {("batch", "codes"): MAX_ELEMENTS, ("hidden", "codes"): MAX_ELEMENTS, ("clusters", "dim"): MAX_ELEMENTS}
 
     def validate(self):
         gen = torch.Generator().manual_seed(self.params["seed"])
@@ -178,7 +183,11 @@ class Tones(_AutoencoderTask):
     description = "Waveform of symbols from a fixed set of pure tones: do the codes discover the tones (purity, NMI)?"
     default_steps = 300
     parameters = {"symbols": 8, "codes": 16, "snr": 10.0, "frames": 4000, "hidden": 64, "batch": 128, "seed": 0}
-    ranges = dict.fromkeys(("symbols", "codes", "frames", "hidden", "batch"), AT_LEAST_ONE)
+    # snr=inf: no noise. frames: 200,000 of 20 ms are 67 minutes (256 MiB of float32 samples); the 80/20
+    # train/evaluation split needs 8 and 2 at least.
+    ranges = {"symbols": Range(1, 4096), "codes": CODES, "snr": Range(-100, math.inf, meaning="dB"),
+              "frames": Range(10, 200_000), "hidden": WIDTH, "batch": BATCH, "seed": SEED}
+    limits = {("batch", "codes"): MAX_ELEMENTS, ("hidden", "codes"): MAX_ELEMENTS}
 
     def validate(self):
         gen = torch.Generator().manual_seed(self.params["seed"])
@@ -204,7 +213,7 @@ class Tones(_AutoencoderTask):
             pieces.append(amplitude * torch.sin(2 * math.pi * self.frequencies[symbol] * t[: length * FRAME] + phase))
             labels += [symbol] * length
         wave = torch.cat(pieces)[: frames * FRAME]
-        noise_std = math.sqrt(0.5 * 0.65**2 / 10 ** (self.params["snr"] / 10))  # mean tone power ~ a^2/2
+        noise_std = math.sqrt(0.5 * 0.65**2) * 10 ** (-self.params["snr"] / 20)  # mean tone power ~ a^2/2
         wave = wave + noise_std * torch.randn(wave.shape, generator=gen)
         return wave, torch.tensor(labels[:frames])
 

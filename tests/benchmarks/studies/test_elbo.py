@@ -1,8 +1,11 @@
 """The digits ELBO gradient study: RLOO unbiased and ST-Gumbel biased inside the VAE; its text summary."""
 
 import pandas as pd
+import pytest
 
+from gumbench.benchmarks import training
 from gumbench.benchmarks.studies import elbo_gradient_study, format_elbo_study
+from gumbench.errors import GumbenchError
 
 
 def test_digits_elbo_gradient_study_reports_unbiased_reinforce():
@@ -32,3 +35,18 @@ def test_format_elbo_study_averages_over_images_per_estimator_and_checkpoint():
                      ["st-gumbel[tau=1]", "0", "0.300", "0.400", "0.700"]]
     narrow = format_elbo_study(frame, width=40).splitlines()  # too narrow for the table: one block per row
     assert max(map(len, narrow)) <= 40 and narrow.count("reinforce[baseline=loo]") == 2 and "  relative_std   3.000" in narrow
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"samples": 3}, "samples must be in [4, 100000000], got 3"),
+    ({"points": 0}, "points must be in [1, 297], got 0"),
+    ({"seed": -1}, "seed must be in [0, 9223372036854775803], got -1"),
+    ({"checkpoints": (0, -5)}, "checkpoints must be in [0, 1000000], got -5"),
+    ({"checkpoints": (10**12,)}, "checkpoints must be in [0, 1000000], got 1000000000000"),
+    ({"checkpoints": ()}, "checkpoints must name at least one step"),
+])
+def test_bad_arguments_are_refused_before_training(kwargs, message, monkeypatch):
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(GumbenchError) as caught:
+        elbo_gradient_study("st-gumbel", **kwargs)
+    assert str(caught.value) == "elbo_gradient_study: " + message

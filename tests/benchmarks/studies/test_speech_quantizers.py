@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from gumbench.benchmarks import training
 from gumbench.benchmarks.studies.speech_quantizers import format_study, measure, quantizer_gradient_study, reference_gradient
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
@@ -57,3 +58,17 @@ def test_study_rejects_what_it_cannot_measure():
         quantizer_gradient_study("logmel-vqvae", trained_with="vq-commitment", checkpoints=(0,))
     with pytest.raises(GumbenchError, match="quantizer problem"):
         quantizer_gradient_study("gmm-vq", checkpoints=(0,))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"crops": 9}, "crops must be in [1, 8], got 9"),
+    ({"samples": 10**9}, "samples must be in [4, 100000000], got 1000000000"),
+    ({"reference_samples": 2.5}, "reference_samples must be an integer in [4, 100000000], got 2.5"),
+    ({"confidence": 1.0}, "confidence must be a finite number in (0, 1), got 1.0"),
+    ({"checkpoints": ("a",)}, "checkpoints must be an integer in [0, 1000000], got 'a'"),
+])
+def test_bad_arguments_are_refused_before_training(kwargs, message, monkeypatch):
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(GumbenchError) as caught:
+        quantizer_gradient_study("logmel-vqvae", **{"checkpoints": (0,), **kwargs})
+    assert str(caught.value) == "quantizer_gradient_study: " + message

@@ -35,6 +35,24 @@ def test_bad_training_input():
     assert {"digits-vae", "gmm-vq", "tones"} <= set(registry.names())
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 10**12}, "steps must be in [1, 1000000], got 1000000000000"),  # used to run until killed
+    ({"steps": 1.5}, "steps must be an integer in [1, 1000000], got 1.5"),
+    ({"seed": -1}, "seed must be in [0, 9223372036854775807], got -1"),
+    ({"seed": 0.5}, "seed must be an integer in [0, 9223372036854775807], got 0.5"),
+    ({"lr": float("inf")}, "lr must be a finite number in (0, 1000], got inf"),
+    ({"eval_every": 0}, "eval_every must be in [1, 1000000], got 0"),
+    ({"dead_window": 10**12}, "dead_window must be in [1, 10000], got 1000000000000"),
+    ({"device": "gpu9"}, "device must be a torch device such as 'cpu' or 'cuda:0', got 'gpu9'"),
+])
+def test_bad_settings_are_refused_before_the_model_is_built(kwargs, message):
+    task = CoolingMixture(batch=8)
+    with pytest.raises(GumbenchError) as caught:
+        train(task, "st-gumbel", **{"steps": 2, **kwargs})
+    assert str(caught.value) == "train: " + message
+    assert task.built == 0
+
+
 class CoolingMixture(GaussianMixtureVQ):
     """gmm-vq with a temperature schedule 2 / (1 + step): 1, 2/3, 1/2, 2/5, ... (not registered)."""
 
