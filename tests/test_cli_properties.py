@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gumbench.cli import main
@@ -78,7 +78,7 @@ def folder(tmp_path_factory):
     return base
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=argv_strategy())
 def test_any_arguments_give_a_result_or_one_line(drawn, folder, capsys):
     work = folder / "work"
@@ -101,6 +101,7 @@ def test_any_arguments_give_a_result_or_one_line(drawn, folder, capsys):
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     err = capsys.readouterr().err
+    event(f"{argv[0]} exit {code}")
     assert "Traceback" not in err and "internal error" not in err, (argv, err[-2000:])
     assert code in (0, 2), (argv, code, err[-2000:])
     if code == 2:

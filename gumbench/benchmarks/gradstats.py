@@ -43,14 +43,11 @@ from gumbench.benchmarks.toys import enumerated_losses, exact_gradient, make_tas
 from gumbench.errors import GumbenchError
 from gumbench.estimators import VQEstimator, make_estimator
 from gumbench.kernels.reference import check_logits
-from gumbench.plugin import MAX_ELEMENTS, SEED, Range, check_integer, check_number
+from gumbench.plugin import MAX_ELEMENTS, SAMPLES, SEED, TEMPERATURE, Range, check_integer, check_number
 from gumbench.registry import format_spec
 
 DEFAULT_SAMPLES = 10_000
 JACKKNIFE_GROUPS = 50
-# About 1.5 hours for st-gumbel on the default toy on one CPU core (~50 us per estimate); the
-# accumulated sums are O(groups x logits) whatever the count.
-SAMPLES = Range(4, 100_000_000)
 DEFAULT_CHUNK = 4096
 
 
@@ -369,6 +366,8 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
     anything runs.
     """
     toy = make_task(task)
+    if tau is not None:  # checked once, so that no estimator of the default set is left out for a tau nothing takes
+        check_number("gradstats", "tau", tau, TEMPERATURE)
     explicit = estimators is not None
     built = []
     for name in estimators if explicit else default_estimators():

@@ -32,7 +32,7 @@ class GumbelRao(CategoricalEstimator):
     family = "relaxation"
     description = "Gumbel-Rao (Paulus 2021): one hard sample forward, softmax((logits + g)/tau) Jacobian averaged over M draws of g given the sample."
     parameters = {"tau": 1.0, "samples": 10}
-    ranges = {"tau": TEMPERATURE, "samples": Range(1, meaning="M, the conditional Gumbel draws")}
+    ranges = {"tau": TEMPERATURE, "samples": Range(1, 1000, meaning="M, the conditional Gumbel draws")}
 
     def estimate(self, logits, loss_fn, generator):
         if not self.training:  # as st-gumbel: the noiseless argmax, no gradient

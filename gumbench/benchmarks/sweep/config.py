@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gumbench.errors import GumbenchError
+from gumbench.plugin import SAMPLES, SEED, STEPS
 from gumbench.registry import parse_spec
 
 KINDS = ("gradstats", "training")
@@ -97,7 +98,7 @@ SECTION_KEYS = {
     "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int},
 }
 # the largest values a config may ask for: sizes beyond these are refused before anything runs
-LIMITS = {"samples": 10**7, "steps": 10**6, "eval_every": 10**6, "repetitions": 1000, "base_seed": 2**63 - 1}
+LIMITS = {"samples": SAMPLES.high, "steps": STEPS.high, "eval_every": STEPS.high, "repetitions": 1000, "base_seed": SEED.high}
 TOP_KEYS = {"name": str, "base_seed": int, "repetitions": int, "gradstats": (dict, list), "training": (dict, list)}
 
 

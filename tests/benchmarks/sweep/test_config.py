@@ -24,7 +24,7 @@ def test_seeds_are_hashes_not_positions():
         ("gradstats: {tasks: [bernoulli], estimators: [vq-commitment]}", ".yml", "grid is empty"),
         ("gradstats: [unclosed", ".yaml", "not valid YAML"),
         ("name = ", ".toml", "not valid TOML"),
-        ("[gradstats]\nsamples = 0", ".toml", "samples must be from 1 to 10,000,000, got 0"),
+        ("[gradstats]\nsamples = 0", ".toml", "samples must be from 1 to 100,000,000, got 0"),
         ("name: x", ".json", "use a .toml, .yaml or .yml file"),
         ('[training]\ntasks = ["tones"]\nestimators = ["st-gumbel[tau=[]]"]', ".toml", "empty list"),
     ],
