@@ -82,6 +82,6 @@ def test_every_estimator_is_checked_before_any_runs(monkeypatch):
     """Gumbel-Rao's M draws per estimate multiply the batch's memory: refused before st-gumbel, listed first, runs."""
     monkeypatch.setattr("gumbench.benchmarks.optimize.optimize", lambda *a, **k: pytest.fail("a run started"))
     with pytest.raises(GumbenchError) as caught:
-        optimize_many("bernoulli", ["st-gumbel", "gumbel-rao[samples=100000]"], batch=1024, steps=5)
-    assert str(caught.value) == ("optimize: batch x logits x draws per estimate of gumbel-rao[samples=100000] = 1024 x 6 x 100000 "
-                                 f"elements at once; at most {MAX_ELEMENTS:,} are allowed (use batch <= {MAX_ELEMENTS // 600_000})")
+        optimize_many("categorical[groups=1,categories=1000]", ["st-gumbel", "gumbel-rao[samples=1000]"], batch=1024, steps=5)
+    assert str(caught.value) == ("optimize: batch x logits x draws per estimate of gumbel-rao[samples=1000] = 1024 x 1000 x 1000 "
+                                 f"elements at once; at most {MAX_ELEMENTS:,} are allowed (use batch <= {MAX_ELEMENTS // 10**6})")
