@@ -239,3 +239,22 @@ def test_sweep_ends_with_the_verdict_and_writes_only_under_out(tmp_path):
     assert re.search(r"best\s+(st-gumbel|reinforce\[baseline=loo,samples=4\]) [\d.e-]+ \[", text)
     assert max(map(len, text.splitlines())) <= 80
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "runs"]
+
+
+def test_an_internal_error_is_one_line_with_a_hint_and_debug_shows_the_traceback(monkeypatch, capsys):
+    from gumbench.cli import main
+
+    def broken(kind):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("gumbench.catalog.describe", broken)
+    assert main(["list", "estimators"]) == 1
+    err = capsys.readouterr().err
+    assert err == "gumbench: internal error: RuntimeError: boom second line (rerun with --debug for the traceback)\n"
+    assert main(["list", "estimators", "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "RuntimeError: boom" in err
+    assert err.splitlines()[-1].startswith("gumbench: internal error: RuntimeError: boom")
+    assert main(["--debug", "list", "bogus"]) == 2, "--debug keeps the exit status of bad input"
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.splitlines()[-1] == "gumbench: error: cannot list 'bogus'; allowed: estimators, tasks, training"
