@@ -1,18 +1,12 @@
 """Arguments drawn across the CLI commands (hypothesis): every draw ends in a result (exit 0) or one
-line ``gumbench: error: ...`` with exit 2, within a time bound, writing nothing outside its folder;
+line ``gumbench: error: ...`` with exit 2, within the time bound of tests/test_bad_input.py, writing nothing outside its folder;
 never a traceback, never an internal error."""
-
-import os
-import signal
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gumbench.cli import main
-
-BOUND_S = 60
+from tests.test_bad_input import results_file, run_case
 
 INTEGERS = st.sampled_from(["-1", "0", "2", "1e3", "abc", "", str(2**31), str(2**63), str(2**70), "9" * 30])
 FLOATS = st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e-300", "1e300", "0.5", "x"])
@@ -65,8 +59,6 @@ def flatten(drawn) -> list[str]:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    from tests.test_bad_input import results_file
-
     base = tmp_path_factory.mktemp("cli")
     work = base / "work"
     work.mkdir()
@@ -86,21 +78,7 @@ def test_any_arguments_give_a_result_or_one_line(drawn, folder, capsys):
     (work / "folder").mkdir(exist_ok=True)
     argv = flatten(drawn)
     outside = set(folder.iterdir())
-
-    def alarm(*_):
-        raise TimeoutError(f"gumbench {' '.join(argv)} gave no answer within {BOUND_S} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(BOUND_S)
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        code = main(argv)
-    finally:
-        os.chdir(cwd)
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    err = capsys.readouterr().err
+    code, err = run_case(argv, work, capsys)
     event(f"{argv[0]} exit {code}")
     assert "Traceback" not in err and "internal error" not in err, (argv, err[-2000:])
     assert code in (0, 2), (argv, code, err[-2000:])
