@@ -38,7 +38,12 @@ def argv_strategy():
         st.tuples(st.just("--backend"), st.sampled_from(["local", "cluster", "slurm"]))), max_size=4))
     report = st.tuples(st.just("report"), st.lists(st.one_of(
         st.tuples(st.just("--kernel"), PATHS), st.tuples(st.just("-o"), PATHS)), max_size=2))
-    return st.one_of(gradstats, optimize, train, sweep, report)
+    listing = st.tuples(st.just("list"), st.lists(st.tuples(st.just(""), st.sampled_from(
+        ["estimators", "tasks", "training", "bogus", "", "--x"])), max_size=1))
+    explain = st.tuples(st.just("explain"), st.lists(st.one_of(
+        st.tuples(st.just("--variant"), st.sampled_from(["wav2vec2", "vq-wav2vec", "both", "bogus", ""])),
+        st.tuples(st.just("--seed"), INTEGERS), st.tuples(st.just("--audio-dir"), PATHS)), max_size=2))
+    return st.one_of(gradstats, optimize, train, sweep, report, listing, explain)
 
 
 def flatten(drawn) -> list[str]:
@@ -53,7 +58,7 @@ def flatten(drawn) -> list[str]:
     if command == "train":
         args += ["--steps", "2", "-t", "gmm-vq[clusters=2,codes=4,batch=8]", "-e", "st-gumbel"]
     for flag, value in options:
-        args += [flag, value]
+        args += [flag, value] if flag else [value]
     return args
 
 
