@@ -1,20 +1,74 @@
 """Throughput of gradient statistics: batched draws against one backward per sample.
 
-Timed benchmarks, skipped in the default test run (``--benchmark-skip`` in the
-pytest configuration). Run both side by side, in one process:
+Timed benchmarks, skipped in the default test run (``--benchmark-skip`` in the pytest
+configuration). Run them side by side, in one process:
 
     pytest tests/benchmarks/test_throughput.py -o addopts="" --benchmark-only --benchmark-group-by=group
 
-``chunk_size=1`` sends every estimate through its own forward and backward: the
-naive loop, through the very same statistics code.
+``test_batched`` / ``test_one_backward_per_sample``: ``chunk_size=1`` sends every estimate through
+its own forward and backward: the naive loop, through the very same statistics code.
+
+``test_versus_plain_loop`` (needs the ``bench`` extra: ``pip install -e '.[bench]'``) compares
+``gradient_statistics`` with what a user writes without gumbench, for every categorical estimator:
+a per-sample PyTorch loop (``tests/benchmarks/plain_loops.py``: ``F.gumbel_softmax``, the
+``reinmax`` package, ...) and Storchastic's method where it has one. The sides alternate within one
+benchmark (ROUNDS rounds, the order reversed every other round), one torch thread. gumbench draws
+GUMBENCH_SAMPLES estimates per round; the loops draw LOOP_SAMPLES per round (they are slow) and their
+time is scaled per sample to GUMBENCH_SAMPLES when reported (scripts/throughput_table.py). The test
+asserts that gumbench's total variance and the loop's agree: |difference| <= 4 x the combined
+standard error (two independent estimates, each nearly normal: a false alarm has probability about
+6e-5 per case). Storchastic's variance is recorded with its agreement, not asserted: where its
+definition differs (its moving-average baseline includes the current loss) a disagreement is
+Storchastic's, not gumbench's.
 """
 
+import math
+import os
+import platform
+import time
+
+import numpy as np
 import pytest
+import torch
+from scipy import stats as scipy_stats
 
 from gumbench.benchmarks import gradient_statistics, make_task
+from tests.benchmarks import plain_loops
+from tests.conftest import require
 
 SAMPLES = 10_000
 TASK = "categorical[groups=1,categories=64]"  # K = 64
+
+GUMBENCH_SAMPLES = 10_000
+LOOP_SAMPLES = 1_000  # per round and side; 3,000 in all for the variance
+ROUNDS = 3
+TOLERANCE = 4.0  # combined standard errors
+
+try:
+    import reinmax  # noqa: F401
+
+    BENCH_EXTRA = None
+except ImportError as error:
+    BENCH_EXTRA = f"needs the bench extra: pip install -e '.[bench]' ({error})"
+try:
+    import storch  # noqa: F401
+
+    STORCH = None
+except Exception as error:  # noqa: BLE001 - any failure to import is the reason to leave Storchastic out
+    STORCH = f"storchastic does not import: {type(error).__name__}: {error}"
+
+CATEGORICAL = ["st-gumbel", "soft-gumbel", "straight-through", "reinforce", "reinforce[baseline=ema]",
+               "reinforce[baseline=loo]", "reinmax", "gumbel-rao", "gst"]
+CASES = ([(TASK, e) for e in CATEGORICAL] + [("categorical", e) for e in CATEGORICAL]
+         + [("polynomial", "disarm")])  # DisARM needs binary variables: polynomial, 8 x 2 logits
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +90,70 @@ def test_one_backward_per_sample(benchmark, toy, estimator):
         gradient_statistics, args=(estimator, toy.logits, toy.loss, SAMPLES, 0), kwargs={"chunk_size": 1}, rounds=1, iterations=1
     )
     assert stats.samples == SAMPLES
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    return f"{model}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}, {torch.get_num_threads()} torch thread"
+
+
+def relative_error_of_mean(estimates: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.linalg.norm(estimates.mean(0) - exact) / np.linalg.norm(exact))
+
+
+@pytest.mark.benchmark(group="versus-loop")
+@pytest.mark.parametrize("task,estimator", CASES, ids=[f"{t}-{e}" for t, e in CASES])
+def test_versus_plain_loop(benchmark, task, estimator):
+    require(BENCH_EXTRA is None, BENCH_EXTRA)
+    toy = make_task(task)
+    storch_note = STORCH or ("" if estimator in plain_loops.storch_methods() else "Storchastic has no such estimator")
+    sides = ["gumbench", "loop"] + ([] if storch_note else ["storchastic"])
+    seconds = {side: [] for side in sides}
+    drawn = {"loop": [], "storchastic": []}
+    results = []
+
+    def one_round():
+        r = len(results)
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            start = time.perf_counter()
+            if side == "gumbench":
+                results.append(gradient_statistics(estimator, toy.logits, toy.loss, GUMBENCH_SAMPLES, r))
+            elif side == "loop":
+                torch.manual_seed(1000 + r)
+                drawn[side].append(plain_loops.LOOPS[estimator](toy.logits, toy.loss, LOOP_SAMPLES))
+            else:
+                torch.manual_seed(2000 + r)
+                drawn[side].append(plain_loops.storch_estimates(estimator, toy, LOOP_SAMPLES))
+            seconds[side].append(time.perf_counter() - start)
+
+    load_before = os.getloadavg()
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+    load_after = os.getloadavg()
+
+    stats = results[0]
+    t = float(scipy_stats.t.ppf(0.5 + stats.confidence / 2, df=49))  # gumbench's jackknife: 50 groups
+    variance = {"gumbench": (stats.total_variance.value, (stats.total_variance.high - stats.total_variance.value) / t)}
+    exact = stats.exact_gradient.reshape(-1).double().numpy()
+    mean_error = {"gumbench": relative_error_of_mean(stats.mean_gradient.reshape(1, -1).double().numpy(), exact)}
+    for side, chunks in drawn.items():
+        if chunks:
+            estimates = np.concatenate(chunks)
+            variance[side] = plain_loops.total_variance(estimates)
+            mean_error[side] = relative_error_of_mean(estimates, exact)
+    agree = {}
+    for side in variance.keys() - {"gumbench"}:
+        difference = abs(variance[side][0] - variance["gumbench"][0])
+        combined = math.hypot(variance[side][1], variance["gumbench"][1])
+        agree[side] = {"difference": difference, "combined_se": combined, "within": bool(difference <= TOLERANCE * combined)}
+
+    benchmark.extra_info.update({
+        "comparison": "versus-loop", "task": task, "shape": list(toy.logits.shape), "estimator": estimator,
+        "gumbench_samples": GUMBENCH_SAMPLES, "loop_samples": LOOP_SAMPLES, "rounds": ROUNDS, "seconds": seconds,
+        "total_variance": {side: {"value": v, "se": se} for side, (v, se) in variance.items()},
+        "relative_error_of_mean": mean_error, "agreement": agree, "tolerance_se": TOLERANCE,
+        "storchastic": storch_note or plain_loops.storch_methods()[estimator][1],
+        "load_before": list(load_before), "load_after": list(load_after), "machine": machine(),
+    })
+    assert agree["loop"]["within"], (f"{estimator} on {task}: total variance gumbench {variance['gumbench']} vs loop "
+                                     f"{variance['loop']} differ by {agree['loop']['difference']:.4g} > "
+                                     f"{TOLERANCE} x {agree['loop']['combined_se']:.4g}")

@@ -1,0 +1,100 @@
+"""Write the table of tests/benchmarks/test_throughput.py's gumbench-versus-plain-loop comparison from
+pytest-benchmark's JSON:
+
+    pytest tests/benchmarks/test_throughput.py -o addopts="" --benchmark-only \
+        --benchmark-json results/throughput/benchmark.json
+    python scripts/throughput_table.py results/throughput/benchmark.json   # writes results/throughput/versus-loop.{csv,md}
+
+Times are medians over the interleaved rounds. The loops draw fewer estimates than gumbench; their
+time is scaled per estimate to gumbench's count ("per N estimates"). Variances: value ± one standard
+error (gumbench: its jackknife interval's half-width / t; the others: delete-a-group jackknife).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+
+def rows(report: dict) -> list[dict]:
+    out = []
+    for bench in report["benchmarks"]:
+        info = bench["extra_info"]
+        if info.get("comparison") != "versus-loop":
+            continue
+        n = info["gumbench_samples"]
+        ms = {"gumbench": 1e3 * statistics.median(info["seconds"]["gumbench"])}
+        for side in ("loop", "storchastic"):
+            if side in info["seconds"]:
+                ms[side] = 1e3 * statistics.median(info["seconds"][side]) * n / info["loop_samples"]
+        var, err, agree = info["total_variance"], info["relative_error_of_mean"], info["agreement"]
+        row = {"estimator": info["estimator"], "task": info["task"], "shape": "x".join(map(str, info["shape"])),
+               "estimates": n, "loop_estimates_per_round": info["loop_samples"], "rounds": info["rounds"],
+               "gumbench_ms": ms["gumbench"], "loop_ms": ms["loop"], "loop_over_gumbench": ms["loop"] / ms["gumbench"],
+               "storchastic_ms": ms.get("storchastic"),
+               "storchastic_over_gumbench": ms["storchastic"] / ms["gumbench"] if "storchastic" in ms else None}
+        for side in ("gumbench", "loop", "storchastic"):
+            row[f"{side}_variance"] = var.get(side, {}).get("value")
+            row[f"{side}_variance_se"] = var.get(side, {}).get("se")
+            row[f"{side}_mean_relative_error"] = err.get(side)
+        for side in ("loop", "storchastic"):
+            row[f"{side}_variance_agrees"] = agree[side]["within"] if side in agree else None
+        row.update({"storchastic_note": info["storchastic"], "load_before": " ".join(f"{x:.2f}" for x in info["load_before"]),
+                    "load_after": " ".join(f"{x:.2f}" for x in info["load_after"]), "machine": info["machine"]})
+        out.append(row)
+    return out
+
+
+def fmt(x, spec="{:.3g}") -> str:
+    return "" if x is None or (isinstance(x, float) and x != x) else spec.format(x)
+
+
+def markdown(frame: pd.DataFrame, source: str) -> str:
+    header = ["estimator", "task (G x V)", "gumbench ms", "loop ms (scaled)", "loop / gumbench", "storchastic ms (scaled)", "storch / gumbench",
+              "var gumbench ± se", "var loop ± se", "var storch ± se", "agree (loop, storch)", "load 1-min before/after"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in frame.itertuples():
+        agree = ", ".join("" if a is None or a != a else ("yes" if a else "NO") for a in (r.loop_variance_agrees, r.storchastic_variance_agrees))
+        lines.append("| " + " | ".join([
+            f"`{r.estimator}`", f"{r.task} ({r.shape})", fmt(r.gumbench_ms, "{:.0f}"), fmt(r.loop_ms, "{:.0f}"),
+            fmt(r.loop_over_gumbench, "{:.1f}x"), fmt(r.storchastic_ms, "{:.0f}"), fmt(r.storchastic_over_gumbench, "{:.1f}x"),
+            f"{fmt(r.gumbench_variance)} ± {fmt(r.gumbench_variance_se, '{:.2g}')}",
+            f"{fmt(r.loop_variance)} ± {fmt(r.loop_variance_se, '{:.2g}')}",
+            f"{fmt(r.storchastic_variance)} ± {fmt(r.storchastic_variance_se, '{:.2g}')}" if r.storchastic_variance == r.storchastic_variance and r.storchastic_variance is not None else r.storchastic_note,
+            agree, f"{r.load_before.split()[0]} / {r.load_after.split()[0]}"]) + " |")
+    first = frame.iloc[0]
+    notes = [
+        f"From `{source}` (`python scripts/throughput_table.py {source}`). Machine: {first.machine}.",
+        f"Each row is one benchmark: {first.rounds} interleaved rounds (order reversed every other round); gumbench draws "
+        f"{first.estimates:,} estimates per round, the per-sample loop and Storchastic {first.loop_estimates_per_round:,}, and "
+        f"their times are scaled per estimate to {first.estimates:,} (median round). gumbench's time includes its exact "
+        "gradient by enumeration and the statistics; the loops' only the draws and backwards.",
+        "Variances: total variance (trace of the covariance of one estimate) ± one standard error; the loops' pooled over "
+        "the rounds. agree: |difference from gumbench| <= 4 combined standard errors (asserted for the loop only).",
+    ]
+    storch_notes = sorted({(r.estimator, r.storchastic_note) for r in frame.itertuples() if r.storchastic_note})
+    notes += [f"Storchastic, `{e}`: {note}." for e, note in storch_notes]
+    errors = [f"`{r.estimator}` ({r.shape}) {r.storchastic_mean_relative_error:.2f} (gumbench {r.gumbench_mean_relative_error:.2f}, loop "
+              f"{r.loop_mean_relative_error:.2f})" for r in frame.itertuples()
+              if r.storchastic_mean_relative_error == r.storchastic_mean_relative_error and r.storchastic_mean_relative_error is not None]
+    notes.append("‖mean estimate - exact gradient‖ / ‖exact gradient‖ (bias plus sampling noise: gumbench's over "
+                 f"{first.estimates:,} estimates, the others' over {first.rounds * first.loop_estimates_per_round:,}) where Storchastic ran: " + "; ".join(errors) + ".")
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
+
+
+def main(report: Path, out: Path = typer.Option(None, help="Folder for versus-loop.{csv,md}; default: the report's.")) -> None:
+    out = out or report.parent
+    frame = pd.DataFrame(rows(json.loads(report.read_text())))
+    if frame.empty:
+        raise SystemExit(f"{report}: no versus-loop benchmarks")
+    frame.to_csv(out / "versus-loop.csv", index=False)
+    (out / "versus-loop.md").write_text(markdown(frame, str(report)))
+    typer.echo(f"wrote {out / 'versus-loop.csv'} and {out / 'versus-loop.md'}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
