@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from gumbench.errors import GumbenchError
+from gumbench.threads import torch_threads, use_threads
 
 app = typer.Typer(
     help="gumbench: measure gradient estimators through discrete choices (bias, variance, cosine to the exact gradient).",
@@ -27,9 +28,11 @@ LIST_KINDS = ("estimators", "tasks", "training")
 
 def _file(value: Optional[Path]) -> Optional[Path]:
     """An output file option, checked before the command's work starts."""
+    if value is None:
+        return None
     from gumbench.benchmarks.sweep.store import check_writable
 
-    return None if value is None else check_writable(value)
+    return check_writable(value)
 
 
 def _kernel(value: Optional[Path]) -> Optional[Path]:
@@ -46,6 +49,11 @@ def _folder(value: Optional[Path]) -> Optional[Path]:
     from gumbench.benchmarks.sweep.store import check_writable
 
     return None if value is None else check_writable(value, folder=True)
+
+
+# --threads, else $GUMBENCH_THREADS, else 1: checked before a command's work starts, applied in it
+THREADS = typer.Option(None, "--threads", callback=torch_threads, show_default=False,
+                       help="Torch threads per process (per worker in a sweep); default: $GUMBENCH_THREADS, else 1.")
 
 
 def _version(value: bool) -> None:
@@ -94,10 +102,12 @@ def gradstats_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the estimator noise (the task's own seed is a task parameter)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON with every field instead of a table."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Also write the JSON to this file."),
+    threads: int = THREADS,
 ) -> None:
     """Gradient statistics against the exact gradient (by enumeration) on a toy task."""
     from gumbench.benchmarks.gradstats import gradstats_table, run_gradstats
 
+    use_threads(threads)
     results = run_gradstats(task, estimator or None, tau=tau, samples=samples, seed=seed)
     payload = [r.to_dict() | {"task": results.task} for r in results.statistics]
     if output is not None:
@@ -119,11 +129,13 @@ def optimize_command(
     batch: int = typer.Option(16, "--batch", help="Samples (estimates) averaged per step."),
     seed: int = typer.Option(0, "--seed"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step losses as CSV."),
+    threads: int = THREADS,
 ) -> None:
     """Minimize the expected loss of a toy by gradient descent with each estimator; print the final exact losses."""
     from gumbench.benchmarks.optimize import optimize_many
     from gumbench.tables import render
 
+    use_threads(threads)
     frame = optimize_many(task, estimator or None, steps=steps, lr=lr, batch=batch, seed=seed)
     if output is not None:
         from gumbench.benchmarks.sweep.store import write_csv
@@ -144,6 +156,7 @@ def train_command(
     seed: int = typer.Option(0, "--seed"),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC for the speech tasks (default: the vendored corpus)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step rows as CSV."),
+    threads: int = THREADS,
 ) -> None:
     """Train a model with a discrete bottleneck; per-step loss terms, utilization, gradient norms, time."""
     import pandas as pd
@@ -153,6 +166,7 @@ def train_command(
     from gumbench.registry import parse_spec
     from gumbench.tables import render
 
+    use_threads(threads)
     spec = parse_spec(task)
     if audio_dir is not None:
         spec.params["audio_dir"] = str(audio_dir)
@@ -191,6 +205,7 @@ def sweep_command(
     estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Replace the estimator lists (repeatable)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md into the run folder."),
     kernel: Optional[Path] = typer.Option(None, "--kernel", callback=_kernel, help="Kernel profile CSV (from `gumbench profile-kernel`) to draw in the report."),
+    threads: int = THREADS,
 ) -> None:
     """Run or resume a sweep (tasks x estimators x parameters x seeds); results as parquet, then a report."""
     from gumbench.benchmarks.sweep import apply_overrides, load_config, run_sweep
@@ -198,7 +213,7 @@ def sweep_command(
     resolved = apply_overrides(load_config(config), name=name, repetitions=repetitions, base_seed=base_seed,
                                samples=samples, steps=steps, estimators=estimator)
     run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler,
-                    slurm_partition=partition, slurm_time=time_limit)
+                    slurm_partition=partition, slurm_time=time_limit, threads=threads)
     typer.echo(f"results: {run.results}")
     if report:
         from gumbench.benchmarks.sweep.report import build_report
@@ -235,10 +250,12 @@ def explain_command(
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC (default: the vendored speech)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    threads: int = THREADS,
 ) -> None:
     """Where does the gradient at a wav2vec 2.0 quantizer's logits come from? One training step on real speech."""
     from gumbench.benchmarks.studies import explain, format_explanation
 
+    use_threads(threads)
     result = explain(audio_dir=None if audio_dir is None else str(audio_dir), seed=seed, variant=variant)
     typer.echo(json.dumps(result, indent=1) if as_json else format_explanation(result))
 
@@ -262,11 +279,13 @@ def elbo_study_command(
     samples: int = typer.Option(4000, "--samples", "-s", help="Estimates per image."),
     seed: int = typer.Option(0, "--seed"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write OUT.csv (rows) and OUT.txt (the table)."),
+    threads: int = THREADS,
 ) -> None:
     """Gradient accuracy inside the trained digits VAE: each estimator against the enumerated ELBO gradient."""
     from gumbench.benchmarks.studies import elbo_study, format_elbo_study, save_study
     from gumbench.benchmarks.studies.elbo import DEFAULT_ESTIMATORS
 
+    use_threads(threads)
     frame = elbo_study(estimator or DEFAULT_ESTIMATORS, checkpoints=_steps(checkpoints), points=points, samples=samples, seed=seed)
     text = format_elbo_study(frame)
     typer.echo(text)
@@ -284,16 +303,16 @@ def speech_study_command(
     samples: int = typer.Option(2000, "--samples", "-s", help="Estimates per estimator."),
     reference_samples: int = typer.Option(8000, "--reference-samples", help="Estimates averaged into the sampled reference."),
     seed: int = typer.Option(0, "--seed"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write OUT.csv, OUT.txt and OUT.json (settings, wall time)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write OUT.csv, OUT.txt and OUT.json (settings, wall time, threads)."),
+    threads: int = THREADS,
 ) -> None:
     """Bias and variance of estimators at a speech quantizer's logits, at checkpoints of training."""
     import time
 
-    import torch
-
     from gumbench.benchmarks.studies import format_study, quantizer_gradient_study, save_study
     from gumbench.benchmarks.studies.speech_quantizers import DEFAULT_ESTIMATORS
 
+    use_threads(threads)
     start = time.perf_counter()
     estimators = tuple(estimator or DEFAULT_ESTIMATORS)
     frame = quantizer_gradient_study(task, estimators, trained_with=trained_with, checkpoints=_steps(checkpoints), crops=crops,
@@ -305,7 +324,7 @@ def speech_study_command(
                     "checkpoints": checkpoints, "crops": crops, "samples": samples, "reference_samples": reference_samples,
                     "seed": seed, "out": str(output)}
         save_study(output, frame, text, {"settings": settings, "wall_seconds": time.perf_counter() - start,
-                                         "torch_threads": torch.get_num_threads()})
+                                         "torch_threads": threads})
 
 
 @app.command("profile-kernel")

@@ -157,6 +157,18 @@ CASES = [
     ("names and parameters", "", ["gradstats", "--bogus"]),
     ("names and parameters", "", ["bogus"]),
     ("names and parameters", "", ["sweep", "--backend", "cluster", "--out", "runs"]),
+    # thread counts (--threads; $GUMBENCH_THREADS is tested in tests/test_threads.py)
+    ("threads", "", ["gradstats", "-s", "10", "--threads", "0"]),
+    ("threads", "", ["gradstats", "-s", "10", "--threads", "-1"]),
+    ("threads", "", ["gradstats", "-s", "10", "--threads", str(10**9)]),
+    ("threads", "", ["gradstats", "-s", "10", "--threads", "x"]),
+    ("threads", "", ["optimize", "--steps", "2", "--threads", "0"]),
+    ("threads", "", ["train", "--steps", "2", "--threads", BEYOND_INT64]),
+    ("threads", "", ["sweep", "--out", "runs", "--threads", "0"]),
+    ("threads", "", ["sweep", "--out", "runs", "-j", "2", "--threads", "x"]),
+    ("threads", "", ["elbo-study", "--threads", "-1"]),
+    ("threads", "", ["speech-study", "--threads", "0"]),
+    ("threads", "", ["explain", "--threads", str(10**9)]),
 ]
 
 

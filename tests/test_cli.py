@@ -213,6 +213,7 @@ def test_speech_study_writes_rows_text_and_settings(tmp_path):
     assert list(rows["role"]) == ["reference", "estimator"] and rows["reference_error"].iloc[0] == 0  # exact reference
     settings = json.loads((tmp_path / "study.json").read_text())
     assert settings["settings"]["task"] == "logmel-vqvae[batch=4]" and settings["wall_seconds"] > 0
+    assert settings["torch_threads"] == int(os.environ.get("GUMBENCH_THREADS", 1))  # the thread policy's count
     assert "logmel-vqvae[batch=4] at step 0" in stdout
 
 

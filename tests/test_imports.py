@@ -2,9 +2,12 @@
 cycles from Python but not from a reader), and the light modules stay light."""
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import gumbench
 
@@ -101,3 +104,21 @@ def test_light_imports_stay_light():
             "import gumbench.kernels; print(sorted(heavy), 'triton' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["[]", "False"], out
+
+
+@pytest.mark.parametrize("argv, heavy", [
+    (["--help"], {"torch", "scipy", "pandas"}),
+    (["list"], {"scipy", "pandas"}),  # list needs torch: the estimators it describes are torch modules
+    (["gradstats", "-s", "10"], {"scipy.stats", "pandas"}),  # its one t quantile comes from scipy.special
+])
+def test_light_commands_import_only_what_they_need(argv, heavy, tmp_path):
+    """What `gumbench --help`, `list` and `gradstats` have imported when they finish, in a fresh process."""
+    code = (f"import json, sys; from gumbench.cli import main; code = main({argv!r}); "
+            "print(json.dumps([code, sorted(sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    status, modules = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status == 0
+    assert [m for m in modules if any(m == h or m.startswith(h + ".") for h in heavy)] == []
+    if argv[0] == "gradstats":
+        assert {"torch", "scipy.special"} <= set(modules), "the check sees what is imported"

@@ -228,3 +228,12 @@ def test_group_sums_reproduce_the_statistics_of_the_draws(spec):
     # a different seed draws different estimates
     other = accumulate(make_estimator(spec).train(), toy.logits, toy.loss, exact, samples, seed + 1, groups, chunk)
     assert not torch.equal(other.sums, sums.sums)
+
+
+def test_the_t_quantile_is_scipy_stats_one():
+    from gumbench.benchmarks.gradstats import t_quantile
+
+    for df in (1, 2, 3, 7, 29, 99, 10**6):
+        for p in (0.5, 0.6, 0.95, 0.975, 0.995, 0.9995):
+            assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-12, abs=1e-12), (p, df)
+    assert t_quantile(0.975, 9) == pytest.approx(2.2621571628, abs=1e-9)  # printed tables

@@ -7,15 +7,15 @@ dask   a Dask cluster at ``scheduler``, or a local cluster of ``jobs`` worker pr
 slurm  a job array through submitit, from a host with sbatch and srun; jobs run this Python
        (``sys.executable``) with this process's environment (optional extra: ``pip install 'gumbench[slurm]'``)
 
-The callable is called as ``run(item)`` in this process and ``run(item, threads=n)`` in workers,
-n = cores / jobs, so parallel items do not oversubscribe the machine. Workers unpickle it, so it
+The callable is called as ``run(item, threads=n)``, in this process or in a worker, with the
+``threads`` given to :func:`execute` (the thread policy's count, :mod:`gumbench.threads`: one per
+worker unless set, so parallel items do not oversubscribe a shared machine). Workers unpickle it, so it
 must be importable by module path (a module-level function). This module knows nothing of what
 it runs: it imports nothing from the sweep runner.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,28 +26,25 @@ from gumbench.errors import GumbenchError
 BACKENDS = ("local", "dask", "slurm")
 
 
-def _threads(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
-
-
 def _tagged(run: Callable, item, threads: int):
     """(item, run(item, threads=threads)): results come back with what produced them."""
     return item, run(item, threads=threads)
 
 
 def execute(run: Callable, items: Iterable, *, backend: str = "local", jobs: int = 1, scheduler: str | None = None,
-            slurm_partition: str | None = None, slurm_time: int = 60, slurm_folder: Path | None = None) -> Iterator:
-    """An iterator of (item, run(item)) for every item, in the order they finish, on ``backend``.
+            slurm_partition: str | None = None, slurm_time: int = 60, slurm_folder: Path | None = None,
+            threads: int = 1) -> Iterator:
+    """An iterator of (item, run(item, threads=threads)) for every item, in the order they finish, on ``backend``.
     Bad arguments raise here, before anything runs (:func:`check_execution`)."""
     check_execution(backend, jobs, slurm_partition, slurm_time)
     items = list(items)
     if not items:
         return iter(())
     if backend == "local":
-        return _local(run, items, jobs)
+        return _local(run, items, jobs, threads)
     if backend == "dask":
-        return _dask(run, items, jobs, scheduler)
-    return _slurm(run, items, slurm_partition, slurm_time, slurm_folder)
+        return _dask(run, items, jobs, scheduler, threads)
+    return _slurm(run, items, slurm_partition, slurm_time, slurm_folder, threads)
 
 
 MAX_JOBS = 1024
@@ -67,19 +64,18 @@ def check_execution(backend: str, jobs: int, slurm_partition: str | None = None,
             raise GumbenchError(f"the SLURM time limit must be from 1 to {MAX_SLURM_MINUTES} minutes, got {slurm_time!r}")
 
 
-def _local(run, items, jobs):
+def _local(run, items, jobs, threads):
     if jobs == 1:
         for item in items:
-            yield item, run(item)
+            yield _tagged(run, item, threads)
         return
     from joblib import Parallel, delayed
 
-    threads = _threads(jobs)
     parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
     yield from parallel(delayed(_tagged)(run, item, threads) for item in items)
 
 
-def _dask(run, items, jobs, scheduler):
+def _dask(run, items, jobs, scheduler, threads):
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -87,7 +83,7 @@ def _dask(run, items, jobs, scheduler):
     cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(scheduler or cluster)
     try:
-        futures = client.map(_tagged, [run] * len(items), items, threads=_threads(jobs), pure=False)
+        futures = client.map(_tagged, [run] * len(items), items, threads=threads, pure=False)
         for future in as_completed(futures):
             yield future.result()
     finally:
@@ -96,7 +92,7 @@ def _dask(run, items, jobs, scheduler):
             cluster.close()
 
 
-def _slurm(run, items, partition, time_limit, folder):
+def _slurm(run, items, partition, time_limit, folder, threads):
     try:
         import submitit
     except ImportError:
@@ -104,9 +100,9 @@ def _slurm(run, items, partition, time_limit, folder):
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise GumbenchError("--backend slurm needs SLURM's sbatch and srun on PATH (run it where jobs are submitted)")
     executor = submitit.AutoExecutor(folder=str(folder or "slurm-logs"), cluster="slurm")
-    executor.update_parameters(slurm_partition=partition, timeout_min=time_limit, cpus_per_task=1)
+    executor.update_parameters(slurm_partition=partition, timeout_min=time_limit, cpus_per_task=threads)
     try:
-        pending = list(executor.map_array(_tagged, [run] * len(items), items, [1] * len(items)))
+        pending = list(executor.map_array(_tagged, [run] * len(items), items, [threads] * len(items)))
     except submitit.core.utils.FailedJobError as error:  # sbatch refused the array, e.g. an unknown partition
         raise GumbenchError(str(error).strip().splitlines()[-1]) from None
     while pending:

@@ -362,11 +362,17 @@ def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None 
     tables = full_tables(frame, compared)
     meta = frame.iloc[0]
     provenance = (f"gumbench {meta['gumbench_version']}, commit {str(meta['git_commit'])[:10]}, code {meta.get('code_hash', '?')}, "
-                  f"torch {meta['torch_version']}, device {meta['device']}, base seed {meta['base_seed']}, "
+                  f"torch {meta['torch_version']}, device {meta['device']}, {_threads(frame)}base seed {meta['base_seed']}, "
                   f"{frame['unit_id'].nunique()} units")
     html_path = write_text(out_dir / "report.html", html_page(title, provenance, answers, figures, tables))
     md_path = write_text(out_dir / "report.md", markdown_page(title, provenance, answers, figures, tables))
     return html_path, md_path
+
+
+def _threads(frame) -> str:
+    """'torch threads 1, ' (the counts the units used, as 1/2 when mixed), or nothing for results that predate the column."""
+    counts = sorted(frame["torch_threads"].dropna().astype(int).unique()) if "torch_threads" in frame else []
+    return f"torch threads {'/'.join(map(str, counts))}, " if counts else ""
 
 
 VERDICT_NOTE = ("Best: the healthy estimator with the lowest mean (95% t interval across seeds in brackets); listed after it, "

@@ -18,6 +18,7 @@ from gumbench.benchmarks.sweep.backends import check_execution, execute
 from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, config_hash, expand_units
 from gumbench.benchmarks.sweep.store import RunStore, run_metadata, write_json
 from gumbench.registry import parse_spec
+from gumbench.threads import torch_threads, use_threads
 
 ROW_COLUMNS = ("step", "metric", "value", "low", "high")
 
@@ -51,17 +52,17 @@ class SweepRun:
 
 
 def run_unit(unit: Unit, threads: int | None = None):
-    """Run one unit; returns its tidy long-format rows (a DataFrame). Importable by workers."""
+    """Run one unit with ``threads`` torch threads (:mod:`gumbench.threads`); returns its tidy long-format
+    rows (a DataFrame), which record the thread count. Importable by workers."""
+    use_threads(threads)
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
     from gumbench.estimators import make_estimator
 
     est = make_estimator(unit.estimator)
     base = {"kind": unit.kind, "task": unit.task, "task_name": parse_spec(unit.task).name, "estimator": unit.estimator,
             "estimator_name": est.name, "label": est.label, "tau": est.temperature,
-            "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id}
+            "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id, "torch_threads": torch.get_num_threads()}
     if unit.kind == "gradstats":
         return _gradstats_rows(unit, est, base)
     return _training_rows(unit, est, base)
@@ -142,16 +143,18 @@ DEFAULT_OUT = Path("runs")
 
 def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, backend: str = "local", jobs: int = 1,
               scheduler: str | None = None, slurm_partition: str | None = None, slurm_time: int = 60,
-              progress: bool = True) -> SweepRun:
+              progress: bool = True, threads: int | None = None) -> SweepRun:
     """Run (or resume) a sweep into ``out``/<name>-<config hash>-<code hash>/; returns the finished run.
 
     Only this run's rows come back: units already in the folder count when they read back whole with
     this run's identity (same config, same code), others are set aside and run again; a second sweep
-    on the same folder is refused while this one holds it."""
+    on the same folder is refused while this one holds it. Each unit computes with ``threads`` torch
+    threads (default: $GUMBENCH_THREADS, else 1 per worker), recorded in the run metadata and per row."""
     config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
     check_execution(backend, jobs, slurm_partition, slurm_time)
+    threads = torch_threads(threads)
     units, skipped = expand_units(config)
-    metadata = run_metadata(config, config_hash(config))
+    metadata = run_metadata(config, config_hash(config)) | {"torch_threads": threads}
     ids = [u.unit_id for u in units]
     began, load_before = time.perf_counter(), os.getloadavg()
     with RunStore(Path(out), str(config.get("name", "sweep")), metadata) as store, Progress(len(units), enabled=progress) as bar:
@@ -162,7 +165,7 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
         bar.done = len(units) - len(todo)
         start = time.perf_counter()
         for unit, rows in execute(run_unit, todo, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=slurm_partition,
-                                  slurm_time=slurm_time, slurm_folder=store.folder / "slurm"):
+                                  slurm_time=slurm_time, slurm_folder=store.folder / "slurm", threads=threads):
             store.write_unit(unit.unit_id, rows)
             bar.advance(unit, time.perf_counter() - start)
             start = time.perf_counter()
@@ -170,7 +173,7 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
         if todo:  # how long this invocation took, on what, under which load (README's timings come from here)
             write_json(store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json", {
                 "units_run": len(todo), "units": len(units), "wall_seconds": round(time.perf_counter() - began, 1),
-                "backend": backend, "jobs": jobs, "device": metadata["device"], "git_commit": metadata["git_commit"],
+                "backend": backend, "jobs": jobs, "torch_threads": threads, "device": metadata["device"], "git_commit": metadata["git_commit"],
                 "load_average_before": [round(x, 2) for x in load_before],
                 "load_average_after": [round(x, 2) for x in os.getloadavg()]})
     return SweepRun(store, tuple(units), tuple(skipped))

@@ -15,8 +15,9 @@ Layout of one sweep run, named by its identity (the config's hash and the code's
 
 Parquet results are tidy long format and are never overwritten. Every file carries the run
 metadata (:func:`run_metadata`: gumbench, torch and triton versions, git commit, code hash,
-device, base seed, the resolved config) in its parquet key-value metadata under ``gumbench``,
-and the scalar fields also as columns. Only parquet is read back: nothing is unpickled. A unit
+device, base seed, the resolved config; the sweep adds its torch thread count) in its parquet
+key-value metadata under ``gumbench``, and the scalar fields also as columns (the thread count is
+a row column written by each unit, so a run resumed with another count says which units used which). Only parquet is read back: nothing is unpickled. A unit
 file counts as finished only when it reads back whole, with this run's identity and one unit's
 rows; the results file only when it holds exactly the run's units.
 """

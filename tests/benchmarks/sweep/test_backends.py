@@ -63,18 +63,17 @@ def square_with_threads(item, threads=None):
     return {"square": item * item, "threads": threads, "pid": os.getpid()}
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_execute_runs_any_callable_and_yields_every_item_once(jobs):
+@pytest.mark.parametrize("jobs, threads", [(1, None), (2, None), (1, 3), (2, 2)])
+def test_execute_runs_any_callable_and_yields_every_item_once(jobs, threads):
     items = [3, -1, 0, 7, 12, 5]
-    pairs = list(execute(square_with_threads, iter(items), backend="local", jobs=jobs))
+    given = {} if threads is None else {"threads": threads}
+    pairs = list(execute(square_with_threads, iter(items), backend="local", jobs=jobs, **given))
     assert sorted(item for item, _ in pairs) == sorted(items), "every item exactly once"
     assert all(result["square"] == item * item for item, result in pairs), "each result comes back with its own item"
-    if jobs == 1:  # in this process, called as run(item)
-        assert {result["pid"] for _, result in pairs} == {os.getpid()}
-        assert all(result["threads"] is None for _, result in pairs)
-    else:  # in worker processes, called as run(item, threads=cores // jobs)
-        assert os.getpid() not in {result["pid"] for _, result in pairs}
-        assert {result["threads"] for _, result in pairs} == {max(1, (os.cpu_count() or 1) // 2)}
+    pids = {result["pid"] for _, result in pairs}
+    assert pids == {os.getpid()} if jobs == 1 else os.getpid() not in pids, "in this process only for one job"
+    # called as run(item, threads=n) in this process and in workers alike: 1 unless given
+    assert {result["threads"] for _, result in pairs} == {threads or 1}
     assert list(execute(square_with_threads, [], jobs=jobs)) == []
 
 

@@ -51,6 +51,7 @@ def test_report_opens_with_the_verdict_then_figures_then_tables(report):
     assert page.count("<figcaption>") == len(FIGURES)
     assert all(re.search(r"is better|higher\s+means", caption) for caption in re.findall(r"<figcaption>(.*?)</figcaption>", page))
     assert "src='figures/" not in page, "the HTML must be self-contained"
+    assert ", torch threads 1, base seed 0, " in md, "the provenance names the thread count the units ran with"
 
 
 def test_a_degenerate_result_never_ranks_above_a_healthy_one(run):
