@@ -13,12 +13,12 @@ import pandas as pd
 from gumbench.benchmarks.sweep.store import load_results
 
 TIMING = ["step_seconds", "peak_memory_mb"]
-META = ["gumbench_version", "git_commit", "torch_version", "triton_version", "device"]
+META = ["gumbench_version", "git_commit", "code_hash", "torch_version", "triton_version", "device", "torch_threads"]
 
 
 def comparable(path):
     frame = load_results([path])
-    frame = frame[~frame["metric"].isin(TIMING)].drop(columns=META)
+    frame = frame[~frame["metric"].isin(TIMING)].drop(columns=[c for c in META if c in frame])
     return frame.sort_values(["unit_id", "step", "metric"]).reset_index(drop=True)
 
 
