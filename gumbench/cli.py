@@ -260,14 +260,18 @@ def explain_command(
     typer.echo(json.dumps(result, indent=1) if as_json else format_explanation(result))
 
 
+MAX_CHECKPOINTS, MAX_CHECKPOINT_STEP = 20, 100_000
+
+
 def _steps(text: str) -> tuple[int, ...]:
     """'0,150,300' -> (0, 150, 300)."""
     try:
         steps = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise GumbenchError(f"--checkpoints takes steps separated by commas, like 0,150,300; got {text!r}") from None
-    if min(steps) < 0:
-        raise GumbenchError(f"--checkpoints must be steps >= 0, got {text!r}")
+    if min(steps) < 0 or max(steps) > MAX_CHECKPOINT_STEP or len(steps) > MAX_CHECKPOINTS or len(set(steps)) < len(steps):
+        raise GumbenchError(f"--checkpoints takes at most {MAX_CHECKPOINTS} distinct steps from 0 to {MAX_CHECKPOINT_STEP:,}, "
+                            f"got {text[:80]!r}")
     return steps
 
 

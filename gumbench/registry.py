@@ -191,7 +191,7 @@ class Registry:
 
     def create(self, spec: str | Spec, **overrides):
         """Build an instance from ``'name[k=v]'``; ``overrides`` win over the spec's values."""
-        spec = parse_spec(spec) if isinstance(spec, str) else spec
+        spec = spec if isinstance(spec, Spec) else parse_spec(spec)  # parse_spec refuses what is not a name
         cls = self.get(spec.name)
         params = {**spec.params, **overrides}
         return cls(**params)

@@ -213,3 +213,68 @@ def test_bad_input_gets_one_line_and_exit_2(kind, prepare, argv, tmp_path, capsy
     assert "Traceback" not in err
     assert files(folder) == before, f"an error left files behind: {sorted(files(folder) - before)}"
     assert not any(tmp_path.parent.glob("escape*")) and not (Path("/abs/path")).exists()
+
+
+def setup_more(kind: str, folder: Path) -> None:
+    """Files of the cases an adversarial pass found, made in the case's empty folder."""
+    if kind == "fifo":
+        os.mkfifo(folder / "pipe")
+    elif kind == "symlink":
+        (folder / "link").symlink_to(folder / "nowhere")
+    elif kind == "deep yaml":
+        (folder / "c.yaml").write_text("gradstats: " + "[" * 5000 + "]" * 5000 + "\n")
+    elif kind == "huge grid":
+        taus = ",".join(str(0.01 + i / 1000) for i in range(1000))
+        seeds = ",".join(map(str, range(1000)))
+        (folder / "c.toml").write_text(f'repetitions = 1000\n[gradstats]\ntasks = ["categorical[seed=[{seeds}]]"]\n'
+                                       f'estimators = ["st-gumbel[tau=[{taus}]]"]\n')
+    elif kind == "config folder":
+        (folder / "c.toml").mkdir()
+    elif kind in ("damaged metadata", "string values"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = results_file(folder)
+        table = pq.read_table(path)
+        if kind == "damaged metadata":
+            table = table.replace_schema_metadata({b"gumbench": b"{not json"})
+        else:
+            table = table.set_column(table.schema.get_field_index("value"), "value", pa.array([str(v) for v in table["value"].to_pylist()]))
+        path.unlink()
+        pq.write_table(table, path)
+    elif kind == "tiny config":
+        (folder / "c.toml").write_text('[gradstats]\ntasks = ["bernoulli"]\nestimators = ["st-gumbel"]\nsamples = 10\n')
+    elif kind:
+        raise ValueError(kind)
+
+
+MORE_CASES = [
+    ("special files", "fifo", ["gradstats", "-s", "10", "-e", "st-gumbel", "-o", "pipe"]),
+    ("special files", "symlink", ["gradstats", "-s", "10", "-e", "st-gumbel", "-o", "link"]),
+    ("special files", "", ["gradstats", "-s", "10", "-e", "st-gumbel", "-o", "/dev/null"]),
+    ("configs and sizes", "deep yaml", ["sweep", "c.yaml", "--out", "runs"]),
+    ("configs and sizes", "huge grid", ["sweep", "c.toml", "--out", "runs"]),
+    ("configs and sizes", "config folder", ["sweep", "c.toml", "--out", "runs"]),
+    ("configs and sizes", "", ["train", "-t", "gmm-vq", "-e", "vq-commitment[init=kmeans,kmeans_iters=100000000]", "--steps", "2"]),
+    ("configs and sizes", "", ["elbo-study", "--checkpoints", ",".join(map(str, range(1000)))]),
+    ("configs and sizes", "", ["elbo-study", "--checkpoints", "3,3"]),
+    ("configs and sizes", "", ["audit-kernel", "--archs", "1000000", "--check"]),
+    ("configs and sizes", "tiny config", ["sweep", "c.toml", "--out", "runs", "--backend", "dask", "--scheduler", "garbage"]),
+    ("report on bad files", "damaged metadata", ["report", "r.parquet", "-o", "rep"]),
+    ("report on bad files", "string values", ["report", "r.parquet", "-o", "rep"]),
+]
+
+
+@pytest.mark.parametrize("kind, prepare, argv", MORE_CASES, ids=[f"{c[0]}: {' '.join(c[2])[:80]}" for c in MORE_CASES])
+def test_more_bad_input_gets_one_line_and_exit_2(kind, prepare, argv, tmp_path, capsys):
+    folder = tmp_path / "case"
+    folder.mkdir()
+    setup_more(prepare, folder)
+    before = files(folder)
+    device = os.stat("/dev/null")
+    capsys.readouterr()
+    code, err = run_case(argv, folder, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("gumbench: error: "), err[-3000:]
+    assert files(folder) == before, f"an error left files behind: {sorted(files(folder) - before)}"
+    assert os.stat("/dev/null").st_rdev == device.st_rdev and Path("/dev/null").is_char_device(), "a device was replaced"

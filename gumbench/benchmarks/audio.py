@@ -90,7 +90,11 @@ def _transcripts(folder: Path) -> dict[str, str]:
     if not table.is_file():
         return {}
     out = {}
-    for line in table.read_text(encoding="utf-8").splitlines()[1:]:
+    try:
+        text = table.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise GumbenchError(f"{table} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+    for line in text.splitlines()[1:]:
         parts = line.split("\t")
         if len(parts) == 3:
             out[parts[0]] = parts[2]

@@ -58,6 +58,7 @@ INSTRUCTIONS_PER_BYTE = (
 MUFU_ISSUE_COST = 128 // 16
 
 MIN_ARCH = 70  # the oldest compute capability the audit compiles for (Volta)
+MAX_ARCH = 100  # Blackwell (sm_100); past the architectures the bundled LLVM knows, it aborts the process
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 FWD_MODES = ("soft", "hard", "hard_saved", "index")
@@ -421,9 +422,9 @@ def run_audit(
     each failure a FAIL line); ``out`` writes the sm_90 instruction and byte tables there.
     Raises GumbenchError without Triton or under TRITON_INTERPRET=1.
     """
-    bad = [cc for cc in archs if cc < MIN_ARCH]
+    bad = [cc for cc in archs if not MIN_ARCH <= cc <= MAX_ARCH]
     if bad:  # LLVM aborts the whole process on them, no error to report
-        raise GumbenchError(f"archs must be compute capabilities >= {MIN_ARCH} (e.g. 80, 90); got {bad[0]}")
+        raise GumbenchError(f"archs must be compute capabilities from {MIN_ARCH} to {MAX_ARCH} (e.g. 80, 90); got {bad[0]}")
     status, lines = 0, []
     if check:
         start = time.perf_counter()

@@ -166,7 +166,7 @@ class VQCommitment(VQEstimator):
     ranges = {"beta": Range(0, 100, meaning="commitment weight"), "decay": OPEN_UNIT,
               # EMA counts below eps are never divided by: eps must be a normal float32 number
               "eps": Range(torch.finfo(torch.float32).tiny, 1, meaning="count below which a code is no longer rewritten"),
-              "kmeans_iters": AT_LEAST_ONE, "restart_threshold": Range(1, meaning="training calls a code may go unused")}
+              "kmeans_iters": Range(1, 1000), "restart_threshold": Range(1, meaning="training calls a code may go unused")}
     requires = {"kmeans_iters": ("init", "kmeans"), "restart_threshold": ("restart", True)}
 
     def validate(self) -> None:

@@ -16,6 +16,7 @@ it runs: it imports nothing from the sweep runner.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ def execute(run: Callable, items: Iterable, *, backend: str = "local", jobs: int
             threads: int = 1) -> Iterator:
     """An iterator of (item, run(item, threads=threads)) for every item, in the order they finish, on ``backend``.
     Bad arguments raise here, before anything runs (:func:`check_execution`)."""
-    check_execution(backend, jobs, slurm_partition, slurm_time)
+    check_execution(backend, jobs, slurm_partition, slurm_time, scheduler)
     items = list(items)
     if not items:
         return iter(())
@@ -51,12 +52,15 @@ MAX_JOBS = 1024
 MAX_SLURM_MINUTES = 7 * 24 * 60
 
 
-def check_execution(backend: str, jobs: int, slurm_partition: str | None = None, slurm_time: int = 60) -> None:
+def check_execution(backend: str, jobs: int, slurm_partition: str | None = None, slurm_time: int = 60,
+                    scheduler: str | None = None) -> None:
     """The arguments of :func:`execute`, checked without running anything; a one-line error otherwise."""
     if backend not in BACKENDS:
         raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_JOBS:
         raise GumbenchError(f"jobs must be an integer from 1 to {MAX_JOBS}, got {jobs!r}")
+    if backend == "dask" and scheduler is not None and not re.fullmatch(r"(\w+://)?[\w.\-\[\]:]+:\d+", scheduler):
+        raise GumbenchError(f"--scheduler must be an address like tcp://host:8786, got {scheduler!r}")
     if backend == "slurm":
         if not slurm_partition:
             raise GumbenchError("--backend slurm needs --partition NAME")
@@ -81,7 +85,10 @@ def _dask(run, items, jobs, scheduler, threads):
     except ImportError:
         raise GumbenchError("--backend dask needs dask.distributed: pip install 'gumbench[dask]'") from None
     cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
-    client = Client(scheduler or cluster)
+    try:
+        client = Client(scheduler or cluster, timeout=30)
+    except (OSError, ValueError, TimeoutError) as exc:
+        raise GumbenchError(f"cannot reach the Dask scheduler {scheduler!r}: {' '.join(str(exc).split())[:160]}") from None
     try:
         futures = client.map(_tagged, [run] * len(items), items, threads=threads, pure=False)
         for future in as_completed(futures):

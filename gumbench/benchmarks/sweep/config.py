@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ SECTION_KEYS = {
     "gradstats": {"tasks": list, "estimators": list, "samples": int},
     "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int},
 }
+MAX_UNITS = 100_000  # a grid past this is refused before any unit is built
 # the largest values a config may ask for: sizes beyond these are refused before anything runs
 LIMITS = {"samples": SAMPLES.high, "steps": STEPS.high, "eval_every": STEPS.high, "repetitions": 1000, "base_seed": SEED.high}
 TOP_KEYS = {"name": str, "base_seed": int, "repetitions": int, "gradstats": (dict, list), "training": (dict, list)}
@@ -139,9 +141,15 @@ def load_config(path: str | Path | None) -> dict:
     """The default config, or a TOML/YAML file merged over an empty config (unknown keys are errors)."""
     if path is None:
         return copy.deepcopy(DEFAULT_CONFIG)
+    if not isinstance(path, (str, Path)):
+        raise GumbenchError(f"a config is a path to a .toml or .yaml file, got {type(path).__name__}")
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise GumbenchError(f"config {str(path)!r} is a folder; give a .toml or .yaml file")
+    if not path.exists():
         raise GumbenchError(f"config file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise GumbenchError(f"config {str(path)!r} is not a regular file; give a .toml or .yaml file")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -155,6 +163,8 @@ def load_config(path: str | Path | None) -> dict:
             data = yaml.safe_load(text) or {}
         else:
             raise GumbenchError(f"config {path.name!r}: use a .toml, .yaml or .yml file")
+    except RecursionError:
+        raise GumbenchError(f"config {path.name!r} nests too deeply to be a sweep config") from None
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         raise GumbenchError(f"config {path.name!r} is not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # yaml.YAMLError has no common base with ValueError
@@ -180,6 +190,8 @@ def check_name(name: str) -> str:
 
 def check_config(config: dict) -> None:
     """Unknown keys or wrongly typed values: an error naming the valid ones."""
+    if not isinstance(config, dict):
+        raise GumbenchError(f"a sweep config is a mapping (a dict, or a .toml/.yaml file), got {type(config).__name__}")
     for key, value in config.items():
         if key not in TOP_KEYS:
             raise GumbenchError(f"unknown config key {key!r}; valid keys: {', '.join(TOP_KEYS)}")
@@ -225,6 +237,11 @@ def apply_overrides(config: dict, **overrides) -> dict:
     return config
 
 
+def _grid_size(specs: list[str]) -> int:
+    """How many single names the specs expand into, counted without expanding them."""
+    return sum(math.prod(len(v) if isinstance(v, list) else 1 for v in parse_spec(text).params.values()) for text in specs)
+
+
 def _expand(specs: list[str], make) -> list[Any]:
     return [make(single) for text in specs for single in parse_spec(text).grid()]
 
@@ -243,6 +260,10 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
     for kind, section in ((kind, table) for kind in KINDS for table in sections(config, kind)):
         if not section.get("tasks") or not section.get("estimators"):
             raise GumbenchError(f"[{kind}] needs non-empty 'tasks' and 'estimators' lists")
+        planned = _grid_size(section["tasks"]) * _grid_size(section["estimators"]) * reps
+        if len(units) + planned > MAX_UNITS:
+            raise GumbenchError(f"the sweep grid has more than {MAX_UNITS:,} units (tasks x estimators x repetitions); "
+                                "split it into several sweeps")
         make_t = make_task if kind == "gradstats" else make_training_task
         tasks = _expand(section["tasks"], make_t)
         estimators = _expand(section["estimators"], lambda s: make_estimator(s.name, **s.params))

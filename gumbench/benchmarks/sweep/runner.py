@@ -17,6 +17,7 @@ from pathlib import Path
 from gumbench.benchmarks.sweep.backends import check_execution, execute
 from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, config_hash, expand_units
 from gumbench.benchmarks.sweep.store import RunStore, run_metadata, write_json
+from gumbench.errors import GumbenchError
 from gumbench.registry import parse_spec
 from gumbench.threads import torch_threads, use_threads
 
@@ -151,7 +152,9 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
     on the same folder is refused while this one holds it. Each unit computes with ``threads`` torch
     threads (default: $GUMBENCH_THREADS, else 1 per worker), recorded in the run metadata and per row."""
     config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
-    check_execution(backend, jobs, slurm_partition, slurm_time)
+    check_execution(backend, jobs, slurm_partition, slurm_time, scheduler)
+    if not isinstance(out, (str, os.PathLike)):
+        raise GumbenchError(f"out must be a folder path, got {type(out).__name__}")
     threads = torch_threads(threads)
     units, skipped = expand_units(config)
     metadata = run_metadata(config, config_hash(config)) | {"torch_threads": threads}

@@ -55,6 +55,8 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
         raise GumbenchError(f"cannot write into {path}: it is a file; give a folder")
     if not folder and path.is_dir():
         raise GumbenchError(f"cannot write {path}: it is a folder; give a file path")
+    if not folder and (path.is_symlink() or path.exists() and not path.is_file()):
+        raise GumbenchError(f"cannot write {path}: it is a link or a special file (a device, a pipe); give a regular file path")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -69,9 +71,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     """Create ``path`` through ``write(temporary path)`` and a rename; returns ``path``. A path that
     cannot be written (under a file, a folder, no permission, a full disk) raises a one-line
     GumbenchError naming it; the previous file is kept and no temporary file is left."""
-    path = Path(path)
-    if path.is_dir():
-        raise GumbenchError(f"cannot write {path}: it is a folder; give a file path")
+    path = check_writable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -170,7 +170,13 @@ def read_metadata(path: Path) -> dict:
         raise GumbenchError(f"{path} is not a readable parquet file ({str(exc).splitlines()[0]})") from None
     if raw is None:
         raise GumbenchError(f"{path} is not a gumbench results file (no gumbench metadata)")
-    return json.loads(raw)
+    try:
+        found = json.loads(raw)
+    except ValueError:  # also invalid UTF-8
+        found = None
+    if not isinstance(found, dict) or not isinstance(found.get("config", {}), dict):
+        raise GumbenchError(f"{path} is not a gumbench results file (its gumbench metadata is damaged)")
+    return found
 
 
 def read_results(path: Path, metadata: dict | None = None):
@@ -191,6 +197,12 @@ def read_results(path: Path, metadata: dict | None = None):
     missing = [c for c in ROW_COLUMNS if c not in frame.columns]
     if missing:
         raise GumbenchError(f"{path} is not a gumbench results file: no column {', '.join(missing)}")
+    import pandas as pd
+
+    if not all(pd.api.types.is_numeric_dtype(frame[c]) for c in ("value", "low", "high", "step")):
+        raise GumbenchError(f"{path} is not a gumbench results file: value, low, high and step must be numbers")
+    if set(frame["kind"]) - {"gradstats", "training"}:
+        raise GumbenchError(f"{path} is not a gumbench results file: kind must be gradstats or training")
     return frame
 
 
@@ -282,6 +294,8 @@ def load_results(paths):
 
     files: list[Path] = []
     for raw in paths:
+        if not isinstance(raw, (str, os.PathLike)):
+            raise GumbenchError(f"results are paths to run folders or results.parquet files, got {type(raw).__name__}")
         path = Path(raw)
         if path.is_file():
             files.append(path)

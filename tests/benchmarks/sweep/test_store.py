@@ -71,7 +71,7 @@ def test_text_bytes_json_and_csv_round_trip(tmp_path):
 def test_a_path_under_a_regular_file_raises_and_leaves_nothing(tmp_path):
     blocker = write_text(tmp_path / "file", "I am a file")
     for target in (blocker / "x.txt", blocker / "deeper" / "x.csv"):
-        with pytest.raises(GumbenchError, match=f"cannot write {target}: cannot make its folder"):
+        with pytest.raises(GumbenchError, match=f"cannot write {target}: {blocker} is a file, not a folder"):
             write_text(target, "never written")
     with pytest.raises(GumbenchError, match="cannot write .*y.csv"):
         write_csv(pd.DataFrame({"a": [1]}), blocker / "y.csv")
