@@ -219,7 +219,7 @@ def test_speech_study_writes_rows_text_and_settings(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (("elbo-study", "--checkpoints", "0,x"), "--checkpoints takes steps separated by commas"),
-    (("elbo-study", "--checkpoints", "-5"), "--checkpoints must be steps >= 0"),
+    (("elbo-study", "--checkpoints", "-5"), "--checkpoints takes at most 20 distinct steps from 0 to 100,000"),
     (("speech-study", "--task", "tones"), "has no quantizer problem"),
     (("audit-kernel",), "nothing to do"),
     (("report", "runs", "--kernel", "missing.csv"), "kernel profile 'missing.csv' does not exist"),

@@ -52,7 +52,7 @@ def test_cli_reports_a_failed_compile_on_stderr_and_exits_1(monkeypatch, capsys)
     "args, message",
     [
         ((), "nothing to do: pass --check, --out DIR or both"),
-        (("--check", "--archs", "20"), "archs must be compute capabilities >= 70 (e.g. 80, 90); got 20"),
+        (("--check", "--archs", "20"), "archs must be compute capabilities from 70 to 100 (e.g. 80, 90); got 20"),
         (("--check", "--jobs", "0"), "--jobs"),
     ],
 )

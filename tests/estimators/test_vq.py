@@ -231,7 +231,7 @@ def test_options_train_end_to_end():
     ("vq-commitment[restart_threshold=10]", "restart_threshold only applies with restart=true"),
     ("vq-commitment[init=pca]", "init must be one of random, kmeans"),
     ("vq-commitment[restart=true,restart_threshold=0]", "restart_threshold .* must be >= 1"),
-    ("vq-commitment[init=kmeans,kmeans_iters=0]", "kmeans_iters must be >= 1"),
+    ("vq-commitment[init=kmeans,kmeans_iters=0]", "kmeans_iters must be in \\[1, 1000\\], got 0"),
     ("vq-commitment[rotation=yes]", "rotation must be true or false"),
 ])
 def test_option_errors_name_what_is_allowed(bad, match):
