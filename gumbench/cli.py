@@ -368,7 +368,6 @@ def audit_kernel_command(
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Bad input prints one line ``gumbench: error: ...`` and exits 2; an unexpected
     internal error prints one line with a hint and exits 1; ``--debug`` adds the traceback."""
-    import traceback
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

@@ -62,7 +62,7 @@ import torch
 from gumbench.errors import GumbenchError
 from gumbench.estimators.base import EstimatorOutput, VQEstimator, call_loss, one_hot, register
 from gumbench.kernels.reference import compute_dtype
-from gumbench.plugin import AT_LEAST_ONE, OPEN_UNIT, Range
+from gumbench.plugin import OPEN_UNIT, Range
 
 
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
