@@ -119,6 +119,13 @@ class CategoricalEstimator(Estimator):
     family: ClassVar[str] = "relaxation"
 
     def forward(self, logits: torch.Tensor, loss_fn: LossFn, *, generator: torch.Generator | None = None) -> EstimatorOutput:
+        self.check_input(logits)
+        return self.estimate(logits, loss_fn, generator)
+
+    def check_input(self, logits: torch.Tensor) -> None:
+        """What ``forward`` checks before ``estimate``: NaN, +inf, all-masked rows, shape and the size
+        of the logits. Callers that draw many times from copies of checked logits (gradient
+        statistics) check once and call ``estimate`` directly."""
         check_logits(logits)
         if logits.dim() < 2:
             raise GumbenchError(f"{self.spec}: logits need shape (..., G, V), got {tuple(logits.shape)}")
@@ -128,7 +135,6 @@ class CategoricalEstimator(Estimator):
             if largest > LOGIT_LIMIT:
                 raise GumbenchError(f"{self.spec}: logits must be -inf or at most {LOGIT_LIMIT:.2g} in absolute value "
                                     f"(so that logits / tau stays finite in float32), got {largest:.3g}")
-        return self.estimate(logits, loss_fn, generator)
 
     def estimate(self, logits: torch.Tensor, loss_fn: LossFn, generator: torch.Generator | None) -> EstimatorOutput:
         raise NotImplementedError  # abstract: each estimator defines it

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import compute_dtype, sample_categorical
+from gumbench.kernels.reference import compute_dtype, log_softmax, sample_categorical, softmax
 from gumbench.plugin import TEMPERATURE
 
 
@@ -52,7 +52,7 @@ def gapped_logits(logits: torch.Tensor, index: torch.Tensor, variant: str = "1.0
         theta = logits.detach()
         top = theta.max(dim=-1, keepdim=True).values
         at = index.unsqueeze(-1)
-        gap = probability_gap(torch.log_softmax(theta, dim=-1), index) if variant == "p" else 1.0
+        gap = probability_gap(log_softmax(theta), index) if variant == "p" else 1.0
         lower = -(theta - top + gap).clamp_min(0.0)  # -inf (masked) entries: clamp gives 0, they stay -inf
         shift = lower.scatter(-1, at, top - theta.gather(-1, at))
     return logits + shift
@@ -78,7 +78,7 @@ class GappedStraightThrough(CategoricalEstimator):
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)
         work = logits.to(compute_dtype(logits.dtype))
-        soft = torch.softmax(gapped_logits(work, indices, self.params["variant"]) / self.params["tau"], dim=-1)
+        soft = softmax(gapped_logits(work, indices, self.params["variant"]) / self.params["tau"])
         hard = one_hot(indices, logits.shape[-1], soft.dtype)
         value = (hard + soft - soft.detach()).to(logits.dtype)
         loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)

@@ -24,9 +24,7 @@ class _GumbelBase(CategoricalEstimator):
 
     def _relaxed(self, logits, loss_fn, generator, hard: bool) -> EstimatorOutput:
         # logits were validated by CategoricalEstimator.forward
-        y = gumbel_softmax(logits, self.params["tau"], hard=hard, generator=generator, check=False)
-        # argmax of the relaxed sample is argmax(logits + g): softmax is monotone and tau > 0.
-        indices = y.detach().argmax(dim=-1)
+        y, indices = gumbel_softmax(logits, self.params["tau"], hard=hard, generator=generator, check=False, return_index=True)
         loss = call_loss(loss_fn, y, logits.shape[:-2], self.spec)
         return EstimatorOutput(surrogate=loss, value=y, indices=indices, loss=loss, aux={})
 

@@ -20,7 +20,7 @@ import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import compute_dtype, sample_categorical
+from gumbench.kernels.reference import compute_dtype, sample_categorical, softmax
 from gumbench.plugin import TEMPERATURE
 
 
@@ -54,8 +54,8 @@ class ReinMax(CategoricalEstimator):
         work = logits.to(compute_dtype(logits.dtype))
         hard = one_hot(indices, logits.shape[-1], work.dtype)
         with torch.no_grad():
-            pi = torch.softmax(work, dim=-1)
-            pi_half = (torch.softmax(work / self.params["tau"], dim=-1) + hard) / 2
+            pi = softmax(work)
+            pi_half = (softmax(work / self.params["tau"]) + hard) / 2
         shift = 2 * softmax_jacobian_surrogate(work, pi_half) - 0.5 * softmax_jacobian_surrogate(work, pi)
         value = (hard + (shift - shift.detach())).to(logits.dtype)
         loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)

@@ -19,11 +19,10 @@ decoder, say) get their ordinary pathwise gradient.
 
 from __future__ import annotations
 
-import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import sample_categorical
+from gumbench.kernels.reference import log_softmax, sample_categorical
 from gumbench.plugin import OPEN_UNIT, Range
 
 
@@ -47,11 +46,11 @@ class Reinforce(CategoricalEstimator):
 
     def estimate(self, logits, loss_fn, generator):
         n, baseline = self.params["samples"], self.params["baseline"]
-        expanded = logits.unsqueeze(0).expand(n, *logits.shape)
-        indices = sample_categorical(expanded, generator)  # (n, ..., G)
+        indices = sample_categorical(logits, generator, samples=n)  # (n, ..., G): one softmax per row for all n
         z = one_hot(indices, logits.shape[-1], logits.dtype)
-        f = call_loss(loss_fn, z, expanded.shape[:-2], self.spec)  # (n, ...)
-        log_p = torch.log_softmax(expanded, dim=-1).gather(-1, indices.unsqueeze(-1)).squeeze(-1).sum(-1)
+        f = call_loss(loss_fn, z, (n, *logits.shape[:-2]), self.spec)  # (n, ...)
+        log_probs = log_softmax(logits)  # once per row, shared by the n samples
+        log_p = log_probs.expand(n, *logits.shape).gather(-1, indices.unsqueeze(-1)).squeeze(-1).sum(-1)
         fd = f.detach()
         if baseline == "loo":
             b = (fd.sum(0, keepdim=True) - fd) / (n - 1)

@@ -6,10 +6,9 @@ linear in z, and biased otherwise.
 
 from __future__ import annotations
 
-import torch
 
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
-from gumbench.kernels.reference import compute_dtype, sample_categorical
+from gumbench.kernels.reference import compute_dtype, sample_categorical, softmax
 from gumbench.plugin import TEMPERATURE
 
 
@@ -24,7 +23,7 @@ class StraightThrough(CategoricalEstimator):
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)
         work = logits.to(compute_dtype(logits.dtype))  # fp16/bf16: logits / tau and the softmax in fp32
-        soft = torch.softmax(work / self.params["tau"], dim=-1)
+        soft = softmax(work / self.params["tau"])
         value = (one_hot(indices, logits.shape[-1], work.dtype) + soft - soft.detach()).to(logits.dtype)
         loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
         return EstimatorOutput(surrogate=loss, value=value, indices=indices, loss=loss, aux={})

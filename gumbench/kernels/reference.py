@@ -29,6 +29,8 @@ __all__ = [
     "gumbel_from_uniform",
     "gumbel_noise",
     "check_logits",
+    "softmax",
+    "log_softmax",
     "gumbel_softmax_reference",
     "sample_categorical",
     "conditional_gumbel",
@@ -64,7 +66,7 @@ def uniform_bits(dtype: torch.dtype) -> int:
 def uniform_from_integers(k: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Map integers k in [0, 2**b) to (k + 0.5) / 2**b, exact in the compute dtype, inside (0, 1)."""
     dtype = compute_dtype(dtype)
-    return (k.to(dtype) + 0.5) * (2.0 ** -uniform_bits(dtype))
+    return k.to(dtype).add_(0.5).mul_(2.0 ** -uniform_bits(dtype))  # in place on the converted copy
 
 
 def gumbel_from_uniform(u: torch.Tensor) -> torch.Tensor:
@@ -74,6 +76,53 @@ def gumbel_from_uniform(u: torch.Tensor) -> torch.Tensor:
 
 def gumbel_noise(shape, *, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
     return gumbel_from_uniform(uniform_open(shape, generator=generator, device=device, dtype=dtype))
+
+
+# Below this many categories torch's CPU softmax kernels (forward and backward) cost 5-25x more per
+# element than for wide rows (they vectorize along the row); a few whole-tensor operations are faster.
+NARROW = 16
+
+
+class _NarrowSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        e = (x - x.amax(dim=-1, keepdim=True)).exp_()
+        y = e.div_(e.sum(dim=-1, keepdim=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return y * (grad - (grad * y).sum(dim=-1, keepdim=True))
+
+
+class _NarrowLogSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        shifted = x - x.amax(dim=-1, keepdim=True)
+        out = shifted.sub_(shifted.exp().sum(dim=-1, keepdim=True).log_())
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad - out.exp() * grad.sum(dim=-1, keepdim=True)
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """``torch.softmax(x, dim=-1)``, by whole-tensor operations for rows narrower than NARROW on the CPU."""
+    if x.shape[-1] >= NARROW or x.device.type != "cpu":
+        return torch.softmax(x, dim=-1)
+    return _NarrowSoftmax.apply(x)
+
+
+def log_softmax(x: torch.Tensor) -> torch.Tensor:
+    """``torch.log_softmax(x, dim=-1)``, as :func:`softmax` for narrow rows."""
+    if x.shape[-1] >= NARROW or x.device.type != "cpu":
+        return torch.log_softmax(x, dim=-1)
+    return _NarrowLogSoftmax.apply(x)
 
 
 def check_logits(logits: torch.Tensor, *, name: str = "logits") -> None:
@@ -115,13 +164,14 @@ def gumbel_softmax_reference(
         check_logits(logits)
     cdtype = compute_dtype(logits.dtype)
     if uniforms is None:
-        g = gumbel_noise(logits.shape, generator=generator, device=logits.device, dtype=cdtype)
+        u = uniform_open(logits.shape, generator=generator, device=logits.device, dtype=cdtype)
     else:
         if uniforms.shape != logits.shape:
             raise GumbenchError(f"uniforms must have the shape of logits {tuple(logits.shape)}, got {tuple(uniforms.shape)}")
-        g = gumbel_from_uniform(uniforms.to(cdtype))
-    perturbed = logits.to(cdtype) + g
-    y_soft = torch.softmax(perturbed / tau, dim=-1)
+        u = uniforms.to(cdtype, copy=True)
+    # logits + g with g = -log(-log(u)), as logits - log(-log(u)) in place: the same bits, fewer tensors
+    perturbed = logits.to(cdtype) - u.log_().neg_().log_()
+    y_soft = softmax(perturbed if tau == 1 else perturbed / tau)
     index = perturbed.argmax(dim=-1)
     if hard:
         y_hard = torch.zeros_like(y_soft).scatter_(-1, index.unsqueeze(-1), 1.0)
@@ -131,10 +181,44 @@ def gumbel_softmax_reference(
     return y.to(logits.dtype), index
 
 
-def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Indices of z ~ Cat(softmax(logits)) over the last dim, by the Gumbel-max trick with safe noise."""
-    g = gumbel_noise(logits.shape, generator=generator, device=logits.device, dtype=compute_dtype(logits.dtype))
-    return (logits.detach().to(g.dtype) + g).argmax(dim=-1)
+# Uniforms of the inverse-CDF sampler: 31 random bits (one draw of the CPU generator each), in float64.
+CDF_BITS = 31
+
+
+def sample_categorical(
+    logits: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    samples: int | None = None,
+    uniforms: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Indices of z ~ Cat(softmax(logits)) over the last dim, by inversion of the CDF.
+
+    One uniform per draw (not one Gumbel variate per category): with c the cumulative sums of
+    p = softmax(logits) in float64, the index is the first i with c_i > u c_V. The uniforms are
+    (k + 0.5) / 2^31 (k from ``generator``), so u c_V < c_V in float64 and some index qualifies;
+    the one chosen has c_i > c_{i-1}, that is p_i > 0: a masked (-inf) category is never drawn.
+    The probabilities are those of the float32 softmax (float64 for float64 logits).
+
+    ``samples`` draws that many independent indices per row from one softmax, shape
+    (samples, ...); otherwise the shape is ``logits.shape[:-1]``. ``uniforms`` (that shape,
+    inside (0, 1)) fixes the draws instead of ``generator``.
+    """
+    shape = tuple(logits.shape[:-1]) if samples is None else (samples, *logits.shape[:-1])
+    with torch.no_grad():
+        probs = softmax(logits.detach().to(compute_dtype(logits.dtype)))
+        cdf = probs.cumsum(dim=-1, dtype=torch.float64)
+        if uniforms is None:
+            k = torch.randint(0, 2**CDF_BITS, shape, generator=generator, device=logits.device, dtype=torch.int32)
+            uniforms = (k.to(torch.float64) + 0.5) * 2.0**-CDF_BITS
+        elif tuple(uniforms.shape) != shape:
+            raise GumbenchError(f"uniforms must have shape {shape}, got {tuple(uniforms.shape)}")
+        u = uniforms.to(torch.float64)
+        if samples is not None:  # (samples, ...) -> (..., samples): one search per row over its own CDF
+            u = u.movedim(0, -1).contiguous()
+            index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
+            return index.movedim(-1, 0)
+        return torch.searchsorted(cdf, (u * cdf[..., -1]).unsqueeze(-1), right=True).squeeze(-1)
 
 
 def conditional_gumbel(
@@ -167,7 +251,7 @@ def conditional_gumbel(
     cdtype = compute_dtype(logits.dtype)
     shape = (samples, *logits.shape)
     with torch.no_grad():
-        log_p = torch.log_softmax(logits.detach().to(cdtype), dim=-1)  # -inf at masked entries
+        log_p = log_softmax(logits.detach().to(cdtype))  # -inf at masked entries
         if exponentials is None:
             exponentials = -torch.log(uniform_open(shape, generator=generator, device=logits.device, dtype=cdtype))
         elif tuple(exponentials.shape) != shape:
@@ -204,6 +288,6 @@ def gumbel_rao_reference(
     if index is None:
         index = sample_categorical(logits, generator)
     noise = conditional_gumbel(logits, index, samples, generator=generator, exponentials=exponentials)
-    soft = torch.softmax((logits.to(noise.dtype) + noise) / tau, dim=-1).mean(dim=0)
+    soft = softmax((logits.to(noise.dtype) + noise) / tau).mean(dim=0)
     hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)
     return (hard + soft - soft.detach()).to(logits.dtype), index

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
-from gumbench.benchmarks.gradstats import accumulate, draw_estimates, rows_at_once
+from gumbench.benchmarks.gradstats import CHUNK_ELEMENTS, accumulate, draw_estimates, rows_at_once
 from gumbench.errors import GumbenchError
 from gumbench.plugin import MAX_ELEMENTS
 from gumbench.estimators import make_estimator
@@ -87,8 +87,10 @@ def test_sizes_that_cannot_be_held_are_refused_before_any_work():
             f"at most {MAX_ELEMENTS:,} are allowed (lower its samples)")
     # a chunk larger than the samples is only as large as the samples; by default the chunk shrinks to fit
     assert gradient_statistics("st-gumbel", TOY.logits, TOY.loss, 100, chunk_size=10**30).samples == 100
-    assert rows_at_once("f", "chunk_size", make_estimator("st-gumbel"), big.logits, None) == 4096
-    assert rows_at_once("f", "chunk_size", make_estimator("gumbel-rao[samples=1000]"), big.logits, None) == MAX_ELEMENTS // (32 * 1000)
+    # by default a chunk holds CHUNK_ELEMENTS x sqrt(draws per estimate) elements (draws included), at least one row
+    assert rows_at_once("f", "chunk_size", make_estimator("st-gumbel"), big.logits, None) == CHUNK_ELEMENTS // 32
+    assert rows_at_once("f", "chunk_size", make_estimator("gumbel-rao[samples=100]"), big.logits, None) == CHUNK_ELEMENTS * 10 // (32 * 100)
+    assert rows_at_once("f", "chunk_size", make_estimator("gumbel-rao[samples=1000]"), wide.logits[:, :10000], None) == 1
 
 
 def test_bad_logits_are_refused_before_any_work():
