@@ -3,9 +3,8 @@
 Gradient statistics draw estimates in chunks whose tensors are freed and allocated again, chunk
 after chunk. glibc's malloc hands blocks above its mmap threshold (dynamic, 128 KiB to 32 MiB) back
 to the kernel when they are freed, and trims the top of the heap once more than twice that is
-free; the next chunk then page-faults every page of its tensors afresh. Measured on the project's
-2-core machine, 10,000 estimates of straight-through at K = 64 took 9-15 ms with glibc's defaults
-and 6.2-6.7 ms with the settings below (about 50,000 minor page faults per run before).
+free; the next chunk then page-faults every page of its tensors afresh, which made gradient
+statistics on the project's 2-core machine up to twice as slow and their times erratic.
 
 :func:`keep_freed_memory` sets, once per process, the mmap threshold to 32 MiB (its largest value:
 smaller blocks come from the heap) and the trim threshold to 256 MiB (up to that much freed memory

@@ -20,6 +20,17 @@ import pandas as pd
 import typer
 
 
+# The issue's targets: times faster than the per-sample loop, by what one estimate draws, and than Storchastic.
+FULL_NOISE = ("st-gumbel", "soft-gumbel")  # a Gumbel vector per sample
+LOOP_TARGET_RAO, LOOP_TARGET_FULL, LOOP_TARGET_ONE, STORCH_TARGET = 30, 50, 100, 500
+
+
+def loop_target(estimator: str) -> int:
+    if estimator.startswith("gumbel-rao"):
+        return LOOP_TARGET_RAO
+    return LOOP_TARGET_FULL if estimator.split("[")[0] in FULL_NOISE else LOOP_TARGET_ONE
+
+
 def rows(report: dict) -> list[dict]:
     out = []
     for bench in report["benchmarks"]:
@@ -36,7 +47,10 @@ def rows(report: dict) -> list[dict]:
                "estimates": n, "loop_estimates_per_round": info["loop_samples"], "rounds": info["rounds"],
                "gumbench_ms": ms["gumbench"], "loop_ms": ms["loop"], "loop_over_gumbench": ms["loop"] / ms["gumbench"],
                "storchastic_ms": ms.get("storchastic"),
-               "storchastic_over_gumbench": ms["storchastic"] / ms["gumbench"] if "storchastic" in ms else None}
+               "storchastic_over_gumbench": ms["storchastic"] / ms["gumbench"] if "storchastic" in ms else None,
+               "loop_target": loop_target(info["estimator"]), "storchastic_target": STORCH_TARGET if "storchastic" in ms else None}
+        row["meets_targets"] = bool(row["loop_over_gumbench"] >= row["loop_target"]
+                                    and (row["storchastic_over_gumbench"] is None or row["storchastic_over_gumbench"] >= STORCH_TARGET))
         for side in ("gumbench", "loop", "storchastic"):
             row[f"{side}_variance"] = var.get(side, {}).get("value")
             row[f"{side}_variance_se"] = var.get(side, {}).get("se")
@@ -54,14 +68,16 @@ def fmt(x, spec="{:.3g}") -> str:
 
 
 def markdown(frame: pd.DataFrame, source: str) -> str:
-    header = ["estimator", "task (G x V)", "gumbench ms", "loop ms (scaled)", "loop / gumbench", "storchastic ms (scaled)", "storch / gumbench",
+    header = ["estimator", "task (G x V)", "gumbench ms", "loop ms (scaled)", "loop / gumbench (target)", "storchastic ms (scaled)",
+              "storch / gumbench (target)",
               "var gumbench ± se", "var loop ± se", "var storch ± se", "agree (loop, storch)", "load 1-min before/after"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in frame.itertuples():
         agree = ", ".join("" if a is None or a != a else ("yes" if a else "NO") for a in (r.loop_variance_agrees, r.storchastic_variance_agrees))
         lines.append("| " + " | ".join([
             f"`{r.estimator}`", f"{r.task} ({r.shape})", fmt(r.gumbench_ms, "{:.0f}"), fmt(r.loop_ms, "{:.0f}"),
-            fmt(r.loop_over_gumbench, "{:.1f}x"), fmt(r.storchastic_ms, "{:.0f}"), fmt(r.storchastic_over_gumbench, "{:.1f}x"),
+            f"{fmt(r.loop_over_gumbench, '{:.1f}x')} ({r.loop_target}x)", fmt(r.storchastic_ms, "{:.0f}"),
+            f"{fmt(r.storchastic_over_gumbench, '{:.1f}x')} ({STORCH_TARGET}x)" if r.storchastic_ms == r.storchastic_ms and r.storchastic_ms is not None else "",
             f"{fmt(r.gumbench_variance)} ± {fmt(r.gumbench_variance_se, '{:.2g}')}",
             f"{fmt(r.loop_variance)} ± {fmt(r.loop_variance_se, '{:.2g}')}",
             f"{fmt(r.storchastic_variance)} ± {fmt(r.storchastic_variance_se, '{:.2g}')}" if r.storchastic_variance == r.storchastic_variance and r.storchastic_variance is not None else r.storchastic_note,
@@ -86,14 +102,62 @@ def markdown(frame: pd.DataFrame, source: str) -> str:
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
 
 
-def main(report: Path, out: Path = typer.Option(None, help="Folder for versus-loop.{csv,md}; default: the report's.")) -> None:
+def scaling_rows(report: dict) -> list[dict]:
+    """One row per (estimator, V) of the scaling benchmarks: median time, time per element (estimates x V),
+    its ratio to the estimator's best, and the worst growth from any smaller V (per element here over
+    per element there: above 1 where time grows faster than V)."""
+    out = []
+    for bench in report["benchmarks"]:
+        info = bench["extra_info"]
+        if info.get("comparison") != "scaling":
+            continue
+        sizes = sorted(int(v) for v in info["seconds"])
+        per_element = {v: 1e9 * statistics.median(info["seconds"][str(v)]) / (info["samples"] * info["groups"] * v) for v in sizes}
+        best = min(per_element.values())
+        for i, v in enumerate(sizes):
+            out.append({"estimator": info["estimator"], "categories": v, "groups": info["groups"], "estimates": info["samples"],
+                        "ms": 1e3 * statistics.median(info["seconds"][str(v)]), "ns_per_element": per_element[v],
+                        "per_element_over_best": per_element[v] / best,
+                        "growth_over_linear": max([per_element[v] / per_element[u] for u in sizes[:i]], default=None),
+                        "load_before": " ".join(f"{x:.2f}" for x in info["load_before"]),
+                        "load_after": " ".join(f"{x:.2f}" for x in info["load_after"]), "machine": info["machine"]})
+    return out
+
+
+def scaling_markdown(frame: pd.DataFrame, source: str) -> str:
+    sizes = sorted(frame.categories.unique())
+    header = ["estimator", *(f"V = {v:,}" for v in sizes), "worst growth / linear", "load 1-min before/after"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for estimator, group in frame.groupby("estimator", sort=False):
+        group = group.set_index("categories")
+        cells = [f"{group.ns_per_element[v]:.1f} ({group.per_element_over_best[v]:.2f})" for v in sizes]
+        first = group.iloc[0]
+        lines.append("| " + " | ".join([f"`{estimator}`", *cells, f"{group.growth_over_linear.max():.2f}",
+                                         f"{first.load_before.split()[0]} / {first.load_after.split()[0]}"]) + " |")
+    first = frame.iloc[0]
+    return ("\n".join(lines) + "\n\n" + "\n\n".join([
+        f"From `{source}` (`python scripts/throughput_table.py {source}`). Machine: {first.machine}.",
+        f"Nanoseconds per element (estimates x categories: {first.estimates:,} estimates of one group of V categories, median of "
+        "the rounds, the sizes alternating in order), and in brackets over the estimator's best. Worst growth / linear: the "
+        "largest ratio of the time per element at a V to that at any smaller V (1 is linear growth; below 1 the fixed cost per "
+        "call and per row is spread over more elements).",
+    ]) + "\n")
+
+
+def main(report: Path, out: Path = typer.Option(None, help="Folder for versus-loop.{csv,md} and scaling.{csv,md}; default: the report's.")) -> None:
     out = out or report.parent
-    frame = pd.DataFrame(rows(json.loads(report.read_text())))
+    data = json.loads(report.read_text())
+    frame = pd.DataFrame(rows(data))
     if frame.empty:
         raise SystemExit(f"{report}: no versus-loop benchmarks")
     frame.to_csv(out / "versus-loop.csv", index=False)
     (out / "versus-loop.md").write_text(markdown(frame, str(report)))
     typer.echo(f"wrote {out / 'versus-loop.csv'} and {out / 'versus-loop.md'}")
+    scaling = pd.DataFrame(scaling_rows(data))
+    if not scaling.empty:
+        scaling.to_csv(out / "scaling.csv", index=False)
+        (out / "scaling.md").write_text(scaling_markdown(scaling, str(report)))
+        typer.echo(f"wrote {out / 'scaling.csv'} and {out / 'scaling.md'}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ registry = Registry("task")
 register = registry.register
 
 
+ENUMERATION_BLOCK = 2**20  # one-hot elements scored at once by enumerated_losses
+
+
 def enumerate_configurations(groups: int, categories: int) -> torch.Tensor:
     """All V^G assignments as indices, shape (V^G, G); a clear error above 65,536."""
     count = categories**groups
@@ -56,12 +59,20 @@ def enumerated_losses(logits: torch.Tensor, loss_fn, sample_dtype: torch.dtype |
         raise GumbenchError(f"exact expectation needs logits of shape (G, V), got {tuple(logits.shape)}")
     groups, categories = logits.shape
     index = enumerate_configurations(groups, categories).to(logits.device)
-    onehots = torch.nn.functional.one_hot(index, categories).to(sample_dtype or logits.dtype)
+    # the one-hots are built and scored in blocks of about ENUMERATION_BLOCK elements: V^G x G x V
+    # elements at once (4,096^2 for one group of 4,096) would cost more in fresh memory than in arithmetic
+    block = max(1, ENUMERATION_BLOCK // max(1, groups * categories))
+    parts = []
     with torch.no_grad():
-        values = loss_fn(onehots)
-    if not isinstance(values, torch.Tensor) or values.shape != (index.shape[0],):
-        got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-        raise GumbenchError(f"loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got {got}")
+        for start in range(0, index.shape[0], block):
+            rows = index[start : start + block]
+            onehots = torch.zeros(*rows.shape, categories, dtype=sample_dtype or logits.dtype, device=logits.device)
+            part = loss_fn(onehots.scatter_(-1, rows.unsqueeze(-1), 1.0))
+            if not isinstance(part, torch.Tensor) or part.shape != (rows.shape[0],):
+                got = tuple(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+                raise GumbenchError(f"loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got {got}")
+            parts.append(part)
+    values = torch.cat(parts)
     finite = torch.isfinite(values)
     if not finite.all():
         bad = int((~finite).nonzero()[0, 0])

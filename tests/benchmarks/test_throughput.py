@@ -157,3 +157,36 @@ def test_versus_plain_loop(benchmark, task, estimator):
     assert agree["loop"]["within"], (f"{estimator} on {task}: total variance gumbench {variance['gumbench']} vs loop "
                                      f"{variance['loop']} differ by {agree['loop']['difference']:.4g} > "
                                      f"{TOLERANCE} x {agree['loop']['combined_se']:.4g}")
+
+
+SCALING_ESTIMATORS = ["straight-through", "reinforce[baseline=loo]", "st-gumbel", "gumbel-rao"]  # one of each kind of draw
+SCALING_CATEGORIES = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+SCALING_SAMPLES = 10_000
+
+
+@pytest.mark.benchmark(group="scaling-in-V")
+@pytest.mark.parametrize("estimator", SCALING_ESTIMATORS)
+def test_time_in_categories(benchmark, estimator):
+    """``gradient_statistics`` of SCALING_SAMPLES estimates on one group of V categories, V from 8 to
+    4,096, the sizes alternating in order round by round; recorded per V (scripts/throughput_table.py
+    turns them into time per element and the growth between sizes)."""
+    toys = {v: make_task(f"categorical[groups=1,categories={v}]") for v in SCALING_CATEGORIES}
+    seconds = {v: [] for v in SCALING_CATEGORIES}
+    rounds = []
+
+    def one_round():
+        order = SCALING_CATEGORIES if len(rounds) % 2 == 0 else SCALING_CATEGORIES[::-1]
+        for v in order:
+            start = time.perf_counter()
+            stats = gradient_statistics(estimator, toys[v].logits, toys[v].loss, SCALING_SAMPLES, len(rounds))
+            seconds[v].append(time.perf_counter() - start)
+            assert stats.samples == SCALING_SAMPLES
+        rounds.append(order)
+
+    load_before = os.getloadavg()
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info.update({
+        "comparison": "scaling", "estimator": estimator, "samples": SCALING_SAMPLES, "groups": 1,
+        "seconds": {str(v): s for v, s in seconds.items()}, "load_before": list(load_before),
+        "load_after": list(os.getloadavg()), "machine": machine(),
+    })
