@@ -90,7 +90,7 @@ def markdown(frame: pd.DataFrame, source: str) -> str:
         f"their times are scaled per estimate to {first.estimates:,} (median round). gumbench's time includes its exact "
         "gradient by enumeration and the statistics; the loops' only the draws and backwards.",
         "Variances: total variance (trace of the covariance of one estimate) ± one standard error; the loops' pooled over "
-        "the rounds. agree: |difference from gumbench| <= 4 combined standard errors (asserted for the loop only).",
+        "the rounds. agree: |difference from gumbench| <= 4 combined standard errors (asserted for the loop, and for Storchastic where no note below says its method differs).",
     ]
     storch_notes = sorted({(r.estimator, r.storchastic_note) for r in frame.itertuples() if r.storchastic_note})
     notes += [f"Storchastic, `{e}`: {note}." for e, note in storch_notes]

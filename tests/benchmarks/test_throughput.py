@@ -17,9 +17,9 @@ GUMBENCH_SAMPLES estimates per round; the loops draw LOOP_SAMPLES per round (the
 time is scaled per sample to GUMBENCH_SAMPLES when reported (scripts/throughput_table.py). The test
 asserts that gumbench's total variance and the loop's agree: |difference| <= 4 x the combined
 standard error (two independent estimates, each nearly normal: a false alarm has probability about
-6e-5 per case). Storchastic's variance is recorded with its agreement, not asserted: where its
-definition differs (its moving-average baseline includes the current loss) a disagreement is
-Storchastic's, not gumbench's.
+6e-5 per case), and Storchastic's likewise where its method is defined as gumbench's. Where it is
+not (its moving-average baseline includes the current loss; its DisARM does not converge to the
+exact gradient), plain_loops.storch_methods says why, and the agreement is recorded, not asserted.
 """
 
 import math
@@ -154,9 +154,12 @@ def test_versus_plain_loop(benchmark, task, estimator):
         "storchastic": storch_note or plain_loops.storch_methods()[estimator][1],
         "load_before": list(load_before), "load_after": list(load_after), "machine": machine(),
     })
-    assert agree["loop"]["within"], (f"{estimator} on {task}: total variance gumbench {variance['gumbench']} vs loop "
-                                     f"{variance['loop']} differ by {agree['loop']['difference']:.4g} > "
-                                     f"{TOLERANCE} x {agree['loop']['combined_se']:.4g}")
+    # the loop always; Storchastic where its method is defined as gumbench's (no note says otherwise)
+    checked = ["loop"] + (["storchastic"] if "storchastic" in agree and not plain_loops.storch_methods()[estimator][1] else [])
+    for side in checked:
+        assert agree[side]["within"], (f"{estimator} on {task}: total variance gumbench {variance['gumbench']} vs {side} "
+                                       f"{variance[side]} differ by {agree[side]['difference']:.4g} > "
+                                       f"{TOLERANCE} x {agree[side]['combined_se']:.4g}")
 
 
 SCALING_ESTIMATORS = ["straight-through", "reinforce[baseline=loo]", "st-gumbel", "gumbel-rao"]  # one of each kind of draw
