@@ -1,0 +1,198 @@
+"""vq-commitment against vector-quantize-pytorch 1.32.0 (lucidrains), a pinned test-only oracle.
+
+Both are called on identical inputs: gumbench's (B, N, G, D) vectors are vqp's (B, N, G * D) with
+``heads=G, codebook_dim=D`` (no projection), its (G, K, D) codebook copied into vqp's per-head
+codebook (``separate_codebook_per_head=True``; a shared (K, D) codebook is vqp's single one). Every
+vqp extra is off (k-means init, dead-code expiry, projections, orthogonal / diversity losses) and
+its rotation trick (on by default for D > 1) is set explicitly. The downstream loss is the same
+linear function of the quantized vectors, averaged over rows; gumbench's objective is the mean of
+its per-row surrogate, vqp's is that downstream mean plus its scalar loss.
+
+Forward values, indices, losses and input gradients agree to float32 rounding; the conventions
+that differ are each checked as an exact relation (see gumbench/estimators/vq.py and
+docs/estimators.md, "vector-quantize-pytorch"):
+
+- learnable codebook: vqp's loss is beta * ||x - e||^2 without stop-gradients, so its codebook
+  gradient is beta times gumbench's (the codebook term of van den Oord et al. has weight 1);
+- EMA: same decay convention, but vqp divides the sums by Laplace-smoothed counts
+  (N_k + eps) n / (n + K eps), n = sum_k N_k, where gumbench divides by N_k itself;
+- cosine codebook: vqp compares normalized vectors with the stored codes as they are (it keeps
+  them unit-norm instead of normalizing at lookup), stores the EMA result normalized, and refuses
+  a learnable codebook with cosine similarity.
+"""
+
+import pytest
+import torch
+
+from gumbench.estimators import make_estimator
+
+vqp = pytest.importorskip("vector_quantize_pytorch", reason="vector-quantize-pytorch (test extra) is not installed")
+
+B, N, G, D, K = 4, 6, 3, 5, 7
+TOL = dict(rtol=1e-5, atol=1e-6)  # float32: vqp computes in float32 whatever the input
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def data(seed=0):
+    z = torch.randn(B, N, G, D, generator=gen(seed))
+    codebook = torch.randn(G, K, D, generator=gen(seed + 1))
+    upstream = torch.randn(B, N, G, D, generator=gen(seed + 2))
+    return z, codebook, upstream
+
+
+def oracle(*, shared=False, **options):
+    """vqp's VectorQuantize laid out like gumbench's (..., G, D), every extra off unless given."""
+    settings = dict(kmeans_init=False, threshold_ema_dead_code=0, rotation_trick=False, learnable_codebook=False,
+                    ema_update=False, commitment_weight=0.25)
+    settings.update(options)
+    vq = vqp.VectorQuantize(dim=G * D, codebook_size=K, codebook_dim=D, heads=G, separate_codebook_per_head=not shared, **settings)
+    return vq.train()
+
+
+def load(vq, codebook):
+    """Copy a codebook into vqp, with its EMA statistics at gumbench's start (N_k = 1, M_k = e_k)."""
+    book = codebook.reshape(vq._codebook.embed.shape)
+    with torch.no_grad():
+        vq._codebook.embed.copy_(book)
+        vq._codebook.embed_avg.copy_(book)  # vqp's averages start from its own random codebook otherwise
+        vq._codebook.cluster_size.fill_(1.0)
+
+
+def run_gumbench(spec, z, codebook, upstream):
+    z = z.clone().requires_grad_()
+    codebook = codebook.clone().requires_grad_()
+    est = make_estimator(spec).train()
+    out = est(z, lambda value: (value * upstream).sum((-2, -1)), codebook=codebook)
+    out.surrogate.mean().backward()
+    return est, out, z.grad, codebook.grad, codebook.detach()
+
+
+def run_vqp(vq, z, upstream):
+    x = z.reshape(B, N, G * D).clone().requires_grad_()
+    value, indices, loss, parts = vq(x, return_loss_breakdown=True)
+    value = value.reshape(B, N, G, D)
+    ((value * upstream).sum((-2, -1)).mean() + loss).backward()
+    embed = vq._codebook.embed
+    return value, indices, loss, parts.commitment, x.grad.reshape(B, N, G, D), embed.grad, embed.detach()
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per-group", "shared"])
+@pytest.mark.parametrize("beta", [0.25, 1.0, 2.0])
+def test_learnable_codebook_agrees_and_codebook_gradient_is_beta_times(beta, shared):
+    z, codebook, upstream = data()
+    if shared:
+        codebook = codebook[0]
+    _, out, z_grad, book_grad, _ = run_gumbench(f"vq-commitment[beta={beta}]", z, codebook, upstream)
+    vq = oracle(shared=shared, learnable_codebook=True, commitment_weight=beta)
+    load(vq, codebook)
+    value, indices, loss, mse, x_grad, embed_grad, _ = run_vqp(vq, z, upstream)
+    assert torch.equal(indices, out.indices)
+    torch.testing.assert_close(value, out.value, **TOL)
+    # vqp's loss beta * mse(e, x) is gumbench's commitment term; its unweighted mse is the codebook term
+    torch.testing.assert_close(loss, out.aux["commitment"].mean(), **TOL)
+    torch.testing.assert_close(mse, out.aux["codebook"].mean(), **TOL)
+    torch.testing.assert_close(x_grad, z_grad, **TOL)
+    # the convention: vqp weights the codebook term by beta too (no stop-gradient on either side)
+    torch.testing.assert_close(embed_grad.reshape(book_grad.shape), beta * book_grad, **TOL)
+    if beta != 1.0:  # the relation is not an identity: with beta != 1 the gradients really differ
+        assert (embed_grad.reshape(book_grad.shape) - book_grad).abs().max() > 1e-3
+
+
+def test_rotation_trick_agrees():
+    z, codebook, upstream = data(10)
+    _, out, z_grad, book_grad, _ = run_gumbench("vq-commitment[beta=0.25,rotation=true]", z, codebook, upstream)
+    _, _, plain_grad, _, _ = run_gumbench("vq-commitment[beta=0.25]", z, codebook, upstream)
+    vq = oracle(learnable_codebook=True, rotation_trick=True)
+    load(vq, codebook)
+    value, indices, loss, _, x_grad, embed_grad, _ = run_vqp(vq, z, upstream)
+    assert torch.equal(indices, out.indices)
+    torch.testing.assert_close(value, out.value, **TOL)  # vqp's value is lambda R z: e up to rounding
+    torch.testing.assert_close(loss, out.aux["commitment"].mean(), **TOL)
+    torch.testing.assert_close(x_grad, z_grad, **TOL)
+    assert (z_grad - plain_grad).abs().max() > 1e-2  # the rotation really changes the gradient
+    torch.testing.assert_close(embed_grad, 0.25 * book_grad, **TOL)  # the value carries no codebook gradient in either
+
+
+@pytest.mark.parametrize("rotation", [False, True])
+def test_cosine_codebook_agrees_on_unit_codes(rotation):
+    z, codebook, upstream = data(20)
+    codebook = torch.nn.functional.normalize(codebook, dim=-1)  # vqp keeps its cosine codes unit-norm
+    spec = f"vq-commitment[beta=0.25,cosine=true,rotation={str(rotation).lower()}]"
+    _, out, z_grad, _, _ = run_gumbench(spec, z, codebook, upstream)
+    vq = oracle(use_cosine_sim=True, rotation_trick=rotation)
+    load(vq, codebook)
+    value, indices, loss, _, x_grad, embed_grad, _ = run_vqp(vq, z, upstream)
+    assert torch.equal(indices, out.indices)
+    torch.testing.assert_close(value, out.value, **TOL)
+    torch.testing.assert_close(loss, out.aux["commitment"].mean(), **TOL)
+    torch.testing.assert_close(x_grad, z_grad, **TOL)  # both differentiate through the normalization
+    assert embed_grad is None  # vqp's cosine codebook is a buffer: no codebook term
+
+
+def test_cosine_lookup_normalizes_codes_in_gumbench_only():
+    """gumbench(cosine, C) = vqp(cosine, normalize(C)); vqp on C itself ranks by x/|x| . C_k."""
+    z, codebook, upstream = data(30)
+    codebook = codebook * torch.rand(G, K, 1, generator=gen(33)).mul(3).add(0.2)  # code lengths 0.2 to 3.2
+    _, out, _, _, _ = run_gumbench("vq-commitment[cosine=true]", z, codebook, upstream)
+    unit = oracle(use_cosine_sim=True)
+    load(unit, torch.nn.functional.normalize(codebook, dim=-1))
+    value, indices, *_ = run_vqp(unit, z, upstream)
+    assert torch.equal(indices, out.indices)
+    torch.testing.assert_close(value, out.value, **TOL)
+    raw = oracle(use_cosine_sim=True)
+    load(raw, codebook)
+    value, indices, *_ = run_vqp(raw, z, upstream)
+    dots = torch.einsum("bngd,gkd->bngk", torch.nn.functional.normalize(z, dim=-1), codebook)
+    assert torch.equal(indices, dots.argmax(-1))
+    assert not torch.equal(indices, out.indices)  # the code lengths change vqp's choice here
+    torch.testing.assert_close(value, codebook[torch.arange(G), indices], **TOL)  # the stored code, not unit-norm
+
+
+def test_cosine_with_learnable_codebook_is_refused_by_vqp():
+    with pytest.raises(AssertionError, match="cosine sim"):
+        oracle(use_cosine_sim=True, learnable_codebook=True)
+
+
+@pytest.mark.parametrize("eps", [1e-5, 0.5])
+def test_ema_update_is_laplace_smoothed_in_vqp(eps):
+    """After one training call, vqp's code k is M_k / N~_k with N~_k = (N_k + eps) n / (n + K eps),
+    n = sum_k N_k, where gumbench's is M_k / N_k; counts N and sums M themselves agree."""
+    z, codebook, upstream = data(40)
+    est, out, z_grad, book_grad, gb_book = run_gumbench("vq-commitment[beta=0.25,ema=true,decay=0.7]", z, codebook, upstream)
+    vq = oracle(ema_update=True, decay=0.7, eps=eps)
+    load(vq, codebook)
+    value, indices, loss, _, x_grad, _, vqp_book = run_vqp(vq, z, upstream)
+    assert torch.equal(indices, out.indices)
+    torch.testing.assert_close(value, out.value, **TOL)
+    torch.testing.assert_close(loss, out.aux["commitment"].mean(), **TOL)
+    assert "codebook" not in out.aux and book_grad is None
+    torch.testing.assert_close(x_grad, z_grad, **TOL)
+    counts, sums = est.ema_counts, est.ema_sums
+    torch.testing.assert_close(vq._codebook.cluster_size, counts, **TOL)
+    torch.testing.assert_close(vq._codebook.embed_avg, sums, **TOL)
+    torch.testing.assert_close(gb_book, sums / counts.unsqueeze(-1), **TOL)
+    total = counts.sum(-1, keepdim=True)
+    smoothed = (counts + eps) * total / (total + K * eps)
+    torch.testing.assert_close(vqp_book, sums / smoothed.unsqueeze(-1), **TOL)
+    # equivalently vqp = gumbench * N_k (n + K eps) / ((N_k + eps) n): an unused code (N_k < n / K) shrinks
+    torch.testing.assert_close(vqp_book, gb_book * (counts * (total + K * eps) / ((counts + eps) * total)).unsqueeze(-1), **TOL)
+    if eps == 0.5:
+        assert (vqp_book - gb_book).abs().max() > 1e-2
+
+
+def test_cosine_ema_update_is_normalized_in_vqp():
+    """With cosine similarity vqp stores normalize(M_k / N~_k) = normalize(gumbench's M_k / N_k)."""
+    z, codebook, upstream = data(50)
+    codebook = torch.nn.functional.normalize(codebook, dim=-1)
+    est, out, _, _, gb_book = run_gumbench("vq-commitment[ema=true,decay=0.6,cosine=true]", z, codebook, upstream)
+    vq = oracle(ema_update=True, decay=0.6, eps=0.3, use_cosine_sim=True)
+    load(vq, codebook)
+    value, indices, *_, vqp_book = run_vqp(vq, z, upstream)
+    assert torch.equal(indices, out.indices)
+    torch.testing.assert_close(value, out.value, **TOL)
+    torch.testing.assert_close(vq._codebook.embed_avg, est.ema_sums, **TOL)
+    torch.testing.assert_close(vqp_book, torch.nn.functional.normalize(gb_book, dim=-1), **TOL)
+    assert (gb_book.norm(dim=-1) - 1).abs().max() > 1e-2  # gumbench's stored codes are not unit-norm
