@@ -15,13 +15,48 @@ churn             share of frames of a fixed evaluation batch whose code changed
 perplexity gap    prob perplexity - code perplexity (soft usage the hard codes do not show).
 collapse alarm    any group with code perplexity <= ``collapse_threshold`` (2 by default).
 
+Implicit codebooks (FSQ, LFQ, BSQ: a code is a tuple of per-dimension levels, L_i levels in
+dimension i, prod_i L_i codes; :func:`implicit_usage` takes the code indices (..., G), the
+per-dimension digits (..., G, D) that the estimator's ``index_digits`` gives and the levels):
+
+code perplexity, used fraction   as above, over the prod_i L_i codes (counting only the codes
+                  seen, so products far larger than the batch cost nothing).
+effective bits    H(u_g) in bits, log2 of the code perplexity; at most ``code_bits`` =
+                  log2 prod_i L_i = sum_i log2 L_i.
+dim perplexity    per dimension i, exp of the entropy of the histogram of its levels; at most L_i.
+dim bits          that entropy in bits, at most log2 L_i; their sum over dimensions is at least
+                  the effective bits (the difference is the dimensions' total correlation).
+
+Residual quantizers (S stages of codes per group; :func:`stage_usage` takes the stage indices
+(..., G, S) and the code count of each stage): per stage, code perplexity, used fraction and dead
+codes as above (:class:`StageUsageTracker`); jointly, the perplexity of the distinct S-tuples
+observed per group (at most the number of frames and prod_s K_s) and its log2, the joint bits.
+
+Training rows (:func:`gumbench.benchmarks.training.train`) carry, besides ``code_perplexity``,
+``used_fraction``, ``usage_entropy``, ``collapse``, ``prob_perplexity``, ``perplexity_gap``,
+``code_perplexity_g{g}`` and ``dead_codes``:
+
+- for an estimator with ``index_digits`` (implicit codebook): ``effective_bits`` (mean over
+  groups), ``code_bits``, ``dim_bits`` (sum over dimensions, mean over groups), and per dimension
+  ``dim_perplexity_d{i}``, ``dim_bits_d{i}`` (means over groups) and ``dim_max_bits_d{i}`` =
+  log2 L_i; ``effective_bits_g{g}`` per group when G > 1;
+- for a bottleneck output with stage indices (residual): per stage ``code_perplexity_s{s}`` (sum
+  over groups), ``used_fraction_s{s}`` (mean over groups) and ``dead_codes_s{s}`` (sum over groups,
+  over the same window as ``dead_codes``); ``joint_code_perplexity`` (sum over groups),
+  ``joint_bits`` (mean over groups) and ``joint_max_bits`` = sum_s log2 K_s.
+
+Overall values follow ``code_perplexity``'s convention: perplexities sum over groups, fractions,
+entropies and bits average over them.
+
 The wav2vec 2.0 diversity loss is (G V - sum_g exp(H(p_g))) / (G V): 0 at uniform soft
 usage, (G V - G) / (G V) when each group puts all its mass on one code.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -142,3 +177,175 @@ class UsageTracker:
         if not self.window:
             return torch.zeros(self.groups)
         return (torch.stack(list(self.window)).sum(0) == 0).sum(-1).double()
+
+
+def _index_tensor(what: str, value, dims: int) -> torch.Tensor:
+    """An integer tensor with at least ``dims`` dimensions, or one clear error."""
+    if (not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool
+            or value.dim() < dims or min(value.shape[-dims:]) < 1):
+        got = f"{value.dtype} of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        shape = "(..., G)" if dims == 1 else "(..., G, D)" if what == "digits" else "(..., G, S)"
+        raise GumbenchError(f"{what} must be an integer tensor of shape {shape} with sizes >= 1 there, got {got}")
+    return value
+
+
+def _counts_per_level(what: str, values: torch.Tensor, sizes: Sequence[int]) -> list[torch.Tensor]:
+    """For each last-dim entry i, counts (G, sizes[i]) of values (..., G, I) after checking their range."""
+    flat = values.reshape(-1, *values.shape[-2:]).long()  # (N, G, I)
+    out = []
+    for i, size in enumerate(sizes):
+        column = flat[..., i]
+        if column.numel() and (column.min() < 0 or column.max() >= size):
+            raise GumbenchError(f"{what} {i} must lie in [0, {size}), got [{int(column.min())}, {int(column.max())}]")
+        out.append(usage_counts(column, size))
+    return out
+
+
+def distinct_counts(rows: torch.Tensor) -> list[torch.Tensor]:
+    """Per group, how often each distinct tuple occurs: rows (..., G, S) -> G tensors of counts
+    (float64, in no particular order, only the tuples seen)."""
+    flat = rows.reshape(-1, *rows.shape[-2:])  # (N, G, S)
+    return [torch.unique(flat[:, g], dim=0, return_counts=True)[1].double() for g in range(flat.shape[1])]
+
+
+def _entropy_of_counts(counts: torch.Tensor) -> torch.Tensor:
+    return entropy(counts / counts.sum().clamp_min(1)) if counts.numel() else torch.zeros((), dtype=torch.float64)
+
+
+def _check_levels(what: str, levels) -> tuple[int, ...]:
+    if isinstance(levels, (int, torch.Tensor)) or not isinstance(levels, Sequence) or not levels:
+        raise GumbenchError(f"{what} must be a non-empty sequence of integers >= 1, got {levels!r}")
+    for level in levels:
+        if isinstance(level, bool) or not isinstance(level, int) or level < 1:
+            raise GumbenchError(f"{what} must be a non-empty sequence of integers >= 1, got {tuple(levels)!r}")
+    return tuple(levels)
+
+
+@dataclass
+class ImplicitUsage:
+    """Utilization of an implicit codebook (FSQ, LFQ, BSQ) for one batch; see the module docstring."""
+
+    levels: tuple[int, ...]
+    code_perplexity: torch.Tensor  # (G,), over prod(levels) codes
+    used_fraction: torch.Tensor  # (G,), distinct codes seen / prod(levels)
+    effective_bits: torch.Tensor  # (G,), entropy of the code usage in bits
+    dim_perplexity: torch.Tensor  # (G, D)
+    dim_bits: torch.Tensor  # (G, D)
+
+    @property
+    def code_bits(self) -> float:
+        """log2 of the number of codes, the most ``effective_bits`` can be."""
+        return sum(math.log2(level) for level in self.levels)
+
+    def as_row(self, prefix: str = "") -> dict[str, float]:
+        row = {
+            f"{prefix}effective_bits": float(self.effective_bits.mean()),
+            f"{prefix}code_bits": self.code_bits,
+            f"{prefix}dim_bits": float(self.dim_bits.sum(-1).mean()),
+        }
+        for i, level in enumerate(self.levels):
+            row[f"{prefix}dim_perplexity_d{i}"] = float(self.dim_perplexity[:, i].mean())
+            row[f"{prefix}dim_bits_d{i}"] = float(self.dim_bits[:, i].mean())
+            row[f"{prefix}dim_max_bits_d{i}"] = math.log2(level)
+        if self.effective_bits.numel() > 1:
+            for g, value in enumerate(self.effective_bits.tolist()):
+                row[f"{prefix}effective_bits_g{g}"] = value
+        return row
+
+
+def implicit_usage(indices: torch.Tensor, digits: torch.Tensor, levels: Sequence[int]) -> ImplicitUsage:
+    """Usage of an implicit codebook: code indices (..., G) in [0, prod(levels)), their digits
+    (..., G, D) with digit i in [0, levels[i]) (an estimator's ``index_digits(indices)``)."""
+    levels = _check_levels("levels", levels)
+    indices, digits = _index_tensor("indices", indices, 1), _index_tensor("digits", digits, 2)
+    if tuple(digits.shape) != (*indices.shape, len(levels)):
+        raise GumbenchError(f"digits must have shape indices.shape + (D,) = {(*indices.shape, len(levels))} for "
+                            f"{len(levels)} levels, got {tuple(digits.shape)}")
+    codes = math.prod(levels)
+    flat = indices.reshape(-1, indices.shape[-1])
+    if flat.numel() and (flat.min() < 0 or flat.max() >= codes):
+        raise GumbenchError(f"code indices must lie in [0, {codes}) (the product of levels {levels}), "
+                            f"got [{int(flat.min())}, {int(flat.max())}]")
+    per_code = distinct_counts(indices.unsqueeze(-1))
+    code_entropy = torch.stack([_entropy_of_counts(c) for c in per_code])  # (G,)
+    dim_entropy = torch.stack([entropy(c / c.sum(-1, keepdim=True).clamp_min(1)) for c in _counts_per_level("digit", digits, levels)], -1)  # (G, D)
+    return ImplicitUsage(
+        levels=levels,
+        code_perplexity=torch.exp(code_entropy),
+        used_fraction=torch.tensor([c.numel() / codes for c in per_code], dtype=torch.float64),
+        effective_bits=code_entropy / math.log(2),
+        dim_perplexity=torch.exp(dim_entropy),
+        dim_bits=dim_entropy / math.log(2),
+    )
+
+
+def _stage_codes(codes, stages: int) -> tuple[int, ...]:
+    if isinstance(codes, int) and not isinstance(codes, bool):
+        codes = (codes,) * stages
+    codes = _check_levels("codes per stage", codes)
+    if len(codes) != stages:
+        raise GumbenchError(f"codes per stage: {len(codes)} values for {stages} stages")
+    return codes
+
+
+@dataclass
+class StageUsage:
+    """Utilization of a residual quantizer's stages for one batch; see the module docstring."""
+
+    codes: tuple[int, ...]  # K_s per stage
+    code_perplexity: torch.Tensor  # (G, S)
+    used_fraction: torch.Tensor  # (G, S)
+    joint_perplexity: torch.Tensor  # (G,), of the distinct S-tuples seen
+    joint_bits: torch.Tensor  # (G,)
+
+    @property
+    def joint_max_bits(self) -> float:
+        return sum(math.log2(k) for k in self.codes)
+
+    def as_row(self, prefix: str = "", dead_codes: torch.Tensor | None = None) -> dict[str, float]:
+        """Per stage and joint columns; ``dead_codes`` (G, S) from a :class:`StageUsageTracker`."""
+        row = {}
+        for s in range(len(self.codes)):
+            row[f"{prefix}code_perplexity_s{s}"] = float(self.code_perplexity[:, s].sum())
+            row[f"{prefix}used_fraction_s{s}"] = float(self.used_fraction[:, s].mean())
+            if dead_codes is not None:
+                row[f"{prefix}dead_codes_s{s}"] = float(dead_codes[:, s].sum())
+        row[f"{prefix}joint_code_perplexity"] = float(self.joint_perplexity.sum())
+        row[f"{prefix}joint_bits"] = float(self.joint_bits.mean())
+        row[f"{prefix}joint_max_bits"] = self.joint_max_bits
+        return row
+
+
+def stage_usage(stage_indices: torch.Tensor, codes: int | Sequence[int]) -> StageUsage:
+    """Usage of S residual stages: stage indices (..., G, S), stage s's in [0, K_s); ``codes`` is K
+    for every stage or (K_0, ..., K_{S-1})."""
+    stage_indices = _index_tensor("stage indices", stage_indices, 2)
+    codes = _stage_codes(codes, stage_indices.shape[-1])
+    counts = _counts_per_level("stage", stage_indices, codes)  # S x (G, K_s)
+    usage = [c / c.sum(-1, keepdim=True).clamp_min(1) for c in counts]
+    joint = torch.stack([_entropy_of_counts(c) for c in distinct_counts(stage_indices)])  # (G,)
+    return StageUsage(
+        codes=codes,
+        code_perplexity=torch.stack([perplexity(u) for u in usage], -1),
+        used_fraction=torch.stack([(c > 0).double().mean(-1) for c in counts], -1),
+        joint_perplexity=torch.exp(joint),
+        joint_bits=joint / math.log(2),
+    )
+
+
+class StageUsageTracker:
+    """Dead codes per group and stage over a sliding window of steps (one :class:`UsageTracker` per stage)."""
+
+    def __init__(self, groups: int, codes: int | Sequence[int], stages: int, window: int = 50):
+        self.trackers = [UsageTracker(groups, k, window) for k in _stage_codes(codes, stages)]
+
+    def update(self, stage_indices: torch.Tensor) -> None:
+        stage_indices = _index_tensor("stage indices", stage_indices, 2)
+        if stage_indices.shape[-1] != len(self.trackers):
+            raise GumbenchError(f"stage indices have {stage_indices.shape[-1]} stages, the tracker {len(self.trackers)}")
+        for s, tracker in enumerate(self.trackers):
+            tracker.update(stage_indices[..., s])
+
+    def dead_codes(self) -> torch.Tensor:
+        """(G, S): per group and stage, the codes unused over the window."""
+        return torch.stack([tracker.dead_codes() for tracker in self.trackers], -1)

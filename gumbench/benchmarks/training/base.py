@@ -26,7 +26,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from gumbench.benchmarks.utilization import UsageTracker, code_churn, summarize
+from gumbench.benchmarks.utilization import StageUsageTracker, UsageTracker, code_churn, implicit_usage, stage_usage, summarize
 from gumbench.errors import GumbenchError
 from gumbench.estimators import VQEstimator, make_estimator
 from gumbench.plugin import LEARNING_RATE, SEED, STEPS, Plugin, Range, check_integer, check_number
@@ -51,6 +51,7 @@ class BottleneckOutput:
     surrogate: torch.Tensor  # (...) per-row surrogate of the downstream loss (estimator's)
     loss: torch.Tensor  # (...) per-row downstream loss
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    stage_indices: torch.Tensor | None = None  # (..., G, S) per residual stage; None for single-stage estimators
 
 
 class DiscreteBottleneck(nn.Module):
@@ -95,7 +96,8 @@ class DiscreteBottleneck(nn.Module):
                 x.retain_grad()  # gradient norms at the logits are reported
             out = self.estimator(x, loss_fn, generator=generator)
             logits = x
-        return BottleneckOutput(kept["quantized"], out.indices, logits, out.surrogate, out.loss, dict(out.aux))
+        return BottleneckOutput(kept["quantized"], out.indices, logits, out.surrogate, out.loss, dict(out.aux),
+                                getattr(out, "stage_indices", None))
 
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
@@ -208,6 +210,7 @@ def train(
     generator = torch.Generator(device=device).manual_seed(seed)
     groups = task.parameter_groups(model)
     tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
+    stage_tracker = None  # made at the first step whose output carries stage indices
     eval_batch = task.eval_batch()
     previous_eval = None
     rows = []
@@ -224,6 +227,13 @@ def train(
                **usage.as_row(), "dead_codes": float(tracker.dead_codes().sum()),
                "tau": est.temperature, **norms,
                "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
+        row.update(_implicit_columns(est, indices))
+        stages = out.bottleneck.stage_indices
+        if stages is not None:
+            if stage_tracker is None:
+                stage_tracker = StageUsageTracker(model.bottleneck.groups, model.bottleneck.codes, stages.shape[-1], dead_window)
+            stage_tracker.update(stages)
+            row.update(stage_usage(stages, model.bottleneck.codes).as_row(dead_codes=stage_tracker.dead_codes()))
         if eval_batch is not None and (step % eval_every == 0 or step == steps):
             row.update(_evaluate(task, model, eval_batch, previous_eval))
             previous_eval = row.pop("_codes")
@@ -232,6 +242,19 @@ def train(
         if callback is not None:
             callback(step, model)
     return pd.DataFrame(rows)
+
+
+def _implicit_columns(est, indices: torch.Tensor) -> dict[str, float]:
+    """Effective-bits and per-dimension columns for an implicit codebook (an estimator with
+    ``index_digits`` and ``levels``); none for other estimators."""
+    index_digits = getattr(est, "index_digits", None)
+    if index_digits is None:
+        return {}
+    levels = getattr(est, "levels", None)
+    if levels is None:
+        raise GumbenchError(f"{est.spec}: an estimator with index_digits must also have levels (the level count of each dimension)")
+    levels = tuple(level.item() if isinstance(level, torch.Tensor) else level for level in levels)
+    return implicit_usage(indices, index_digits(indices), levels).as_row()
 
 
 def _checked_settings(task, estimator, steps, lr, eval_every, seed, dead_window, device) -> tuple[int, float]:
