@@ -159,6 +159,19 @@ class VQEstimator(Estimator):
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # abstract: each VQ estimator defines its assignment
 
+    def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """The vectors (..., G, D) that codes ``indices`` (..., G) stand for: rows of the codebook, (G, K, D)
+        per group or (K, D) shared. Quantizers whose codes are not codebook rows (implicit codebooks, a
+        learned map) override it."""
+        books = codebook if codebook.dim() == 3 else codebook.unsqueeze(0).expand(indices.shape[-1], *codebook.shape)
+        return torch.einsum("...gk,gkd->...gd", one_hot(indices, books.shape[1], books.dtype), books)
+
+    def quantize(self, vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic codes and their vectors for evaluations: (indices (..., G), vectors (..., G, D)).
+        Quantizers whose value is not determined by ``indices`` alone (residual stages) override it."""
+        indices = self.assign_codes(vectors, codebook)
+        return indices, self.decode(indices, codebook)
+
     def incompatibility(self, categories: int) -> str | None:
         return "VQ estimators take vectors, not logits"
 

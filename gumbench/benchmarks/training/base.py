@@ -101,11 +101,26 @@ class DiscreteBottleneck(nn.Module):
 
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
-        """Deterministic codes (..., G): noiseless argmax of the logits, or the nearest code."""
+        """Deterministic codes (..., G): noiseless argmax of the logits, or the quantizer's codes
+        (``VQEstimator.quantize``; their vectors are kept for :meth:`decode`)."""
         x = self.logits_or_vectors(features)
         if not self.is_vq:
             return x.argmax(-1)
-        return self.estimator.assign_codes(x, self.codebook)
+        indices, vectors = self.estimator.quantize(x, self.codebook)
+        self._encoded = (indices, vectors)
+        return indices
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes (..., G) -> the vectors (..., G * code_dim) the downstream sees for them: codebook rows
+        for categorical estimators, the quantizer's own vectors for VQ ones (those :meth:`encode` made
+        with these very indices, as residual stages are not determined by the first stage's code)."""
+        if not self.is_vq:
+            return self.lookup(torch.nn.functional.one_hot(indices, self.codes).to(self.codebook.dtype))
+        encoded = getattr(self, "_encoded", None)
+        if encoded is not None and encoded[0] is indices:
+            return encoded[1].flatten(-2)
+        return self.estimator.decode(indices, self.codebook).flatten(-2)
 
 
 @dataclass

@@ -447,7 +447,7 @@ class LogMelVQVAETask(TrainingTask):
         return StepOutput(out.surrogate.mean(), terms, out)
 
     def evaluate(self, model, batch, indices):
-        quantized = model.bottleneck.lookup(F.one_hot(indices, self.codes).to(batch.dtype))
+        quantized = model.bottleneck.decode(indices).to(batch.dtype)
         return {"reconstruction": float(self.reconstruction(model, quantized, batch).mean())}
 
     def quantizer_problem(self, model, batch, generator) -> QuantizerProblem:

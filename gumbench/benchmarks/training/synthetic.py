@@ -83,8 +83,7 @@ class _AutoencoderTask(TrainingTask):
 
     def evaluate(self, model, batch, indices):
         x, labels = batch
-        recon = self.reconstruction_loss(model.decoder(model.bottleneck.lookup(
-            torch.nn.functional.one_hot(indices, self.codes).to(x.dtype))), x)
+        recon = self.reconstruction_loss(model.decoder(model.bottleneck.decode(indices).to(x.dtype)), x)
         metrics = {"reconstruction": float(recon.mean())}
         if labels is not None:
             joint = indices[..., 0] if self.groups == 1 else (indices * (self.codes ** torch.arange(self.groups))).sum(-1)
