@@ -29,6 +29,8 @@ from torch import nn
 from gumbench.benchmarks.training.base import BATCH, CODES, WIDTH, DiscreteBottleneck, StepOutput, TrainingTask, register
 from gumbench.plugin import MAX_ELEMENTS, SEED, Range
 
+CODE_DIM = Range(1, 1024, meaning="dimension of one group's code vector")
+
 
 def mlp(*sizes: int) -> nn.Sequential:
     layers = []
@@ -60,12 +62,12 @@ class _Autoencoder(nn.Module):
 
 
 class _AutoencoderTask(TrainingTask):
-    """Encoder -> bottleneck -> decoder; subclasses give data and the reconstruction loss."""
-
-    code_dim = 8
+    """Encoder -> bottleneck -> decoder; subclasses give data and the reconstruction loss. ``code_dim`` is
+    the dimension of one group's code vector (implicit codebooks need it to match their code: 4 for
+    ``fsq[levels=8-5-5-5]``, log2 of the codes for ``lfq`` and ``bsq``)."""
 
     def build(self, estimator):
-        return _Autoencoder(estimator, self.in_dim, self.params["hidden"], self.groups, self.codes, self.code_dim, self.in_dim)
+        return _Autoencoder(estimator, self.in_dim, self.params["hidden"], self.groups, self.codes, self.params["code_dim"], self.in_dim)
 
     def features(self, model, batch):
         return model.encoder(batch[0])
@@ -95,11 +97,12 @@ class _AutoencoderTask(TrainingTask):
 class DigitsVAE(_AutoencoderTask):
     name = "digits-vae"
     description = "Categorical VAE on scikit-learn's 8x8 digits; exact ELBO gradients at 4 x 8 latents."
-    parameters = {"latents": 4, "categories": 8, "hidden": 128, "batch": 64}
-    ranges = {"latents": Range(1, 1024), "categories": CODES, "hidden": WIDTH, "batch": BATCH}
-    # the logits of a step, the layer that makes them, the codes (8 dimensions each in the codebook)
+    parameters = {"latents": 4, "categories": 8, "hidden": 128, "batch": 64, "code_dim": 8}
+    ranges = {"latents": Range(1, 1024), "categories": CODES, "hidden": WIDTH, "batch": BATCH, "code_dim": CODE_DIM}
+    # the logits of a step, the layer that makes them, the codes (code_dim dimensions each in the codebook)
     limits = {("batch", "latents", "categories"): MAX_ELEMENTS, ("hidden", "latents", "categories"): MAX_ELEMENTS,
-              ("latents", "categories"): 1_048_576}
+              ("latents", "categories"): 1_048_576, ("latents", "categories", "code_dim"): MAX_ELEMENTS,
+              ("hidden", "latents", "code_dim"): MAX_ELEMENTS}
     default_steps = 300
 
     def validate(self):
@@ -144,10 +147,11 @@ class GaussianMixtureVQ(_AutoencoderTask):
     name = "gmm-vq"
     description = "Autoencoder on a Gaussian mixture with a known number of clusters: utilization, purity and NMI against the truth."
     default_steps = 300
-    parameters = {"clusters": 8, "dim": 16, "codes": 32, "noise": 0.1, "hidden": 64, "batch": 256, "seed": 0}
-    ranges = {"clusters": CODES, "dim": WIDTH, "codes": CODES, "hidden": WIDTH, "batch": BATCH,
+    parameters = {"clusters": 8, "dim": 16, "codes": 32, "noise": 0.1, "hidden": 64, "batch": 256, "seed": 0, "code_dim": 8}
+    ranges = {"clusters": CODES, "dim": WIDTH, "codes": CODES, "hidden": WIDTH, "batch": BATCH, "code_dim": CODE_DIM,
               "noise": Range(0, 1000, low_open=True, meaning="spread around centres of spread 1"), "seed": SEED}
-    limits = {("batch", "codes"): MAX_ELEMENTS, ("hidden", "codes"): MAX_ELEMENTS, ("clusters", "dim"): MAX_ELEMENTS}
+    limits = {("batch", "codes"): MAX_ELEMENTS, ("hidden", "codes"): MAX_ELEMENTS, ("clusters", "dim"): MAX_ELEMENTS,
+              ("codes", "code_dim"): MAX_ELEMENTS, ("hidden", "code_dim"): MAX_ELEMENTS}
 
     def validate(self):
         gen = torch.Generator().manual_seed(self.params["seed"])
@@ -181,12 +185,13 @@ class Tones(_AutoencoderTask):
     name = "tones"
     description = "Waveform of symbols from a fixed set of pure tones: do the codes discover the tones (purity, NMI)?"
     default_steps = 300
-    parameters = {"symbols": 8, "codes": 16, "snr": 10.0, "frames": 4000, "hidden": 64, "batch": 128, "seed": 0}
+    parameters = {"symbols": 8, "codes": 16, "snr": 10.0, "frames": 4000, "hidden": 64, "batch": 128, "seed": 0, "code_dim": 8}
     # snr=inf: no noise. frames: 200,000 of 20 ms are 67 minutes (256 MiB of float32 samples); the 80/20
     # train/evaluation split needs 8 and 2 at least.
     ranges = {"symbols": Range(1, 4096), "codes": CODES, "snr": Range(-100, math.inf, meaning="dB"),
-              "frames": Range(10, 200_000), "hidden": WIDTH, "batch": BATCH, "seed": SEED}
-    limits = {("batch", "codes"): MAX_ELEMENTS, ("hidden", "codes"): MAX_ELEMENTS}
+              "frames": Range(10, 200_000), "hidden": WIDTH, "batch": BATCH, "seed": SEED, "code_dim": CODE_DIM}
+    limits = {("batch", "codes"): MAX_ELEMENTS, ("hidden", "codes"): MAX_ELEMENTS, ("codes", "code_dim"): MAX_ELEMENTS,
+              ("hidden", "code_dim"): MAX_ELEMENTS}
 
     def validate(self):
         gen = torch.Generator().manual_seed(self.params["seed"])
