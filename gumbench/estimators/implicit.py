@@ -4,7 +4,7 @@ Their codes are fixed points of a grid (FSQ) or the corners of a cube or of a sp
 so the codebook the training bottleneck passes is never read: only its shape must agree with the
 implicit one, K = the number of codes and D = the code dimension, so that code indices,
 utilization and the decoder's input mean the same thing as with a learned codebook. The codebook
-gets no gradient.
+gets no gradient (it must still be finite, as for vq-commitment).
 
 Every code is a tuple of per-dimension level indices ("digits", 0..L_i - 1 in dimension i);
 ``index_digits`` gives them for code indices, consistently with each estimator's index order.
@@ -75,6 +75,9 @@ class ImplicitCodebookVQ(VQEstimator):
         if codebook.shape[-2] != codes or dim != code_dim:
             raise GumbenchError(f"{who} has {codes} implicit codes of dimension {code_dim}; the codebook has shape "
                                 f"{tuple(codebook.shape)} for inputs {tuple(inputs.shape)}: {self.task_hint(dim)}")
+        # the values are never read, but a codebook holding NaN or inf is refused as vq-commitment refuses it
+        if codebook.numel() and not bool(torch.isfinite(codebook.detach()).all()):
+            raise GumbenchError(f"{who}: NaN or inf in the codebook; allowed are finite values (only its shape is read)")
         if inputs.numel():
             with torch.no_grad():
                 size = float(inputs.detach().abs().amax())

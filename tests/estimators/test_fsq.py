@@ -146,10 +146,14 @@ def test_codebook_shape_must_match_the_implicit_codebook_and_says_what_to_set():
         est(z, lambda v: v.sum((-2, -1)))
     with pytest.raises(GumbenchError, match="dtype and device"):
         est(z, lambda v: v.sum((-2, -1)), codebook=torch.zeros(1000, 4, dtype=torch.float64))
-    # the codebook's values are never read: NaN is fine, and it gets no gradient
-    book = torch.full((1000, 4), math.nan, requires_grad=True)
-    est(z.requires_grad_(True), lambda v: v.sum((-2, -1)), codebook=book).surrogate.sum().backward()
+    with pytest.raises(GumbenchError, match="NaN or inf in the codebook"):
+        est(z, lambda v: v.sum((-2, -1)), codebook=torch.full((1000, 4), math.nan))
+    # the codebook's values are never read, and it gets no gradient
+    book = torch.randn(1000, 4, generator=gen(7), requires_grad=True)
+    out = est(z.requires_grad_(True), lambda v: v.sum((-2, -1)), codebook=book)
+    out.surrogate.sum().backward()
     assert book.grad is None and torch.isfinite(z.grad).all()
+    assert torch.equal(est(z, lambda v: v.sum((-2, -1)), codebook=torch.zeros(1000, 4)).value, out.value)
 
 
 @pytest.mark.parametrize("bad, match", [
