@@ -84,6 +84,18 @@ def binary_entropy_of_logits(a: torch.Tensor) -> torch.Tensor:
 class _BinaryQuantizer(ImplicitCodebookVQ):
     first_digit_least = False
 
+    def validate(self) -> None:
+        self.code_dim: int | None = None  # D of the last vectors checked: what levels and index_digits default to
+
+    def check(self, inputs, codebook) -> None:
+        super().check(inputs, codebook)
+        self.code_dim = int(inputs.shape[-1])
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """(2,) * D, with D the code dimension of the last vectors this estimator quantized."""
+        return self.digit_levels()
+
     def code_shape(self, dim: int) -> tuple[int, int]:
         return 2**dim, dim
 
@@ -93,9 +105,15 @@ class _BinaryQuantizer(ImplicitCodebookVQ):
         return None
 
     def digit_levels(self, dim: int | None = None) -> tuple[int, ...]:
+        """(2,) * D for codes of dimension ``dim``; without it, the D of the last vectors quantized."""
+        if dim is None:
+            dim = self.code_dim
+            if dim is None:
+                raise GumbenchError(f"{self.label}: the code dimension D is known once vectors have been quantized; "
+                                    f"pass dim=D (2^D codes) to index_digits or digit_levels")
         if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_BITS:
-            raise GumbenchError(f"{self.label}: index_digits needs dim=D, the code dimension (2^D codes), "
-                                f"an integer in [1, {MAX_BITS}], got {dim!r}")
+            raise GumbenchError(f"{self.label}: dim (the code dimension D, 2^D codes) must be an integer in [1, {MAX_BITS}], "
+                                f"got {dim!r}")
         return (2,) * dim
 
     def _indices(self, vectors: torch.Tensor) -> torch.Tensor:

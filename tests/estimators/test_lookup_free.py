@@ -196,9 +196,14 @@ def test_bsq_straight_through_gradient_goes_through_the_normalization():
 @pytest.mark.parametrize("name", ["lfq", "bsq"])
 def test_indices_read_the_bits_first_dimension_most_significant_and_round_trip(name):
     est = make_estimator(name)
+    with pytest.raises(GumbenchError, match="pass dim=D"):  # D is not known before any vectors
+        est.index_digits(torch.tensor([3]))
+    assert est.index_digits(torch.tensor([3]), dim=3).tolist() == [[0, 1, 1]]
     z = torch.randn(500, 2, 5, generator=gen(14))
     z[0, 0] = torch.tensor([0.0, 1.0, 0.0, 0.0, 2.0])  # an entry of exactly 0 counts as negative
     out = est(z, lambda v: v.sum((-2, -1)), codebook=torch.zeros(32, 5))
+    assert est.levels == (2,) * 5  # from now on D = 5 is the default
+    assert torch.equal(est.index_digits(out.indices), est.index_digits(out.indices, dim=5))
     bits = est.index_digits(out.indices, dim=5)
     assert torch.equal(bits, (z > 0).long())
     assert out.indices[0, 0] == 0b01001
@@ -206,8 +211,8 @@ def test_indices_read_the_bits_first_dimension_most_significant_and_round_trip(n
     assert torch.equal(est.index_digits(torch.arange(32), dim=5) @ torch.tensor([16, 8, 4, 2, 1]), torch.arange(32))
     assert torch.equal(est.assign_codes(z, torch.zeros(32, 5)), out.indices)
     assert est.digit_levels(5) == (2,) * 5
-    with pytest.raises(GumbenchError, match="needs dim=D"):
-        est.index_digits(out.indices)
+    with pytest.raises(GumbenchError, match=r"integer in \[1, 16\]"):
+        est.index_digits(out.indices, dim=17)
 
 
 @pytest.mark.parametrize("name", ["lfq", "bsq"])
