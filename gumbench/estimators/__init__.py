@@ -16,6 +16,7 @@ from gumbench.estimators.base import (
     registry,
 )
 from gumbench.estimators import gumbel, straight_through, score_function, vq, gumbel_rao, reinmax, gapped, disarm  # noqa: F401  (register)
+from gumbench.estimators import fsq, lookup_free  # noqa: F401  (register: implicit codebooks)
 
 __all__ = [
     "FAMILIES",
