@@ -54,6 +54,8 @@ class EstimatorOutput(NamedTuple):
     indices:   (..., G) chosen category or code per group (for utilization), same leading dims as value.
     loss:      (...,) the downstream loss per row (averaged over samples when several are drawn).
     aux:       named auxiliary losses per row (e.g. VQ codebook and commitment), already in ``surrogate``.
+    stage_indices: (..., G, S) the code of each of S stages for residual quantizers (``residual-vq``;
+               -1 where quantizer dropout skipped a stage), None for every other estimator.
     """
 
     surrogate: torch.Tensor
@@ -61,6 +63,7 @@ class EstimatorOutput(NamedTuple):
     indices: torch.Tensor
     loss: torch.Tensor
     aux: dict[str, torch.Tensor]
+    stage_indices: torch.Tensor | None = None
 
 
 class Estimator(Plugin, torch.nn.Module):
@@ -151,10 +154,12 @@ class VQEstimator(Estimator):
     """Estimators over continuous vectors (..., G, D) and a codebook: vector quantization.
 
     Called as ``estimator(vectors, loss_fn, codebook=E, generator=gen)``; ``assign_codes`` gives
-    the code each vector goes to, deterministically (for evaluations).
+    the code each vector goes to, deterministically (for evaluations). ``codebook_gradient``: the
+    given codebook gets a gradient (False where the method holds it frozen, as SimVQ does).
     """
 
     family: ClassVar[str] = "vq"
+    codebook_gradient: ClassVar[bool] = True
 
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # abstract: each VQ estimator defines its assignment

@@ -79,6 +79,62 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return ((codebook * codebook).sum(-1) - 2 * cross).argmin(dim=-1)
 
 
+def check_shapes(who: str, inputs, codebook) -> torch.Tensor:
+    """Refuse inputs that are not float (..., G, D) with G, D >= 1, and a codebook that is not a tensor of
+    shape (G, K, D) or (K, D) with K >= 1 of the inputs' dtype and device; return it as (G, K, D) (a view)."""
+    if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() >= 2 and min(inputs.shape[-2:]) >= 1):
+        got = f"{inputs.dtype} of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
+    groups, dim = inputs.shape[-2:]
+    if not isinstance(codebook, torch.Tensor):
+        raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D), got {type(codebook).__name__}")
+    if codebook.dtype != inputs.dtype or codebook.device != inputs.device:
+        raise GumbenchError(f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
+                            f"got {codebook.dtype} on {codebook.device}")
+    if codebook.dim() not in (2, 3) or codebook.shape[-1] != dim or codebook.shape[-2] < 1 or codebook.shape[:-2] not in ((), (groups,)):
+        raise GumbenchError(f"{who}: codebook shape {tuple(codebook.shape)} does not fit inputs {tuple(inputs.shape)}; "
+                            f"expected (G, K, D) = ({groups}, K, {dim}) or (K, {dim}) with K >= 1 codes")
+    return codebook.unsqueeze(0).expand(groups, *codebook.shape) if codebook.dim() == 2 else codebook
+
+
+def largest(t: torch.Tensor) -> float:
+    """max |t| as a float (0 for an empty tensor), without tracking gradients."""
+    with torch.no_grad():
+        return float(t.abs().amax()) if t.numel() else 0.0
+
+
+def check_sizes(who: str, inputs: torch.Tensor, codebook: torch.Tensor, beta: float, *, overwritten: bool = False,
+                cosine: bool = False, name: str = "codebook", code_weight: int = 1) -> tuple[float, float]:
+    """Refuse NaN or inf in the inputs or the codebook, and max |input| + ``code_weight`` x max |code| above
+    :func:`magnitude_limit` for the inputs' dtype, G * D and ``beta``; return (max |input|, max |code|).
+
+    ``overwritten``: the codebook is about to be overwritten by k-means (it is never read, its codes will be
+    means of the inputs). ``name`` names the codebook in messages; ``code_weight`` counts the codes added to
+    one input (residual quantization adds one per stage)."""
+    groups, dim = inputs.shape[-2:]
+    sizes = [largest(inputs), largest(codebook)]
+    if overwritten:
+        sizes[1] = max(sizes[0], 1.0 if cosine else 0.0)
+    for what, size in zip(("inputs", name), sizes):
+        if not math.isfinite(size):
+            raise GumbenchError(f"{who}: NaN or inf in the {what}; allowed are finite values")
+    limit, dtype = magnitude_limit(inputs.dtype, groups * dim, beta), str(inputs.dtype).removeprefix("torch.")
+    if sizes[0] + code_weight * sizes[1] > limit:
+        codes = "max |code|" if code_weight == 1 else f"{code_weight} x max |code|"
+        raise GumbenchError(f"{who}: max |input| + {codes} must be at most {limit:.3g} for {dtype} with G * D = "
+                            f"{groups * dim} (squared distances, losses and gradients must stay finite), got {sizes[0]:.3g} + "
+                            f"{'' if code_weight == 1 else f'{code_weight} x '}{sizes[1]:.3g}")
+    return sizes[0], sizes[1]
+
+
+def check_inputs(who: str, inputs, codebook, beta: float, **sizes) -> torch.Tensor:
+    """:func:`check_shapes` then :func:`check_sizes` (keyword arguments go to the latter): every check a VQ
+    estimator makes before any work; returns the codebook as (G, K, D)."""
+    codes = check_shapes(who, inputs, codebook)
+    check_sizes(who, inputs, codebook, beta, **sizes)
+    return codes
+
+
 def shortest(dtype: torch.dtype) -> float:
     """1 / sqrt(largest value of dtype): dividing by a length of at least this (or scaling by |e| over
     it) multiplies a gradient by at most sqrt(largest), so gradients up to that stay finite."""
@@ -226,34 +282,13 @@ class VQCommitment(VQEstimator):
     def _check(self, inputs, codebook) -> torch.Tensor:
         """Refuse, before any work, what this estimator does not take; return the codebook as (G, K, D)."""
         who = self.label
-        if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() >= 2 and min(inputs.shape[-2:]) >= 1):
-            got = f"{inputs.dtype} of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
-        groups, dim = inputs.shape[-2:]
-        if not isinstance(codebook, torch.Tensor):
-            raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D), got {type(codebook).__name__}")
-        if codebook.dtype != inputs.dtype or codebook.device != inputs.device:
-            raise GumbenchError(f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
-                                f"got {codebook.dtype} on {codebook.device}")
-        if codebook.dim() not in (2, 3) or codebook.shape[-1] != dim or codebook.shape[-2] < 1 or codebook.shape[:-2] not in ((), (groups,)):
-            raise GumbenchError(f"{who}: codebook shape {tuple(codebook.shape)} does not fit inputs {tuple(inputs.shape)}; "
-                                f"expected (G, K, D) = ({groups}, K, {dim}) or (K, {dim}) with K >= 1 codes")
+        codes = check_shapes(who, inputs, codebook)
         if self.params["ema"] and codebook.dim() != 3:
             raise GumbenchError(f"{who}: ema=true updates per-group codebooks; pass shape (G, K, D), got {tuple(codebook.shape)}")
         # a codebook that k-means is about to overwrite is never read: its codes will be means of the inputs
         overwritten = self.training and not bool(self.initialized) and inputs.shape[:-2].numel() > 0
-        with torch.no_grad():
-            sizes = [float(t.abs().amax()) if t.numel() else 0.0 for t in (inputs, codebook)]
-        if overwritten:
-            sizes[1] = max(sizes[0], 1.0 if self.params["cosine"] else 0.0)
-        for name, size in zip(("inputs", "codebook"), sizes):
-            if not math.isfinite(size):
-                raise GumbenchError(f"{who}: NaN or inf in the {name}; allowed are finite values")
-        limit, dtype = magnitude_limit(inputs.dtype, groups * dim, self.params["beta"]), str(inputs.dtype).removeprefix("torch.")
-        if sum(sizes) > limit:
-            raise GumbenchError(f"{who}: max |input| + max |code| must be at most {limit:.3g} for {dtype} with G * D = "
-                                f"{groups * dim} (squared distances, losses and gradients must stay finite), got {sizes[0]:.3g} + {sizes[1]:.3g}")
-        return codebook.unsqueeze(0).expand(groups, *codebook.shape) if codebook.dim() == 2 else codebook
+        check_sizes(who, inputs, codebook, self.params["beta"], overwritten=overwritten, cosine=self.params["cosine"])
+        return codes
 
     @staticmethod
     def _per_book(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
