@@ -5,7 +5,6 @@ The estimators here are stand-ins built on vq-commitment (not registered): one t
 (2, 4) over its 8 codes, one whose output carries two stages (its indices and a function of them).
 """
 
-from typing import NamedTuple
 
 import pytest
 import torch
@@ -38,15 +37,6 @@ class Implicit(Recording):
         return torch.stack([indices % 2, indices // 2], -1)
 
 
-class StagedOutput(NamedTuple):
-    surrogate: torch.Tensor
-    value: torch.Tensor
-    indices: torch.Tensor
-    loss: torch.Tensor
-    aux: dict
-    stage_indices: torch.Tensor | None
-
-
 def second_stage(indices):
     return (indices * 3 + 1) % 5  # 5 of the 8 codes reachable in stage 1
 
@@ -54,7 +44,7 @@ def second_stage(indices):
 class Residual(Recording):
     def forward(self, *args, **kwargs):
         out = super().forward(*args, **kwargs)
-        return StagedOutput(*out, stage_indices=torch.stack([out.indices, second_stage(out.indices)], -1))
+        return out._replace(stage_indices=torch.stack([out.indices, second_stage(out.indices)], -1))
 
 
 def test_plain_estimators_get_no_new_columns():
