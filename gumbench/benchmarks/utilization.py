@@ -316,14 +316,31 @@ class StageUsage:
         return row
 
 
+def used_rows(stage_indices: torch.Tensor, stage: int) -> torch.Tensor:
+    """The rows (N, G) of stage ``stage`` that ran: quantizer dropout marks a row's unused stages -1
+    (all of its groups together), and those rows are left out of that stage's usage."""
+    flat = stage_indices.reshape(-1, *stage_indices.shape[-2:])[..., stage]  # (N, G)
+    return flat[(flat >= 0).all(-1)]
+
+
 def stage_usage(stage_indices: torch.Tensor, codes: int | Sequence[int]) -> StageUsage:
-    """Usage of S residual stages: stage indices (..., G, S), stage s's in [0, K_s); ``codes`` is K
-    for every stage or (K_0, ..., K_{S-1})."""
+    """Usage of S residual stages: stage indices (..., G, S), stage s's in [0, K_s) or -1 where quantizer
+    dropout left the stage out; ``codes`` is K for every stage or (K_0, ..., K_{S-1}). Each stage counts
+    the rows that ran it; the joint usage counts the rows that ran every stage."""
     stage_indices = _index_tensor("stage indices", stage_indices, 2)
     codes = _stage_codes(codes, stage_indices.shape[-1])
-    counts = _counts_per_level("stage", stage_indices, codes)  # S x (G, K_s)
+    if stage_indices.numel() and stage_indices.min() < -1:
+        raise GumbenchError(f"stage indices must be codes >= 0, or -1 for a stage dropout left out, got {int(stage_indices.min())}")
+    counts = []
+    for s, k in enumerate(codes):
+        rows = used_rows(stage_indices, s)
+        if rows.numel() and rows.max() >= k:
+            raise GumbenchError(f"stage {s} must lie in [0, {k}), got [{int(rows.min())}, {int(rows.max())}]")
+        counts.append(usage_counts(rows, k))  # (G, K_s)
     usage = [c / c.sum(-1, keepdim=True).clamp_min(1) for c in counts]
-    joint = torch.stack([_entropy_of_counts(c) for c in distinct_counts(stage_indices)])  # (G,)
+    flat = stage_indices.reshape(-1, *stage_indices.shape[-2:])
+    complete = flat[(flat >= 0).all(-1).all(-1)]  # rows that ran every stage
+    joint = torch.stack([_entropy_of_counts(c) for c in distinct_counts(complete)])  # (G,)
     return StageUsage(
         codes=codes,
         code_perplexity=torch.stack([perplexity(u) for u in usage], -1),
@@ -344,7 +361,7 @@ class StageUsageTracker:
         if stage_indices.shape[-1] != len(self.trackers):
             raise GumbenchError(f"stage indices have {stage_indices.shape[-1]} stages, the tracker {len(self.trackers)}")
         for s, tracker in enumerate(self.trackers):
-            tracker.update(stage_indices[..., s])
+            tracker.update(used_rows(stage_indices, s))
 
     def dead_codes(self) -> torch.Tensor:
         """(G, S): per group and stage, the codes unused over the window."""

@@ -81,6 +81,15 @@ class ResidualVQ(VQEstimator):
         bounds = [s * count // stages for s in range(stages + 1)]
         return [(lo, codebook[..., lo:hi, :]) for lo, hi in zip(bounds, bounds[1:])]
 
+    def local_stage_codes(self, stage_indices: torch.Tensor, count: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """``stage_indices`` (..., G, S), rows of a codebook of ``count`` codes, as codes of each stage's own
+        book (-1 stays -1: a dropped stage), and the books' sizes: what per-stage utilization counts."""
+        stages = self.params["stages"]
+        bounds = [s * count // stages for s in range(stages + 1)]
+        first = torch.tensor(bounds[:-1], device=stage_indices.device)
+        local = torch.where(stage_indices >= 0, stage_indices - first, stage_indices)
+        return local, tuple(hi - lo for lo, hi in zip(bounds, bounds[1:]))
+
     def _check(self, inputs, codebook) -> None:
         who = self.label
         check_shapes(who, inputs, codebook)

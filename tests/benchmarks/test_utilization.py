@@ -181,3 +181,16 @@ def test_stage_tracker_counts_dead_codes_per_stage():
 def test_stage_usage_refuses_bad_input(stages, codes, message):
     with pytest.raises(GumbenchError, match=message):
         stage_usage(stages, codes)
+
+
+def test_stage_usage_leaves_dropped_stages_out():
+    """Quantizer dropout marks a row's unused stages -1: each stage counts the rows that ran it, the
+    joint usage the rows that ran every stage."""
+    from gumbench.benchmarks.utilization import stage_usage
+
+    stages = torch.tensor([[[0, 1]], [[1, -1]], [[1, -1]], [[0, 1]]])  # 4 rows, 1 group, 2 stages of 2 codes
+    usage = stage_usage(stages, 2)
+    assert usage.used_fraction.tolist() == [[1.0, 0.5]]  # stage 1 ran on rows 0 and 3, both code 1
+    assert usage.code_perplexity[0, 0].item() == pytest.approx(2.0)  # stage 0: codes 0, 1, 1, 0
+    assert usage.code_perplexity[0, 1].item() == pytest.approx(1.0)
+    assert usage.joint_perplexity.item() == pytest.approx(1.0)  # complete rows 0 and 3: the same tuple (0, 1)

@@ -192,3 +192,11 @@ def test_trains_a_few_steps_on_gmm_vq():
     assert len(frame) == 30 and frame["loss"].notna().all()
     assert frame["loss_reconstruction"].iloc[-5:].mean() < 0.8 * frame["loss_reconstruction"].iloc[:5].mean()
     assert {"loss_commitment", "loss_codebook"} <= set(frame.columns)  # summed over the stages under the quantizer's names
+
+
+def test_local_stage_codes_are_codes_of_each_stages_book():
+    est = make_estimator("residual-vq[stages=3]")
+    rows = torch.tensor([[[0, 3, 9]], [[2, -1, -1]]])  # K = 10: books [0, 3), [3, 6), [6, 10)
+    local, sizes = est.local_stage_codes(rows, 10)
+    assert sizes == (3, 3, 4)
+    assert local.tolist() == [[[0, 0, 3]], [[2, -1, -1]]]

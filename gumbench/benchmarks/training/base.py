@@ -245,10 +245,13 @@ def train(
         row.update(_implicit_columns(est, indices))
         stages = out.bottleneck.stage_indices
         if stages is not None:
+            sizes = model.bottleneck.codes
+            if hasattr(est, "local_stage_codes"):  # stages with books of their own (residual-vq splits the codebook)
+                stages, sizes = est.local_stage_codes(stages, model.bottleneck.codes)
             if stage_tracker is None:
-                stage_tracker = StageUsageTracker(model.bottleneck.groups, model.bottleneck.codes, stages.shape[-1], dead_window)
+                stage_tracker = StageUsageTracker(model.bottleneck.groups, sizes, stages.shape[-1], dead_window)
             stage_tracker.update(stages)
-            row.update(stage_usage(stages, model.bottleneck.codes).as_row(dead_codes=stage_tracker.dead_codes()))
+            row.update(stage_usage(stages, sizes).as_row(dead_codes=stage_tracker.dead_codes()))
         if eval_batch is not None and (step % eval_every == 0 or step == steps):
             row.update(_evaluate(task, model, eval_batch, previous_eval))
             previous_eval = row.pop("_codes")
