@@ -81,10 +81,27 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "vq-commitment[init=kmeans]",
                 "vq-commitment[restart=true]",
                 "vq-commitment[cosine=true]",
+                # today's tokenizers' quantizers with learned codebooks, at the task's code count (residual-vq
+                # splits it into 2 stage books)
+                "residual-vq[stages=2]",
+                "simvq",
+                "ibq",
+                "nsvq",
             ],
             "steps": 150,
             "eval_every": 25,
         },
+        {   # implicit codebooks against vq-commitment at the same code count, so the same bits per group:
+            # 8 codes (digits-vae's latents), 16 (tones), 32 (gmm-vq); LFQ and BSQ need log2(codes) dimensions
+            "tasks": ["digits-vae[code_dim=3]", "tones[code_dim=4]", "gmm-vq[code_dim=5]"],
+            "estimators": ["vq-commitment", "lfq", "bsq"],
+            "steps": 150,
+            "eval_every": 25,
+        },
+        # FSQ needs one dimension per level (each level at least 3): one block per task
+        {"tasks": ["digits-vae[code_dim=1]"], "estimators": ["vq-commitment", "fsq[levels=8]"], "steps": 150, "eval_every": 25},
+        {"tasks": ["tones[code_dim=2]"], "estimators": ["vq-commitment", "fsq[levels=4-4]"], "steps": 150, "eval_every": 25},
+        {"tasks": ["gmm-vq[code_dim=2]"], "estimators": ["vq-commitment", "fsq[levels=8-4]"], "steps": 150, "eval_every": 25},
         {   # real speech, vendored: a wav2vec 2.0-style model and a VQ-VAE on log-mel frames
             "tasks": ["wav2vec2[batch=4,crop=0.5]", "logmel-vqvae"],
             "estimators": ["st-gumbel", "gumbel-rao", "reinforce[baseline=loo]", "vq-commitment", "vq-commitment[restart=true]"],
