@@ -478,8 +478,58 @@ def throughput(root: Path) -> str:
     return summary
 
 
+QUANTIZERS = ("fsq", "lfq", "bsq", "residual-vq", "simvq", "ibq", "nsvq")
+
+
+def quantizer_findings(root: Path) -> str:
+    """Today's quantizers in the committed reference run: per VQ training task that runs them, the best
+    reconstruction (the verdict's), each estimator's final code usage and its collapsed seeds."""
+    from gumbench.benchmarks.sweep.store import load_results
+    from gumbench.benchmarks.sweep.verdict import compare, outcomes, short_task
+
+    run = reference_run(root)
+    frame = load_results([run])
+    training = frame[frame["kind"] == "training"]
+    compared = compare(outcomes(frame)).query("kind == 'training'").set_index(["task", "label"])
+    last = training[training["step"] == training.groupby("unit_id")["step"].transform("max")]
+    last = last.assign(task=last["task"].map({t: short_task("training", t) for t in last["task"].unique()}))
+    usage = last.pivot_table(index=["task", "label"], columns="metric", values="value", aggfunc="mean")
+    seeds = last.groupby(["task", "label"])["unit_id"].nunique()
+    tasks = [t for t in usage.index.get_level_values(0).unique()
+             if any(label.split("[")[0] in QUANTIZERS for label in usage.loc[t].index)]
+    claim(bool(tasks), "the reference run trains today's quantizers")
+    rows, findings = [], []
+    for task in tasks:
+        here = usage.loc[task]
+        best = [label for label in here.index if compared.loc[(task, label), "standing"] == "best"]
+        alive = here["eval_used_fraction"].idxmax()
+        fell = [f"`{label}` ({int(round(v * seeds[(task, label)]))} of {seeds[(task, label)]})"
+                for label, v in here.get("collapse", here.iloc[:, :0]).items() if v > 0] if "collapse" in here else []
+        findings.append(prose(f"`{task}`: best reconstruction {', '.join(f'`{b}`' for b in best) or 'none healthy'}; most codes "
+                              f"in use `{alive}` ({here['eval_used_fraction'][alive]:.2f} of them); collapsed: "
+                              f"{', '.join(fell) or 'none'}.", bullet=True))
+        vq_family = [label for label in here.index if label.split("[")[0] in QUANTIZERS + ("vq-commitment",)]
+        for label, values in here.loc[vq_family].sort_values("eval_reconstruction").iterrows():
+            collapsed = int(round(values.get("collapse", 0) * seeds[(task, label)]))
+            bits = values.get("effective_bits", math.nan)
+            bits = values.get("joint_bits", math.nan) if bits != bits else bits
+            rows.append([f"`{task}`", f"`{label}`", cell(values.get("eval_reconstruction")), cell(values.get("eval_used_fraction")),
+                         cell(values.get("dead_codes")), cell(bits), f"{collapsed} of {seeds[(task, label)]}",
+                         compared.loc[(task, label), "standing"]])
+    header = ["task", "estimator", "final eval reconstruction", "eval used fraction", "dead codes", "bits used", "collapsed seeds",
+              "verdict"]
+    return (prose(f"Today's quantizers in the committed reference run (`{run.relative_to(root)}`), each task's VQ estimators at "
+                  "the same code count (so the same bits per group; the verdict column compares with every estimator of the "
+                  "task, categorical ones included), means over seeds of the last step: eval reconstruction (lower "
+                  "is better), the share of codes the evaluation batch uses, codes unused over the last 50 steps, the bits a "
+                  "step's codes carry (effective bits for implicit codebooks, joint bits of the stages for residual VQ) and the "
+                  "seeds whose code perplexity fell to 2 or less in some group.")
+            + "\n\n" + table(header, rows) + "\n\n" + "\n".join(findings))
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "sweep-timing": sweep_timing,
+    "quantizer-findings": quantizer_findings,
     "throughput": throughput,
     "sweep-verdict": sweep_verdict,
     "headline-toy": headline_toy,

@@ -317,7 +317,8 @@ def full_tables(frame, compared):
     for kind, heading, extra in (("gradstats", "Gradient statistics: every estimator per toy",
                                   ("relative_bias", "total_variance", "cosine")),
                                  ("training", "Training: every estimator per task",
-                                  ("eval_code_perplexity", "eval_used_fraction", "eval_nmi", "dead_codes"))):
+                                  ("eval_code_perplexity", "eval_used_fraction", "eval_nmi", "dead_codes", "collapse",
+                                   "effective_bits", "code_bits", "joint_bits", "joint_max_bits"))):
         rows = compared[compared["kind"] == kind] if not compared.empty else compared
         if rows.empty:
             continue
