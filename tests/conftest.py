@@ -4,8 +4,14 @@ and ``require_program(name, package)`` for tests that need a system program."""
 import os
 import shutil
 
-import pytest
-import torch
+# The kernel tests run Triton's interpreter on the CPU, and TRITON_INTERPRET must be set before anything
+# imports triton (Triton decides compiled vs interpreted when it decorates, its own library included).
+# Some test-only oracles import triton when they are imported (vector-quantize-pytorch, through its
+# dependencies), and test modules are collected before tests/kernels/conftest.py runs, so it is set here.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture

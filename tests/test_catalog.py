@@ -43,7 +43,7 @@ def test_rows_by_hand():
     assert tasks["polynomial"][2] == "p=2 (1.5|2|3), L=8, seed=0"
     assert tasks["bernoulli"][2] == "-" and "0.45" in tasks["polynomial"][1]
     training = {row[0]: row for row in describe("training")}
-    assert training["digits-vae"][1:3] == ("300", "latents=4, categories=8, hidden=128, batch=64")
+    assert training["digits-vae"][1:3] == ("300", "latents=4, categories=8, hidden=128, batch=64, code_dim=8")
     assert {"digits-vae", "gmm-vq", "tones", "wav2vec2", "logmel-vqvae"} <= set(training)
 
 

@@ -50,12 +50,14 @@ try:
     BENCH_EXTRA = None
 except ImportError as error:
     BENCH_EXTRA = f"needs the bench extra: pip install -e '.[bench]' ({error})"
-try:
-    import storch  # noqa: F401
-
-    STORCH = None
-except Exception as error:  # noqa: BLE001 - any failure to import is the reason to leave Storchastic out
-    STORCH = f"storchastic does not import: {type(error).__name__}: {error}"
+def storch_unavailable() -> str | None:
+    """Why Storchastic cannot be compared, or None. Imported only when a benchmark runs: importing it
+    patches torch functions process-wide (its tensor wrappers), which must not reach the other tests."""
+    try:
+        import storch  # noqa: F401
+    except Exception as error:  # noqa: BLE001 - any failure to import is the reason to leave Storchastic out
+        return f"storchastic does not import: {type(error).__name__}: {error}"
+    return None
 
 CATEGORICAL = ["st-gumbel", "soft-gumbel", "straight-through", "reinforce", "reinforce[baseline=ema]",
                "reinforce[baseline=loo]", "reinmax", "gumbel-rao", "gst"]
@@ -106,7 +108,7 @@ def relative_error_of_mean(estimates: np.ndarray, exact: np.ndarray) -> float:
 def test_versus_plain_loop(benchmark, task, estimator):
     require(BENCH_EXTRA is None, BENCH_EXTRA)
     toy = make_task(task)
-    storch_note = STORCH or ("" if estimator in plain_loops.storch_methods() else "Storchastic has no such estimator")
+    storch_note = storch_unavailable() or ("" if estimator in plain_loops.storch_methods() else "Storchastic has no such estimator")
     sides = ["gumbench", "loop"] + ([] if storch_note else ["storchastic"])
     seconds = {side: [] for side in sides}
     drawn = {"loop": [], "storchastic": []}

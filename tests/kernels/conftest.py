@@ -1,8 +1,8 @@
 """Kernel tests run on CPU through Triton's interpreter.
 
 TRITON_INTERPRET must be set before anything imports triton (Triton decides compiled vs
-interpreted when it decorates, its own library included); gumbench imports triton only
-on the first fused call, so setting it here, at collection, is early enough.
+interpreted when it decorates, its own library included): tests/conftest.py sets it before any
+test module is collected; it is set here too for running this folder's tests with another root.
 """
 
 import os

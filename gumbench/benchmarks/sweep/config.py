@@ -108,6 +108,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "steps": 100,
             "eval_every": 25,
         },
+        {   # today's quantizers on the log-mel VQ-VAE (128 codes): learned codebooks at its 16 dimensions,
+            # LFQ and BSQ at 7 (2^7 codes), FSQ 8-4-4 at 3, each beside vq-commitment at the same dimension
+            "tasks": ["logmel-vqvae"],
+            "estimators": ["residual-vq[stages=2]", "simvq", "ibq", "nsvq"],
+            "steps": 100,
+            "eval_every": 25,
+        },
+        {"tasks": ["logmel-vqvae[code_dim=7]"], "estimators": ["vq-commitment", "lfq", "bsq"], "steps": 100, "eval_every": 25},
+        {"tasks": ["logmel-vqvae[code_dim=3]"], "estimators": ["vq-commitment", "fsq[levels=8-4-4]"], "steps": 100, "eval_every": 25},
     ],
 }
 
