@@ -171,11 +171,18 @@ class VQEstimator(Estimator):
         books = codebook if codebook.dim() == 3 else codebook.unsqueeze(0).expand(indices.shape[-1], *codebook.shape)
         return torch.einsum("...gk,gkd->...gd", one_hot(indices, books.shape[1], books.dtype), books)
 
+    @torch.no_grad()
     def quantize(self, vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deterministic codes and their vectors for evaluations: (indices (..., G), vectors (..., G, D)).
-        Quantizers whose value is not determined by ``indices`` alone (residual stages) override it."""
-        indices = self.assign_codes(vectors, codebook)
-        return indices, self.decode(indices, codebook)
+        """Codes and vectors for evaluations, (indices (..., G), vectors (..., G, D)): the estimator's own
+        eval-mode forward (no noise, no codebook update), so what is evaluated is what the downstream
+        sees, whatever the quantizer (implicit codes, residual sums, a learned map)."""
+        training = self.training
+        self.eval()
+        try:
+            out = self(vectors, lambda value: value.new_zeros(value.shape[:-2]), codebook=codebook)
+        finally:
+            self.train(training)
+        return out.indices, out.value.detach()
 
     def incompatibility(self, categories: int) -> str | None:
         return "VQ estimators take vectors, not logits"

@@ -108,6 +108,10 @@ class FSQ(ImplicitCodebookVQ):
             raise GumbenchError(f"{self.label}: codes have dimension {len(self.levels)} (one per level), got dim={dim}")
         return self.levels
 
+    def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """The implicit code vectors of ``indices``; the codebook is not read."""
+        return self.codes_of(indices, codebook.dtype)
+
     def codes_of(self, indices: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The code vectors (..., G, D) in [-1, 1] of code indices (..., G)."""
         digits = self.index_digits(indices).to(dtype)

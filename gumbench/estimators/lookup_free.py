@@ -119,6 +119,13 @@ class _BinaryQuantizer(ImplicitCodebookVQ):
     def _indices(self, vectors: torch.Tensor) -> torch.Tensor:
         return bits_to_index(vectors > 0)
 
+    def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """The implicit code vectors of ``indices`` (D from the codebook's shape; it is not read): +-1 per
+        bit for LFQ, +-1/sqrt(D) for BSQ."""
+        dim = codebook.shape[-1]
+        signs = self.index_digits(indices, dim).to(codebook.dtype) * 2 - 1
+        return signs / math.sqrt(dim) if self.name == "bsq" else signs
+
     def _entropy(self, per_sample: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """entropy_weight * (H_i - gamma * H_batch) per row, from per-row (...) and batch () entropies."""
         return self.params["entropy_weight"] * (per_sample - self.params["diversity_gamma"] * batch)

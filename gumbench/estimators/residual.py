@@ -81,6 +81,10 @@ class ResidualVQ(VQEstimator):
         bounds = [s * count // stages for s in range(stages + 1)]
         return [(lo, codebook[..., lo:hi, :]) for lo, hi in zip(bounds, bounds[1:])]
 
+    def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        raise GumbenchError(f"{self.label}: a residual quantizer's vector is the sum of all its stages' codes, which the first "
+                            "stage's code does not determine; use quantize(vectors, codebook)")
+
     def local_stage_codes(self, stage_indices: torch.Tensor, count: int) -> tuple[torch.Tensor, tuple[int, ...]]:
         """``stage_indices`` (..., G, S), rows of a codebook of ``count`` codes, as codes of each stage's own
         book (-1 stays -1: a dropped stage), and the books' sizes: what per-stage utilization counts."""

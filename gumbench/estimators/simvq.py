@@ -75,6 +75,10 @@ class SimVQ(VQEstimator):
         weight = self._weight(codebook.shape[-1] if dim is None else dim, work, codebook.device)
         return codebook.detach().to(work) @ weight
 
+    def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """Rows of the effective codebook C W."""
+        return super().decode(indices, self.effective_codebook(codebook))
+
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """Nearest code of the effective codebook C W (by L2) for each vector (..., G, D)."""
         with torch.no_grad():

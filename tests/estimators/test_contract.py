@@ -190,3 +190,26 @@ def test_extreme_logits_stay_finite(name, tau, dtype):
 def test_invalid_parameters_raise_clear_errors(bad):
     with pytest.raises(GumbenchError):
         make_estimator(bad)
+
+
+@pytest.mark.parametrize("name", VQ)
+def test_vq_evaluation_vectors_are_the_eval_forward_value(name):
+    """The bottleneck evaluates what ``quantize`` gives: for every VQ estimator it is the eval-mode forward's
+    value and indices, and ``decode`` of those indices gives the same vectors where the indices determine them."""
+    cls = registry.get(name)
+    est = make_estimator(name)
+    codes, dim = est.code_shape(D) if issubclass(cls, ImplicitCodebookVQ) else (K, D)
+    z = torch.randn(*BATCH, G, dim, generator=gen(3))
+    codebook = torch.randn(G, codes, dim, generator=gen(4))
+    est(z, lambda q: q.sum(dim=(-2, -1)), codebook=codebook.clone())  # one training call (SimVQ makes W)
+    est.eval()
+    out = est(z, lambda q: q.sum(dim=(-2, -1)), codebook=codebook)
+    est.train()
+    indices, vectors = est.quantize(z, codebook)
+    assert est.training, "quantize leaves the mode as it was"
+    assert torch.equal(indices, out.indices) and torch.equal(vectors, out.value.detach())
+    if name == "residual-vq":
+        with pytest.raises(GumbenchError, match="sum of all its stages"):
+            est.decode(indices, codebook)
+    else:
+        torch.testing.assert_close(est.decode(indices, codebook), vectors, rtol=1e-6, atol=1e-6)
