@@ -26,7 +26,8 @@ class Recording(VQCommitment):
 
     def forward(self, *args, **kwargs):
         out = super().forward(*args, **kwargs)
-        self.seen.append(out.indices.detach().clone())
+        if self.training:  # the training steps' codes (evaluations call the eval-mode forward too)
+            self.seen.append(out.indices.detach().clone())
         return out
 
 
