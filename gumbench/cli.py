@@ -156,6 +156,7 @@ def train_command(
     estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Estimator, repeatable; default: st-gumbel and vq-commitment."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the task's)."),
     seed: int = typer.Option(0, "--seed"),
+    eval_every: int = typer.Option(25, "--eval-every", help="Evaluate every N steps (and at the last step)."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC for the speech tasks (default: the vendored corpus)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step rows as CSV."),
@@ -179,7 +180,7 @@ def train_command(
     built = [make_estimator(e) for e in (estimator or ["st-gumbel", "vq-commitment"])]
     for est in built:
         built_task.check_estimator(est)  # refused before the first run starts
-    frame = pd.concat([train(built_task, est, steps=steps, seed=seed) for est in built], ignore_index=True)
+    frame = pd.concat([train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built], ignore_index=True)
     if output is not None:
         from gumbench.benchmarks.sweep.store import write_csv
 
