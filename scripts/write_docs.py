@@ -209,6 +209,22 @@ def elbo_study(root: Path) -> str:
                  f"standard deviation {spread[ema]}).")
 
 
+def fashion_throughput(root: Path) -> str:
+    """fashion-vae training steps per second at batch 100, 1 and 2 torch threads (pytest-benchmark JSON)."""
+    name = "images/throughput-fashion-vae.json"
+    record = results(root, name)
+    rows = [b["extra_info"] | {"estimator": b["params"]["estimator"]} for b in record["benchmarks"]]
+    claim({r["threads"] for r in rows} == {1, 2} and {r["batch"] for r in rows} == {100}, "1 and 2 threads at batch 100")
+    rate = lambda threads: between([r["steps_per_second"] for r in rows if r["threads"] == threads], decimals(0))  # noqa: E731
+    loads = [r[key] for r in rows for key in ("load_average_before", "load_average_after")]
+    estimators = ", ".join(f"`{e}`" for e in dict.fromkeys(r["estimator"] for r in rows))
+    return prose(f"Training throughput at 8 x 4, batch 100 ({estimators}; "
+                 f"`tests/benchmarks/training/test_fashion_throughput.py`, `results/{name}`): {rate(1)} steps per second "
+                 f"with 1 torch thread, {rate(2)} with 2, on {record['machine_info']['cpu'].get('brand_raw', 'the CPU')} "
+                 f"({rows[0]['cpus']} cores) while another job held the 1-minute load average at {between(loads, decimals(1))}; "
+                 f"{record['datetime'][:10]}.")
+
+
 # --- speech -------------------------------------------------------------------------------------
 
 def speech_corpus(root: Path) -> str:
@@ -540,6 +556,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "disarm-binary-toys": disarm_binary_toys,
     "optimize-polynomial": optimize_polynomial,
     "elbo-study": elbo_study,
+    "fashion-throughput": fashion_throughput,
     "speech-corpus": speech_corpus,
     "speech-fairseq-values": speech_fairseq_values,
     "speech-training-table": speech_training_table,
