@@ -54,6 +54,8 @@ def _folder(value: Optional[Path]) -> Optional[Path]:
 # --threads, else $GUMBENCH_THREADS, else 1: checked before a command's work starts, applied in it
 THREADS = typer.Option(None, "--threads", callback=torch_threads, show_default=False,
                        help="Torch threads per process (per worker in a sweep); default: $GUMBENCH_THREADS, else 1.")
+DATA_DIR_HELP = ("Folder of the four IDX files (train/t10k images and labels, gzipped or not) for fashion-vae "
+                 "(default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist).")
 
 
 def _version(value: bool) -> None:
@@ -154,7 +156,9 @@ def train_command(
     estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Estimator, repeatable; default: st-gumbel and vq-commitment."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the task's)."),
     seed: int = typer.Option(0, "--seed"),
+    eval_every: int = typer.Option(25, "--eval-every", help="Evaluate every N steps (and at the last step)."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC for the speech tasks (default: the vendored corpus)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step rows as CSV."),
     threads: int = THREADS,
 ) -> None:
@@ -170,14 +174,19 @@ def train_command(
     spec = parse_spec(task)
     if audio_dir is not None:
         spec.params["audio_dir"] = str(audio_dir)
+    if data_dir is not None:
+        spec.params["data_dir"] = str(data_dir)
     built_task = make_training_task(spec)
     built = [make_estimator(e) for e in (estimator or ["st-gumbel", "vq-commitment"])]
-    frame = pd.concat([train(built_task, est, steps=steps, seed=seed) for est in built], ignore_index=True)
+    for est in built:
+        built_task.check_estimator(est)  # refused before the first run starts
+    frame = pd.concat([train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built], ignore_index=True)
     if output is not None:
         from gumbench.benchmarks.sweep.store import write_csv
 
         write_csv(frame, output)
-    columns = ["loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi", "eval_collapse", "step_seconds"]
+    columns = ["loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi", "eval_negative_elbo",
+               "eval_nll_iw", "eval_collapse", "step_seconds"]
     columns = [c for c in columns if c in frame]
     rows = []
     for _, part in frame.groupby("estimator", sort=False):
@@ -278,6 +287,8 @@ def _steps(text: str) -> tuple[int, ...]:
 @app.command("elbo-study")
 def elbo_study_command(
     estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Categorical estimator, repeatable; default: the Gumbel family and REINFORCE (EMA, RLOO)."),
+    task: str = typer.Option("digits-vae", "--task", "-t", help="digits-vae or fashion-vae (with parameters; at most 65,536 codes)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     checkpoints: str = typer.Option("0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."),
     points: int = typer.Option(4, "--points", help="Evaluation images per checkpoint."),
     samples: int = typer.Option(4000, "--samples", "-s", help="Estimates per image."),
@@ -285,12 +296,18 @@ def elbo_study_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write OUT.csv (rows) and OUT.txt (the table)."),
     threads: int = THREADS,
 ) -> None:
-    """Gradient accuracy inside the trained digits VAE: each estimator against the enumerated ELBO gradient."""
+    """Gradient accuracy inside a trained categorical VAE (digits, or Fashion-MNIST): each estimator against the enumerated ELBO gradient."""
     from gumbench.benchmarks.studies import elbo_study, format_elbo_study, save_study
     from gumbench.benchmarks.studies.elbo import DEFAULT_ESTIMATORS
+    from gumbench.benchmarks.training import make_training_task
+    from gumbench.registry import parse_spec
 
     use_threads(threads)
-    frame = elbo_study(estimator or DEFAULT_ESTIMATORS, checkpoints=_steps(checkpoints), points=points, samples=samples, seed=seed)
+    spec = parse_spec(task)
+    if data_dir is not None:
+        spec.params["data_dir"] = str(data_dir)
+    built_task = make_training_task(spec)
+    frame = elbo_study(estimator or DEFAULT_ESTIMATORS, task=built_task, checkpoints=_steps(checkpoints), points=points, samples=samples, seed=seed)
     text = format_elbo_study(frame)
     typer.echo(text)
     if output is not None:

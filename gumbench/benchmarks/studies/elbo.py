@@ -1,6 +1,7 @@
-"""Gradient accuracy inside a trained categorical VAE: the digits VAE's ELBO gradient, enumerated.
+"""Gradient accuracy inside a trained categorical VAE: the ELBO gradient, enumerated.
 
-:func:`elbo_gradient_study` trains ``digits-vae`` with one estimator and, at checkpoints, compares
+:func:`elbo_gradient_study` trains a categorical VAE (``digits-vae``, or ``fashion-vae``, the ReinMax
+paper's protocol on Fashion-MNIST) with one estimator and, at checkpoints, compares
 that estimator's gradient of the reconstruction term E_q[-log p(x|z)] w.r.t. the encoder logits
 with the exact gradient, enumerated over all C^L codes (4,096 at the default 4 x 8 latents),
 for a few evaluation images: relative bias, relative standard deviation of one estimate
@@ -19,10 +20,13 @@ from gumbench.errors import GumbenchError
 from gumbench.plugin import SEED, STEPS, Range, check_integer
 
 DEFAULT_ESTIMATORS = ("st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=ema]", "reinforce[baseline=loo]")
+VAE_TASKS = ("digits-vae", "fashion-vae")  # tasks with eval_images, reconstruction_loss, and encoder/decoder around the bottleneck
+MAX_CODES = 65_536  # C^L configurations enumerated per image
 
 
 def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 300), points: int = 4, samples: int = 2000, seed: int = 0):
-    """Bias, relative standard deviation and cosine of ``estimator`` inside the digits VAE.
+    """Bias, relative standard deviation and cosine of ``estimator`` inside a categorical VAE
+    (``task``: a ``digits-vae`` or ``fashion-vae`` spec, or such a task).
 
     The model is trained with ``estimator`` itself; at each checkpoint (steps), for ``points``
     evaluation images, the exact gradient of E_q[-log p(x|z)] w.r.t. the encoder logits is
@@ -36,6 +40,11 @@ def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 30
     from gumbench.estimators import VQEstimator, make_estimator
 
     task = make_training_task(task)
+    if task.name not in VAE_TASKS:
+        raise GumbenchError(f"elbo_gradient_study: task must be one of {', '.join(VAE_TASKS)} (a categorical VAE), got {task.spec}")
+    if task.codes ** task.groups > MAX_CODES:
+        raise GumbenchError(f"elbo_gradient_study: {task.spec} has {task.codes}^{task.groups} codes; at most {MAX_CODES:,} "
+                            f"can be enumerated (e.g. categories=8,latents=4)")
     est = make_estimator(estimator)
     if isinstance(est, VQEstimator):
         raise GumbenchError(f"{est.spec}: the ELBO gradient w.r.t. encoder logits needs a categorical estimator")

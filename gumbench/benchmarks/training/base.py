@@ -163,6 +163,9 @@ class TrainingTask(Plugin):
         """Task metrics on the evaluation batch (e.g. purity against the truth)."""
         return {}
 
+    def check_estimator(self, estimator) -> None:
+        """Refuse (GumbenchError) an estimator this task cannot train with; called before any work."""
+
     def temperature(self, step: int) -> float | None:
         """Temperature at ``step`` for estimators that have one; None keeps theirs."""
         return None
@@ -214,6 +217,7 @@ def train(
     task = make_training_task(task)
     configured = make_estimator(estimator)
     steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
+    task.check_estimator(configured)
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # model initialization

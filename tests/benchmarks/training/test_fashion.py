@@ -1,0 +1,289 @@
+"""fashion-vae: the IDX reader on small files written here (gzipped and raw, bad magic numbers, truncated
+files), the task on such a folder (runs everywhere), and on the real Fashion-MNIST where Debian's
+dataset-fashion-mnist is installed: shapes, learning, the bounds against their exact values by
+enumeration, the enumerated ELBO gradient against autograd, and the gradient study inside the model."""
+
+import gzip
+import itertools
+import math
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from gumbench.benchmarks.studies import elbo_gradient_study
+from gumbench.benchmarks.toys import exact_gradient
+from gumbench.benchmarks.training import images, make_training_task, train
+from gumbench.benchmarks.training.images import DEBIAN_DIR, binarize, load_idx_dataset, read_idx
+from gumbench.errors import GumbenchError
+from gumbench.estimators import VQEstimator
+from gumbench.estimators import registry as estimator_registry
+from tests.conftest import require
+
+NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+         "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread, as the CLI and sweeps use by default: two threads on two shared cores ran these
+    steps about 20x slower here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
+    return bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path, array, gz=False, type_code=0x08):
+    data = idx_bytes(array, type_code)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def write_dataset(folder, train=40, test=20, side=6, gz=True, seed=0):
+    """A small IDX folder: random images of side x side pixels and labels 0-9; returns the arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {"train_images": rng.integers(0, 256, (train, side, side)), "train_labels": rng.integers(0, 10, train),
+              "test_images": rng.integers(0, 256, (test, side, side)), "test_labels": rng.integers(0, 10, test)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        write_idx(folder / (NAMES[key] + (".gz" if gz else "")), array, gz=gz)
+    return arrays
+
+
+# --- the IDX reader: runs everywhere ---------------------------------------------------------
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_round_trips_gzipped_and_raw(tmp_path, gz):
+    images = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    labels = np.array([7, 0, 255])
+    assert np.array_equal(read_idx(write_idx(tmp_path / "i", images, gz), 3), images)
+    assert np.array_equal(read_idx(write_idx(tmp_path / "l", labels, gz), 1), labels)
+    assert read_idx(tmp_path / "i").dtype == np.uint8
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_refuses_bad_files_naming_what_is_wrong(tmp_path, gz):
+    images = np.zeros((2, 3, 4))
+    good = idx_bytes(images)
+
+    def refused(data, dimensions=None):
+        path = tmp_path / "f"
+        path.write_bytes(gzip.compress(data) if gz else data)
+        with pytest.raises(GumbenchError) as caught:
+            read_idx(path, dimensions)
+        assert "\n" not in str(caught.value) and str(caught.value).startswith(f"{path}: ")
+        return str(caught.value)
+
+    assert "(magic number 0x00000d03); expected 0x000008NN" in refused(idx_bytes(images, type_code=0x0D))  # floats
+    assert "magic number 0x504b0304" in refused(b"PK\x03\x04" + good[4:])
+    assert "only 2 bytes" in refused(b"\x00\x00")
+    assert "truncated: the header says 2 x 3 x 4 = 24 bytes of data, the file holds 23" in refused(good[:-1])
+    assert "too long: the header says 2 x 3 x 4 = 24 bytes of data, the file holds 25" in refused(good + b"\x00")
+    assert "truncated: 8 bytes, fewer than the 16-byte header of 3 dimensions" in refused(good[:8])
+    assert "an IDX file with 3 dimensions; expected 1 (labels: count)" in refused(good, 1)
+
+
+def test_truncated_gzip_is_refused(tmp_path):
+    path = tmp_path / "f.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((50, 28, 28))))[:-30])
+    with pytest.raises(GumbenchError, match=r"not a readable gzip file .*; give the IDX file gzipped whole or uncompressed"):
+        read_idx(path)
+
+
+def test_dataset_folder_raw_gzipped_or_dotted(tmp_path):
+    arrays = write_dataset(tmp_path / "gz", gz=True)
+    loaded = load_idx_dataset(tmp_path / "gz")
+    assert loaded["train_images"].shape == (40, 36) and loaded["test_images"].shape == (20, 36)
+    assert np.array_equal(loaded["test_images"], arrays["test_images"].reshape(20, 36))
+    assert np.array_equal(loaded["train_labels"], arrays["train_labels"])
+    write_dataset(tmp_path / "raw", gz=False, seed=0)
+    assert np.array_equal(load_idx_dataset(tmp_path / "raw")["train_images"], loaded["train_images"])
+    for path in (tmp_path / "raw").iterdir():  # MNIST's other spelling: train-images.idx3-ubyte
+        path.rename(path.with_name(path.name.replace("-idx", ".idx")))
+    assert np.array_equal(load_idx_dataset(tmp_path / "raw")["test_labels"], arrays["test_labels"])
+
+
+def test_missing_or_inconsistent_data_is_one_line_saying_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "DEBIAN_DIR", tmp_path / "none")
+    with pytest.raises(GumbenchError) as caught:
+        make_training_task("fashion-vae")
+    message = str(caught.value)
+    assert message.startswith(f"fashion-vae: no Fashion-MNIST at {tmp_path / 'none'}; get it with apt-get install dataset-fashion-mnist, "
+                               "or give data_dir=FOLDER (--data-dir) holding the four IDX files") and "\n" not in message
+    with pytest.raises(GumbenchError, match=r"fashion-vae: data_dir=.*nowhere is not a folder; get it with apt-get install"):
+        make_training_task(f"fashion-vae[data_dir={tmp_path / 'nowhere'}]")
+    write_dataset(tmp_path / "data")
+    (tmp_path / "data" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(GumbenchError, match=r"data.? lacks t10k-labels-idx1-ubyte \(or \.gz\); get the data with apt-get"):
+        load_idx_dataset(tmp_path / "data")
+    write_idx(tmp_path / "data" / "t10k-labels-idx1-ubyte", np.zeros(19))
+    with pytest.raises(GumbenchError, match=r"holds 20 images but .*t10k-labels-idx1-ubyte 19 labels; they must match"):
+        load_idx_dataset(tmp_path / "data")
+
+
+# --- the task on a small folder: runs everywhere -----------------------------------------------
+
+@pytest.fixture
+def small(tmp_path):
+    write_dataset(tmp_path / "small")
+    return f"fashion-vae[data_dir={tmp_path / 'small'},hidden=32,batch=16,eval_images=20"
+
+
+def test_task_on_any_idx_folder(small):
+    task = make_training_task(small + ",iw_samples=4]")
+    assert task.pixels == 36 and task.eval_images.shape == (20, 36)
+    assert set(task.eval_images.unique().tolist()) <= {0.0, 1.0}
+    frame = train(task, "reinmax", steps=6, seed=0, eval_every=3)
+    assert len(frame) == 6 and frame["eval_nll_iw"].notna().sum() == 2
+    last = frame.iloc[-1]
+    # exact -log p(x) <= exact -ELBO (their gap is KL(q || posterior) >= 0)
+    assert last["eval_nll_exact"] <= last["eval_negative_elbo_exact"] + 1e-9
+    assert last["loss_negative_elbo"] == pytest.approx(last["loss_reconstruction"] + last["loss_kl"])
+
+
+@pytest.mark.parametrize("estimator, message", [
+    ("vq-commitment", "fashion-vae: vq-commitment is a VQ estimator; this task follows the ReinMax protocol, whose decoder reads the "
+                      "one-hot code (no codebook to learn): use a categorical estimator"),
+    ("disarm", "fashion-vae: disarm needs categories=2, got categories=8"),
+])
+def test_estimators_it_cannot_train_are_refused_before_training(small, estimator, message):
+    with pytest.raises(GumbenchError) as caught:
+        train(small + "]", estimator, steps=1)
+    assert str(caught.value).startswith(message)
+
+
+CATEGORICAL = [n for n in estimator_registry.names() if not issubclass(estimator_registry.get(n), VQEstimator)]
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_every_categorical_estimator_trains(small, name):
+    spec = small + (",categories=2,latents=6]" if estimator_registry.get(name).required_categories == 2 else "]")
+    frame = train(spec.replace("]", ",iw_samples=4]"), name, steps=3, seed=0, eval_every=3)
+    assert np.isfinite(frame["loss"]).all() and np.isfinite(frame["eval_nll_iw"].iloc[-1])
+    assert frame["grad_norm_logits"].gt(0).all(), f"{name}: no gradient reached the encoder's logits"
+    assert "eval_nll_exact" in frame  # 8^4 and 2^6 codes: enumerated
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("eval_images=21", "fashion-vae: eval_images must be at most the 20 test images, got 21"),
+    ("categories=1", "fashion-vae: categories must be in [2, 65536], got 1"),
+    ("iw_samples=0", "fashion-vae: iw_samples (draws per image of the importance-weighted bound) must be in [1, 100000], got 0"),
+])
+def test_parameters_are_checked(small, spec, message):
+    if spec.startswith("eval_images"):
+        small = small.replace(",eval_images=20", "")
+    with pytest.raises(GumbenchError) as caught:
+        make_training_task(f"{small},{spec}]")
+    assert str(caught.value) == message
+
+
+def test_elbo_study_refuses_what_it_cannot_enumerate(small, monkeypatch):
+    from gumbench.benchmarks import training
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(GumbenchError, match=r"has 16\^5 codes; at most 65,536 can be enumerated"):
+        elbo_gradient_study("st-gumbel", task=small + ",categories=16,latents=5]")
+    with pytest.raises(GumbenchError, match=r"task must be one of digits-vae, fashion-vae \(a categorical VAE\), got gmm-vq"):
+        elbo_gradient_study("st-gumbel", task="gmm-vq")
+
+
+# --- the real data -------------------------------------------------------------------------------
+
+def require_fashion():
+    require(DEBIAN_DIR.is_dir(), f"needs Fashion-MNIST at {DEBIAN_DIR}: apt-get install dataset-fashion-mnist")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """fashion-vae at 8 x 4 after 100 ST-Gumbel steps (a posterior far from uniform), and its evaluation images."""
+    require_fashion()
+    task = make_training_task("fashion-vae[eval_images=400]")
+    kept = {}
+    train(task, "st-gumbel", steps=100, seed=0, eval_every=100, callback=lambda step, model: kept.update(model=model))
+    model = kept["model"].eval()
+    with torch.no_grad():
+        logits = model.bottleneck.logits_or_vectors(model.encoder(task.eval_images))
+    return task, model, logits
+
+
+def test_real_data_shapes_and_dynamic_binarization():
+    require_fashion()
+    task = make_training_task("fashion-vae")
+    assert task.train_intensities.shape == (60_000, 784) and task.pixels == 784
+    assert task.eval_images.shape == (500, 784) and torch.equal(task.eval_images, make_training_task("fashion-vae").eval_images)
+    x, _ = task.batch(1, torch.Generator().manual_seed(0))
+    assert x.shape == (100, 784) and set(x.unique().tolist()) == {0.0, 1.0}
+    # Bernoulli(intensity): 200,000 draws of the same images average to their intensities (standard error <= 0.5/sqrt(n))
+    intensities = task.train_intensities[:10]
+    draws = torch.stack([binarize(intensities, torch.Generator().manual_seed(s)) for s in range(20)]).mean(0)
+    mean_intensity = float(intensities.float().mean() / 255)
+    assert abs(float(draws.mean()) - mean_intensity) < 4 * 0.5 / math.sqrt(draws.numel() * 20)
+    assert not torch.equal(task.batch(1, torch.Generator().manual_seed(0))[0], task.batch(1, torch.Generator().manual_seed(1))[0])
+
+
+def test_a_few_steps_reduce_the_loss():
+    require_fashion()
+    task = make_training_task("fashion-vae[eval_images=100]")
+    frame = train(task, "reinmax", steps=40, seed=1, eval_every=40)
+    assert frame["loss"].iloc[-10:].mean() < frame["loss"].iloc[:10].mean() - 50  # about 540 -> 400 nats
+
+
+def test_bounds_against_their_exact_values(trained):
+    task, model, logits = trained
+    x = task.eval_images
+    with torch.no_grad():
+        negative_elbo_exact, nll_exact = task.exact_bounds(model, x, logits)
+        mc_elbo, iw1 = task.importance_weighted(model, x, logits, 1, torch.Generator().manual_seed(5))
+        _, iw64 = task.importance_weighted(model, x, logits, 64, torch.Generator().manual_seed(6))
+    kl = task.kl(logits).double()
+    assert float((negative_elbo_exact - nll_exact).mean()) > 1.0, "the trained posterior is not the prior: the test has power"
+    assert (nll_exact <= negative_elbo_exact + 1e-6).all()
+
+    def within(difference, count=4.0):  # |mean| <= count standard errors over the 400 images
+        return abs(float(difference.mean())) <= count * float(difference.std()) / math.sqrt(len(difference))
+
+    # one draw: -(IW bound) and the ELBO estimate are both unbiased for the exact -ELBO
+    assert within(iw1 - negative_elbo_exact) and within(mc_elbo + kl - negative_elbo_exact)
+    # 64 draws: E[-IW_64] lies between -log p(x) and -ELBO
+    assert float((iw64 - nll_exact).mean()) >= -4 * float((iw64 - nll_exact).std()) / math.sqrt(len(x))
+    gap = negative_elbo_exact - iw64
+    assert float(gap.mean()) > 4 * float(gap.std()) / math.sqrt(len(x))
+
+
+def test_enumerated_gradient_agrees_with_autograd_of_the_enumerated_objective(trained):
+    """The study's exact gradient (toys.exact_gradient on one-hots) against E_q[-log p(x|z)] written out over the
+    4,096 codes here, differentiated by autograd in float64."""
+    task, model, logits = trained
+    image, theta = task.eval_images[0], logits[0].double()
+    def recon(onehot):
+        return task.reconstruction_loss(model.decoder(model.bottleneck.lookup(onehot)), image)
+
+    study, expected = exact_gradient(logits[0], recon)
+    with torch.no_grad():
+        codes = torch.tensor(list(itertools.product(range(8), repeat=4)))
+        onehot = torch.nn.functional.one_hot(codes, 8).float()
+        losses = recon(onehot).double()  # (4096,)
+    leaf = theta.clone().requires_grad_(True)
+    q = torch.softmax(leaf, -1)
+    probability = q[torch.arange(4), codes].prod(-1)
+    objective = (probability * losses).sum()
+    (by_hand,) = torch.autograd.grad(objective, leaf)
+    assert expected == pytest.approx(float(objective.detach()), rel=1e-6)
+    assert torch.allclose(study, by_hand, rtol=1e-5, atol=1e-6 * float(by_hand.abs().max()))
+    assert float(by_hand.norm()) > 0.1  # a gradient worth comparing
+
+
+def test_elbo_study_inside_the_fashion_vae():
+    require_fashion()
+    task = make_training_task("fashion-vae[eval_images=2,iw_samples=1]")
+    rloo = elbo_gradient_study("reinforce[baseline=loo]", task=task, checkpoints=(0, 20), points=2, samples=1000, seed=0)
+    assert sorted(rloo["step"].unique()) == [0, 20] and len(rloo) == 4 and (rloo["task"] == task.spec).all()
+    assert (rloo["relative_bias_low"] == 0).all() and (rloo["cosine"] > 0.5).all()
+    st = elbo_gradient_study("st-gumbel", task=task, checkpoints=(20,), points=2, samples=1000, seed=0)
+    assert (st["relative_bias_low"] > 0).all(), "straight-through Gumbel is biased inside the VAE"
