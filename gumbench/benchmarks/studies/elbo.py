@@ -35,8 +35,19 @@ def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 30
     """
     import pandas as pd
 
-    from gumbench.benchmarks.gradstats import gradient_statistics
-    from gumbench.benchmarks.training import make_training_task, train
+    from gumbench.benchmarks.training import train
+
+    task, est = checked_study(task, estimator)
+    checkpoints = checked_checkpoints("elbo_gradient_study", checkpoints)
+    callback, rows = gradient_probe(task, est, checkpoints, points=points, samples=samples, seed=seed)
+    train(task, est, steps=max(max(checkpoints), 1), seed=seed, callback=callback)
+    return pd.DataFrame(rows)
+
+
+def checked_study(task, estimator):
+    """(task, estimator) built and checked for an ELBO-gradient study: a categorical VAE whose codes can be
+    enumerated, and a categorical (non-VQ) estimator."""
+    from gumbench.benchmarks.training import make_training_task
     from gumbench.estimators import VQEstimator, make_estimator
 
     task = make_training_task(task)
@@ -48,10 +59,19 @@ def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 30
     est = make_estimator(estimator)
     if isinstance(est, VQEstimator):
         raise GumbenchError(f"{est.spec}: the ELBO gradient w.r.t. encoder logits needs a categorical estimator")
-    checkpoints = checked_checkpoints("elbo_gradient_study", checkpoints)
+    return task, est
+
+
+def gradient_probe(task, est, checkpoints, *, points: int = 4, samples: int = 2000, seed: int = 0):
+    """A ``train()`` callback measuring ``est``'s ELBO gradient against the enumerated one at ``checkpoints``
+    (steps), and the list it appends one row per (checkpoint, image) to. It draws only from its own
+    generators (seed + image), so the training run it watches is the run it would be without it."""
+    from gumbench.benchmarks.gradstats import gradient_statistics
+
     points = check_integer("elbo_gradient_study", "points", points, Range(1, len(task.eval_images)))
     check_integer("elbo_gradient_study", "samples", samples, SAMPLES)
     check_integer("elbo_gradient_study", "seed", seed, Range(0, SEED.high - points))  # image i uses seed + i
+    checkpoints = set(checkpoints)
     rows = []
 
     def measure(step, model):
@@ -70,8 +90,7 @@ def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 30
                          "samples": samples, **_figures(s)})
         model.train()
 
-    train(task, est, steps=max(max(checkpoints), 1), seed=seed, callback=measure)
-    return pd.DataFrame(rows)
+    return measure, rows
 
 
 def checked_checkpoints(owner: str, checkpoints) -> list[int]:

@@ -13,10 +13,19 @@ A sweep config (TOML or YAML, or the built-in default) has two optional sections
     tasks = ["digits-vae"]
     estimators = ["st-gumbel", "vq-commitment"]
     steps = 150
+    lr = 5e-4                   # optional: Adam's learning rate (absent: the task's default)
+    gradient_checkpoints = [0, 75, 150]  # optional, categorical VAEs only: ELBO-gradient accuracy at these steps
 
 Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator,
 repetition) is a *unit*; its seed is a hash of (base seed, kind, task, estimator,
-repetition), so results depend neither on order nor on the worker that ran them. The runner
+repetition, and the learning rate where a section gives one), so results depend neither on
+order nor on the worker that ran them; a section without ``lr`` makes the same units, ids and
+seeds as before the key existed. ``gradient_checkpoints`` (a ``digits-vae`` or ``fashion-vae``
+whose codes can be enumerated) adds, at each listed step, the unit's estimator's relative bias,
+relative standard deviation and cosine against the exact ELBO gradient
+(:func:`gumbench.benchmarks.studies.elbo.gradient_probe`: :data:`GRADIENT_POINTS` evaluation images,
+:data:`GRADIENT_SAMPLES` estimates each) as rows ``elbo_gradient_relative_bias``,
+``elbo_gradient_relative_std``, ``elbo_gradient_cosine`` (means over the images); it changes neither the training run nor the seed. The runner
 (:mod:`gumbench.benchmarks.sweep.runner`) runs the units and the store
 (:mod:`gumbench.benchmarks.sweep.store`) keeps their rows.
 """
@@ -34,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from gumbench.errors import GumbenchError
-from gumbench.plugin import SAMPLES, SEED, STEPS
+from gumbench.plugin import LEARNING_RATE, SAMPLES, SEED, STEPS
 from gumbench.registry import parse_spec
 
 KINDS = ("gradstats", "training")
@@ -122,8 +131,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 SECTION_KEYS = {
     "gradstats": {"tasks": list, "estimators": list, "samples": int},
-    "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int},
+    "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int, "lr": float, "gradient_checkpoints": tuple},
 }
+GRADIENT_POINTS, GRADIENT_SAMPLES = 4, 1000  # per gradient checkpoint: evaluation images, estimates per image
 MAX_UNITS = 100_000  # a grid past this is refused before any unit is built
 # the largest values a config may ask for: sizes beyond these are refused before anything runs
 LIMITS = {"samples": SAMPLES.high, "steps": STEPS.high, "eval_every": STEPS.high, "repetitions": 1000, "base_seed": SEED.high}
@@ -147,19 +157,26 @@ class Unit:
     seed: int
     budget: int  # samples (gradstats) or steps (training)
     eval_every: int = 25
+    lr: float | None = None  # Adam's learning rate; None: the task's default (train()'s)
+    gradient_checkpoints: tuple[int, ...] = ()  # steps at which the ELBO-gradient accuracy is measured
 
     @property
     def unit_id(self) -> str:
-        key = json.dumps([self.kind, self.task, self.estimator, self.repetition, self.seed, self.budget, self.eval_every])
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        fields = [self.kind, self.task, self.estimator, self.repetition, self.seed, self.budget, self.eval_every]
+        if self.lr is not None:  # only when given, so units without one keep the ids they always had
+            fields.append({"lr": self.lr})
+        if self.gradient_checkpoints:
+            fields.append({"gradient_checkpoints": list(self.gradient_checkpoints)})
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         return f"{self.kind} {self.task} {self.estimator} rep {self.repetition}"
 
 
-def derive_seed(base_seed: int, kind: str, task: str, estimator: str, repetition: int) -> int:
-    """A 31-bit seed from a hash of the unit's identity (never of its position in the grid)."""
-    key = f"{base_seed}|{kind}|{task}|{estimator}|{repetition}".encode()
+def derive_seed(base_seed: int, kind: str, task: str, estimator: str, repetition: int, lr: float | None = None) -> int:
+    """A 31-bit seed from a hash of the unit's identity (never of its position in the grid); the
+    learning rate enters only when given, so seeds without one are those they always were."""
+    key = f"{base_seed}|{kind}|{task}|{estimator}|{repetition}{'' if lr is None else f'|lr={lr!r}'}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
 
@@ -232,12 +249,22 @@ def check_config(config: dict) -> None:
             allowed = SECTION_KEYS[section]
             if key not in allowed:
                 raise GumbenchError(f"unknown key {key!r} in [{section}]; valid keys: {', '.join(allowed)}")
-            if not isinstance(value, allowed[key]) or (isinstance(value, bool) and allowed[key] is int):
-                raise GumbenchError(f"[{section}] {key} must be a {allowed[key].__name__}, got {value!r}")
+            if allowed[key] is tuple:  # a list of steps
+                if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                    raise GumbenchError(f"[{section}] {key} must be a non-empty list of steps (integers), got {value!r}")
+                if not all(0 <= v <= LIMITS["steps"] for v in value):
+                    raise GumbenchError(f"[{section}] {key} must be steps from 0 to {LIMITS['steps']:,}, got {value!r}")
+                continue
+            kinds = (int, float) if allowed[key] is float else allowed[key]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and allowed[key] in (int, float)):
+                what = f"number {LEARNING_RATE.describe()}" if allowed[key] is float else allowed[key].__name__
+                raise GumbenchError(f"[{section}] {key} must be a {what}, got {value!r}")
             if allowed[key] is list and not all(isinstance(v, str) for v in value):
                 raise GumbenchError(f"[{section}] {key} must be a list of names like 'st-gumbel[tau=0.5]'")
             if allowed[key] is int and not 1 <= value <= LIMITS[key]:
                 raise GumbenchError(f"[{section}] {key} must be from 1 to {LIMITS[key]:,}, got {value}")
+            if allowed[key] is float and not LEARNING_RATE.contains(float(value)):
+                raise GumbenchError(f"[{section}] {key} must be a number {LEARNING_RATE.describe()}, got {value!r}")
     check_name(config.get("name", "sweep"))
     if not 1 <= config.get("repetitions", 1) <= LIMITS["repetitions"]:
         raise GumbenchError(f"repetitions must be from 1 to {LIMITS['repetitions']:,}, got {config['repetitions']}")
@@ -294,22 +321,33 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
         tasks = _expand(section["tasks"], make_t)
         estimators = _expand(section["estimators"], lambda s: make_estimator(s.name, **s.params))
         budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps")
+        lr = float(section["lr"]) if "lr" in section else None
+        probes = tuple(sorted(set(section.get("gradient_checkpoints", ()))))
         for task in tasks:
+            steps = int(budget if budget is not None else task.default_steps)
+            if probes and kind == "training" and probes[-1] > steps:
+                raise GumbenchError(f"[training] gradient_checkpoints must be steps from 0 to the section's {steps:,} steps, "
+                                    f"got {probes[-1]:,}")
             for est in estimators:
+                if probes and kind == "training":
+                    from gumbench.benchmarks.studies.elbo import checked_study
+
+                    checked_study(task, est)  # a categorical VAE with enumerable codes, a categorical estimator
                 if kind == "gradstats":
                     problem = est.incompatibility(categories=task.shape[1])
                     if problem:
                         skipped.append(f"{kind}: {task.spec} x {est.spec} ({problem})")
                         continue
                 for rep in range(reps):
-                    units.append(Unit(kind, task.spec, est.spec, rep, derive_seed(base_seed, kind, task.spec, est.spec, rep),
-                                      int(budget if budget is not None else task.default_steps), int(section.get("eval_every", 25))))
+                    units.append(Unit(kind, task.spec, est.spec, rep, derive_seed(base_seed, kind, task.spec, est.spec, rep, lr),
+                                      steps if kind == "training" else int(budget), int(section.get("eval_every", 25)),
+                                      lr, probes))
     if not units:
         raise GumbenchError("the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks; "
                             "binary-only estimators need tasks with 2 categories)")
     ids = [u.unit_id for u in units]
     if len(set(ids)) != len(ids):
-        raise GumbenchError("the sweep grid lists the same (task, estimator, repetition) twice")
+        raise GumbenchError("the sweep grid lists the same (task, estimator, learning rate, repetition) twice")
     return units, skipped
 
 

@@ -64,6 +64,8 @@ def run_unit(unit: Unit, threads: int | None = None):
     base = {"kind": unit.kind, "task": unit.task, "task_name": parse_spec(unit.task).name, "estimator": unit.estimator,
             "estimator_name": est.name, "label": est.label, "tau": est.temperature,
             "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id, "torch_threads": torch.get_num_threads()}
+    if unit.lr is not None:  # a column only where a config set it: rows of units without one stay as they were
+        base["lr"] = unit.lr
     if unit.kind == "gradstats":
         return _gradstats_rows(unit, est, base)
     return _training_rows(unit, est, base)
@@ -92,7 +94,16 @@ def _training_rows(unit: Unit, est, base: dict):
 
     from gumbench.benchmarks.training import train
 
-    frame = train(unit.task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every)
+    callback, probes = None, []
+    task = unit.task
+    if unit.gradient_checkpoints:
+        from gumbench.benchmarks.studies.elbo import checked_study, gradient_probe
+        from gumbench.benchmarks.sweep.config import GRADIENT_POINTS, GRADIENT_SAMPLES
+
+        task, est = checked_study(unit.task, est)
+        callback, probes = gradient_probe(task, est, unit.gradient_checkpoints, points=GRADIENT_POINTS,
+                                          samples=GRADIENT_SAMPLES, seed=unit.seed % (2**31))
+    frame = train(task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every, lr=unit.lr, callback=callback)
     numeric = [c for c in frame.columns if c not in ("task", "estimator", "label", "seed", "step") and pd.api.types.is_numeric_dtype(frame[c])]
     long = frame.melt(id_vars=["step"], value_vars=numeric, var_name="metric", value_name="value").dropna(subset=["value"])
     long["value"] = long["value"].astype(float)
@@ -100,6 +111,12 @@ def _training_rows(unit: Unit, est, base: dict):
         long[key] = value
     long["low"] = float("nan")
     long["high"] = float("nan")
+    if probes:  # per checkpoint, the means over the probed images
+        means = pd.DataFrame(probes).groupby("step")[["relative_bias", "relative_std", "cosine"]].mean()
+        extra = pd.DataFrame([{**base, "step": int(step), "metric": f"elbo_gradient_{metric}", "value": float(value),
+                               "low": float("nan"), "high": float("nan")}
+                              for step, row in means.iterrows() for metric, value in row.items()])
+        long = pd.concat([long[list(base) + list(ROW_COLUMNS)], extra], ignore_index=True)
     return long[list(base) + list(ROW_COLUMNS)].reset_index(drop=True)
 
 
