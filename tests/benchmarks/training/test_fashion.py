@@ -287,3 +287,24 @@ def test_elbo_study_inside_the_fashion_vae():
     assert (rloo["relative_bias_low"] == 0).all() and (rloo["cosine"] > 0.5).all()
     st = elbo_gradient_study("st-gumbel", task=task, checkpoints=(20,), points=2, samples=1000, seed=0)
     assert (st["relative_bias_low"] > 0).all(), "straight-through Gumbel is biased inside the VAE"
+
+
+def test_the_study_configs_are_what_the_docs_say():
+    """configs/fashion-vae.toml: 5 estimators x 2 sizes x 5 seeds with ReinMax at the authors' scripts' values;
+    configs/fashion-vae-long.toml: a subset with the same seeds, 4x the steps."""
+    require_fashion()
+    from pathlib import Path
+
+    from gumbench.benchmarks.sweep import expand_units, load_config
+
+    root = Path(__file__).resolve().parents[3]
+    study, _ = expand_units(load_config(root / "configs/fashion-vae.toml"))
+    long, _ = expand_units(load_config(root / "configs/fashion-vae-long.toml"))
+    assert len(study) == 50 and {u.budget for u in study} == {1000}
+    reinmax = {(make_training_task(u.task).codes, u.estimator, u.lr) for u in study if u.estimator.startswith("reinmax")}
+    assert reinmax == {(8, "reinmax[tau=1.3]", 5e-4), (16, "reinmax[tau=1.5]", 7e-4)}
+    assert {u.lr for u in study if not u.estimator.startswith("reinmax")} == {1e-3}
+    assert all(u.gradient_checkpoints == ((0, 500, 1000) if "categories=8" in u.task else ()) for u in study)
+    seeds = {(u.task, u.estimator, u.repetition): u.seed for u in study}
+    assert len(long) == 9 and {u.budget for u in long} == {4000}
+    assert all(seeds[(u.task, u.estimator, u.repetition)] == u.seed for u in long)

@@ -1,0 +1,26 @@
+"""Write results/images/fashion-vae-gradients-8x4.csv: the ELBO-gradient accuracy rows of the committed
+fashion-vae sweep (configs/fashion-vae.toml), one row per estimator, seed and checkpoint:
+
+    python scripts/fashion_gradients.py
+
+Each value is the mean over the probed test images (gumbench.benchmarks.sweep.config.GRADIENT_POINTS)
+of the estimator's relative bias, relative standard deviation and cosine against the enumerated gradient.
+scripts/write_docs.py checks that the file equals the run's rows.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from write_docs import ROOT, fashion_final  # noqa: E402
+
+from gumbench.benchmarks.sweep.store import write_csv  # noqa: E402
+
+if __name__ == "__main__":
+    grads = fashion_final(ROOT, "fashion-vae").attrs["gradients"]
+    columns = ["elbo_gradient_relative_bias", "elbo_gradient_relative_std", "elbo_gradient_cosine"]
+    frame = grads[["label", "seed", "step", *columns]].sort_values(["label", "step", "seed"]).reset_index(drop=True)
+    path = ROOT / "results" / "images" / "fashion-vae-gradients-8x4.csv"
+    write_csv(frame, path)
+    print(path)
