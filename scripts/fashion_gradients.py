@@ -1,5 +1,6 @@
 """Write results/images/fashion-vae-gradients-8x4.csv: the ELBO-gradient accuracy rows of the committed
-fashion-vae sweep (configs/fashion-vae.toml), one row per estimator, seed and checkpoint:
+fashion-vae sweeps (configs/fashion-vae.toml and configs/fashion-vae-gradients.toml), one row per estimator,
+seed and checkpoint:
 
     python scripts/fashion_gradients.py
 
@@ -13,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from write_docs import ROOT, fashion_final  # noqa: E402
+from write_docs import ROOT, fashion_gradient_rows  # noqa: E402
 
 from gumbench.benchmarks.sweep.store import write_csv  # noqa: E402
 
 if __name__ == "__main__":
-    grads = fashion_final(ROOT, "fashion-vae").attrs["gradients"]
+    grads = fashion_gradient_rows(ROOT)
     columns = ["elbo_gradient_relative_bias", "elbo_gradient_relative_std", "elbo_gradient_cosine"]
     frame = grads[["label", "seed", "step", *columns]].sort_values(["label", "step", "seed"]).reset_index(drop=True)
     path = ROOT / "results" / "images" / "fashion-vae-gradients-8x4.csv"

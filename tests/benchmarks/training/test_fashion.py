@@ -308,3 +308,26 @@ def test_the_study_configs_are_what_the_docs_say():
     seeds = {(u.task, u.estimator, u.repetition): u.seed for u in study}
     assert len(long) == 9 and {u.budget for u in long} == {4000}
     assert all(seeds[(u.task, u.estimator, u.repetition)] == u.seed for u in long)
+
+
+def test_the_gradient_runs_cover_every_categorical_estimator():
+    """Requirement 2 of the study: the 8 x 4 ELBO-gradient analysis runs for every categorical estimator of the
+    default table (configs/fashion-vae.toml's five and configs/fashion-vae-gradients.toml's others) but DisARM,
+    which needs binary variables; all with the same checkpoints and 5 seeds."""
+    require_fashion()
+    from pathlib import Path
+
+    from gumbench.benchmarks.gradstats import default_estimators
+    from gumbench.benchmarks.sweep import expand_units, load_config
+    from gumbench.estimators import make_estimator
+
+    def key(spec):
+        est = make_estimator(spec)
+        return est.name, est.params.get("baseline"), est.params.get("variant")
+
+    root = Path(__file__).resolve().parents[3]
+    units = [u for name in ("fashion-vae", "fashion-vae-gradients") for u in expand_units(load_config(root / f"configs/{name}.toml"))[0]
+             if "categories=8" in u.task]
+    probed = {key(u.estimator) for u in units if u.gradient_checkpoints == (0, 500, 1000)}
+    assert {key(spec) for spec in default_estimators() if not spec.startswith("disarm")} <= probed
+    assert all(sum(1 for u in units if key(u.estimator) == k) == 5 for k in probed)
