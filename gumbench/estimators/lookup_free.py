@@ -83,6 +83,9 @@ def binary_entropy_of_logits(a: torch.Tensor) -> torch.Tensor:
 
 class _BinaryQuantizer(ImplicitCodebookVQ):
     first_digit_least = False
+    ranges = {"entropy_weight": WEIGHT, "commitment": WEIGHT, "diversity_gamma": WEIGHT,
+              "inv_temperature": Range(1e-3, 1e4, meaning="softmax sharpness 1/temperature")}
+    on_sphere = False  # codes sign(z) (LFQ) or sign(z)/sqrt(D) (BSQ)
 
     def validate(self) -> None:
         self.code_dim: int | None = None  # D of the last vectors checked: what levels and index_digits default to
@@ -124,7 +127,7 @@ class _BinaryQuantizer(ImplicitCodebookVQ):
         bit for LFQ, +-1/sqrt(D) for BSQ."""
         dim = codebook.shape[-1]
         signs = self.index_digits(indices, dim).to(codebook.dtype) * 2 - 1
-        return signs / math.sqrt(dim) if self.name == "bsq" else signs
+        return signs / math.sqrt(dim) if self.on_sphere else signs
 
     def _entropy(self, per_sample: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """entropy_weight * (H_i - gamma * H_batch) per row, from per-row (...) and batch () entropies."""
@@ -140,8 +143,6 @@ class LFQ(_BinaryQuantizer):
     # entropy loss by 0.1 too); commitment 0.25 is MAGVIT-v2's (vector-quantize-pytorch defaults to 0);
     # inv_temperature 100 is vector-quantize-pytorch's default (MAGVIT-v2's temperature 0.01)
     parameters = {"entropy_weight": 0.1, "commitment": 0.25, "diversity_gamma": 1.0, "inv_temperature": 100.0}
-    ranges = {"entropy_weight": WEIGHT, "commitment": WEIGHT, "diversity_gamma": WEIGHT,
-              "inv_temperature": Range(1e-3, 1e4, meaning="softmax sharpness 1/temperature")}
 
     def magnitude_limit(self, dtype: torch.dtype, groups: int, dim: int) -> float:
         # the commitment loss is a mean of (z - q)^2 with |q| = 1: vq-commitment's bound with |e| = 1
@@ -173,13 +174,12 @@ class LFQ(_BinaryQuantizer):
 @register
 class BSQ(_BinaryQuantizer):
     name = "bsq"
+    on_sphere = True
     description = ("Binary spherical quantization: project to the unit sphere, sign(u)/sqrt(D) straight-through; "
                    "factorized entropy penalty and commitment.")
     # the BSQ reference configurations (bsq-vit, imagenet_256x256_bsqvit_*): inv_temperature 1, gamma 1,
     # commitment (beta) 0, the quantizer's loss weighed by 0.1 (codebook_weight, without its warm-up ramp)
     parameters = {"entropy_weight": 0.1, "commitment": 0.0, "diversity_gamma": 1.0, "inv_temperature": 1.0}
-    ranges = {"entropy_weight": WEIGHT, "commitment": WEIGHT, "diversity_gamma": WEIGHT,
-              "inv_temperature": Range(1e-3, 1e4, meaning="softmax sharpness 1/temperature")}
 
     def magnitude_limit(self, dtype: torch.dtype, groups: int, dim: int) -> float:
         # |z|^2 must stay finite in the compute dtype to normalize
