@@ -1,7 +1,8 @@
 """Benchmarks: toy tasks with exact gradients and gradient statistics."""
 
 from gumbench.benchmarks.toys import DEFAULT_TASK, ToyTask, exact_gradient, exact_expectation, make_task, registry as task_registry
-from gumbench.benchmarks.gradstats import GradientStatistics, Interval, gradient_statistics
+from gumbench.benchmarks.gradstats import GradientStatistics, Interval, gradient_statistics, problem_statistics
+from gumbench.benchmarks import quantizer_problems  # noqa: F401  (registers vq-distance and quantizer-smoothed)
 
 __all__ = [
     "DEFAULT_TASK",
@@ -12,5 +13,6 @@ __all__ = [
     "exact_gradient",
     "gradient_statistics",
     "make_task",
+    "problem_statistics",
     "task_registry",
 ]

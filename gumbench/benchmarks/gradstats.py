@@ -89,6 +89,7 @@ class GradientStatistics:
     mse: Interval
     cosine: Interval | None  # None when the mean or exact gradient is zero
     snr: Interval | None  # None when the variance is zero
+    reference_error: float | None = None  # RMS error of a Monte Carlo reference (it adds to the bias); None when exact
 
     SCALARS = ("bias", "relative_bias", "total_variance", "mse", "cosine", "snr")
 
@@ -102,6 +103,7 @@ class GradientStatistics:
             "confidence": self.confidence,
             "exact_norm": self.exact_norm,
             "expected_loss": self.expected_loss,
+            "reference_error": self.reference_error,
         }
         for key in self.SCALARS:
             value = getattr(self, key)
@@ -176,19 +178,27 @@ class GroupSums:
     counts: torch.Tensor
 
 
-def accumulate(estimator, logits, loss_fn, exact: torch.Tensor, samples: int, seed: int, groups: int, chunk_size: int) -> GroupSums:
+def accumulate(estimator, logits, loss_fn, exact: torch.Tensor, samples: int, seed: int, groups: int, chunk_size: int,
+               draw: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> GroupSums:
     """Draw ``samples`` estimates in chunks of ``chunk_size`` rows and sum them into ``groups`` contiguous groups.
 
+    ``draw(rows, generator)`` gives (rows, P) estimates (default: :func:`draw_estimates` of ``estimator``
+    on ``logits``; a :class:`~gumbench.benchmarks.quantizer_problems.QuantizerProblem` passes its own).
     A chunk's rows are summed group by group over contiguous slices (``index_add_`` over rows is
     several times slower on the CPU); a NaN or inf estimate makes its group's sums non-finite, which
     is refused (float64 sums of float32 estimates cannot overflow)."""
     e = exact.reshape(-1)
     generator = torch.Generator().manual_seed(int(seed))
+    if draw is None:
+        def draw(rows, gen):
+            return draw_estimates(estimator, logits, loss_fn, rows, gen)
+        fit = MAX_ELEMENTS // (logits.numel() * draws_per_estimate(estimator))
+    else:
+        fit = chunk_size
     # One discarded warm-up call of 256 rows (fewer where that passes MAX_ELEMENTS) brings stateful
     # estimators (an EMA baseline) to their running state, so that the first group is not measured
     # with an empty baseline.
-    fit = MAX_ELEMENTS // (logits.numel() * draws_per_estimate(estimator))
-    draw_estimates(estimator, logits, loss_fn, min(samples, 256, max(1, fit)), generator)
+    draw(min(samples, 256, max(1, fit)), generator)
     sums = torch.zeros(groups, e.numel(), dtype=torch.float64)
     squares = torch.zeros(groups, e.numel(), dtype=torch.float64)
     sizes = _group_sizes(samples, groups)
@@ -198,7 +208,7 @@ def accumulate(estimator, logits, loss_fn, exact: torch.Tensor, samples: int, se
     group = 0
     for start in range(0, samples, chunk_size):
         rows = min(chunk_size, samples - start)
-        deviation = draw_estimates(estimator, logits, loss_fn, rows, generator).sub_(e)
+        deviation = draw(rows, generator).sub_(e)
         squared = deviation * deviation
         first, row = group, start
         while row < start + rows:  # the slices of this chunk that fall in one group each
@@ -222,7 +232,11 @@ def _statistics(e: torch.Tensor, total_sums, total_squares, n) -> dict[str, torc
     n_ = n.unsqueeze(-1)
     bias_vector = total_sums / n_
     mean = e + bias_vector
-    coord_var = (total_squares - n_ * bias_vector.pow(2)).clamp_min(0) / (n_ - 1)
+    spread = total_squares - n_ * bias_vector.pow(2)
+    # below the rounding of that difference (a few ulps of the sum of squares) the estimates are identical:
+    # a deterministic estimator reads variance 0, not float noise
+    spread = torch.where(spread <= 8 * torch.finfo(torch.float64).eps * total_squares, 0.0, spread)
+    coord_var = spread / (n_ - 1)
     total_var = coord_var.sum(-1)
     bias_sq = bias_vector.pow(2).sum(-1) - total_var / n
     mean_norm = mean.norm(dim=-1)
@@ -232,7 +246,7 @@ def _statistics(e: torch.Tensor, total_sums, total_squares, n) -> dict[str, torc
     return {
         "bias_sq": bias_sq,
         "total_variance": total_var,
-        "mse": total_squares.sum() / n,
+        "mse": total_squares.sum(-1) / n,
         "cosine": cosine,
         "snr": snr,
         "coord_var": coord_var,
@@ -356,11 +370,16 @@ def gradient_statistics(
     groups = max(2, min(groups, samples // 2))
     exact, expected = _exact_or_reference(logits, loss_fn, reference)
     group_sums = accumulate(est, logits, loss_fn, exact, samples, seed, groups, chunk_size)
+    return assemble(est, samples, seed, confidence, exact, expected, group_sums, tuple(logits.shape))
+
+
+def assemble(est, samples: int, seed: int, confidence: float, exact: torch.Tensor, expected: float | None,
+             group_sums: GroupSums, shape: tuple[int, ...], reference_error: float | None = None) -> GradientStatistics:
+    """The :class:`GradientStatistics` of accumulated group sums against ``exact`` (any shape, flattened alike)."""
     intervals = jackknife_intervals(group_sums, exact, confidence)
     bias = _scalar(intervals["bias_sq"], math.sqrt, clip=True)
     exact_norm = float(exact.norm())
     coord, coord_low, coord_high = intervals["coord_var"]
-    shape = tuple(logits.shape)
     return GradientStatistics(
         estimator=est.spec,
         label=est.label,
@@ -380,7 +399,32 @@ def gradient_statistics(
         mse=_scalar(intervals["mse"], clip=True),
         cosine=_scalar(intervals["cosine"], lambda v: min(max(v, -1.0), 1.0)),
         snr=_scalar(intervals["snr"], clip=True),
+        reference_error=reference_error,
     )
+
+
+def problem_statistics(estimator, problem, samples: int = DEFAULT_SAMPLES, seed: int = 0, *, confidence: float = 0.95,
+                       groups: int = JACKKNIFE_GROUPS) -> GradientStatistics:
+    """Bias, variance, MSE, cosine and SNR of ``estimator``'s gradient in z or the codebook (the problem's ``wrt``)
+    on a :class:`~gumbench.benchmarks.quantizer_problems.QuantizerProblem` (a name or an instance), against its
+    reference: exact by enumeration (``vq-distance``) or Monte Carlo with a stated error (``quantizer-smoothed``)."""
+    from gumbench.benchmarks.quantizer_problems import QuantizerProblem
+
+    problem = make_task(problem)
+    if not isinstance(problem, QuantizerProblem):
+        raise GumbenchError(f"problem_statistics: {problem.spec} is a toy with logits; use gradient_statistics")
+    est = copy.deepcopy(make_estimator(estimator)).train()
+    problem.check_estimator(est)
+    samples = check_integer("problem_statistics", "samples", samples, SAMPLES)
+    seed = check_integer("problem_statistics", "seed", seed, SEED)
+    check_number("problem_statistics", "confidence", confidence, Range(0, 1, low_open=True, high_open=True))
+    check_integer("problem_statistics", "groups", groups, Range(2, 10_000))
+    keep_freed_memory()
+    groups = max(2, min(groups, samples // 2))
+    exact, expected, error = problem.reference()
+    rows = min(samples, problem.rows_at_once(est))
+    group_sums = accumulate(est, None, None, exact, samples, seed, groups, rows, draw=lambda n, gen: problem.draw(est, n, gen))
+    return assemble(est, samples, seed, confidence, exact, expected, group_sums, problem.shape, error)
 
 
 @dataclass
@@ -406,13 +450,19 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
     without a temperature together with ``tau`` is an error. All names are checked before
     anything runs.
     """
+    from gumbench.benchmarks.quantizer_problems import QuantizerProblem
+
     toy = make_task(task)
+    problem = isinstance(toy, QuantizerProblem)
     if tau is not None:  # checked once, so that no estimator of the default set is left out for a tau nothing takes
         check_number("gradstats", "tau", tau, TEMPERATURE)
     explicit = estimators is not None
     built = []
-    for name in estimators if explicit else default_estimators():
+    for name in estimators if explicit else (toy.default_estimators() if problem else default_estimators()):
         est = make_estimator(name)
+        if tau is not None and problem and not explicit and not est.has_temperature:
+            built.append(est)  # a problem's default VQ estimators have no temperature: --tau sets the others'
+            continue
         if tau is not None:
             if est.has_temperature:
                 try:
@@ -427,6 +477,12 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
         built.append(est)
     if not built:
         raise GumbenchError("no estimators to run")
+    if problem:
+        for est in built:
+            toy.check_estimator(est)
+        check_integer("gradstats", "samples", samples, SAMPLES)
+        check_integer("gradstats", "seed", seed, SEED)
+        return GradstatsRun(toy.spec, [problem_statistics(est, toy, samples, seed) for est in built])
     for est in built:  # every argument with every estimator, before the first one runs
         check_arguments(est, toy.logits, samples, seed)
     return GradstatsRun(toy.spec, [gradient_statistics(est, toy.logits, toy.loss, samples, seed) for est in built])
@@ -450,7 +506,8 @@ def gradstats_table(run: GradstatsRun, width: int | None = None) -> str:
     from gumbench.tables import render
 
     first = run.statistics[0]
-    title = (f"{run.task}: {first.samples} estimates each, seed {first.seed}, ||exact grad|| = {format_number(first.exact_norm)}, "
+    reference = "exact grad" if first.reference_error is None else f"reference grad (RMS error {format_number(first.reference_error)})"
+    title = (f"{run.task}: {first.samples} estimates each, seed {first.seed}, ||{reference}|| = {format_number(first.exact_norm)}, "
              f"E(loss) = {format_number(first.expected_loss)}; [{first.confidence:.0%} CI]")
     columns = ("estimator", "bias / ||grad||", "total variance", "MSE", "cosine", "SNR")
     rows = [(s.label, *(format_interval(getattr(s, k)) for k in ("relative_bias", "total_variance", "mse", "cosine", "snr")))

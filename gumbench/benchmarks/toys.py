@@ -211,7 +211,8 @@ class BernoulliToy(_BinaryToy):
 DEFAULT_TASK = "categorical"
 
 
-def make_task(spec: "str | ToyTask") -> ToyTask:
-    if isinstance(spec, ToyTask):
+def make_task(spec: "str | Plugin") -> "ToyTask | Plugin":
+    """A registered task (a toy with logits, or a quantizer problem) from its name; an instance is returned as is."""
+    if isinstance(spec, Plugin):
         return spec
     return registry.create(spec)
