@@ -126,6 +126,10 @@ class ToyTask(Plugin):
         """E[loss] under softmax(logits); enumeration by default, analytic where the loss separates."""
         return exact_expectation(logits, self.loss)
 
+    def incompatibility(self, estimator) -> str | None:
+        """Why ``estimator`` cannot be measured on this toy (a VQ estimator, DisARM on V != 2), or None."""
+        return estimator.incompatibility(self.shape[1])
+
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))

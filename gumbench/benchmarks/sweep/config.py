@@ -54,7 +54,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "name": "default",
     "base_seed": 0,
     "repetitions": 3,
-    "gradstats": {
+    "gradstats": [{
         "tasks": [
             "categorical[loss=quadratic]",
             "categorical[loss=linear]",
@@ -72,7 +72,37 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "disarm",
         ],
         "samples": 4000,
-    },
+    }, {
+        # VQ as a categorical choice (gumbench.benchmarks.quantizer_problems): the exact gradient of J_T in z and in
+        # the codebook from large to small T (at T = 0.01 the gradient in z has vanished, so only the codebook's),
+        # and the Gaussian-smoothed objectives of the deterministic quantizers; estimators that do not apply to a
+        # problem are left out with the reason
+        "tasks": [
+            "vq-distance[T=[10,1,0.1],wrt=[z,codebook]]",
+            "vq-distance[T=0.01,wrt=codebook]",
+            "vq-distance[stages=2,T=[10,1,0.1],wrt=[z,codebook]]",
+            "quantizer-smoothed[quantizer=[vq,fsq,lfq],sigma=[0.1,0.5]]",
+        ],
+        "estimators": [
+            "vq-commitment",
+            "vq-commitment[rotation=true]",
+            "nsvq",
+            "ibq",
+            "simvq",
+            "residual-vq[stages=2]",
+            "residual-vq[stages=2,quantizer=nsvq]",
+            "fsq[levels=5-5-5-5]",
+            "lfq",
+            "st-gumbel",
+            "soft-gumbel",
+            "straight-through",
+            "gumbel-rao",
+            "gst",
+            "reinmax",
+            "reinforce[baseline=loo]",
+        ],
+        "samples": 4000,
+    }],
     "training": [
         {
             "tasks": ["digits-vae", "tones", "gmm-vq"],
@@ -334,7 +364,7 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
 
                     checked_study(task, est)  # a categorical VAE with enumerable codes, a categorical estimator
                 if kind == "gradstats":
-                    problem = est.incompatibility(categories=task.shape[1])
+                    problem = task.incompatibility(est)
                     if problem:
                         skipped.append(f"{kind}: {task.spec} x {est.spec} ({problem})")
                         continue
@@ -343,8 +373,9 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
                                       steps if kind == "training" else int(budget), int(section.get("eval_every", 25)),
                                       lr, probes))
     if not units:
-        raise GumbenchError("the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks; "
-                            "binary-only estimators need tasks with 2 categories)")
+        raise GumbenchError("the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks or "
+                            "the quantizer problems vq-distance and quantizer-smoothed; binary-only estimators need tasks with "
+                            "2 categories)")
     ids = [u.unit_id for u in units]
     if len(set(ids)) != len(ids):
         raise GumbenchError("the sweep grid lists the same (task, estimator, learning rate, repetition) twice")

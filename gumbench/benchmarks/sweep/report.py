@@ -378,7 +378,7 @@ def _threads(frame) -> str:
 
 VERDICT_NOTE = ("Best: the healthy estimator with the lowest mean (95% t interval across seeds in brackets); listed after it, "
                 "those tied with it (the Welch 95% interval of the difference reaches 0). Warnings name degenerate results "
-                "(shrinks the gradient, collapsed, diverged) that would otherwise rank first; they rank after every healthy one.")
+                "(shrinks or misses the gradient, collapsed, diverged) that would otherwise rank first; they rank after every healthy one.")
 
 
 def question(row) -> str:

@@ -74,18 +74,25 @@ def run_unit(unit: Unit, threads: int | None = None):
 def _gradstats_rows(unit: Unit, est, base: dict):
     import pandas as pd
 
-    from gumbench.benchmarks.gradstats import gradient_statistics
+    from gumbench.benchmarks.gradstats import gradient_statistics, problem_statistics
+    from gumbench.benchmarks.quantizer_problems import QuantizerProblem
     from gumbench.benchmarks.toys import make_task
 
     toy = make_task(unit.task)
-    stats = gradient_statistics(est, toy.logits, toy.loss, unit.budget, unit.seed)
+    if isinstance(toy, QuantizerProblem):
+        stats = problem_statistics(est, toy, unit.budget, unit.seed)
+    else:
+        stats = gradient_statistics(est, toy.logits, toy.loss, unit.budget, unit.seed)
     rows = []
     for metric in stats.SCALARS:
         interval = getattr(stats, metric)
         if interval is not None:
             rows.append({**base, "step": -1, "metric": metric, "value": interval.value, "low": interval.low, "high": interval.high})
-    for metric in ("expected_loss", "exact_norm"):
-        rows.append({**base, "step": -1, "metric": metric, "value": getattr(stats, metric), "low": float("nan"), "high": float("nan")})
+    extra = {"expected_loss": stats.expected_loss, "exact_norm": stats.exact_norm, "mean_norm": float(stats.mean_gradient.norm())}
+    if stats.reference_error is not None:
+        extra["reference_error"] = stats.reference_error
+    for metric, value in extra.items():
+        rows.append({**base, "step": -1, "metric": metric, "value": value, "low": float("nan"), "high": float("nan")})
     return pd.DataFrame(rows)
 
 

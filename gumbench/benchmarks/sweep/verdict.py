@@ -14,7 +14,9 @@ mean; another is *tied* with it when the Welch t interval of the difference of t
 reaches 0, else *worse*. With one repetition nothing can be told apart: all are tied.
 
 Degenerate results, named in a ``warning`` and ranked after every healthy one:
-  shrinks the gradient   relative bias >= 0.9, or the mean estimate's norm < 0.1 ||grad||
+  shrinks the gradient   the mean estimate's norm < 0.1 ||grad||, or < 0.5 ||grad|| with relative bias >= 0.9
+  misses the gradient    relative bias >= 0.9 with a mean estimate of at least 0.5 ||grad||: it points
+                         elsewhere (straight-through VQ against the stochastic quantizer's gradient in z)
   collapsed              code perplexity <= 2 in some group at the end, or at least half of the
                          contrastive distractors identical to their targets
   diverged               a non-finite loss, or a final loss above 10x the first
@@ -28,7 +30,7 @@ import math
 
 from gumbench.errors import GumbenchError
 
-SHRINKS, COLLAPSED, DIVERGED = "shrinks the gradient", "collapsed", "diverged"
+SHRINKS, MISSES, COLLAPSED, DIVERGED = "shrinks the gradient", "misses the gradient", "collapsed", "diverged"
 LOSS_WINDOW = 10
 NO_BETTER_THAN_ZERO = "no estimator beats a zero estimate here (MSE / ‖grad‖² >= 1)"
 GRADIENT_MEASURE, RECONSTRUCTION, TAIL_LOSS = "MSE / ‖grad‖²", "final eval reconstruction", f"loss, last {LOSS_WINDOW} steps"
@@ -51,11 +53,20 @@ def gradstats_outcomes(frame):
     import numpy as np
 
     wide = frame.pivot_table(index="unit_id", columns="metric", values="value", aggfunc="first")
-    _require(wide.columns, ("mse", "exact_norm", "relative_bias", "snr", "total_variance"), "gradient statistics")
+    _require(wide.columns, ("mse", "exact_norm", "relative_bias", "total_variance"), "gradient statistics")
+    if "snr" not in wide.columns:  # no unit with a variance (every estimator deterministic)
+        wide["snr"] = np.nan
     score = wide["mse"] / wide["exact_norm"] ** 2
-    mean_norm = wide["snr"] * np.sqrt(wide["total_variance"])  # snr = ||E[x]|| / sqrt(tr Sigma)
-    shrinks = (wide["relative_bias"] >= 0.9) | (mean_norm.fillna(0) < 0.1 * wide["exact_norm"])
-    return score.rename("score").to_frame().assign(warning=np.where(shrinks, SHRINKS, ""), measure=GRADIENT_MEASURE)
+    # rows since the quantizer problems carry ||E[x]|| itself (a deterministic estimator has no SNR);
+    # older ones give it as snr * sqrt(tr Sigma)
+    mean_norm = wide["snr"] * np.sqrt(wide["total_variance"])
+    if "mean_norm" in wide.columns:
+        mean_norm = wide["mean_norm"].fillna(mean_norm)
+    mean_norm = mean_norm.fillna(0)
+    far = wide["relative_bias"] >= 0.9
+    shrinks = (mean_norm < 0.1 * wide["exact_norm"]) | (far & (mean_norm < 0.5 * wide["exact_norm"]))
+    warning = np.where(shrinks, SHRINKS, np.where(far, MISSES, ""))
+    return score.rename("score").to_frame().assign(warning=warning, measure=GRADIENT_MEASURE)
 
 
 def training_outcomes(frame):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from gumbench.benchmarks.sweep.verdict import (COLLAPSED, DIVERGED, GRADIENT_MEASURE, NO_BETTER_THAN_ZERO, SHRINKS, compare, gradstats_outcomes, training_outcomes,
+from gumbench.benchmarks.sweep.verdict import (COLLAPSED, DIVERGED, GRADIENT_MEASURE, MISSES, NO_BETTER_THAN_ZERO, SHRINKS, compare, gradstats_outcomes, training_outcomes,
                                                 verdict)
 
 
@@ -57,12 +57,24 @@ def gradstats_rows(unit, relative_bias, snr, total_variance=1.0, exact_norm=2.0,
             (("relative_bias", relative_bias), ("snr", snr), ("total_variance", total_variance), ("exact_norm", exact_norm), ("mse", mse))]
 
 
-def test_shrinking_the_gradient_is_a_relative_bias_of_09_or_a_mean_near_zero():
-    frame = pd.DataFrame(gradstats_rows("healthy", 0.3, 1.0) + gradstats_rows("biased", 0.95, 1.0)
-                         + gradstats_rows("tiny mean", 0.5, 0.1) + gradstats_rows("edge", 0.89, 0.21))
+def test_shrinking_the_gradient_is_a_mean_near_zero_or_a_short_mean_with_a_relative_bias_of_09():
+    # exact norm 2, total variance 1: the mean estimate's norm is the SNR
+    frame = pd.DataFrame(gradstats_rows("healthy", 0.3, 1.0) + gradstats_rows("biased short", 0.95, 0.9)
+                         + gradstats_rows("biased long", 0.95, 1.0) + gradstats_rows("tiny mean", 0.5, 0.1)
+                         + gradstats_rows("edge", 0.89, 0.21))
     found = gradstats_outcomes(frame)
-    assert found["warning"].to_dict() == {"biased": SHRINKS, "edge": "", "healthy": "", "tiny mean": SHRINKS}
+    assert found["warning"].to_dict() == {"biased short": SHRINKS, "biased long": MISSES, "edge": "", "healthy": "",
+                                          "tiny mean": SHRINKS}
     assert found["score"]["healthy"] == pytest.approx(1.0 / 4)
+
+
+def test_a_mean_norm_row_replaces_the_snr_of_a_deterministic_estimator():
+    # variance 0, so no SNR: the stored mean norm decides (1.8 of 2: not shrinking, but relative bias 1: misses)
+    rows = gradstats_rows("deterministic", 1.0, float("nan"), total_variance=0.0) + [
+        {"unit_id": "deterministic", "metric": "mean_norm", "value": 1.8}]
+    assert gradstats_outcomes(pd.DataFrame(rows))["warning"]["deterministic"] == MISSES
+    rows[-1]["value"] = 0.1
+    assert gradstats_outcomes(pd.DataFrame(rows))["warning"]["deterministic"] == SHRINKS
 
 
 def training_rows(unit, losses, perplexities=(5.0, 6.0), identical=None, reconstruction=0.5):
