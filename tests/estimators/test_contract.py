@@ -186,6 +186,8 @@ def test_extreme_logits_stay_finite(name, tau, dtype):
     "st-gumbel[tau=0]", "soft-gumbel[tau=-1]", "straight-through[tau=nan]", "reinforce[baseline=loo,samples=1]", "reinforce[decay=1.5]",
     "vq-commitment[beta=-1]", "vq-commitment[decay=1]",
     "gumbel-rao[samples=0]", "gumbel-rao[tau=0]", "gst[tau=-1]", "reinmax[tau=nan]", "disarm[tau=1]",
+    "zgr[tau=1]", "decoupled-st-gumbel[tau_forward=0]", "decoupled-st-gumbel[tau_forward=1000]", "indecater[samples=0]",
+    "indecater[tau=1]",
 ])
 def test_invalid_parameters_raise_clear_errors(bad):
     with pytest.raises(GumbenchError):
