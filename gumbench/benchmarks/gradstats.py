@@ -437,10 +437,9 @@ class GradstatsRun:
 
 def default_estimators() -> list[str]:
     """Every registered categorical estimator, once per showcased variant (e.g. each REINFORCE baseline)."""
-    from gumbench.estimators import registry
+    from gumbench.estimators import categorical_variants
 
-    return [format_spec(name, variant) for name, cls in registry.classes().items() if not issubclass(cls, VQEstimator)
-            for variant in cls.variants]
+    return categorical_variants()
 
 
 def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> GradstatsRun:

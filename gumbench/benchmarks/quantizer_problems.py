@@ -270,10 +270,9 @@ class DistanceVQ(QuantizerProblem):
     def default_estimators(self) -> list[str]:
         if self.params["stages"] == 2:
             return ["residual-vq[stages=2]", "residual-vq[stages=2,quantizer=nsvq]"]
-        from gumbench.benchmarks.gradstats import default_estimators
-        from gumbench.estimators import make_estimator
+        from gumbench.estimators import categorical_variants, make_estimator
 
-        categorical = [name for name in default_estimators() if self.incompatibility(make_estimator(name)) is None]
+        categorical = [name for name in categorical_variants() if self.incompatibility(make_estimator(name)) is None]
         return [*VQ_ESTIMATORS, *categorical]
 
 

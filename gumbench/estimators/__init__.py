@@ -20,12 +20,24 @@ from gumbench.estimators import fsq, lookup_free  # noqa: F401  (register: impli
 from gumbench.estimators import residual, simvq, ibq, nsvq  # noqa: F401  (register)
 from gumbench.estimators import zgr, decoupled, indecater  # noqa: F401  (register: newer categorical estimators)
 
+
+
+def categorical_variants() -> list[str]:
+    """Every registered categorical estimator, once per showcased variant (``variants``: e.g. each REINFORCE
+    baseline): the default set of gradient statistics on toys and on the quantizer problems' distance logits."""
+    from gumbench.registry import format_spec
+
+    return [format_spec(name, variant) for name, cls in registry.classes().items() if not issubclass(cls, VQEstimator)
+            for variant in cls.variants]
+
+
 __all__ = [
     "FAMILIES",
     "CategoricalEstimator",
     "Estimator",
     "EstimatorOutput",
     "VQEstimator",
+    "categorical_variants",
     "make_estimator",
     "register",
     "registry",

@@ -312,8 +312,9 @@ def test_the_study_configs_are_what_the_docs_say():
 
 def test_the_gradient_runs_cover_every_categorical_estimator():
     """Requirement 2 of the study: the 8 x 4 ELBO-gradient analysis runs for every categorical estimator of the
-    default table (configs/fashion-vae.toml's five and configs/fashion-vae-gradients.toml's others) but DisARM,
-    which needs binary variables; all with the same checkpoints and 5 seeds."""
+    default table (configs/fashion-vae.toml's five, configs/fashion-vae-gradients.toml's others and
+    configs/fashion-vae-gradients-newer.toml's later ones) but DisARM, which needs binary variables; all with the
+    same checkpoints and 5 seeds."""
     require_fashion()
     from pathlib import Path
 
@@ -326,7 +327,7 @@ def test_the_gradient_runs_cover_every_categorical_estimator():
         return est.name, est.params.get("baseline"), est.params.get("variant")
 
     root = Path(__file__).resolve().parents[3]
-    units = [u for name in ("fashion-vae", "fashion-vae-gradients") for u in expand_units(load_config(root / f"configs/{name}.toml"))[0]
+    units = [u for name in ("fashion-vae", "fashion-vae-gradients", "fashion-vae-gradients-newer") for u in expand_units(load_config(root / f"configs/{name}.toml"))[0]
              if "categories=8" in u.task]
     probed = {key(u.estimator) for u in units if u.gradient_checkpoints == (0, 500, 1000)}
     assert {key(spec) for spec in default_estimators() if not spec.startswith("disarm")} <= probed
