@@ -45,7 +45,6 @@ from gumbench.estimators import CategoricalEstimator, VQEstimator, make_estimato
 from gumbench.kernels.reference import check_logits
 from gumbench.memory import keep_freed_memory
 from gumbench.plugin import MAX_ELEMENTS, SAMPLES, SEED, TEMPERATURE, Range, check_integer, check_number
-from gumbench.registry import format_spec
 
 DEFAULT_SAMPLES = 10_000
 JACKKNIFE_GROUPS = 50
