@@ -317,12 +317,13 @@ def _diversity_check(step, g, per_term) -> dict:
     leaf = logits.clone().requires_grad_(True)
     by_hand = weight * _exact_diversity(torch.softmax(leaf.double(), dim=-1))
     (hand_gradient,) = torch.autograd.grad(by_hand, leaf)
+    by_hand = by_hand.detach()
     mean = torch.softmax(logits.double(), dim=-1).mean(0)
     groups, codes = logits.shape[-2:]
     guarded = weight * (groups * codes - torch.exp(-(mean * torch.log(mean + 1e-7)).sum(-1)).sum()) / (groups * codes)
     value = float(step.terms.diversity.detach())
     return {
-        "weight": weight, "value": value, "unweighted": value / weight, "by_hand_noiseless": float(by_hand.detach()),
+        "weight": weight, "value": value, "unweighted": value / weight, "by_hand_noiseless": float(by_hand),
         "abs_difference": abs(value - float(by_hand)),
         "gradient_relative_difference": _relative(hand_gradient, per_term["diversity"][0]),
         "by_hand_noisy_softmax": float(weight * _exact_diversity(torch.softmax((logits.double() + g.double()) / step.tau, dim=-1))),
@@ -473,7 +474,7 @@ def format_explanation(d: dict, width: int | None = None) -> str:
             n = v["gradient_norms"][term]
             rows.append((term.replace("_", " ") + weight, f"{v['values'][term]:.4g}", f"{n['logits']:.3e}", f"{n['codebook']:.3e}",
                          f"{n['encoder']:.3e}"))
-        out += ["", f"Proof, {NAMES[name]}: {v['architecture']}.",
+        out += ["", para(f"Proof, {NAMES[name]}: {v['architecture']}.", ""),
                 render(title, ("loss term (weight)", "value (weighted)", "|grad|: logits", "codebook", "encoder"), rows, width=width)]
         worst = max(s["max_abs_difference"] for s in v["sum_check"].values())
         out.append(para(f"The terms' gradients add up to the total's: largest |difference| {worst:.1e} over every entry at the "

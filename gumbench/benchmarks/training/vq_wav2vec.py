@@ -127,7 +127,8 @@ class VqWav2VecModel(nn.Module):
 class Prediction(NamedTuple):
     loss: torch.Tensor  # (..., B, T) per context frame, scaled so that the mean over frames is the mean over pairs
     pairs: int  # (i, k) pairs with i + k inside the crop
-    accuracy: torch.Tensor  # (...) share of pairs whose positive beats every distractor
+    accuracy: torch.Tensor  # (...) share of pairs whose positive beats every distractor (a tie is a miss)
+    identical: torch.Tensor  # (...) share of the distractors equal to their positive (high when codes collapse)
 
 
 @dataclass
@@ -144,6 +145,7 @@ class VqWav2VecTerms:
     contrastive: torch.Tensor  # mean over (i, k) pairs of the future-prediction loss
     quantizer: torch.Tensor  # the estimator's own losses, weighted (codebook + 0.25 commitment for vq-commitment; 0 for st-gumbel)
     accuracy: float
+    identical: float  # share of distractors equal to their positive (wav2vec's loss keeps them)
     bottleneck: BottleneckOutput
     batch: VqWav2VecBatch
 
@@ -212,19 +214,25 @@ class VqWav2Vec(RawSpeechTask):
         h = model.predict(flat).permute(0, 2, 3, 1).reshape(*lead, batch, frames, steps, dim)  # (..., B, T, K, C)
         pool = targets.reshape(*lead, batch * frames, dim)
         distractors = pool[..., negatives.reshape(-1), :].reshape(*lead, batch, frames, -1, dim)  # (..., B, T, N, C)
+        candidates = torch.cat([targets.unsqueeze(-2), distractors], dim=-2)  # (..., B, T, 1 + N, C): positive first
+        with torch.no_grad():
+            identical = (distractors == targets.unsqueeze(-2)).all(-1)  # (..., B, T, N) the same codebook rows
         total = targets.new_zeros((*lead, batch, frames))
         correct = targets.new_zeros(lead)
+        same = targets.new_zeros(lead)
         pairs = 0
         for k in range(1, steps + 1):
             pred = h[..., : frames - k, k - 1, :]  # h_k(c_i) for i + k < T
-            positive = (pred * targets[..., k:, :]).sum(-1)  # (..., B, T - k)
-            negative = torch.einsum("...tc,...tnc->...tn", pred, distractors[..., k:, :, :])
+            scores = torch.einsum("...tc,...tnc->...tn", pred, candidates[..., k:, :, :])  # one product for all, so ties are exact
+            positive, negative = scores[..., 0], scores[..., 1:]
             term = F.softplus(-positive) + F.softplus(negative).sum(-1)  # -log sigma(pos) - sum log sigma(-neg)
             total = total + F.pad(term, (0, k))
-            correct = correct + (positive.unsqueeze(-1) > negative).all(-1).flatten(-2).sum(-1).to(correct.dtype)
+            with torch.no_grad():
+                correct = correct + (positive.unsqueeze(-1) > negative).all(-1).flatten(-2).sum(-1).to(correct.dtype)
+                same = same + identical[..., k:, :].to(same.dtype).mean(-1).flatten(-2).sum(-1)
             pairs += batch * (frames - k)
         per_row = total * (batch * frames / pairs)
-        return Prediction(per_row, pairs, correct / pairs)
+        return Prediction(per_row, pairs, correct / pairs, same / pairs)
 
     def prepare(self, model, wave, generator) -> VqWav2VecBatch:
         """The step up to the quantizer: its input and the distractors (drawn before the quantizer's noise)."""
@@ -237,18 +245,19 @@ class VqWav2Vec(RawSpeechTask):
         def downstream(quantized):
             prediction = self.predict(model, quantized, quantized, batch.negatives)
             kept["accuracy"] = float(prediction.accuracy.double().mean())
+            kept["identical"] = float(prediction.identical.double().mean())
             return prediction.loss
 
         out = model.bottleneck(batch.features, downstream, generator)
         contrastive = out.loss.mean()
         quantizer = sum((v.mean() for v in out.aux.values()), contrastive.new_zeros(()))
         # the total is the estimator's surrogate: contrastive + quantizer for st-gumbel and vq-commitment
-        return VqWav2VecTerms(out.surrogate.mean(), contrastive, quantizer, kept["accuracy"], out, batch)
+        return VqWav2VecTerms(out.surrogate.mean(), contrastive, quantizer, kept["accuracy"], kept["identical"], out, batch)
 
     def loss(self, model, batch, generator):
         terms = self.quantize(model, self.prepare(model, batch, generator), generator)
         out = terms.bottleneck
-        record = {"contrastive": float(terms.contrastive.detach()), "accuracy": terms.accuracy}
+        record = {"contrastive": float(terms.contrastive.detach()), "accuracy": terms.accuracy, "identical_distractors": terms.identical}
         record.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
         return StepOutput(terms.total, record, out)
 
@@ -259,4 +268,5 @@ class VqWav2Vec(RawSpeechTask):
         quantized = model.bottleneck.decode(indices).to(batch.dtype)
         negatives = self.draw_negatives(batch.shape[0], torch.Generator().manual_seed(0))
         prediction = self.predict(model, quantized, quantized, negatives)
-        return {"contrastive": float(prediction.loss.mean()), "accuracy": float(prediction.accuracy)}
+        return {"contrastive": float(prediction.loss.mean()), "accuracy": float(prediction.accuracy),
+                "identical_distractors": float(prediction.identical)}

@@ -120,3 +120,14 @@ def test_trains_deterministically_with_eval_metrics(estimator):
 def test_bad_parameters(spec, message):
     with pytest.raises(GumbenchError, match=message):
         registry.create(spec)
+
+
+def test_collapsed_codes_make_every_distractor_a_tie_and_no_pair_correct():
+    task = task_of(SMALL)
+    model = model_of(task)
+    q = torch.randn(16, generator=gen(4)).expand(2, 23, 16)  # one vector everywhere: codes collapsed
+    out = task.predict(model, q, q, task.draw_negatives(2, gen(5)))
+    assert float(out.identical) == 1 and float(out.accuracy) == 0
+    distinct = task.predict(model, torch.randn(2, 23, 16, generator=gen(6)), torch.randn(2, 23, 16, generator=gen(7)),
+                            task.draw_negatives(2, gen(5)))
+    assert float(distinct.identical) == 0
