@@ -255,13 +255,13 @@ def report_command(
 
 @app.command("explain")
 def explain_command(
-    variant: str = typer.Option("both", "--variant", help="wav2vec2, vq-wav2vec (Gumbel, no diversity loss) or both."),
+    variant: str = typer.Option("both", "--variant", help="wav2vec2, vq-wav2vec (the tasks of those names) or both."),
     audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC (default: the vendored speech)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     threads: int = THREADS,
 ) -> None:
-    """Where does the gradient at a wav2vec 2.0 quantizer's logits come from? One training step on real speech."""
+    """How do wav2vec 2.0's and vq-wav2vec's Gumbel quantizers backpropagate? Answers, then proofs from one training step on real speech."""
     from gumbench.benchmarks.studies import explain, format_explanation
 
     use_threads(threads)

@@ -2,9 +2,14 @@
 
 Conventions follow fairseq's wav2vec 2.0 quantizer logs. For G groups of V codes:
 
-code perplexity   per group exp(H(u_g)), u_g the histogram of hard (argmax) code usage over
-                  frames; V at uniform usage, 1 at collapse. The overall value is the sum
-                  over groups (fairseq's ``code_perplexity``), at most G * V.
+code perplexity   per group exp(H(u_g)), u_g the histogram of hard code usage over frames; V at
+                  uniform usage, 1 at collapse. The overall value is the sum over groups, at
+                  most G * V. In training rows of a categorical estimator the codes are the
+                  noiseless argmax(logits) (fairseq's ``code_perplexity``, which
+                  GumbelVectorQuantizer computes from the argmax of the logits even in
+                  training); ``sampled_code_perplexity`` is the same on the codes the forward
+                  pass used (argmax(logits + g) for the Gumbel estimators). For VQ estimators,
+                  which draw nothing, the two are equal.
 prob perplexity   the same on the noiseless softmax averaged over frames, p_g = mean_t
                   softmax(logits_tg) (fairseq's ``prob_perplexity``).
 used fraction     share of codes chosen at least once.
@@ -33,8 +38,9 @@ codes as above (:class:`StageUsageTracker`); jointly, the perplexity of the dist
 observed per group (at most the number of frames and prod_s K_s) and its log2, the joint bits.
 
 Training rows (:func:`gumbench.benchmarks.training.train`) carry, besides ``code_perplexity``,
-``used_fraction``, ``usage_entropy``, ``collapse``, ``prob_perplexity``, ``perplexity_gap``,
-``code_perplexity_g{g}`` and ``dead_codes``:
+``used_fraction``, ``usage_entropy``, ``collapse``, ``prob_perplexity``, ``perplexity_gap`` and
+``code_perplexity_g{g}`` (of the noiseless argmax for categorical estimators), ``sampled_code_perplexity``
+and ``dead_codes`` (of the codes the forward pass used):
 
 - for an estimator with ``index_digits`` (implicit codebook): ``effective_bits`` (mean over
   groups), ``code_bits``, ``dim_bits`` (sum over dimensions, mean over groups), and per dimension
@@ -48,8 +54,9 @@ Training rows (:func:`gumbench.benchmarks.training.train`) carry, besides ``code
 Overall values follow ``code_perplexity``'s convention: perplexities sum over groups, fractions,
 entropies and bits average over them.
 
-The wav2vec 2.0 diversity loss is (G V - sum_g exp(H(p_g))) / (G V): 0 at uniform soft
-usage, (G V - G) / (G V) when each group puts all its mass on one code.
+The wav2vec 2.0 diversity loss is (G V - sum_g exp(H(p_g))) / (G V) = (G V - prob perplexity) /
+(G V) with the exact entropy: 0 at uniform soft usage, (G V - G) / (G V) when each group puts all
+its mass on one code (fairseq and Hugging Face take log(p + 1e-7); see :func:`diversity_loss`).
 """
 
 from __future__ import annotations
@@ -101,11 +108,17 @@ def prob_perplexity(logits: torch.Tensor) -> torch.Tensor:
 
 
 def diversity_loss(logits: torch.Tensor) -> torch.Tensor:
-    """wav2vec 2.0's diversity loss (G V - sum_g exp(H(mean softmax_g))) / (G V); differentiable."""
+    """wav2vec 2.0's diversity loss (G V - sum_g exp(H(mean softmax_g))) / (G V); differentiable.
+
+    The entropy is exact (0 log 0 = 0, computed in float64 like :func:`prob_perplexity`), so the loss
+    is (G V - prob_perplexity) / (G V), 0 at uniform soft usage. fairseq and Hugging Face put 1e-7
+    inside the log (``log(p + 1e-7)``), which leaves about V x 1e-7 at uniform usage (3.2e-5 for
+    V = 320, 8.2e-4 for V = 8,192; tests/benchmarks/test_utilization.py); the loss is returned in
+    float32, the dtype of the other loss terms.
+    """
     groups, codes = logits.shape[-2:]
-    probs = torch.softmax(logits.float(), dim=-1).reshape(-1, groups, codes).mean(0)
-    ppl = torch.exp(-(probs * torch.log(probs + 1e-7)).sum(-1)).sum()
-    return (groups * codes - ppl) / (groups * codes)
+    probs = torch.softmax(logits.double(), dim=-1).reshape(-1, groups, codes).mean(0)
+    return ((groups * codes - perplexity(probs).sum()) / (groups * codes)).float()
 
 
 def code_churn(previous: torch.Tensor | None, current: torch.Tensor) -> float | None:

@@ -52,6 +52,25 @@ def test_diversity_loss_by_hand():
     assert float(prob_perplexity(two)) == pytest.approx(2.0)
 
 
+def test_diversity_loss_uses_the_exact_entropy_of_prob_perplexity():
+    G, V = 2, 320
+    assert abs(float(diversity_loss(torch.zeros(10, G, V)))) < 1e-12  # exactly 0 at uniform use, up to rounding
+    logits = torch.randn(50, G, V, generator=torch.Generator().manual_seed(0)) * 3
+    exact = (G * V - float(prob_perplexity(logits).sum())) / (G * V)
+    # float32 result of a float64 computation: one float32 rounding of a value below 1
+    assert float(diversity_loss(logits)) == pytest.approx(exact, abs=torch.finfo(torch.float32).eps)
+
+
+@pytest.mark.parametrize("codes", [320, 8192])
+def test_the_log_guard_of_fairseq_and_hugging_face_at_uniform_use(codes):
+    # log(p + 1e-7) at p = 1/V: perplexity V / (1 + V 1e-7) per group, so the guarded loss is
+    # V 1e-7 / (1 + V 1e-7) where the exact one is 0 (the figures utilization.diversity_loss quotes)
+    p = torch.full((2, codes), 1.0 / codes, dtype=torch.float64)
+    guarded = 1 - torch.exp(-(p * torch.log(p + 1e-7)).sum(-1)).sum() / (2 * codes)
+    assert float(guarded) == pytest.approx(codes * 1e-7 / (1 + codes * 1e-7), rel=1e-9)
+    assert f"{float(guarded):.1e}" == {320: "3.2e-05", 8192: "8.2e-04"}[codes]
+
+
 def test_dead_codes_over_a_window_and_churn():
     tracker = UsageTracker(groups=1, codes=4, window=2)
     tracker.update(torch.tensor([[0], [1]]))

@@ -1,23 +1,34 @@
-"""``gumbench explain``: what one training step of wav2vec 2.0's quantizer does to its gradients.
+"""``gumbench explain``: the question gumbench was built from, answered on both papers' architectures.
 
-For the first step of the ``wav2vec2`` task from a seed (real speech, straight-through
-Gumbel-softmax quantizer as in fairseq's GumbelVectorQuantizer), and again for
-vq-wav2vec's Gumbel variant (no diversity loss), :func:`explain` measures:
+The question (AI Stack Exchange, "Understanding gumbel-softmax backpropagation in Wav2Vec
+papers"): in vq-wav2vec and wav2vec 2.0, "during the forward pass, i = argmax_j p_j and in the
+backward pass, the true gradient of the Gumbel-Softmax outputs is used". (1) Is the Gumbel noise
+drawn per example in the forward pass and held constant in the backward pass? (2) Does the
+contrastive loss use only the sampled hard vectors, the probabilities never appearing in it, not
+even in backpropagation? (3) Does only the diversity loss use the probabilities? (4) In
+vq-wav2vec, which has no diversity loss, where do the probabilities enter the loss at all?
 
-* per loss term (contrastive, diversity, feature penalty, each as weighted in the total) the
-  norm of its gradient at the quantizer logits, at the codebook and at the convolutional
-  feature encoder, and that the per-term gradients add up to the gradient of the total;
-* that the forward value is the one-hot of argmax(logits + g), a sample: g is redrawn from
-  the generator state saved just before the quantizer ran, and the share of (frame, group)
-  pairs where that sample differs from the noiseless argmax(logits) is reported;
-* that the backward passes through softmax((logits + g)/tau) with the same g: the contrastive
-  term's gradient at the logits equals J^T u, u its gradient at the forward value and J the
-  Jacobian of that softmax (compared with the same formula at g = 0 and at fresh noise);
-* that the diversity term is computed from the noiseless softmax averaged over the masked
-  frames: recomputed by hand here, value and gradient, against the same formula on the
-  noisy softmax.
+For the first training step from a seed of the ``wav2vec2`` task and of the ``vq-wav2vec`` task
+(real speech, quantizer ``st-gumbel`` at the tasks' scheduled temperature), :func:`explain`
+answers each question directly and then measures what shows it:
 
-:func:`format_explanation` renders the dictionary as readable text.
+* per loss term (each as weighted in the total) the norm of its gradient at the quantizer logits,
+  the codebook and the convolutional encoder, and that the per-term gradients add up to the total's;
+* (1) that the forward value is the one-hot of argmax(logits + g), g replayed from the generator
+  state saved just before the quantizer ran (one draw per frame, group and code), and that the
+  backward is J^T u, u the contrastive gradient at the forward value and J the Jacobian of
+  softmax((logits + g)/tau) with the same g (against g = 0 and fresh noise);
+* (2) that the contrastive loss's value is a function of the hard codebook rows only: recomputed
+  from the rows the indices select it is unchanged, and rerun at twice the temperature with the
+  same g its value is unchanged while its gradient at the logits changes;
+* (3) that the diversity term (wav2vec 2.0) is the exact-entropy formula on the noiseless softmax
+  averaged over the masked frames (no g, no tau), recomputed by hand, value and gradient;
+* (4) through which of the quantized vectors' roles the contrastive gradient reaches the logits:
+  the targets and distractors (both papers) and the context network's input (vq-wav2vec only),
+  each path's J^T u and that they add up to the gradient;
+* what changes in eval: the noiseless argmax, no draw from the generator, no gradient at the logits.
+
+:func:`format_explanation` renders the dictionary as text: the answers first, then the proofs.
 """
 
 from __future__ import annotations
@@ -31,17 +42,137 @@ from gumbench.errors import GumbenchError
 VARIANTS = ("wav2vec2", "vq-wav2vec")
 ESTIMATOR = "st-gumbel"
 TARGETS = ("logits", "codebook", "encoder")
-TERMS = ("contrastive", "diversity", "feature_penalty")
+TERMS = {"wav2vec2": ("contrastive", "diversity", "feature_penalty"), "vq-wav2vec": ("contrastive",)}
+ARCHITECTURES = {
+    "wav2vec2": "wav2vec 2.0 (Baevski et al. 2020): the quantized vectors are the targets and distractors of the "
+                "contrastive loss; the Transformer context network reads the masked, unquantized features",
+    "vq-wav2vec": "vq-wav2vec (Baevski et al. 2020): the quantized sequence is the input of the convolutional context "
+                  "network and the target of its prediction k = 1..K steps ahead (wav2vec's loss); no diversity loss",
+}
+QUESTION_SOURCE = "AI Stack Exchange, 'Understanding gumbel-softmax backpropagation in Wav2Vec papers'"
+QUESTIONS = {
+    "noise": "Is the Gumbel noise drawn per example in the forward pass and held constant in the backward pass?",
+    "contrastive": ("Does the contrastive loss use only the sampled hard vectors, the probabilities never appearing "
+                    "in it, not even in backpropagation?"),
+    "diversity": "Does only the diversity loss use the probabilities?",
+    "where": "In vq-wav2vec, which has no diversity loss, where do the probabilities enter the loss at all?",
+}
+STRAIGHT_THROUGH = (
+    "The straight-through step: soft = softmax((logits + g)/tau), hard = one-hot of argmax(logits + g), and the "
+    "quantizer's output is hard + soft - stop_gradient(soft). Its forward value is the hard one-hot (the soft terms "
+    "cancel); its gradient is soft's, J^T u with J the Jacobian of that softmax. The one-hot selects codebook rows.")
+# Tolerances. Float32 results compared with a float64 recomputation: a relative error of 1e-5 is about
+# 100 float32 roundings (eps = 1.2e-7); the wrong noise or no noise is off by tens of percent.
+SAME = 1e-5
+WRONG = 0.1
 
 
 def explain(audio_dir=None, seed: int = 0, variant: str = "both") -> dict:
-    """Explain the first training step of ``wav2vec2`` for ``variant`` (wav2vec2, vq-wav2vec or both)."""
+    """Answers and measurements for ``variant`` (wav2vec2, vq-wav2vec or both); see the module docstring."""
     if variant not in (*VARIANTS, "both"):
         raise GumbenchError(f"variant must be one of {', '.join(VARIANTS)} or both; got {variant!r}")
     chosen = VARIANTS if variant == "both" else (variant,)
-    return {"task": "wav2vec2", "estimator": ESTIMATOR, "seed": int(seed), "step": 1,
+    return {"estimator": ESTIMATOR, "seed": int(seed), "step": 1,
             "audio": str(audio_dir) if audio_dir else "vendored corpus (gumbench/data/speech)",
+            "question": {"source": QUESTION_SOURCE, **QUESTIONS}, "straight_through": STRAIGHT_THROUGH,
             "variants": {v: explain_step(v, audio_dir=audio_dir, seed=seed) for v in chosen}}
+
+
+# --- one step ---------------------------------------------------------------------------
+
+class _Step:
+    """Step 1 of ``variant``'s task up to its loss terms, with what the quantizer saw and drew."""
+
+    def __init__(self, variant, audio_dir, seed):
+        from gumbench.estimators import make_estimator
+
+        self.variant = variant
+        if variant == "wav2vec2":
+            from gumbench.benchmarks.training.speech import Wav2Vec2 as Task
+        else:
+            from gumbench.benchmarks.training.vq_wav2vec import VqWav2Vec as Task
+        self.task = task = Task(audio_dir=str(audio_dir) if audio_dir else "")
+        self.tau = task.temperature(1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # as train(): model initialization
+            self.model = task.build(make_estimator(ESTIMATOR).with_params(tau=self.tau))
+        self.model.train()
+        generator = torch.Generator().manual_seed(seed)
+        self.wave = task.batch(1, generator)
+        self.prepared = task.prepare(self.model, self.wave, generator)
+        self.noise_state = generator.get_state()  # the quantizer's Gumbel noise is the next draw
+        self.terms, seen = self.run(self.tau)
+        self.value, self.indices = seen["value"], seen["indices"]
+        self.logits = self.terms.bottleneck.logits
+
+    def run(self, tau: float, training: bool = True):
+        """The quantizer and loss terms again on the same prepared step, with the generator at the saved
+        state (the same g), at temperature ``tau``; (terms, what the estimator returned, generator)."""
+        from gumbench.estimators import make_estimator
+
+        bottleneck = self.model.bottleneck
+        original = bottleneck.estimator
+        bottleneck.estimator = make_estimator(ESTIMATOR).with_params(tau=tau)
+        self.model.train(training)
+        generator = torch.Generator().manual_seed(0)
+        generator.set_state(self.noise_state)
+        seen = {}
+        hook = bottleneck.estimator.register_forward_hook(lambda module, args, out: seen.update(value=out.value, indices=out.indices))
+        try:
+            terms = self.task.quantize(self.model, self.prepared, generator)
+        finally:
+            hook.remove()
+            bottleneck.estimator = original
+            self.model.train()
+        seen["generator_state"] = generator.get_state()
+        return terms, seen
+
+    def term(self, terms, name) -> torch.Tensor:
+        return getattr(terms, name)
+
+    def contrastive_of(self, context_onehot, target_onehot) -> torch.Tensor:
+        """The contrastive term from one-hots (N or B x T, G, V): the rows they select as the context network's
+        input (vq-wav2vec; wav2vec 2.0's context network does not read them) and as targets and distractors."""
+        lookup = self.model.bottleneck.lookup
+        if self.variant == "wav2vec2":
+            return self.task.contrastive(self.model, self.prepared, lookup(target_onehot)).loss.mean()
+        return self.task.predict(self.model, lookup(context_onehot), lookup(target_onehot), self.prepared.negatives).loss.mean()
+
+    def encoder_parameters(self):
+        return list(self.model.feature_encoder.parameters())
+
+    def weights(self) -> dict:
+        p = self.task.params
+        if self.variant == "wav2vec2":
+            return {"contrastive": 1.0, "diversity": p["diversity"], "feature_penalty": p["feature_penalty"]}
+        return {"contrastive": 1.0}
+
+
+def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) -> dict:
+    """The answers and measurements for one architecture; see the module docstring."""
+    step = _Step(variant, audio_dir, seed)
+    terms = step.terms
+    groups, codes = step.logits.shape[-2:]
+    per_term, norms, sums = _term_gradients(step)
+    forward, g = _forward_check(step.logits, step.value, step.indices, step.noise_state)
+    actual = per_term["contrastive"][0].double()
+    shape = {"wav2vec2": "masked frames", "vq-wav2vec": "frames"}[variant]
+    result = {
+        "variant": variant, "architecture": ARCHITECTURES[variant], "task": step.task.label, "tau": step.tau,
+        "groups": groups, "codes": codes, "quantized_rows": int(step.indices.reshape(-1, groups).shape[0]), "rows_are": shape,
+        "crops": int(step.wave.shape[0]),
+        "weights": step.weights(),
+        "values": {name: float(step.term(terms, name).detach()) for name in (*TERMS[variant], "total")},
+        "gradient_norms": norms, "sum_check": sums, "forward": forward,
+        "backward": _backward_check(step, g, actual, seed),
+        "temperature": _temperature_check(step),
+        "hard_rows": _hard_rows_check(step),
+        "paths": _path_check(step, g, actual),
+        "diversity": _diversity_check(step, g, per_term),
+        "eval": _eval_check(step),
+    }
+    result["answers"] = _answers(result)
+    return result
 
 
 def _norm(tensors) -> float:
@@ -54,81 +185,28 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm()) / scale if scale > 0 else float((a - b).double().norm())
 
 
-def _diversity_by_hand(probs: torch.Tensor) -> torch.Tensor:
-    """(G V - sum_g exp(H(mean_t p_tg))) / (G V) for probabilities (N, G, V)."""
-    groups, codes = probs.shape[-2:]
-    mean = probs.mean(0)
-    perplexity = torch.exp(-(mean * torch.log(mean + 1e-7)).sum(-1)).sum()
-    return (groups * codes - perplexity) / (groups * codes)
+def _grad(loss, tensors) -> list[torch.Tensor]:
+    if not loss.requires_grad:
+        return [torch.zeros_like(t) for t in tensors]
+    found = torch.autograd.grad(loss, tensors, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for g, t in zip(found, tensors)]
 
 
-def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) -> dict:
-    """The measurements for one variant; see the module docstring."""
-    step = _first_step(variant, audio_dir, seed)
-    terms, task = step["terms"], step["task"]
-    logits = terms.bottleneck.logits
-    frames, groups, codes = logits.shape
-    per_term, norms, sums = _term_gradients(terms, step["model"])
-    forward, g = _forward_check(logits, step["value"], step["indices"], step["noise_state"])
-    actual = per_term["contrastive"][0].double()
-    return {
-        "variant": variant, "tau": step["tau"], "groups": groups, "codes": codes, "masked_frames": frames,
-        "crops": int(step["wave"].shape[0]), "frames_per_crop": int(terms.batch.mask.shape[1]),
-        "weights": {"contrastive": 1.0, "diversity": task.params["diversity"], "feature_penalty": task.params["feature_penalty"]},
-        "values": {name: float(getattr(terms, name).detach()) for name in (*TERMS, "total")},
-        "gradient_norms": norms, "sum_check": sums, "forward": forward,
-        "backward": _backward_check(terms, step["value"], g, step["tau"], actual, seed),
-        "diversity": _diversity_check(task, terms, g, step["tau"], per_term["diversity"][0]),
-    }
-
-
-def _first_step(variant, audio_dir, seed) -> dict:
-    """Step 1 of ``wav2vec2`` up to the loss terms, with what the quantizer saw and drew."""
-    from gumbench.benchmarks.training.speech import Wav2Vec2
-    from gumbench.estimators import make_estimator
-
-    task = Wav2Vec2(variant=variant, audio_dir=str(audio_dir) if audio_dir else "")
-    tau = task.temperature(1)
-    estimator = make_estimator(ESTIMATOR).with_params(tau=tau)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # as train(): model initialization
-        model = task.build(estimator)
-    model.train()
-    generator = torch.Generator().manual_seed(seed)
-    wave = task.batch(1, generator)
-    masked = task.prepare(model, wave, generator)
-    noise_state = generator.get_state()  # the quantizer's Gumbel noise is the next draw
-    seen = {}
-    hook = estimator.register_forward_hook(lambda module, args, out: seen.update(value=out.value, indices=out.indices))
-    try:
-        terms = task.quantize(model, masked, generator)
-    finally:
-        hook.remove()
-    return {"task": task, "model": model, "tau": tau, "wave": wave, "terms": terms, "noise_state": noise_state, **seen}
-
-
-def _term_gradients(terms, model):
+def _term_gradients(step):
     """Each term's gradient at the logits, the codebook and the encoder: (per-term gradients, norms, sum check)."""
-    targets = {"logits": [terms.bottleneck.logits], "codebook": [model.bottleneck.codebook],
-               "encoder": list(model.feature_encoder.parameters())}
+    targets = {"logits": [step.logits], "codebook": [step.model.bottleneck.codebook], "encoder": step.encoder_parameters()}
     flat = [t for ts in targets.values() for t in ts]
-
-    def gradients(loss):
-        if not loss.requires_grad:
-            return [torch.zeros_like(t) for t in flat]
-        found = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
-        return [torch.zeros_like(t) if g is None else g for g, t in zip(found, flat)]
-
     split = [0]
     for ts in targets.values():
         split.append(split[-1] + len(ts))
-    per_term = {name: gradients(getattr(terms, name)) for name in TERMS}
-    total = gradients(terms.total)
+    names = TERMS[step.variant]
+    per_term = {name: _grad(step.term(step.terms, name), flat) for name in names}
+    total = _grad(step.terms.total, flat)
     norms, sums = {}, {}
     for name, grads in [*per_term.items(), ("total", total)]:
         norms[name] = {target: _norm(grads[split[i]:split[i + 1]]) for i, target in enumerate(TARGETS)}
     for i, target in enumerate(TARGETS):
-        added = [sum(per_term[name][k] for name in TERMS) for k in range(split[i], split[i + 1])]
+        added = [sum(per_term[name][k] for name in names) for k in range(split[i], split[i + 1])]
         difference = max(float((a - t).abs().max()) for a, t in zip(added, total[split[i]:split[i + 1]]))
         sums[target] = {"max_abs_difference": difference, "total_norm": norms["total"][target]}
     return per_term, norms, sums
@@ -139,7 +217,7 @@ def _forward_check(logits, value, indices, noise_state):
     from gumbench.estimators.base import one_hot
     from gumbench.kernels.reference import gumbel_noise
 
-    frames, groups, codes = logits.shape
+    codes = logits.shape[-1]
     replay = torch.Generator().manual_seed(0)
     replay.set_state(noise_state)
     g = gumbel_noise(logits.shape, generator=replay, dtype=torch.float32)
@@ -149,84 +227,258 @@ def _forward_check(logits, value, indices, noise_state):
         "max_abs_difference_from_one_hot": float((value.detach().float() - one_hot(sample, codes, torch.float32)).abs().max()),
         "indices_equal_argmax_logits_plus_g": bool(torch.equal(indices, sample)),
         "share_differing_from_noiseless_argmax": float((sample != noiseless).double().mean()),
-        "pairs": frames * groups,
+        "pairs": int(sample.numel()), "noise_draws": int(g.numel()), "noise_shape": list(g.shape),
     }, g
 
 
-def _backward_check(terms, value, g, tau, actual, seed) -> dict:
-    """The contrastive gradient at the logits against J^T u, J the Jacobian of softmax((logits + g)/tau)."""
+def _jacobian_vector(logits, g, tau, upstream):
+    """J^T u for J the Jacobian of softmax((logits + g)/tau), in float64."""
+    upstream = upstream.double()
+    soft = torch.softmax((logits.detach().double() + g.double()) / tau, dim=-1)
+    return soft * (upstream - (upstream * soft).sum(-1, keepdim=True)) / tau
+
+
+def _backward_check(step, g, actual, seed) -> dict:
+    """The contrastive gradient at the logits against J^T u with the same g, with g = 0 and with fresh noise."""
     from gumbench.kernels.reference import gumbel_noise
 
-    logits = terms.bottleneck.logits
-    (upstream,) = torch.autograd.grad(terms.contrastive, value, retain_graph=True)
-    upstream = upstream.double()
-
-    def through_softmax(noise):
-        soft = torch.softmax((logits.detach().double() + noise.double()) / tau, dim=-1)
-        return soft * (upstream - (upstream * soft).sum(-1, keepdim=True)) / tau
-
-    fresh = gumbel_noise(logits.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float32)
+    (upstream,) = torch.autograd.grad(step.terms.contrastive, step.value, retain_graph=True)
+    fresh = gumbel_noise(step.logits.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float32)
     return {
-        "relative_error_same_noise": _relative(through_softmax(g), actual),
-        "relative_error_without_noise": _relative(through_softmax(torch.zeros_like(g)), actual),
-        "relative_error_fresh_noise": _relative(through_softmax(fresh), actual),
+        "relative_error_same_noise": _relative(_jacobian_vector(step.logits, g, step.tau, upstream), actual),
+        "relative_error_without_noise": _relative(_jacobian_vector(step.logits, torch.zeros_like(g), step.tau, upstream), actual),
+        "relative_error_fresh_noise": _relative(_jacobian_vector(step.logits, fresh, step.tau, upstream), actual),
         "contrastive_gradient_norm_at_logits": float(actual.norm()),
     }
 
 
-def _diversity_check(task, terms, g, tau, gradient) -> dict:
-    """The diversity term recomputed by hand from the noiseless softmax averaged over the masked frames."""
-    weight = task.params["diversity"]
-    if weight <= 0:
-        return {"weight": 0.0, "value": 0.0, "note": "no diversity loss (vq-wav2vec's Gumbel quantizer)"}
-    logits = terms.bottleneck.logits
-    leaf = logits.detach().clone().requires_grad_(True)
-    by_hand = weight * _diversity_by_hand(torch.softmax(leaf.float(), dim=-1))
-    (hand_gradient,) = torch.autograd.grad(by_hand, leaf)
-    noisy = weight * _diversity_by_hand(torch.softmax((logits.detach().float() + g) / tau, dim=-1))
+def _temperature_check(step) -> dict:
+    """The step rerun at twice the temperature with the same g: the contrastive value (and the diversity's)
+    stay, the contrastive gradient at the logits changes."""
+    other = 2 * step.tau
+    terms, seen = step.run(other)
+    (gradient,) = _grad(terms.contrastive, [terms.bottleneck.logits])
+    out = {
+        "tau": step.tau, "other_tau": other,
+        "contrastive": float(step.terms.contrastive.detach()), "contrastive_at_other_tau": float(terms.contrastive.detach()),
+        "contrastive_abs_difference": abs(float(step.terms.contrastive.detach()) - float(terms.contrastive.detach())),
+        "same_codes": bool(torch.equal(seen["indices"], step.indices)),
+        "gradient_norm_at_logits": _norm(_grad(step.terms.contrastive, [step.logits])),
+        "gradient_norm_at_logits_other_tau": float(gradient.norm()),
+    }
+    if step.variant == "wav2vec2":
+        out["diversity_abs_difference"] = abs(float(step.terms.diversity.detach()) - float(terms.diversity.detach()))
+    return out
+
+
+def _hard_rows_check(step) -> dict:
+    """The contrastive term recomputed from the codebook rows the indices select, nothing soft in it."""
+    from gumbench.estimators.base import one_hot
+
+    hard = one_hot(step.indices, step.logits.shape[-1], torch.float32)
+    with torch.no_grad():
+        value = step.contrastive_of(hard, hard)
+    return {"value": float(value), "abs_difference": abs(float(value) - float(step.terms.contrastive.detach()))}
+
+
+def _path_check(step, g, actual) -> dict:
+    """The contrastive gradient at the forward value split by the role of the quantized vectors: the context
+    network's input and the targets and distractors; each path's J^T u at the logits."""
+    context = step.value.detach().clone().requires_grad_(True)
+    target = step.value.detach().clone().requires_grad_(True)
+    loss = step.contrastive_of(context, target)
+    u_context, u_target = torch.autograd.grad(loss, [context, target], allow_unused=True)
+    u_context = torch.zeros_like(context) if u_context is None else u_context
+    (u,) = torch.autograd.grad(step.terms.contrastive, step.value, retain_graph=True)
+    via_context = _jacobian_vector(step.logits, g, step.tau, u_context)
+    via_target = _jacobian_vector(step.logits, g, step.tau, u_target)
     return {
-        "weight": weight, "value": float(terms.diversity.detach()), "by_hand_noiseless": float(by_hand.detach()),
-        "abs_difference": abs(float(terms.diversity.detach()) - float(by_hand.detach())),
-        "gradient_relative_difference": _relative(hand_gradient, gradient),
-        "by_hand_noisy_softmax": float(noisy), "frames_averaged": logits.shape[0],
+        "context_input_norm_at_logits": float(via_context.norm()), "targets_norm_at_logits": float(via_target.norm()),
+        "sum_relative_error": _relative(via_context + via_target, actual),
+        "upstream_split_relative_error": _relative(u_context + u_target, u),
+        "value_abs_difference": abs(float(loss.detach()) - float(step.terms.contrastive.detach())),
     }
 
 
+def _exact_diversity(probs: torch.Tensor) -> torch.Tensor:
+    """(G V - sum_g exp(H(mean_t p_tg))) / (G V) for probabilities (N, G, V), exact entropy (0 log 0 = 0)."""
+    groups, codes = probs.shape[-2:]
+    mean = probs.double().mean(0)
+    perplexity = torch.exp(-torch.special.xlogy(mean, mean).sum(-1)).sum()
+    return (groups * codes - perplexity) / (groups * codes)
+
+
+def _diversity_check(step, g, per_term) -> dict:
+    """The diversity term recomputed by hand from the noiseless softmax averaged over the masked frames."""
+    weight = step.weights().get("diversity", 0.0)
+    if weight <= 0:
+        return {"weight": 0.0, "note": "no diversity loss (vq-wav2vec)"}
+    logits = step.logits.detach()
+    leaf = logits.clone().requires_grad_(True)
+    by_hand = weight * _exact_diversity(torch.softmax(leaf.double(), dim=-1))
+    (hand_gradient,) = torch.autograd.grad(by_hand, leaf)
+    by_hand = by_hand.detach()
+    mean = torch.softmax(logits.double(), dim=-1).mean(0)
+    groups, codes = logits.shape[-2:]
+    guarded = weight * (groups * codes - torch.exp(-(mean * torch.log(mean + 1e-7)).sum(-1)).sum()) / (groups * codes)
+    value = float(step.terms.diversity.detach())
+    return {
+        "weight": weight, "value": value, "unweighted": value / weight, "by_hand_noiseless": float(by_hand),
+        "abs_difference": abs(value - float(by_hand)),
+        "gradient_relative_difference": _relative(hand_gradient, per_term["diversity"][0]),
+        "by_hand_noisy_softmax": float(weight * _exact_diversity(torch.softmax((logits.double() + g.double()) / step.tau, dim=-1))),
+        "fairseq_log_guard": float(guarded), "frames_averaged": int(logits.shape[0]),
+    }
+
+
+def _eval_check(step) -> dict:
+    """The same step in eval mode: the noiseless argmax, no noise drawn, no gradient at the logits."""
+    terms, seen = step.run(step.tau, training=False)
+    noiseless = terms.bottleneck.logits.detach().argmax(-1)
+    (gradient,) = _grad(terms.contrastive, [terms.bottleneck.logits])
+    return {
+        "indices_equal_noiseless_argmax": bool(torch.equal(seen["indices"], noiseless)),
+        "generator_untouched": bool(torch.equal(seen["generator_state"], step.noise_state)),
+        "gradient_norm_at_logits": float(gradient.norm()),
+        "share_differing_from_training_sample": float((seen["indices"] != step.indices).double().mean()),
+        "contrastive": float(terms.contrastive.detach()),
+    }
+
+
+# --- answers ----------------------------------------------------------------------------
+
+def _answers(r: dict) -> dict:
+    """Each question's direct answer, whether the measurements support it (``holds``) and the sentence
+    that proves it with the numbers."""
+    f, b, t, h, p, e = r["forward"], r["backward"], r["temperature"], r["hard_rows"], r["paths"], r["eval"]
+    vq = r["variant"] == "vq-wav2vec"
+    noise = {
+        "answer": "yes, per (frame, group, code) rather than per example, and the backward reuses the same draw",
+        "holds": (f["max_abs_difference_from_one_hot"] == 0 and f["indices_equal_argmax_logits_plus_g"]
+                  and b["relative_error_same_noise"] < SAME and min(b["relative_error_without_noise"], b["relative_error_fresh_noise"]) > WRONG),
+        "proof": (f"g is a tensor of {f['noise_draws']:,} independent Gumbel(0, 1) draws, one per {r['rows_are'][:-1]}, group and "
+                  f"code ({' x '.join(map(str, f['noise_shape']))}), drawn once in the forward pass: the forward value is exactly "
+                  f"the one-hot of argmax(logits + g) with g replayed from the generator (max |difference| "
+                  f"{f['max_abs_difference_from_one_hot']:.1e}; a sample, not the mode: it differs from the noiseless argmax in "
+                  f"{100 * f['share_differing_from_noiseless_argmax']:.1f}% of {f['pairs']} ({r['rows_are'][:-1]}, group) pairs). "
+                  f"The backward uses the same g: the contrastive gradient at the logits equals J^T u, J the Jacobian of "
+                  f"softmax((logits + g)/tau), relative error {b['relative_error_same_noise']:.1e}; with g = 0 it would be off by "
+                  f"{100 * b['relative_error_without_noise']:.0f}%, with fresh noise by {100 * b['relative_error_fresh_noise']:.0f}%."),
+    }
+    contrastive = {
+        "answer": "its value, yes: only the hard vectors; its backpropagation, no: the gradient reaches the logits "
+                  "through the softmax Jacobian of the straight-through step",
+        "holds": (h["abs_difference"] == 0 and t["contrastive_abs_difference"] == 0 and t["same_codes"]
+                  and b["contrastive_gradient_norm_at_logits"] > 0 and b["relative_error_same_noise"] < SAME
+                  and abs(t["gradient_norm_at_logits_other_tau"] - t["gradient_norm_at_logits"]) > WRONG * t["gradient_norm_at_logits"]),
+        "proof": (f"Recomputed from the codebook rows the indices select, with nothing soft in it, the contrastive loss is "
+                  f"{h['value']:.6g} (|difference| {h['abs_difference']:.1e}); rerun with the same g at tau = {t['other_tau']:.5g} "
+                  f"instead of {t['tau']:.5g} it is {t['contrastive_at_other_tau']:.6g} (|difference| {t['contrastive_abs_difference']:.1e}): "
+                  f"the probabilities are not in its value. Its gradient at the logits is not 0 but J^T u (norm "
+                  f"{b['contrastive_gradient_norm_at_logits']:.3e}, relative error {b['relative_error_same_noise']:.1e}): "
+                  f"the soft - stop_gradient(soft) term adds 0 to the value and softmax((logits + g)/tau)'s Jacobian to the "
+                  f"gradient, whose norm becomes {t['gradient_norm_at_logits_other_tau']:.3e} at tau = {t['other_tau']:.5g}."),
+    }
+    if vq:
+        diversity = {
+            "answer": "there is no diversity loss, and no term's value uses the probabilities",
+            "holds": r["weights"] == {"contrastive": 1.0} and t["contrastive_abs_difference"] == 0,
+            "proof": (f"The loss is the contrastive term alone (total {r['values']['total']:.6g} = contrastive "
+                      f"{r['values']['contrastive']:.6g}); its value does not move with tau (answer 2)."),
+        }
+        where = {
+            "answer": "only in the backward pass, in the straight-through step; the hard one-hot's codebook rows are both "
+                      "the context network's input and the targets and distractors, and the gradient reaches the logits through both",
+            "holds": (t["contrastive_abs_difference"] == 0 and p["context_input_norm_at_logits"] > 0 and p["targets_norm_at_logits"] > 0
+                      and p["sum_relative_error"] < SAME and p["value_abs_difference"] == 0),
+            "proof": (f"The loss value holds no probability (answer 2). The contrastive gradient at the forward value splits "
+                      f"into the context network's input and the targets and distractors (their sum matches autograd to "
+                      f"{p['upstream_split_relative_error']:.1e}); through the softmax Jacobian they reach the logits with "
+                      f"norms {p['context_input_norm_at_logits']:.3e} (context input) and {p['targets_norm_at_logits']:.3e} "
+                      f"(targets), together the gradient at the logits (relative error {p['sum_relative_error']:.1e})."),
+        }
+    else:
+        d = r["diversity"]
+        diversity = {
+            "answer": "in the loss value, yes: of the three terms only the diversity term is a function of probabilities "
+                      "(the noiseless softmax averaged over the masked frames, without g or tau); in the gradient, no: "
+                      "the contrastive term's gradient passes through softmax((logits + g)/tau) (answer 2)",
+            "holds": (d["abs_difference"] < SAME * max(d["value"], 1e-12) and d["gradient_relative_difference"] < SAME
+                      and t["diversity_abs_difference"] == 0 and r["gradient_norms"]["feature_penalty"]["logits"] == 0
+                      and r["gradient_norms"]["contrastive"]["logits"] > 0),
+            "proof": (f"The diversity term, {d['value']:.4g} as weighted (x{d['weight']:g}; {d['unweighted']:.4g} unweighted), "
+                      f"equals (GV - sum_g exp(H(mean over the {d['frames_averaged']} masked frames of softmax(logits))))/GV x "
+                      f"{d['weight']:g} recomputed by hand (|difference| {d['abs_difference']:.1e}, gradient relative difference "
+                      f"{d['gradient_relative_difference']:.1e}); it does not move with tau (|difference| "
+                      f"{t['diversity_abs_difference']:.1e}), and on softmax((logits + g)/tau) it would read "
+                      f"{d['by_hand_noisy_softmax']:.4g}. fairseq's log(p + 1e-7) would read {d['fairseq_log_guard']:.6g}. "
+                      f"The feature penalty's gradient at the logits is {r['gradient_norms']['feature_penalty']['logits']:g}; "
+                      f"the contrastive term's is {r['gradient_norms']['contrastive']['logits']:.3e}, the diversity term's "
+                      f"{r['gradient_norms']['diversity']['logits']:.3e} (x{d['weight']:g})."),
+        }
+        where = {
+            "answer": "(asked of vq-wav2vec) here the quantized vectors are only targets and distractors, so the contrastive "
+                      "gradient reaches the logits through that one path, in the straight-through step; the diversity term adds "
+                      "its own probabilities",
+            "holds": p["context_input_norm_at_logits"] == 0 and p["sum_relative_error"] < SAME and p["value_abs_difference"] == 0,
+            "proof": (f"Through the targets and distractors the gradient at the logits has norm {p['targets_norm_at_logits']:.3e} "
+                      f"(relative error {p['sum_relative_error']:.1e} against autograd); through the context network "
+                      f"{p['context_input_norm_at_logits']:g}, as the context network never reads the quantized vectors."),
+        }
+    evaluation = {
+        "answer": "in eval the quantizer takes the noiseless argmax(logits): no noise is drawn and no gradient reaches the logits",
+        "holds": e["indices_equal_noiseless_argmax"] and e["generator_untouched"] and e["gradient_norm_at_logits"] == 0,
+        "proof": (f"The same step in eval mode: codes equal to argmax(logits): {e['indices_equal_noiseless_argmax']}; the generator "
+                  f"left untouched: {e['generator_untouched']}; gradient norm at the logits {e['gradient_norm_at_logits']:g}; the "
+                  f"codes differ from the training sample in {100 * e['share_differing_from_training_sample']:.1f}% of pairs and "
+                  f"the contrastive loss on them is {e['contrastive']:.6g}."),
+    }
+    return {"noise": noise, "contrastive": contrastive, "diversity": diversity, "where": where, "eval": evaluation}
+
+
+# --- text -------------------------------------------------------------------------------
+
+NAMES = {"wav2vec2": "wav2vec 2.0", "vq-wav2vec": "vq-wav2vec"}
+NUMBERS = {"noise": "(1)", "contrastive": "(2)", "diversity": "(3)", "where": "(4)", "eval": "eval:"}
+
+
 def format_explanation(d: dict, width: int | None = None) -> str:
-    """Readable text for :func:`explain`'s dictionary; its tables fit ``width`` (see :func:`gumbench.tables.render`)."""
+    """Readable text for :func:`explain`'s dictionary: the answers, then per architecture the proofs
+    (tables fit ``width``, see :func:`gumbench.tables.render`)."""
+    import textwrap
+
     from gumbench.tables import render
 
-    out = [f"gumbench explain: step {d['step']} of {d['task']} from seed {d['seed']} on {d['audio']}, "
-           f"quantizer estimator {d['estimator']}"]
+    wrap = width or 100
+
+    def para(text, indent="  "):
+        return textwrap.fill(text, wrap, initial_indent=indent, subsequent_indent=indent + "  ")
+
+    q = d["question"]
+    out = [f"gumbench explain: step {d['step']} from seed {d['seed']} on the {d['audio']}, quantizer {d['estimator']}",
+           "", f"The question ({q['source']}):"]
+    out += [para(f"{NUMBERS[k]} {q[k]}") for k in QUESTIONS]
+    out += ["", para(d["straight_through"], "")]
+    out += ["", "Answers (each proved below):"]
+    for key in (*QUESTIONS, "eval"):
+        for name, v in d["variants"].items():
+            a = v["answers"][key]
+            flag = "" if a["holds"] else " [NOT SUPPORTED by the measurement below]"
+            out.append(para(f"{NUMBERS[key]} {NAMES[name]}: {a['answer']}.{flag}"))
     for name, v in d["variants"].items():
-        kind = {"wav2vec2": "wav2vec 2.0 quantizer", "vq-wav2vec": "vq-wav2vec Gumbel quantizer (no diversity loss)"}[name]
-        title = (f"{kind}: G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
-                 f"{v['masked_frames']} masked frames of {v['crops']} crops x {v['frames_per_crop']} frames")
+        title = (f"{NAMES[name]} ({v['task']}): G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
+                 f"{v['quantized_rows']} quantized {v['rows_are']} of {v['crops']} crops")
         rows = []
-        for term in (*TERMS, "total"):
+        for term in (*TERMS[name], "total"):
             weight = "" if term == "total" else f" (x{v['weights'][term]:g})"
             n = v["gradient_norms"][term]
             rows.append((term.replace("_", " ") + weight, f"{v['values'][term]:.4g}", f"{n['logits']:.3e}", f"{n['codebook']:.3e}",
                          f"{n['encoder']:.3e}"))
-        out += ["", render(title, ("loss term (weight)", "value", "|grad|: logits", "codebook", "encoder"), rows, width=width)]
+        out += ["", para(f"Proof, {NAMES[name]}: {v['architecture']}.", ""),
+                render(title, ("loss term (weight)", "value (weighted)", "|grad|: logits", "codebook", "encoder"), rows, width=width)]
         worst = max(s["max_abs_difference"] for s in v["sum_check"].values())
-        out.append(f"  the three terms' gradients add up to the total's: largest |difference| {worst:.1e} "
-                   f"over every entry at the logits, the codebook and the encoder")
-        f = v["forward"]
-        out.append(f"  forward: the value is the one-hot of argmax(logits + g) with g replayed from the generator "
-                   f"(max |difference| {f['max_abs_difference_from_one_hot']:.1e}, indices equal: {f['indices_equal_argmax_logits_plus_g']}); "
-                   f"a sample, not the mode: it differs from the noiseless argmax(logits) in "
-                   f"{100 * f['share_differing_from_noiseless_argmax']:.1f}% of {f['pairs']} (frame, group) pairs")
-        b = v["backward"]
-        out.append(f"  backward: the contrastive gradient at the logits is J^T u, J the Jacobian of softmax((logits + g)/tau) "
-                   f"with the same g (relative error {b['relative_error_same_noise']:.1e}); with g = 0 it would be off by "
-                   f"{100 * b['relative_error_without_noise']:.0f}%, with fresh noise by {100 * b['relative_error_fresh_noise']:.0f}%")
-        div = v["diversity"]
-        if div["weight"] > 0:
-            out.append(f"  diversity: equals (GV - sum_g exp(H(mean over the {div['frames_averaged']} masked frames of "
-                       f"softmax(logits))))/GV x {div['weight']:g} recomputed by hand: |difference| {div['abs_difference']:.1e}, "
-                       f"gradient relative difference {div['gradient_relative_difference']:.1e}; the same formula on "
-                       f"softmax((logits + g)/tau) would give {div['by_hand_noisy_softmax']:.4g} instead of {div['value']:.4g}")
-        else:
-            out.append(f"  diversity: {div['note']}; the logits get the contrastive gradient only")
+        out.append(para(f"The terms' gradients add up to the total's: largest |difference| {worst:.1e} over every entry at the "
+                        "logits, the codebook and the encoder."))
+        for key in (*QUESTIONS, "eval"):
+            out.append(para(f"{NUMBERS[key]} {v['answers'][key]['proof']}"))
     return "\n".join(out)

@@ -12,6 +12,6 @@ from gumbench.benchmarks.training.base import (
     registry,
     train,
 )
-from gumbench.benchmarks.training import images, speech, synthetic  # noqa: F401  (registers the tasks)
+from gumbench.benchmarks.training import images, speech, synthetic, vq_wav2vec  # noqa: F401  (registers the tasks)
 
 __all__ = ["DiscreteBottleneck", "StepOutput", "TrainingTask", "make_training_task", "register", "registry", "train"]

@@ -12,7 +12,11 @@ and never looks at which estimator it got: :class:`DiscreteBottleneck` turns fea
 logits (categorical estimators) or vectors (VQ estimators), calls the estimator with the
 downstream loss, and hands back quantized vectors from one codebook of shape (G, V, D/G)
 either way. :func:`train` runs N steps from a seed and returns one tidy row per step: loss
-terms, utilization, temperature, gradient norms, step time, peak memory.
+terms, utilization, temperature, gradient norms, step time, peak memory. The utilization columns
+(``code_perplexity``, ``used_fraction``, ...) are of the noiseless argmax(logits) for categorical
+estimators (fairseq's convention, as the ``eval_`` columns), ``sampled_code_perplexity`` of the
+codes the forward pass used and ``dead_codes`` of those too (a code the forward never picks gets no
+codebook gradient); see :mod:`gumbench.benchmarks.utilization`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from gumbench.benchmarks.utilization import StageUsageTracker, UsageTracker, code_churn, implicit_usage, stage_usage, summarize
+from gumbench.benchmarks.utilization import (StageUsageTracker, UsageTracker, code_churn, code_perplexity, implicit_usage, stage_usage,
+                                             summarize)
 from gumbench.errors import GumbenchError
 from gumbench.estimators import VQEstimator, make_estimator
 from gumbench.plugin import LEARNING_RATE, SEED, STEPS, Plugin, Range, check_integer, check_number
@@ -240,10 +245,10 @@ def train(
         out, norms, seconds = _optimizer_step(task, model, optimizer, generator, groups, est, step)
         indices, logits = out.bottleneck.indices, out.bottleneck.logits
         tracker.update(indices)
-        usage = summarize(indices, model.bottleneck.codes, logits)
+        usage, sampled = _usage(indices, logits, model.bottleneck.codes)
         row = {"task": task.spec, "estimator": configured.spec, "label": configured.label, "seed": seed, "step": step,
                "loss": float(out.total.detach()), **{f"loss_{k}": v for k, v in out.terms.items()},
-               **usage.as_row(), "dead_codes": float(tracker.dead_codes().sum()),
+               **usage.as_row(), "sampled_code_perplexity": sampled, "dead_codes": float(tracker.dead_codes().sum()),
                "tau": est.temperature, **norms,
                "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
         row.update(_implicit_columns(est, indices))
@@ -264,6 +269,17 @@ def train(
         if callback is not None:
             callback(step, model)
     return pd.DataFrame(rows)
+
+
+def _usage(indices: torch.Tensor, logits: torch.Tensor | None, codes: int):
+    """(usage summary, sampled code perplexity) of a step. With logits (categorical estimators) the
+    summary is of the noiseless argmax(logits), as fairseq's ``code_perplexity`` and the ``eval_``
+    columns; the sampled code perplexity is of the codes the forward pass used (``indices``:
+    argmax(logits + g) for the Gumbel estimators). Without logits (VQ) both are of ``indices``."""
+    sampled = float(code_perplexity(indices, codes).sum())
+    if logits is None:
+        return summarize(indices, codes), sampled
+    return summarize(logits.detach().argmax(-1), codes, logits), sampled
 
 
 def _implicit_columns(est, indices: torch.Tensor) -> dict[str, float]:

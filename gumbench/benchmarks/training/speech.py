@@ -221,8 +221,50 @@ class Wav2Vec2Terms:
     batch: MaskedBatch
 
 
+class RawSpeechTask(TrainingTask):
+    """Crops of the raw waveform of real speech, a G x V quantizer and fairseq's temperature schedule:
+    what ``wav2vec2`` and ``vq-wav2vec`` share. Parameters used: audio_dir, groups, codes, batch, crop,
+    tau_max, tau_min, tau_decay, max_seconds; :meth:`validate` sets ``crop_samples`` first, then calls
+    :meth:`load_audio`."""
+
+    crop_samples: int
+
+    def load_audio(self):
+        p = self.params
+        if p["tau_min"] > p["tau_max"]:
+            raise GumbenchError(f"{self.name}: tau_min ({p['tau_min']}) must not exceed tau_max ({p['tau_max']})")
+        self.groups, self.codes = p["groups"], p["codes"]
+        train, held = split_corpus(load_corpus(p["audio_dir"] or None, max_seconds=p["max_seconds"]))
+        self.train_wave, self.eval_wave = (torch.cat([u.wave for u in part]) for part in (train, held))
+        for part, wave in (("training", self.train_wave), ("evaluation", self.eval_wave)):
+            if len(wave) < self.crop_samples:
+                raise GumbenchError(f"{self.name}: the {part} audio of audio_dir={p['audio_dir'] or '(vendored)'} "
+                                    f"({len(wave) / SAMPLE_RATE:.2f} s) is shorter than one {p['crop']:g} s crop; "
+                                    "give more audio or a shorter crop")
+
+    def temperature(self, step):
+        p = self.params
+        return max(p["tau_max"] * p["tau_decay"] ** step, p["tau_min"])
+
+    @staticmethod
+    def _normalize(crops):
+        """Zero mean, unit variance per crop (fairseq's ``normalize``), robust to silence."""
+        return (crops - crops.mean(-1, keepdim=True)) / crops.std(-1, keepdim=True).clamp_min(1e-5)
+
+    def crops(self, wave: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        return self._normalize(torch.stack([wave[s : s + self.crop_samples] for s in starts.tolist()]))
+
+    def batch(self, step, generator):
+        starts = torch.randint(0, len(self.train_wave) - self.crop_samples + 1, (self.params["batch"],), generator=generator)
+        return self.crops(self.train_wave, starts)
+
+    def eval_batch(self):
+        starts = torch.linspace(0, len(self.eval_wave) - self.crop_samples, EVAL_CROPS).long()
+        return self.crops(self.eval_wave, starts)
+
+
 @register
-class Wav2Vec2(TrainingTask):
+class Wav2Vec2(RawSpeechTask):
     name = "wav2vec2"
     description = ("wav2vec 2.0-style pre-training on real speech: conv encoder, G x V quantizer, Transformer, "
                    "InfoNCE + diversity + feature penalty, fairseq's temperature schedule.")
@@ -264,8 +306,6 @@ class Wav2Vec2(TrainingTask):
             raise GumbenchError(f"{self.name}: final_dim ({p['final_dim']}) must be a multiple of groups ({p['groups']})")
         if p["dim"] % p["heads"] or p["dim"] % 4:
             raise GumbenchError(f"{self.name}: dim ({p['dim']}) must be a multiple of heads ({p['heads']}) and of 4")
-        if p["tau_min"] > p["tau_max"]:
-            raise GumbenchError(f"{self.name}: tau_min ({p['tau_min']}) must not exceed tau_max ({p['tau_max']})")
         if p["variant"] == "vq-wav2vec":
             if self.given.get("diversity", 0) != 0:
                 raise GumbenchError(f"{self.name}: variant=vq-wav2vec (its Gumbel quantizer) has no diversity loss; "
@@ -276,38 +316,11 @@ class Wav2Vec2(TrainingTask):
         if p["mask_length"] < 2 or self.frames < p["mask_length"] + 1:
             raise GumbenchError(f"{self.name}: mask_length must be >= 2 and below the {self.frames} frames of a "
                                 f"{p['crop']:g} s crop; got {p['mask_length']}")
-        self.groups, self.codes = p["groups"], p["codes"]
-        train, held = split_corpus(load_corpus(p["audio_dir"] or None, max_seconds=p["max_seconds"]))
-        self.train_wave, self.eval_wave = (torch.cat([u.wave for u in part]) for part in (train, held))
-        for part, wave in (("training", self.train_wave), ("evaluation", self.eval_wave)):
-            if len(wave) < self.crop_samples:
-                raise GumbenchError(f"{self.name}: the {part} audio of audio_dir={p['audio_dir'] or '(vendored)'} "
-                                    f"({len(wave) / SAMPLE_RATE:.2f} s) is shorter than one {p['crop']:g} s crop; "
-                                    "give more audio or a shorter crop")
+        self.load_audio()
 
     def build(self, estimator):
         p = self.params
         return Wav2Vec2Model(estimator, p["channels"], p["dim"], p["layers"], p["heads"], p["groups"], p["codes"], p["final_dim"])
-
-    def temperature(self, step):
-        p = self.params
-        return max(p["tau_max"] * p["tau_decay"] ** step, p["tau_min"])
-
-    @staticmethod
-    def _normalize(crops):
-        """Zero mean, unit variance per crop (fairseq's ``normalize``), robust to silence."""
-        return (crops - crops.mean(-1, keepdim=True)) / crops.std(-1, keepdim=True).clamp_min(1e-5)
-
-    def crops(self, wave: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-        return self._normalize(torch.stack([wave[s : s + self.crop_samples] for s in starts.tolist()]))
-
-    def batch(self, step, generator):
-        starts = torch.randint(0, len(self.train_wave) - self.crop_samples + 1, (self.params["batch"],), generator=generator)
-        return self.crops(self.train_wave, starts)
-
-    def eval_batch(self):
-        starts = torch.linspace(0, len(self.eval_wave) - self.crop_samples, EVAL_CROPS).long()
-        return self.crops(self.eval_wave, starts)
 
     def encode_features(self, model, wave):
         """(features before the layer norm, layer-normed features), each (B, T, C)."""

@@ -91,3 +91,31 @@ def test_a_schedule_below_reinmax_range_is_refused_before_the_first_step():
     # one step stays at tau = 1: allowed
     frame = train(task, "reinmax", steps=1, seed=0, callback=lambda step, model: calls.append(step))
     assert frame["tau"].tolist() == [1.0] and calls == [0, 1]
+
+
+@pytest.mark.parametrize("estimator", ["st-gumbel[tau=2]", "vq-commitment"])
+def test_code_perplexity_is_the_noiseless_argmax_and_the_sampled_codes_have_their_own_column(estimator):
+    """fairseq's code_perplexity is of argmax(logits) even in training; the codes the forward used are
+    sampled_code_perplexity. The hook sees what the bottleneck gave the step."""
+    import torch
+
+    from gumbench.benchmarks.utilization import code_perplexity
+
+    seen = []
+
+    def hook(step, model):
+        if step == 0:
+            model.bottleneck.register_forward_hook(lambda module, args, out: seen.append(out))
+
+    frame = train("gmm-vq", estimator, steps=3, seed=0, callback=hook)
+    size = make_training_task("gmm-vq").codes
+    assert len(seen) == 3
+    for row, out in zip(frame.to_dict("records"), seen):
+        noiseless = out.logits.argmax(-1) if out.logits is not None else out.indices
+        assert row["code_perplexity"] == float(code_perplexity(noiseless, size).sum())
+        assert row["sampled_code_perplexity"] == float(code_perplexity(out.indices, size).sum())
+    if estimator.startswith("st-gumbel"):  # at tau = 2 on fresh logits the samples differ from the argmax
+        assert (frame["code_perplexity"] != frame["sampled_code_perplexity"]).any()
+        assert not torch.equal(seen[0].logits.argmax(-1), seen[0].indices)
+    else:  # VQ draws nothing
+        assert frame["code_perplexity"].equals(frame["sampled_code_perplexity"])

@@ -1,0 +1,272 @@
+"""vq-wav2vec (Baevski, Schneider and Auli 2020), small, on real speech.
+
+The model (fairseq's ``Wav2VecModel`` with ``vq_type`` gumbel or kmeans, scaled down):
+
+    z = f(x)                 wav2vec's convolutional encoder on the raw 16 kHz waveform: conv layers
+                             (kernel, stride) (10,5), (8,4), (4,2), (4,2), (4,2), (1,1), (1,1), (1,1),
+                             each without bias, GroupNorm(1, C) and GELU, then log(|x| + 1): one frame
+                             per 10 ms, a receptive field of 465 samples (30 ms)
+    z^ = q(z)                the quantizer, G groups of V codes, on every frame (``DiscreteBottleneck``,
+                             so any registry estimator): the Gumbel variant (``st-gumbel``) takes its
+                             logits from a two-layer MLP (fairseq's vq_depth = 2: C -> 2C, GELU, -> G V,
+                             the last layer N(0, 1) with zero bias) and selects codebook rows; the k-means
+                             variant (``vq-commitment``, beta = 0.25 = fairseq's vq_gamma) projects z
+                             linearly and takes the nearest row
+    c = g(z^)                the context network on the **quantized** sequence: causal convolutions
+                             with kernels 2, 3, ..., (``context_layers`` + 1) (fairseq's 2..13 for 12
+                             layers), each replication-padded on the left, GroupNorm(1, C), GELU, and a
+                             skip connection (x + layer(x)) sqrt(1/2); the convolutions are causal, the
+                             GroupNorm's statistics (as fairseq's) span the channels and every frame
+    h_k(c_i)                 one affine map per step k = 1..K (fairseq's ConvTranspose2d over the steps)
+
+Loss: wav2vec's contrastive prediction of the future (Schneider et al. 2019, eq. 1) on the
+quantized targets (vq-wav2vec, eq. 1 with z^ in place of z):
+
+    L = sum_{k=1..K} L_k,   L_k = - sum_i [ log sigma(z^_{i+k} . h_k(c_i))
+                                            + sum_{n=1..N} log sigma(-z^_{j_n} . h_k(c_i)) ]
+
+with N = ``negatives`` distractors z^_{j_n} per target frame i + k, drawn uniformly with
+replacement from the other frames of the same crop (fairseq's sample_negatives, the same
+distractors for every k). The reported ``contrastive`` term is L divided by the number of
+(i, k) pairs (fairseq's wav2vec criterion divides by the number of positives), and the total
+adds the estimator's own losses: none for ``st-gumbel`` (vq-wav2vec's Gumbel quantizer has no
+diversity loss: fairseq's recipe sets no loss weight for its prob_perplexity extra loss), the
+codebook loss ||sg(z) - z^||^2 and the commitment 0.25 ||z - sg(z^)||^2 for ``vq-commitment``
+(vq-wav2vec eq. 2, the k-means variant). Temperature at step s: max(tau_max tau_decay^s,
+tau_min), fairseq's (2, 0.5, 0.999995).
+
+Differences from fairseq, for speed or clarity: C = 64 channels (fairseq 512), 6 context layers
+(12), K = 12 steps predicted as k = 1..K (fairseq's ``offset=auto`` starts at k = 3, the encoder's
+receptive field in frames), one codebook per group (fairseq's vq-wav2vec recipe shares one
+across groups, ``combine_groups``), no dropout, codebook rows N(0, 1/d).
+
+Rows of the bottleneck are frames (batch, T). The per-row loss of frame i is the sum of the
+L(i, k) terms whose context position is i, scaled so that the rows' mean is the contrastive term;
+REINFORCE-type estimators credit a frame for those terms only (a frame also enters other frames'
+context and targets: a training-time approximation, as for wav2vec2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gumbench.benchmarks.audio import DEFAULT_MAX_SECONDS, MAX_SECONDS, SAMPLE_RATE
+from gumbench.benchmarks.training.base import BottleneckOutput, DiscreteBottleneck, StepOutput, register
+from gumbench.benchmarks.training.speech import RawSpeechTask, sample_negatives
+from gumbench.errors import GumbenchError
+from gumbench.estimators import VQEstimator
+from gumbench.plugin import HALF_OPEN_UNIT, MAX_ELEMENTS, POSITIVE, Range
+
+# wav2vec's feature extractor (fairseq's conv_feature_layers default): (kernel, stride)
+ENCODER_LAYERS = ((10, 5), (8, 4), (4, 2), (4, 2), (4, 2), (1, 1), (1, 1), (1, 1))
+
+
+def encoder_frames(samples: int) -> int:
+    """Frames the encoder makes from ``samples`` samples (one per 160, 10 ms at 16 kHz)."""
+    for kernel, stride in ENCODER_LAYERS:
+        samples = (samples - kernel) // stride + 1
+    return samples
+
+
+class WavEncoder(nn.Module):
+    """Raw waveform (B, samples) -> z (B, T, C): conv, GroupNorm(1, C), GELU per layer, then log(|x| + 1)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        layers, cin = [], 1
+        for kernel, stride in ENCODER_LAYERS:
+            layers += [nn.Conv1d(cin, channels, kernel, stride, bias=False), nn.GroupNorm(1, channels), nn.GELU()]
+            cin = channels
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, wave):
+        return torch.log1p(self.layers(wave.unsqueeze(1)).abs()).transpose(1, 2)
+
+
+class CausalContext(nn.Module):
+    """Quantized sequence (..., T, C) -> context (..., T, C): causal convolutions with kernels 2..layers+1,
+    each left-padded by replication, GroupNorm(1, C), GELU, and a skip connection scaled by sqrt(1/2)."""
+
+    def __init__(self, channels: int, layers: int, residual_scale: float = 0.5):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.ReplicationPad1d((k - 1, 0)), nn.Conv1d(channels, channels, k), nn.GroupNorm(1, channels), nn.GELU())
+            for k in range(2, layers + 2))
+        self.scale = math.sqrt(residual_scale)
+
+    def forward(self, x):
+        lead = x.shape[:-2]
+        x = x.reshape(-1, *x.shape[-2:]).transpose(1, 2)  # (B', C, T)
+        for block in self.blocks:
+            x = (x + block(x)) * self.scale
+        return x.transpose(1, 2).reshape(*lead, x.shape[-1], x.shape[1])
+
+
+class VqWav2VecModel(nn.Module):
+    def __init__(self, estimator, channels, groups, codes, context_layers, steps, quantizer_depth):
+        super().__init__()
+        self.feature_encoder = WavEncoder(channels)
+        # the Gumbel quantizer's logits come from an MLP of quantizer_depth layers (fairseq's weight_proj_depth:
+        # Linear + GELU blocks of width 2C, then the layer that makes the logits); the k-means one projects linearly
+        widths = [channels] if isinstance(estimator, VQEstimator) else [channels] + [2 * channels] * (quantizer_depth - 1)
+        self.quantizer_hidden = nn.Sequential(*(layer for a, b in zip(widths, widths[1:]) for layer in (nn.Linear(a, b), nn.GELU())))
+        self.bottleneck = DiscreteBottleneck(estimator, widths[-1], groups, codes, channels // groups)
+        if not self.bottleneck.is_vq:  # fairseq's GumbelVectorQuantizer: weight_proj ~ N(0, 1), bias 0
+            nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
+            nn.init.zeros_(self.bottleneck.project.bias)
+        self.context = CausalContext(channels, context_layers)
+        self.predict = nn.ConvTranspose2d(channels, channels, (1, steps))  # h_k(c) = W_k c + b, k = 1..K
+
+
+class Prediction(NamedTuple):
+    loss: torch.Tensor  # (..., B, T) per context frame, scaled so that the mean over frames is the mean over pairs
+    pairs: int  # (i, k) pairs with i + k inside the crop
+    accuracy: torch.Tensor  # (...) share of pairs whose positive beats every distractor (a tie is a miss)
+    identical: torch.Tensor  # (...) share of the distractors equal to their positive (high when codes collapse)
+
+
+@dataclass
+class VqWav2VecBatch:
+    """A step before the quantizer."""
+
+    features: torch.Tensor  # (B, T, C or 2C) the quantizer's input
+    negatives: torch.Tensor  # (B, T, N) distractor frames per target frame, indices into B x T
+
+
+@dataclass
+class VqWav2VecTerms:
+    total: torch.Tensor
+    contrastive: torch.Tensor  # mean over (i, k) pairs of the future-prediction loss
+    quantizer: torch.Tensor  # the estimator's own losses, weighted (codebook + 0.25 commitment for vq-commitment; 0 for st-gumbel)
+    accuracy: float
+    identical: float  # share of distractors equal to their positive (wav2vec's loss keeps them)
+    bottleneck: BottleneckOutput
+    batch: VqWav2VecBatch
+
+
+@register
+class VqWav2Vec(RawSpeechTask):
+    name = "vq-wav2vec"
+    description = ("vq-wav2vec on real speech: wav2vec's conv encoder, G x V quantizer (st-gumbel: Gumbel; vq-commitment: "
+                   "k-means), causal conv context network on the quantized frames, contrastive prediction k = 1..K steps ahead.")
+    parameters = {
+        "audio_dir": "", "groups": 2, "codes": 320, "batch": 8, "crop": 1.0, "channels": 64, "context_layers": 6,
+        "steps_ahead": 12, "negatives": 10, "quantizer_depth": 2, "tau_max": 2.0, "tau_min": 0.5, "tau_decay": 0.999995,
+        "max_seconds": DEFAULT_MAX_SECONDS,
+    }
+    ranges = {
+        "groups": Range(1, 64), "codes": Range(1, 65_536), "batch": Range(1, 256),
+        "crop": Range(0, 30, low_open=True, meaning="seconds"), "channels": Range(2, 1024), "context_layers": Range(1, 24),
+        "steps_ahead": Range(1, 64), "negatives": Range(1, 256), "quantizer_depth": Range(1, 4),
+        "tau_decay": HALF_OPEN_UNIT, **dict.fromkeys(("tau_max", "tau_min"), POSITIVE), "max_seconds": MAX_SECONDS,
+    }
+    # Per step (a crop second is 3,199 first-layer and 98 encoder frames), each about MAX_ELEMENTS at most:
+    limits = {
+        ("batch", "crop", "channels"): 65_536,  # first convolution's output
+        ("batch", "crop", "steps_ahead", "negatives", "channels"): 1_048_576,  # predictions x distractors
+        ("batch", "crop", "groups", "codes"): 2_097_152,  # quantizer logits
+        ("channels", "channels", "context_layers", "context_layers"): MAX_ELEMENTS,  # context weights, ~C^2 L^2 / 2
+        ("channels", "channels", "steps_ahead"): MAX_ELEMENTS,  # h_k
+        ("channels", "groups", "codes"): MAX_ELEMENTS,  # the layer that makes the logits; the codebook
+    }
+    default_steps = 300
+    default_lr = 1e-3
+
+    def validate(self):
+        p = self.params
+        if p["channels"] % p["groups"]:
+            raise GumbenchError(f"{self.name}: channels ({p['channels']}) must be a multiple of groups ({p['groups']})")
+        self.crop_samples = int(round(p["crop"] * SAMPLE_RATE))
+        self.frames = encoder_frames(self.crop_samples)
+        if self.frames < p["steps_ahead"] + 2:
+            raise GumbenchError(f"{self.name}: a {p['crop']:g} s crop gives {self.frames} frames; predicting "
+                                f"steps_ahead={p['steps_ahead']} needs at least {p['steps_ahead'] + 2}: use a longer crop or fewer steps")
+        self.load_audio()
+
+    def build(self, estimator):
+        p = self.params
+        return VqWav2VecModel(estimator, p["channels"], p["groups"], p["codes"], p["context_layers"], p["steps_ahead"], p["quantizer_depth"])
+
+    def features(self, model, batch):
+        """The quantizer's input for every frame, (B, T, C or 2C): z, through the logits MLP's hidden layers."""
+        return model.quantizer_hidden(model.feature_encoder(batch))
+
+    def draw_negatives(self, batch_size: int, generator) -> torch.Tensor:
+        """(B, T, N) for every target frame, N frames of the same crop other than itself (indices into B x T)."""
+        mask = torch.ones(batch_size, self.frames, dtype=torch.bool)
+        return sample_negatives(mask, self.params["negatives"], generator).reshape(batch_size, self.frames, -1)
+
+    def predict(self, model, context_input: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> Prediction:
+        """The future-prediction loss: the context network reads ``context_input`` (..., B, T, C), the positives
+        and distractors come from ``targets`` (..., B, T, C); both are the quantized sequence in training
+        (separate arguments so that the two paths can be told apart)."""
+        batch, frames, dim = targets.shape[-3:]
+        lead = targets.shape[:-3]
+        steps = self.params["steps_ahead"]
+        context = model.context(context_input)  # (..., B, T, C)
+        flat = context.reshape(-1, frames, dim).transpose(1, 2).unsqueeze(-1)  # (B', C, T, 1)
+        h = model.predict(flat).permute(0, 2, 3, 1).reshape(*lead, batch, frames, steps, dim)  # (..., B, T, K, C)
+        pool = targets.reshape(*lead, batch * frames, dim)
+        distractors = pool[..., negatives.reshape(-1), :].reshape(*lead, batch, frames, -1, dim)  # (..., B, T, N, C)
+        candidates = torch.cat([targets.unsqueeze(-2), distractors], dim=-2)  # (..., B, T, 1 + N, C): positive first
+        with torch.no_grad():
+            identical = (distractors == targets.unsqueeze(-2)).all(-1)  # (..., B, T, N) the same codebook rows
+        total = targets.new_zeros((*lead, batch, frames))
+        correct = targets.new_zeros(lead)
+        same = targets.new_zeros(lead)
+        pairs = 0
+        for k in range(1, steps + 1):
+            pred = h[..., : frames - k, k - 1, :]  # h_k(c_i) for i + k < T
+            scores = torch.einsum("...tc,...tnc->...tn", pred, candidates[..., k:, :, :])  # one product for all, so ties are exact
+            positive, negative = scores[..., 0], scores[..., 1:]
+            term = F.softplus(-positive) + F.softplus(negative).sum(-1)  # -log sigma(pos) - sum log sigma(-neg)
+            total = total + F.pad(term, (0, k))
+            with torch.no_grad():
+                correct = correct + (positive.unsqueeze(-1) > negative).all(-1).flatten(-2).sum(-1).to(correct.dtype)
+                same = same + identical[..., k:, :].to(same.dtype).mean(-1).flatten(-2).sum(-1)
+            pairs += batch * (frames - k)
+        per_row = total * (batch * frames / pairs)
+        return Prediction(per_row, pairs, correct / pairs, same / pairs)
+
+    def prepare(self, model, wave, generator) -> VqWav2VecBatch:
+        """The step up to the quantizer: its input and the distractors (drawn before the quantizer's noise)."""
+        return VqWav2VecBatch(self.features(model, wave), self.draw_negatives(wave.shape[0], generator))
+
+    def quantize(self, model, batch: VqWav2VecBatch, generator) -> VqWav2VecTerms:
+        """The quantizer and the loss terms of a step."""
+        kept = {}
+
+        def downstream(quantized):
+            prediction = self.predict(model, quantized, quantized, batch.negatives)
+            kept["accuracy"] = float(prediction.accuracy.double().mean())
+            kept["identical"] = float(prediction.identical.double().mean())
+            return prediction.loss
+
+        out = model.bottleneck(batch.features, downstream, generator)
+        contrastive = out.loss.mean()
+        quantizer = sum((v.mean() for v in out.aux.values()), contrastive.new_zeros(()))
+        # the total is the estimator's surrogate: contrastive + quantizer for st-gumbel and vq-commitment
+        return VqWav2VecTerms(out.surrogate.mean(), contrastive, quantizer, kept["accuracy"], kept["identical"], out, batch)
+
+    def loss(self, model, batch, generator):
+        terms = self.quantize(model, self.prepare(model, batch, generator), generator)
+        out = terms.bottleneck
+        record = {"contrastive": float(terms.contrastive.detach()), "accuracy": terms.accuracy, "identical_distractors": terms.identical}
+        record.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
+        return StepOutput(terms.total, record, out)
+
+    def evaluate(self, model, batch, indices):
+        """On the evaluation crops with the deterministic codes (noiseless argmax, or nearest row): the
+        contrastive term and the share of (i, k) pairs whose positive beats all distractors (distractors
+        from a fixed generator, so evaluations compare)."""
+        quantized = model.bottleneck.decode(indices).to(batch.dtype)
+        negatives = self.draw_negatives(batch.shape[0], torch.Generator().manual_seed(0))
+        prediction = self.predict(model, quantized, quantized, negatives)
+        return {"contrastive": float(prediction.loss.mean()), "accuracy": float(prediction.accuracy),
+                "identical_distractors": float(prediction.identical)}

@@ -1,0 +1,133 @@
+"""vq-wav2vec: the encoder's frames, a causal context network on the quantized sequence, wav2vec's
+future-prediction loss by hand, Gumbel and k-means variants, deterministic training, bad input refused."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from gumbench.benchmarks.training import registry, train
+from gumbench.benchmarks.training.vq_wav2vec import encoder_frames
+from gumbench.errors import GumbenchError
+from gumbench.estimators import make_estimator
+from tests.benchmarks.speech import TIMING, gen, task_of
+
+SMALL = "vq-wav2vec[batch=2,crop=0.25,channels=16,context_layers=2,steps_ahead=3,negatives=4,codes=16]"
+
+
+def model_of(task, estimator="st-gumbel", seed=0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return task.build(make_estimator(estimator))
+
+
+def test_registered_with_wav2vecs_frame_rate():
+    assert "vq-wav2vec" in registry.names()
+    # 16000 -> (16000 - 10)//5 + 1 = 3199 -> (3199 - 8)//4 + 1 = 798 -> 398 -> 198 -> 98, then three 1 x 1 layers
+    assert encoder_frames(16000) == 98
+    assert encoder_frames(4000) == 23
+    task = task_of(SMALL)
+    model = model_of(task)
+    assert model.feature_encoder(task.batch(1, gen(0))).shape == (2, 23, 16)
+
+
+def test_context_convolutions_are_causal_and_the_group_norm_spans_the_crop():
+    """As fairseq's aggregator: left-padded convolutions, and GroupNorm(1, C) whose statistics cover the
+    channels and all frames, so a later frame moves earlier ones only through the normalization."""
+    import copy
+
+    from torch import nn
+
+    task = task_of(SMALL)
+    model = model_of(task)
+    x = torch.randn(2, 23, 16, generator=gen(1))
+    y = x.clone()
+    y[:, 10] += 1.0
+    a, b = model.context(x), model.context(y)
+    assert not torch.equal(a[:, :10], b[:, :10]) and not torch.equal(a[:, 10:], b[:, 10:])
+    convolutions_only = copy.deepcopy(model.context)
+    for block in convolutions_only.blocks:
+        block[2] = nn.Identity()
+    a, b = convolutions_only(x), convolutions_only(y)
+    assert torch.equal(a[:, :10], b[:, :10]) and not torch.equal(a[:, 10:], b[:, 10:])
+
+
+def test_negatives_are_other_frames_of_the_same_crop():
+    task = task_of(SMALL)
+    negatives = task.draw_negatives(2, gen(0))
+    assert negatives.shape == (2, 23, 4)
+    frames = torch.arange(2 * 23).reshape(2, 23, 1)
+    assert (negatives != frames).all()
+    assert ((negatives // 23) == (frames // 23)).all()
+
+
+def test_future_prediction_loss_by_hand():
+    """sum_k -log sigma(z_{i+k} . h_k(c_i)) - sum_n log sigma(-z_n . h_k(c_i)), averaged over the (i, k) pairs."""
+    task = task_of(SMALL)
+    model = model_of(task)
+    q = torch.randn(2, 23, 16, generator=gen(2))
+    negatives = task.draw_negatives(2, gen(3))
+    out = task.predict(model, q, q, negatives)
+    context = model.context(q)
+    weight, bias = model.predict.weight[:, :, 0, :], model.predict.bias  # (C_in, C_out, K), (C_out,)
+    flat = q.reshape(-1, 16)
+    terms = []
+    for b in range(2):
+        for i in range(23):
+            for k in range(1, 4):
+                if i + k >= 23:
+                    continue
+                h = context[b, i] @ weight[:, :, k - 1] + bias
+                loss = -F.logsigmoid(q[b, i + k] @ h) - F.logsigmoid(-(flat[negatives[b, i + k]] @ h)).sum()
+                terms.append(loss)
+    assert out.pairs == len(terms) == 2 * (22 + 21 + 20)
+    torch.testing.assert_close(out.loss.mean(), torch.stack(terms).mean())
+
+
+@pytest.mark.parametrize("estimator", ["st-gumbel", "vq-commitment"])
+def test_terms_of_the_gumbel_and_kmeans_variants(estimator):
+    task = task_of(SMALL)
+    model = model_of(task, estimator)
+    terms = task.quantize(model, task.prepare(model, task.batch(1, gen(0)), gen(0)), gen(0))
+    if estimator == "st-gumbel":  # no diversity loss, no quantizer loss: the total is the contrastive term
+        assert terms.bottleneck.logits.shape == (2, 23, 2, 16)
+        assert float(terms.quantizer) == 0 and torch.equal(terms.total, terms.contrastive)
+        assert len(model.quantizer_hidden) == 2  # vq_depth 2: Linear(C, 2C) + GELU before the logits layer
+    else:  # k-means: ||sg(z) - z^||^2 + 0.25 ||z - sg(z^)||^2 beside the contrastive term
+        aux = terms.bottleneck.aux
+        assert set(aux) == {"codebook", "commitment"}
+        torch.testing.assert_close(aux["commitment"], 0.25 * aux["codebook"])
+        torch.testing.assert_close(terms.total, terms.contrastive + aux["codebook"].mean() + aux["commitment"].mean())
+        assert len(model.quantizer_hidden) == 0
+
+
+@pytest.mark.parametrize("estimator", ["st-gumbel", "vq-commitment"])
+def test_trains_deterministically_with_eval_metrics(estimator):
+    a = train(SMALL, estimator, steps=3, seed=0, eval_every=3)
+    b = train(SMALL, estimator, steps=3, seed=0, eval_every=3)
+    assert a.drop(columns=TIMING).equals(b.drop(columns=TIMING))
+    for column in ("loss_contrastive", "loss_accuracy", "code_perplexity", "sampled_code_perplexity", "eval_contrastive",
+                   "eval_accuracy", "eval_code_perplexity"):
+        assert column in a, column
+    assert a["loss"].notna().all()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("vq-wav2vec[channels=15]", "channels .15. must be a multiple of groups .2."),
+    ("vq-wav2vec[crop=0.1]", "gives 8 frames; predicting steps_ahead=12 needs at least 14"),
+    ("vq-wav2vec[tau_min=3]", r"tau_min \(3.0\) must not exceed tau_max \(2.0\)"),
+    ("vq-wav2vec[negatives=0]", "negatives"),
+])
+def test_bad_parameters(spec, message):
+    with pytest.raises(GumbenchError, match=message):
+        registry.create(spec)
+
+
+def test_collapsed_codes_make_every_distractor_a_tie_and_no_pair_correct():
+    task = task_of(SMALL)
+    model = model_of(task)
+    q = torch.randn(16, generator=gen(4)).expand(2, 23, 16)  # one vector everywhere: codes collapsed
+    out = task.predict(model, q, q, task.draw_negatives(2, gen(5)))
+    assert float(out.identical) == 1 and float(out.accuracy) == 0
+    distinct = task.predict(model, torch.randn(2, 23, 16, generator=gen(6)), torch.randn(2, 23, 16, generator=gen(7)),
+                            task.draw_negatives(2, gen(5)))
+    assert float(distinct.identical) == 0
