@@ -32,17 +32,24 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 # --- colours ---------------------------------------------------------------------------------
 
-def family_palette(pairs) -> dict[str, tuple]:
-    """label -> RGB for rows with ``label``, ``estimator_name`` and ``tau``: one tab10 hue per family,
-    shades from light to dark across its variants (by temperature, then name)."""
-    import numpy as np
+def _hues() -> list[tuple]:
+    """Distinct family colours: tab10, then Dark2 and Set1 for the families past the tenth (a sweep of
+    every estimator has about twenty), so that two families share a colour only past 27."""
     import seaborn as sns
 
-    hues = sns.color_palette("tab10", 10)
+    return sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8) + sns.color_palette("Set1", 9)
+
+
+def family_palette(pairs) -> dict[str, tuple]:
+    """label -> RGB for rows with ``label``, ``estimator_name`` and ``tau``: one hue per family (:func:`_hues`),
+    shades from light to dark across its variants (by temperature, then name)."""
+    import numpy as np
+
+    hues = _hues()
     known = list(FAMILIES) + sorted(set(pairs["estimator_name"]) - set(FAMILIES))
     palette = {}
     for family, group in pairs.drop_duplicates("label").groupby("estimator_name"):
-        base = np.array(hues[known.index(family) % 10])
+        base = np.array(hues[known.index(family) % len(hues)])
         labels = group.sort_values(["tau", "label"], na_position="first")["label"].tolist()
         for label, t in zip(labels, np.linspace(-0.4, 0.4, len(labels)) if len(labels) > 1 else [0.0]):
             shade = base + (1 - base) * -t if t < 0 else base * (1 - t)
@@ -52,12 +59,11 @@ def family_palette(pairs) -> dict[str, tuple]:
 
 def _family_handles(pairs):
     """Legend handles: one mid shade per family."""
-    import seaborn as sns
     from matplotlib.lines import Line2D
 
-    hues = sns.color_palette("tab10", 10)
+    hues = _hues()
     known = list(FAMILIES) + sorted(set(pairs["estimator_name"]) - set(FAMILIES))
-    return [Line2D([], [], color=hues[known.index(f) % 10], marker="o", linestyle="", label=f)
+    return [Line2D([], [], color=hues[known.index(f) % len(hues)], marker="o", linestyle="", label=f)
             for f in known if f in set(pairs["estimator_name"])]
 
 
