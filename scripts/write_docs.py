@@ -860,7 +860,7 @@ def problem_scores(root: Path) -> pd.DataFrame:
     means["short"] = means["task"].map({t: short_task("gradstats", t) for t in means["task"].unique()})
     means["standing"] = [compared.loc[(s, label), "standing"] for s, label in zip(means["short"], means["label"])]
     params = means["task"].map(lambda t: parse_spec(t).params)
-    for key in ("T", "wrt", "stages", "quantizer", "sigma"):
+    for key in ("T", "wrt", "stages", "quantizer", "sigma", "encoder", "loss"):
         means[key] = params.map(lambda p: p.get(key))
     means["problem"] = means["task"].map(lambda t: parse_spec(t).name)
     return means
@@ -896,8 +896,11 @@ def vq_gradient_findings(root: Path) -> str:
     to the Gaussian-smoothed objective's, per sigma; the findings those numbers support."""
     scores = problem_scores(root)
     run = reference_run(root)
-    one = scores[(scores["problem"] == "vq-distance") & (scores["stages"] == 1)]
-    two = scores[(scores["problem"] == "vq-distance") & (scores["stages"] == 2)]
+    distance = scores[scores["problem"] == "vq-distance"]
+    default_model = (distance["encoder"] == "linear") & (distance["loss"] == "quadratic")
+    one = distance[default_model & (distance["stages"] == 1)]
+    two = distance[default_model & (distance["stages"] == 2)]
+    other = distance[~default_model]
     smooth = scores[scores["problem"] == "quantizer-smoothed"]
     z, book = one[one["wrt"] == "z"], one[one["wrt"] == "codebook"]
     temps, two_temps = sorted(z["T"].unique(), reverse=True), sorted(two["T"].unique(), reverse=True)
@@ -984,6 +987,10 @@ def vq_gradient_findings(root: Path) -> str:
               f"T = {format_number(min(temps))}, so that column is left out), while in the codebook it tends to dL/de at the nearest code: at T = "
               f"{format_number(small['T'].iloc[0])} every categorical estimator on the distance logits gives it "
               f"(MSE / ‖e‖² at most {format_number(relaxed_small['score'].max())}), straight-through VQ gives 0.", bullet=True),
+        prose(f"With an MLP encoder and a cross-entropy loss (`vq-distance[encoder=mlp,loss=cross-entropy]`) the closest in z: "
+              f"{best(other[other['wrt'] == 'z'])}; in the codebook: {best(other[other['wrt'] == 'codebook'])}; straight-through "
+              f"VQ's relative bias in z {between(other[(other['wrt'] == 'z') & (other['label'] == 'vq-commitment')]['relative_bias'])}.",
+              bullet=True),
         prose(f"Against the smoothed objective, FSQ's straight-through gradient is the closest of the three quantizers (relative "
               f"bias {between(fsq['relative_bias'])} for sigma {between(fsq.index)}), LFQ's is "
               f"{between(lfq['relative_bias'])}, and nearest-code VQ's best is `{vq_smooth.sort_values('score').iloc[0]['label']}` "

@@ -84,6 +84,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "tasks": [
             "vq-distance[T=[10,1,0.1],wrt=[z,codebook]]",
             "vq-distance[T=0.01,wrt=codebook]",
+            "vq-distance[encoder=mlp,loss=cross-entropy,T=[10,1,0.1],wrt=[z,codebook]]",
             "vq-distance[stages=2,T=[10,1,0.1],wrt=[z,codebook]]",
             "quantizer-smoothed[quantizer=[vq,fsq,lfq],sigma=[0.1,0.5]]",
         ],
