@@ -993,9 +993,10 @@ def vq_gradient_findings(root: Path) -> str:
               bullet=True),
         prose(f"Against the smoothed objective, FSQ's straight-through gradient is the closest of the three quantizers (relative "
               f"bias {between(fsq['relative_bias'])} for sigma {between(fsq.index)}), LFQ's is "
-              f"{between(lfq['relative_bias'])}, and nearest-code VQ's best is `{vq_smooth.sort_values('score').iloc[0]['label']}` "
-              f"at sigma = {format_number(vq_smooth.sort_values('score').iloc[0]['sigma'])} "
-              f"(relative bias {format_number(vq_smooth.sort_values('score').iloc[0]['relative_bias'])}).", bullet=True),
+              f"{between(lfq['relative_bias'])}; for nearest-code VQ the closest is "
+              + ", ".join(f"`{r['label']}` at sigma = {format_number(sigma)} (relative bias {format_number(r['relative_bias'])})"
+                          for sigma, r in ((sigma, vq_smooth[vq_smooth['sigma'] == sigma].sort_values('score').iloc[0]) for sigma in sigmas))
+              + ".", bullet=True),
     ]
     return "\n\n".join(parts) + "\n\n" + "\n".join(findings)
 
