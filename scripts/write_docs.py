@@ -444,7 +444,11 @@ def fashion_minutes(root: Path, name: str) -> str:
     records = [json.loads(p.read_text()) for p in sorted((run / "timings").glob("*.json"))]
     record = next((r for r in reversed(records) if r["units_run"] == r["units"]), None)
     claim(record is not None, f"{name} has a record of a complete run")
-    return f"{record['wall_seconds'] / 60:.1f} minutes of wall time"
+    load = ""
+    if record.get("load_average_before") and record.get("load_average_after"):
+        load = (f" (1-minute load average {record['load_average_before'][0]:.1f} at the start and "
+                f"{record['load_average_after'][0]:.1f} at the end)")
+    return f"{record['wall_seconds'] / 60:.1f} minutes of wall time{load}"
 
 
 def fashion_agreement(root: Path) -> str:
