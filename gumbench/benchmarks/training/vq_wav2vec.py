@@ -14,7 +14,7 @@ The model (fairseq's ``Wav2VecModel`` with ``vq_type`` gumbel or kmeans, scaled 
                              as fairseq's weight_proj) and selects codebook rows, initialized U(0, 1) as
                              fairseq's vars; the k-means variant (``vq-commitment``, beta = 0.25 = fairseq's
                              vq_gamma) projects z linearly and takes the nearest row of a codebook
-                             initialized 0.01 N(0, 1) (fairseq's KmeansVectorQuantizer embedding)
+                             initialized N(0, 1/d)
     c = g(z^)                the context network on the **quantized** sequence: causal convolutions
                              with kernels 2, 3, ..., (``context_layers`` + 1) (fairseq's 2..13 for 12
                              layers), each replication-padded on the left, GroupNorm(1, C), GELU, and a
@@ -42,7 +42,8 @@ Differences from fairseq, for speed or clarity: C = 64 channels (fairseq 512), 6
 (12), K = 12 steps predicted as k = 1..K (fairseq's ``offset=auto`` starts at k = 3, the encoder's
 receptive field in frames), one codebook per group (fairseq's vq-wav2vec recipe shares one
 across groups, ``combine_groups``), no dropout, the k-means projection one linear layer (fairseq: a
-grouped 1 x 1 convolution without bias, then GroupNorm(G, C)).
+grouped 1 x 1 convolution without bias, then GroupNorm(G, C)) and its codebook N(0, 1/d) (fairseq:
+0.01 N(0, 1), whose codes collapsed behind this linear projection in our runs).
 
 Quantizer depth: the default is fairseq's vq_depth default, 1. The vq-wav2vec recipe's
 ``--vq-depth 2`` is selectable (``quantizer_depth=2``), but at this scale the Gumbel variant
@@ -126,14 +127,13 @@ class VqWav2VecModel(nn.Module):
         widths = [channels] if isinstance(estimator, VQEstimator) else [channels] + [2 * channels] * (quantizer_depth - 1)
         self.quantizer_hidden = nn.Sequential(*(layer for a, b in zip(widths, widths[1:]) for layer in (nn.Linear(a, b), nn.GELU())))
         self.bottleneck = DiscreteBottleneck(estimator, widths[-1], groups, codes, channels // groups)
-        with torch.no_grad():
-            if self.bottleneck.is_vq:  # fairseq's KmeansVectorQuantizer: embedding 0.01 N(0, 1)
-                self.bottleneck.codebook.normal_(0.0, 0.01)
-            else:  # fairseq's GumbelVectorQuantizer: vars ~ U(0, 1); weight_proj ~ N(0, 1), bias 0 only at depth 1
-                nn.init.uniform_(self.bottleneck.codebook, 0.0, 1.0)
-                if quantizer_depth == 1:
-                    nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
-                    nn.init.zeros_(self.bottleneck.project.bias)
+        # k-means: DiscreteBottleneck's codebook N(0, 1/d) stays (fairseq's 0.01 N(0, 1) sits behind a GroupNorm'd
+        # projection; with this linear one its codes collapsed in our runs)
+        if not self.bottleneck.is_vq:  # fairseq's GumbelVectorQuantizer: vars ~ U(0, 1); weight_proj N(0, 1), bias 0 only at depth 1
+            nn.init.uniform_(self.bottleneck.codebook, 0.0, 1.0)
+            if quantizer_depth == 1:
+                nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
+                nn.init.zeros_(self.bottleneck.project.bias)
         self.context = CausalContext(channels, context_layers)
         self.predict = nn.ConvTranspose2d(channels, channels, (1, steps))  # h_k(c) = W_k c + b, k = 1..K
 
