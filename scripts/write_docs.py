@@ -649,7 +649,7 @@ def explain_step(root: Path) -> str:
 
 
 def vq_wav2vec_training(root: Path) -> str:
-    """The committed 300-step vq-wav2vec runs: last-20 averages, against the binary loss's constant-score level."""
+    """The committed vq-wav2vec runs: last-20 averages, against the binary loss's constant-score level."""
     frame = results(root, "speech/training-vq-wav2vec.csv")
     timings = results(root, "speech/training-vq-wav2vec.timings.json")
     task = parse_spec(frame.task.iloc[0]).params
@@ -665,9 +665,10 @@ def vq_wav2vec_training(root: Path) -> str:
                      cell(tail.code_perplexity.mean()), cell(tail.sampled_code_perplexity.mean()), cell(tail.dead_codes.mean())])
     steps = int(frame.step.max())
     gumbel = tails["st-gumbel"]
-    claim(abs(gumbel.loss_contrastive.mean() - constant) < 0.01, "st-gumbel sits at the constant-score level")
-    claim(tails["vq-commitment"].loss_contrastive.mean() < constant - 0.05, "k-means goes below the constant-score level")
-    claim(gumbel.code_perplexity.mean() < 4, "st-gumbel's noiseless codes collapse to a few")
+    kmeans = tails["vq-commitment"]
+    claim(gumbel.loss_contrastive.mean() < constant - 0.05, "st-gumbel goes below the constant-score level")
+    claim(kmeans.loss_contrastive.mean() < constant - 0.05, "k-means goes below the constant-score level")
+    claim(int(task["quantizer_depth"]) == 1, "the committed run uses the default quantizer depth 1")
     caption = prose(f"`results/speech/training-vq-wav2vec.csv`: {steps} steps from seed 0 with the defaults "
                     f"({format_number(timings['wall_seconds'])} s of wall time for both runs, "
                     f"`python scripts/speech_training_summary.py record ...` with the command in its .timings.json); "
@@ -675,12 +676,12 @@ def vq_wav2vec_training(root: Path) -> str:
     header = ["estimator", "contrastive", "accuracy", "identical distractors", "eval accuracy", "code perplexity (argmax)",
               "sampled code perplexity", "dead codes"]
     note = prose(f"A constant score d for every pair has its best loss at sigma(d) = 1/(N + 1), (N + 1) log(N + 1) - N log N = "
-                 f"{constant:.4f} for N = {negatives} distractors: the Gumbel variant sits there, its noiseless codes "
-                 f"collapsed to {format_number(gumbel.code_perplexity.mean())} of {task['groups'] * task['codes']} "
-                 f"(no diversity loss, and a distractor equal to its positive, a tie that counts as a miss in the accuracy, "
-                 f"is not excluded in wav2vec's loss), while "
-                 f"the k-means variant goes below it. At this size and length the task shows the gradient paths, "
-                 f"not a trained vq-wav2vec.")
+                 f"{constant:.4f} for N = {negatives} distractors: both variants go below it, the Gumbel one (logits from one "
+                 f"linear layer, quantizer_depth = {task['quantizer_depth']}) to {gumbel.loss_contrastive.mean():.3f} with "
+                 f"{format_number(gumbel.code_perplexity.mean())} of {task['groups'] * task['codes']} noiseless codes in use "
+                 f"(perplexity; no diversity loss), the k-means one to {kmeans.loss_contrastive.mean():.3f}. A distractor equal "
+                 f"to its positive, a tie that counts as a miss in the accuracy, is not excluded in wav2vec's loss. At this size "
+                 f"and length the task shows the gradient paths, not a trained vq-wav2vec.")
     return f"{caption}\n\n{table(header, rows)}\n\n{note}"
 
 

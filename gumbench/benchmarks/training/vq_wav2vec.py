@@ -8,10 +8,13 @@ The model (fairseq's ``Wav2VecModel`` with ``vq_type`` gumbel or kmeans, scaled 
                              per 10 ms, a receptive field of 465 samples (30 ms)
     z^ = q(z)                the quantizer, G groups of V codes, on every frame (``DiscreteBottleneck``,
                              so any registry estimator): the Gumbel variant (``st-gumbel``) takes its
-                             logits from a two-layer MLP (fairseq's vq_depth = 2: C -> 2C, GELU, -> G V,
-                             the last layer N(0, 1) with zero bias) and selects codebook rows; the k-means
-                             variant (``vq-commitment``, beta = 0.25 = fairseq's vq_gamma) projects z
-                             linearly and takes the nearest row
+                             logits from ``quantizer_depth`` layers (fairseq's vq_depth, default 1: one
+                             linear layer C -> G V, weight N(0, 1), bias 0; at depth d > 1, d - 1 blocks
+                             Linear + GELU of width 2C, then C' -> G V, all with nn.Linear's default init,
+                             as fairseq's weight_proj) and selects codebook rows, initialized U(0, 1) as
+                             fairseq's vars; the k-means variant (``vq-commitment``, beta = 0.25 = fairseq's
+                             vq_gamma) projects z linearly and takes the nearest row of a codebook
+                             initialized N(0, 1/d)
     c = g(z^)                the context network on the **quantized** sequence: causal convolutions
                              with kernels 2, 3, ..., (``context_layers`` + 1) (fairseq's 2..13 for 12
                              layers), each replication-padded on the left, GroupNorm(1, C), GELU, and a
@@ -38,7 +41,14 @@ tau_min), fairseq's (2, 0.5, 0.999995).
 Differences from fairseq, for speed or clarity: C = 64 channels (fairseq 512), 6 context layers
 (12), K = 12 steps predicted as k = 1..K (fairseq's ``offset=auto`` starts at k = 3, the encoder's
 receptive field in frames), one codebook per group (fairseq's vq-wav2vec recipe shares one
-across groups, ``combine_groups``), no dropout, codebook rows N(0, 1/d).
+across groups, ``combine_groups``), no dropout, the k-means projection one linear layer (fairseq: a
+grouped 1 x 1 convolution without bias, then GroupNorm(G, C)) and its codebook N(0, 1/d) (fairseq:
+0.01 N(0, 1), whose codes collapsed behind this linear projection in our runs).
+
+Quantizer depth: the default is fairseq's vq_depth default, 1. The vq-wav2vec recipe's
+``--vq-depth 2`` is selectable (``quantizer_depth=2``), but at this scale the Gumbel variant
+collapsed with it in our runs (noiseless codes to a couple of entries, the contrastive loss at the
+constant-score level), with either init of the last layer; at depth 1 it learns.
 
 Rows of the bottleneck are frames (batch, T). The per-row loss of frame i is the sum of the
 L(i, k) terms whose context position is i, scaled so that the rows' mean is the contrastive term;
@@ -117,9 +127,13 @@ class VqWav2VecModel(nn.Module):
         widths = [channels] if isinstance(estimator, VQEstimator) else [channels] + [2 * channels] * (quantizer_depth - 1)
         self.quantizer_hidden = nn.Sequential(*(layer for a, b in zip(widths, widths[1:]) for layer in (nn.Linear(a, b), nn.GELU())))
         self.bottleneck = DiscreteBottleneck(estimator, widths[-1], groups, codes, channels // groups)
-        if not self.bottleneck.is_vq:  # fairseq's GumbelVectorQuantizer: weight_proj ~ N(0, 1), bias 0
-            nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
-            nn.init.zeros_(self.bottleneck.project.bias)
+        # k-means: DiscreteBottleneck's codebook N(0, 1/d) stays (fairseq's 0.01 N(0, 1) sits behind a GroupNorm'd
+        # projection; with this linear one its codes collapsed in our runs)
+        if not self.bottleneck.is_vq:  # fairseq's GumbelVectorQuantizer: vars ~ U(0, 1); weight_proj N(0, 1), bias 0 only at depth 1
+            nn.init.uniform_(self.bottleneck.codebook, 0.0, 1.0)
+            if quantizer_depth == 1:
+                nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
+                nn.init.zeros_(self.bottleneck.project.bias)
         self.context = CausalContext(channels, context_layers)
         self.predict = nn.ConvTranspose2d(channels, channels, (1, steps))  # h_k(c) = W_k c + b, k = 1..K
 
@@ -157,7 +171,7 @@ class VqWav2Vec(RawSpeechTask):
                    "k-means), causal conv context network on the quantized frames, contrastive prediction k = 1..K steps ahead.")
     parameters = {
         "audio_dir": "", "groups": 2, "codes": 320, "batch": 8, "crop": 1.0, "channels": 64, "context_layers": 6,
-        "steps_ahead": 12, "negatives": 10, "quantizer_depth": 2, "tau_max": 2.0, "tau_min": 0.5, "tau_decay": 0.999995,
+        "steps_ahead": 12, "negatives": 10, "quantizer_depth": 1, "tau_max": 2.0, "tau_min": 0.5, "tau_decay": 0.999995,
         "max_seconds": DEFAULT_MAX_SECONDS,
     }
     ranges = {

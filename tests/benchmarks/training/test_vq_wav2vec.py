@@ -91,13 +91,60 @@ def test_terms_of_the_gumbel_and_kmeans_variants(estimator):
     if estimator == "st-gumbel":  # no diversity loss, no quantizer loss: the total is the contrastive term
         assert terms.bottleneck.logits.shape == (2, 23, 2, 16)
         assert float(terms.quantizer) == 0 and torch.equal(terms.total, terms.contrastive)
-        assert len(model.quantizer_hidden) == 2  # vq_depth 2: Linear(C, 2C) + GELU before the logits layer
+        assert len(model.quantizer_hidden) == 0  # fairseq's default vq_depth 1: the logits layer reads z directly
     else:  # k-means: ||sg(z) - z^||^2 + 0.25 ||z - sg(z^)||^2 beside the contrastive term
         aux = terms.bottleneck.aux
         assert set(aux) == {"codebook", "commitment"}
         torch.testing.assert_close(aux["commitment"], 0.25 * aux["codebook"])
         torch.testing.assert_close(terms.total, terms.contrastive + aux["codebook"].mean() + aux["commitment"].mean())
         assert len(model.quantizer_hidden) == 0
+
+
+def test_default_quantizer_depth_is_fairseqs_vq_depth_default():
+    assert registry.get("vq-wav2vec").parameters["quantizer_depth"] == 1
+    assert task_of(SMALL).params["quantizer_depth"] == 1
+
+
+def _default_linear_init(layer):
+    """nn.Linear's own init: weight and bias U(-1/sqrt(in), 1/sqrt(in)), std bound/sqrt(3)."""
+    bound = 1 / layer.in_features ** 0.5
+    for tensor in (layer.weight.detach(), layer.bias.detach()):
+        assert tensor.abs().max() <= bound
+        assert 0.8 < float(tensor.std()) / (bound / 3 ** 0.5) < 1.2, float(tensor.std())
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_gumbel_inits_follow_fairseq(depth):
+    """fairseq's GumbelVectorQuantizer: vars ~ U(0, 1); weight_proj N(0, 1) with zero bias only when
+    weight_proj_depth == 1, otherwise every Linear keeps its default init."""
+    from torch import nn
+
+    model = model_of(task_of(SMALL.replace("]", f",quantizer_depth={depth}]")))
+    codebook = model.bottleneck.codebook.detach()
+    assert codebook.shape == (2, 16, 8)
+    assert codebook.min() >= 0 and codebook.max() < 1
+    assert abs(float(codebook.mean()) - 0.5) < 0.05 and abs(float(codebook.std()) - 12 ** -0.5) < 0.03
+    project = model.bottleneck.project
+    hidden = [layer for layer in model.quantizer_hidden if isinstance(layer, nn.Linear)]
+    assert len(hidden) == depth - 1 and len(model.quantizer_hidden) == 2 * (depth - 1)
+    assert project.in_features == (16 if depth == 1 else 32) and project.out_features == 2 * 16
+    if depth == 1:
+        assert torch.equal(project.bias.detach(), torch.zeros(32))
+        weight = project.weight.detach()
+        assert 0.9 < float(weight.std()) < 1.1 and weight.abs().max() > 2
+    else:
+        for layer in hidden + [project]:
+            _default_linear_init(layer)
+
+
+def test_kmeans_codebook_and_projection_keep_the_bottlenecks_init():
+    """The k-means variant keeps DiscreteBottleneck's codebook N(0, 1/d) (not the Gumbel variant's U(0, 1))
+    and nn.Linear's init for its projection."""
+    model = model_of(task_of(SMALL), "vq-commitment")
+    codebook = model.bottleneck.codebook.detach()
+    assert codebook.shape == (2, 16, 8)
+    assert 0.8 < float(codebook.std()) * 8 ** 0.5 < 1.2 and abs(float(codebook.mean())) < 0.1
+    _default_linear_init(model.bottleneck.project)
 
 
 @pytest.mark.parametrize("estimator", ["st-gumbel", "vq-commitment"])
