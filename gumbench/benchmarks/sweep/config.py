@@ -13,14 +13,15 @@ A sweep config (TOML or YAML, or the built-in default) has two optional sections
     tasks = ["digits-vae"]
     estimators = ["st-gumbel", "vq-commitment"]
     steps = 150
-    lr = 5e-4                   # optional: Adam's learning rate (absent: the task's default)
+    lr = 5e-4                   # optional: the optimizer's learning rate (absent: the task's default)
+    optimizer = "radam"         # optional: "adam" or "radam" (absent: Adam)
     gradient_checkpoints = [0, 75, 150]  # optional, categorical VAEs only: ELBO-gradient accuracy at these steps
 
 Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator,
 repetition) is a *unit*; its seed is a hash of (base seed, kind, task, estimator,
-repetition, and the learning rate where a section gives one), so results depend neither on
-order nor on the worker that ran them; a section without ``lr`` makes the same units, ids and
-seeds as before the key existed. ``gradient_checkpoints`` (a ``digits-vae`` or ``fashion-vae``
+repetition, and the learning rate and optimizer where a section gives them), so results depend
+neither on order nor on the worker that ran them; a section without ``lr`` or ``optimizer`` makes
+the same units, ids and seeds as before those keys existed. ``gradient_checkpoints`` (a ``digits-vae`` or ``fashion-vae``
 whose codes can be enumerated) adds, at each listed step, the unit's estimator's relative bias,
 relative standard deviation and cosine against the exact ELBO gradient
 (:func:`gumbench.benchmarks.studies.elbo.gradient_probe`: :data:`GRADIENT_POINTS` evaluation images,
@@ -169,8 +170,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 SECTION_KEYS = {
     "gradstats": {"tasks": list, "estimators": list, "samples": int},
-    "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int, "lr": float, "gradient_checkpoints": tuple},
+    "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int, "lr": float, "optimizer": str,
+                 "gradient_checkpoints": tuple},
 }
+OPTIMIZERS = ("adam", "radam")  # gumbench.benchmarks.training.base.OPTIMIZERS, by name
 GRADIENT_POINTS, GRADIENT_SAMPLES = 4, 1000  # per gradient checkpoint: evaluation images, estimates per image
 MAX_UNITS = 100_000  # a grid past this is refused before any unit is built
 # the largest values a config may ask for: sizes beyond these are refused before anything runs
@@ -195,8 +198,9 @@ class Unit:
     seed: int
     budget: int  # samples (gradstats) or steps (training)
     eval_every: int = 25
-    lr: float | None = None  # Adam's learning rate; None: the task's default (train()'s)
+    lr: float | None = None  # the optimizer's learning rate; None: the task's default (train()'s)
     gradient_checkpoints: tuple[int, ...] = ()  # steps at which the ELBO-gradient accuracy is measured
+    optimizer: str | None = None  # "adam" or "radam"; None: train()'s default, Adam
 
     @property
     def unit_id(self) -> str:
@@ -205,16 +209,20 @@ class Unit:
             fields.append({"lr": self.lr})
         if self.gradient_checkpoints:
             fields.append({"gradient_checkpoints": list(self.gradient_checkpoints)})
+        if self.optimizer is not None:  # likewise: only when a config names one
+            fields.append({"optimizer": self.optimizer})
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         return f"{self.kind} {self.task} {self.estimator} rep {self.repetition}"
 
 
-def derive_seed(base_seed: int, kind: str, task: str, estimator: str, repetition: int, lr: float | None = None) -> int:
+def derive_seed(base_seed: int, kind: str, task: str, estimator: str, repetition: int, lr: float | None = None,
+                optimizer: str | None = None) -> int:
     """A 31-bit seed from a hash of the unit's identity (never of its position in the grid); the
-    learning rate enters only when given, so seeds without one are those they always were."""
-    key = f"{base_seed}|{kind}|{task}|{estimator}|{repetition}{'' if lr is None else f'|lr={lr!r}'}".encode()
+    learning rate and the optimizer enter only when given, so seeds without them are those they always were."""
+    key = (f"{base_seed}|{kind}|{task}|{estimator}|{repetition}{'' if lr is None else f'|lr={lr!r}'}"
+           f"{'' if optimizer is None else f'|optimizer={optimizer}'}").encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
 
@@ -287,6 +295,10 @@ def check_config(config: dict) -> None:
             allowed = SECTION_KEYS[section]
             if key not in allowed:
                 raise GumbenchError(f"unknown key {key!r} in [{section}]; valid keys: {', '.join(allowed)}")
+            if key == "optimizer":
+                if not isinstance(value, str) or value not in OPTIMIZERS:
+                    raise GumbenchError(f"[{section}] optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {value!r}")
+                continue
             if allowed[key] is tuple:  # a list of steps
                 if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
                     raise GumbenchError(f"[{section}] {key} must be a non-empty list of steps (integers), got {value!r}")
@@ -360,6 +372,7 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
         estimators = _expand(section["estimators"], lambda s: make_estimator(s.name, **s.params))
         budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps")
         lr = float(section["lr"]) if "lr" in section else None
+        optimizer = section.get("optimizer")
         probes = tuple(sorted(set(section.get("gradient_checkpoints", ()))))
         for task in tasks:
             steps = int(budget if budget is not None else task.default_steps)
@@ -377,16 +390,17 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
                         skipped.append(f"{kind}: {task.spec} x {est.spec} ({problem})")
                         continue
                 for rep in range(reps):
-                    units.append(Unit(kind, task.spec, est.spec, rep, derive_seed(base_seed, kind, task.spec, est.spec, rep, lr),
+                    units.append(Unit(kind, task.spec, est.spec, rep,
+                                      derive_seed(base_seed, kind, task.spec, est.spec, rep, lr, optimizer),
                                       steps if kind == "training" else int(budget), int(section.get("eval_every", 25)),
-                                      lr, probes))
+                                      lr, probes, optimizer))
     if not units:
         raise GumbenchError("the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks or "
                             "the quantizer problems vq-distance and quantizer-smoothed; binary-only estimators need tasks with "
                             "2 categories)")
     ids = [u.unit_id for u in units]
     if len(set(ids)) != len(ids):
-        raise GumbenchError("the sweep grid lists the same (task, estimator, learning rate, repetition) twice")
+        raise GumbenchError("the sweep grid lists the same (task, estimator, learning rate, optimizer, repetition) twice")
     return units, skipped
 
 

@@ -66,6 +66,8 @@ def run_unit(unit: Unit, threads: int | None = None):
             "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id, "torch_threads": torch.get_num_threads()}
     if unit.lr is not None:  # a column only where a config set it: rows of units without one stay as they were
         base["lr"] = unit.lr
+    if unit.optimizer is not None:  # likewise
+        base["optimizer"] = unit.optimizer
     if unit.kind == "gradstats":
         return _gradstats_rows(unit, est, base)
     return _training_rows(unit, est, base)
@@ -110,7 +112,8 @@ def _training_rows(unit: Unit, est, base: dict):
         task, est = checked_study(unit.task, est)
         callback, probes = gradient_probe(task, est, unit.gradient_checkpoints, points=GRADIENT_POINTS,
                                           samples=GRADIENT_SAMPLES, seed=unit.seed % (2**31))
-    frame = train(task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every, lr=unit.lr, callback=callback)
+    frame = train(task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every, lr=unit.lr,
+                  optimizer=unit.optimizer or "adam", callback=callback)
     numeric = [c for c in frame.columns if c not in ("task", "estimator", "label", "seed", "step") and pd.api.types.is_numeric_dtype(frame[c])]
     long = frame.melt(id_vars=["step"], value_vars=numeric, var_name="metric", value_name="value").dropna(subset=["value"])
     long["value"] = long["value"].astype(float)

@@ -42,6 +42,8 @@ from gumbench.registry import Registry
 WIDTH = Range(1, 4096)  # layer widths: a 4096 x 4096 weight is 64 MiB
 BATCH = Range(1, 16_384)  # rows per step
 CODES = Range(1, 65_536)  # codes or categories per group
+# the optimizers train() offers, by name; torch's default betas and eps for each
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}
 
 # the built-ins register when gumbench.benchmarks.training (the package) imports their modules
 registry = Registry("training task")
@@ -205,6 +207,7 @@ def train(
     steps: int | None = None,
     seed: int = 0,
     lr: float | None = None,
+    optimizer: str = "adam",
     eval_every: int = 25,
     dead_window: int = 50,
     device: str = "cpu",
@@ -212,7 +215,8 @@ def train(
 ):
     """Train ``task`` with ``estimator`` for ``steps`` from ``seed``; one row per step (a DataFrame).
 
-    ``callback(step, model)``, if given, runs before the first step (step 0) and after each step.
+    ``optimizer`` is ``"adam"`` (the default) or ``"radam"`` (:data:`OPTIMIZERS`), at learning rate ``lr``
+    (the task's default when None). ``callback(step, model)``, if given, runs before the first step (step 0) and after each step.
     A task's temperature schedule (``task.temperature(step)``) reaches estimators that have a
     temperature through ``with_params``: every scheduled value is validated, and a schedule that
     leaves an estimator's range (ReinMax needs tau >= 1) is refused before the first step.
@@ -222,6 +226,7 @@ def train(
     task = make_training_task(task)
     configured = make_estimator(estimator)
     steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
+    optimizer_class = OPTIMIZERS[check_optimizer("train", optimizer)]
     task.check_estimator(configured)
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
@@ -230,7 +235,7 @@ def train(
     if not isinstance(getattr(model, "bottleneck", None), DiscreteBottleneck):
         raise GumbenchError(f"{task.spec}: build() must return a model with a DiscreteBottleneck at .bottleneck")
     model.train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    optimizer = optimizer_class([p for p in model.parameters() if p.requires_grad], lr=lr)
     generator = torch.Generator(device=device).manual_seed(seed)
     groups = task.parameter_groups(model)
     tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
@@ -293,6 +298,13 @@ def _implicit_columns(est, indices: torch.Tensor) -> dict[str, float]:
         raise GumbenchError(f"{est.spec}: an estimator with index_digits must also have levels (the level count of each dimension)")
     levels = tuple(level.item() if isinstance(level, torch.Tensor) else level for level in levels)
     return implicit_usage(indices, index_digits(indices), levels).as_row()
+
+
+def check_optimizer(owner: str, name) -> str:
+    """An optimizer's name from :data:`OPTIMIZERS`, or one line naming them."""
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise GumbenchError(f"{owner}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    return name
 
 
 def _checked_settings(task, estimator, steps, lr, eval_every, seed, dead_window, device) -> tuple[int, float]:
