@@ -57,6 +57,14 @@ def family_palette(pairs) -> dict[str, tuple]:
     return palette
 
 
+def legend_columns(labels, fontsize: float, most: int) -> int:
+    """Legend columns that keep the legend within the figure's width: about 0.6 em per character plus the
+    marker and the gap, at DPI, at most ``most``."""
+    char = 0.6 * fontsize / 72 * DPI
+    widest = max((len(str(label)) for label in labels), default=1) * char + 4 * char
+    return max(1, min(most, int(WIDTH_IN * DPI * 0.95 // widest)))
+
+
 def _family_handles(pairs):
     """Legend handles: one mid shade per family."""
     from matplotlib.lines import Line2D
@@ -169,15 +177,21 @@ def bias_variance_figure(wide, compared, palette):
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("total variance tr(Σ) (log)")
         ax.set_ylabel("relative bias ‖E[x]−e‖/‖e‖")
-    fig.legend(handles=_family_handles(wide), loc="outside lower center", ncol=9, fontsize=8, frameon=False)
+    handles = _family_handles(wide)
+    fig.legend(handles=handles, loc="outside lower center", ncol=legend_columns([h.get_label() for h in handles], 8, 9),
+               fontsize=8, frameon=False)
     return fig
 
 
 def temperature_figure(wide, metric: str, label: str, palette, log: bool):
-    """``metric`` against the temperature, a panel per toy; estimators without one as dashed levels."""
+    """``metric`` against the temperature, a panel per toy that was run at more than one temperature (the quantizer
+    problems run the categorical estimators at one: the bias-variance panels show them); estimators without one as
+    dashed levels."""
     import numpy as np
 
-    tasks = list(dict.fromkeys(wide["task"]))
+    spread = wide.groupby("task")["tau"].nunique()
+    tasks = [t for t in dict.fromkeys(wide["task"]) if spread.get(t, 0) > 1] or list(dict.fromkeys(wide["task"]))
+    wide = wide[wide["task"].isin(tasks)]
     fig, axes = _panels(len(tasks), 3.0)
     styles = {}
     for family, group in wide.groupby("estimator_name"):
@@ -210,7 +224,8 @@ def temperature_figure(wide, metric: str, label: str, palette, log: bool):
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("temperature τ (log)")
         ax.set_ylabel(label)
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=6, fontsize=8, frameon=False)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=legend_columns(handles, 8, 6), fontsize=8,
+               frameon=False)
     return fig
 
 
@@ -237,7 +252,8 @@ def training_figure(training, metric: str, label: str, palette):
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=5, fontsize=7.5, frameon=False)
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=legend_columns(handles, 7.5, 5), fontsize=7.5,
+               frameon=False)
     return fig
 
 
@@ -306,7 +322,7 @@ BIAS_VARIANCE = ("Bias against variance, per toy: each point is one estimator (m
                  "The black steps join the Pareto front (no other healthy estimator has both less variance and less bias); "
                  "✕ marks degenerate results; points beyond an axis sit on its edge. Colour: family; shade: variant, "
                  "darker at higher temperature.")
-TEMPERATURE = ("{what} against the temperature, per toy; {better} is better. Lines: mean over {seeds} seeds, band: 95% "
+TEMPERATURE = ("{what} against the temperature, per toy run at several temperatures; {better} is better. Lines: mean over {seeds} seeds, band: 95% "
                "t interval across seeds; estimators without a temperature are dashed levels across the plot.")
 LOSS = ("Training loss per step, per task; lower is better (tasks differ in their loss, so compare within a panel). "
         "Line: mean over {seeds} seeds; band: from the lowest to the highest seed.")
@@ -382,9 +398,10 @@ def _threads(frame) -> str:
     return f"torch threads {'/'.join(map(str, counts))}, " if counts else ""
 
 
-VERDICT_NOTE = ("Best: the healthy estimator with the lowest mean (95% t interval across seeds in brackets); listed after it, "
-                "those tied with it (the Welch 95% interval of the difference reaches 0). Warnings name degenerate results "
-                "(shrinks or misses the gradient, collapsed, diverged) that would otherwise rank first; they rank after every healthy one.")
+VERDICT_NOTE = ("Best: the healthy estimator with the lowest mean (95% t interval across seeds in brackets); tied with it: "
+                "those whose Welch 95% interval of the difference reaches 0. Warnings name degenerate results "
+                "(shrinks or misses the gradient, collapsed, diverged) that would otherwise rank first; they rank after every healthy one. "
+                "In the HTML page each question is one line (hover a cell, or open the verdict in full below, for every name).")
 
 
 def question(row) -> str:
@@ -398,20 +415,31 @@ def html_page(title: str, provenance: str, answers, figures, tables) -> str:
              "body{font-family:sans-serif;font-size:14px;max-width:1300px;margin:0 auto;padding:6px 16px}"
              "h1{font-size:20px;margin:4px 0}h2{font-size:17px;margin:22px 0 6px}.provenance{color:#555;font-size:11px;margin:0 0 6px}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
-             "#verdict td{padding:2px 6px;line-height:1.25}.warning{color:#a30000}.note{font-size:11.5px;color:#444;margin:4px 0}"
+             "#verdict{font-size:11.5px}#verdict td,#verdict th{padding:1px 5px;line-height:1.2;white-space:nowrap}"
+             ".tied{color:#555}.warning{color:#a30000}.note{font-size:11.5px;color:#444;margin:4px 0}"
              "figure{margin:10px 0 24px}figure img{max-width:100%;height:auto;display:block}"
              "figcaption{font-size:13px;color:#333;max-width:1000px;margin-top:4px}summary{cursor:pointer;font-weight:bold}"
              "</style></head><body>",
              f"<h1>{esc(title)}</h1><p class='provenance'>{esc(provenance)}</p>"]
     if answers is not None:
+        # one line per question, so that the whole verdict fits the first screen; the lists in full follow
         parts.append("<table id='verdict'><tr><th>question</th><th>measure (lower is better)</th><th>seeds</th>"
-                     "<th>best, then tied with it</th><th>warnings</th></tr>")
+                     "<th>best (and how many tied with it)</th><th>warnings</th></tr>")
         for row in answers.to_dict("records"):
-            best = "<br>".join(esc(b) for b in row["best"]) or "no healthy result"
-            warn = "<br>".join(esc(w) for w in row["warnings"])
+            best = esc(row["best"][0]) + (f" <span class='tied'>+{row['tied']} tied</span>" if row["tied"] else "") if row["best"] \
+                else "no healthy result"
+            warn = "; ".join(part for part in ("no estimator beats a zero estimate" if row.get("no_better_than_zero") else "",
+                                               f"{row['degenerate']} degenerate" if row.get("degenerate") else "") if part)
             parts.append(f"<tr><td>{esc(question(row))}</td><td>{esc(row['measure'])}</td><td>{row['seeds']}</td>"
-                         f"<td>{best}</td><td class='warning'>{warn}</td></tr>")
+                         f"<td title='{esc(' / '.join(row['best']))}'>{best}</td>"
+                         f"<td class='warning' title='{esc(' / '.join(row['warnings']))}'>{warn}</td></tr>")
         parts.append(f"</table><p class='note'>{esc(VERDICT_NOTE)}</p>")
+        parts.append("<details id='verdict-full'><summary>The verdict in full: every tied estimator and every warning</summary>"
+                     "<table><tr><th>question</th><th>best, then tied with it</th><th>warnings</th></tr>"
+                     + "".join(f"<tr><td>{esc(question(row))}</td><td>{'<br>'.join(esc(b) for b in row['best']) or 'no healthy result'}</td>"
+                               f"<td class='warning'>{'<br>'.join(esc(w) for w in row['warnings'])}</td></tr>"
+                               for row in answers.to_dict("records"))
+                     + "</table></details>")
     for name, caption, data in figures:
         encoded = base64.b64encode(data).decode()
         parts.append(f"<figure id='{name}'><img alt='{name}' src='data:image/png;base64,{encoded}'>"

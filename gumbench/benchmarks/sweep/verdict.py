@@ -191,5 +191,6 @@ def verdict(compared, shown: int = 3):
         if others:
             warnings.append(f"{others} {'more ' if named else ''}degenerate ({', '.join(sorted(set(degenerate['warning'])))})")
         rows.append({"kind": kind, "task": task, "measure": group["measure"].iloc[0], "seeds": int(group["n"].max()),
-                     "best": names, "tied": len(top) - 1, "of": len(group), "warnings": warnings})
+                     "best": names, "tied": len(top) - 1, "of": len(group), "warnings": warnings,
+                     "degenerate": len(degenerate), "no_better_than_zero": bool(warnings[:1] == [NO_BETTER_THAN_ZERO])})
     return pd.DataFrame(rows)

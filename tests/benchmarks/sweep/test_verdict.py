@@ -50,6 +50,7 @@ def test_a_degenerate_result_ranks_after_healthy_ones_and_is_named_when_it_would
     answer = verdict(compared).iloc[0]
     assert answer["best"] == ["ok 1 [0.752, 1.25]"]
     assert answer["warnings"] == ["shrinker: shrinks the gradient", "1 more degenerate (shrinks the gradient)"]
+    assert answer["degenerate"] == 2 and not answer["no_better_than_zero"]  # what the report's one-line verdict shows
 
 
 def gradstats_rows(unit, relative_bias, snr, total_variance=1.0, exact_norm=2.0, mse=1.0):
