@@ -410,14 +410,7 @@ def fashion_sweep_study(root: Path) -> str:
         f"(10 draws) and straight-through at lr 1e-3 (the script's default) and tau 1, not their tuned values, so "
         f"\"each one's tuned settings\" holds for ReinMax only here; the run under the paper's tuned settings for all "
         f"five follows.")
-    parts = [intro]
-    for size, label in FASHION_SIZES.items():
-        at = final[final["size"] == size]
-        measures = fashion_measures(size)
-        rows = []
-        for est, part in at.groupby("label", sort=False):
-            rows.append([f"`{est}`", f"{part['lr'].iloc[0]:g}", *(format_interval(mean_interval(part[c])) for c in measures)])
-        parts.append(f"{label}, mean over 5 seeds [95% t interval]:\n\n" + table(["estimator", "lr", *measures.values()], rows))
+    parts = [intro] + size_tables(final, "", ["lr"], lambda first: [f"{first['lr']:g}"])
     rows = paper_orderings(final)
     held, flipped, open_ = tally(rows)
     parts.append(prose(
@@ -428,6 +421,19 @@ def fashion_sweep_study(root: Path) -> str:
         f"default), which a budget of {steps:,} steps can penalize; the longer run below tests whether the short "
         f"ranking holds.") + "\n\n" + table(["size", "measure", "rival", "ReinMax - rival", "paper's ordering"], rows))
     return "\n\n".join(parts)
+
+
+def size_tables(final: pd.DataFrame, what: str, settings: list[str], values: Callable) -> list[str]:
+    """Per size of a fashion-vae run, a table of its estimators: ``settings`` columns (``values`` of a unit's first row),
+    then each measure's mean over seeds with its 95% t interval."""
+    parts = []
+    for size, label in FASHION_SIZES.items():
+        at = final[final["size"] == size]
+        measures = fashion_measures(size)
+        rows = [[f"`{est}`", *values(part.iloc[0]), *(format_interval(mean_interval(part[c])) for c in measures)]
+                for est, part in at.groupby("label", sort=False)]
+        parts.append(f"{label},{what} mean over 5 seeds [95% t interval]:\n\n" + table(["estimator", *settings, *measures.values()], rows))
+    return parts
 
 
 def fashion_tuned_study(root: Path) -> str:
@@ -453,17 +459,9 @@ def fashion_tuned_study(root: Path) -> str:
         f"sizes). RAdam (torch's, default betas) for {radam}; Adam otherwise. Gumbel-Rao draws 10 "
         f"conditional Gumbels, as above (the table gives no count; the authors' code draws 100 for `rao_gumbel`). "
         f"{run_budget(records)}.")
-    parts = [intro]
-    for size, label in FASHION_SIZES.items():
-        at = final[final["size"] == size]
-        measures = fashion_measures(size)
-        rows = []
-        for est, part in at.groupby("label", sort=False):
-            first = part.iloc[0]
-            rows.append([f"`{est}`", {"adam": "Adam", "radam": "RAdam"}[first["optimizer"]], f"{first['lr']:g}",
-                         f"{first['tau']:g}", *(format_interval(mean_interval(part[c])) for c in measures)])
-        parts.append(f"{label}, tuned settings, mean over 5 seeds [95% t interval]:\n\n"
-                     + table(["estimator", "optimizer", "lr", "tau", *measures.values()], rows))
+    parts = [intro] + size_tables(final, " tuned settings,", ["optimizer", "lr", "tau"],
+                                  lambda first: [{"adam": "Adam", "radam": "RAdam"}[first["optimizer"]], f"{first['lr']:g}",
+                                                 f"{first['tau']:g}"])
     default = fashion_final(root, "fashion-vae")
     changes = []  # per size and family: tuned - default in the size's first measure
     for size in FASHION_SIZES:

@@ -11,7 +11,7 @@ from gumbench.benchmarks.sweep import expand_units, load_config, load_results, r
 from gumbench.benchmarks.sweep.config import derive_seed
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
-from tests.benchmarks.sweep.sweeps import comparable
+from tests.benchmarks.sweep.sweeps import assert_training_key_refused, comparable
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -84,12 +84,7 @@ def test_a_sweep_with_learning_rates_resumes_to_the_same_rows(tmp_path):
     ("lr = true", "[training] lr must be a number in (0, 1000], got True"),
 ])
 def test_bad_learning_rates_fail_with_one_line_before_writing(tmp_path, text, fragment):
-    path = tmp_path / "c.toml"
-    path.write_text(f'[training]\ntasks = ["digits-vae"]\nestimators = ["st-gumbel"]\n{text}\n')
-    with pytest.raises(GumbenchError) as info:
-        run_sweep(load_config(path), out=tmp_path / "runs", progress=False)
-    assert str(info.value) == fragment and "\n" not in str(info.value)
-    assert not (tmp_path / "runs").exists()
+    assert_training_key_refused(tmp_path, text, fragment)
 
 
 def test_lr_is_refused_in_gradstats_sections(tmp_path):

@@ -10,6 +10,7 @@ from gumbench.benchmarks.sweep.config import OPTIMIZERS, Unit, derive_seed
 from gumbench.benchmarks.training import train
 from gumbench.benchmarks.training.base import OPTIMIZERS as TRAIN_OPTIMIZERS
 from gumbench.errors import GumbenchError
+from tests.benchmarks.sweep.sweeps import assert_training_key_refused
 
 
 def tiny(optimizer=None, lr=None, steps=3):
@@ -84,12 +85,7 @@ def test_train_defaults_to_adam_and_refuses_other_names():
     ('optimizer = ["adam"]', "[training] optimizer must be one of 'adam', 'radam', got ['adam']"),
 ])
 def test_bad_optimizers_fail_with_one_line_before_writing(tmp_path, text, fragment):
-    path = tmp_path / "c.toml"
-    path.write_text(f'[training]\ntasks = ["digits-vae"]\nestimators = ["st-gumbel"]\n{text}\n')
-    with pytest.raises(GumbenchError) as info:
-        run_sweep(load_config(path), out=tmp_path / "runs", progress=False)
-    assert str(info.value) == fragment and "\n" not in str(info.value)
-    assert not (tmp_path / "runs").exists()
+    assert_training_key_refused(tmp_path, text, fragment)
 
 
 def test_optimizer_is_refused_in_gradstats_sections():
