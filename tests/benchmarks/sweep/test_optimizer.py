@@ -5,7 +5,7 @@ with one line before anything is written."""
 import pytest
 import torch
 
-from gumbench.benchmarks.sweep import expand_units, load_config, run_sweep
+from gumbench.benchmarks.sweep import expand_units, run_sweep
 from gumbench.benchmarks.sweep.config import OPTIMIZERS, Unit, derive_seed
 from gumbench.benchmarks.training import train
 from gumbench.benchmarks.training.base import OPTIMIZERS as TRAIN_OPTIMIZERS
