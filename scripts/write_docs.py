@@ -555,9 +555,19 @@ def fashion_minutes(root: Path, name: str) -> str:
 
 
 def fashion_agreement(root: Path) -> str:
-    """Whether the short protocol ranks a subset as a 4x longer run does."""
-    short, long = fashion_final(root, "fashion-vae"), fashion_final(root, "fashion-vae-long")
-    run = fashion_run(root, "fashion-vae-long")
+    """Whether the short protocol ranks a subset as a 4x longer run does (the rivals at default settings)."""
+    return agreement(root, "fashion-vae", "fashion-vae-long")
+
+
+def fashion_tuned_agreement(root: Path) -> str:
+    """The same check for the study under the paper's tuned settings."""
+    return agreement(root, "fashion-vae-tuned", "fashion-vae-tuned-long")
+
+
+def agreement(root: Path, short_name: str, long_name: str) -> str:
+    """Whether the short run ``short_name`` ranks a subset as the longer run ``long_name`` (same units, seeds) does."""
+    short, long = fashion_final(root, short_name), fashion_final(root, long_name)
+    run = fashion_run(root, long_name)
     records = [json.loads(p.read_text()) for p in sorted((run / "timings").glob("*.json"))]
     labels = list(dict.fromkeys(long["label"]))
     subset = short[(short["size"] == (8, 4)) & short["label"].isin(labels) & short["repetition"].isin(long["repetition"])]
@@ -583,10 +593,12 @@ def fashion_agreement(root: Path) -> str:
             contradictions += signs["short"] * signs["long"] < 0
     pairs = len(measures) * math.comb(len(labels), 2)
     wall = sum(r["wall_seconds"] for r in records)
-    text = (f"Does the short protocol rank as a longer one does? `gumbench sweep configs/fashion-vae-long.toml -j 2 --out "
+    text = (f"Does the short protocol rank as a longer one does? `gumbench sweep configs/{long_name}.toml -j 2 --out "
             f"results/images` (`{run.relative_to(root)}/`) trains {len(labels)} of the estimators at 8 x 4 with the same "
             f"settings and the same seeds (repetitions 0-{long['repetition'].max()}) for {int(long['steps'].iloc[0]):,} steps, "
-            f"{factor:.0f}x the study's, in {wall / 60:.1f} minutes of wall time with `-j {records[0]['jobs']}`; the short run's "
+            f"{factor:.0f}x the study's, in {wall / 60:.1f} minutes of wall time with `-j {records[0]['jobs']}`"
+            + (f" (1-minute load average {records[0]['load_average_before'][0]:.1f} at the start)" if records[0].get("load_average_before") else "")
+            + f"; the short run's "
             f"side is the study's units with the same seeds. Ranked by the mean over these {long['repetition'].nunique()} seeds "
             f"(lowest first), the order of the means is "
             + ("the same in both runs for both measures" if all(same_order) else
@@ -1049,7 +1061,8 @@ def vq_gradient_findings(root: Path) -> str:
     small = book[book["T"] == book["T"].min()]
     relaxed_small = small[~small["label"].isin(VQ_LABELS)]
     claim(bool((relaxed_small["score"] < 1e-6).all()), "at the smallest T every categorical estimator reaches the hard codebook gradient")
-    relaxations = one[one["label"].str.split("[").str[0].isin(["st-gumbel", "soft-gumbel", "straight-through", "gumbel-rao", "gst", "reinmax"])
+    relaxations = one[one["label"].str.split("[").str[0].isin(["st-gumbel", "soft-gumbel", "straight-through", "gumbel-rao", "gst",
+                                                                "reinmax", "zgr", "decoupled-st-gumbel"])
                       & (one["T"] >= 0.1)]
     unresolved = relaxations[relaxations["lowest_bias_low"] <= 0]
     claim(len(unresolved) < len(relaxations) / 4, "most relaxations' bias intervals exclude 0 at T >= 0.1")
@@ -1112,7 +1125,8 @@ def vq_gradient_findings(root: Path) -> str:
         prose("REINFORCE with the leave-one-out baseline on the distance logits is unbiased, in z and in the codebook (every "
               "seed's bias interval reaches 0 at T = 10, 1 and 0.1; at T = 0.01 every draw is the nearest code and what is left is "
               "float32 rounding); every relaxation's bias interval excludes 0 at T >= 0.1"
-              + (f" except {exceptions}" if exceptions else "") + ".", bullet=True),
+              + (f" except {exceptions}" if exceptions else "") + ". (`zgr` and `reinmax[tau=1]` are one estimator, "
+              "docs/estimators.md: their cells differ only by their units' seeds.)", bullet=True),
         prose(f"As T -> 0 the gradient of J_T in z vanishes (the nearest code does not move with z: its norm is "
               f"{format_number(vanished)} at T = 0.01 against {format_number(z[z['T'] == min(temps)]['exact_norm'].iloc[0])} at "
               f"T = {format_number(min(temps))}, so that column is left out), while in the codebook it tends to dL/de at the nearest code: at T = "
@@ -1173,6 +1187,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "fashion-tuned-study": fashion_tuned_study,
     "fashion-gradients": fashion_gradients,
     "fashion-agreement": fashion_agreement,
+    "fashion-tuned-agreement": fashion_tuned_agreement,
     "speech-corpus": speech_corpus,
     "speech-fairseq-values": speech_fairseq_values,
     "speech-training-table": speech_training_table,

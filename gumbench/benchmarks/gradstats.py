@@ -26,8 +26,9 @@ The three steps are separate functions: :func:`accumulate` draws the estimates (
 :func:`draw_estimates`) into per-group sums, :func:`jackknife_intervals` turns them into values
 and intervals, :func:`gradient_statistics` checks the input and assembles the result.
 
-VQ estimators take continuous vectors and a codebook rather than logits; they are
-measured in the training tasks, not here.
+VQ estimators take continuous vectors and a codebook rather than logits: :func:`problem_statistics`
+measures them on the quantizer problems (:mod:`gumbench.benchmarks.quantizer_problems`), with the
+same accumulation and intervals, against the gradient in z or the codebook.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ class GroupSums:
     sums: torch.Tensor
     squares: torch.Tensor
     counts: torch.Tensor
+    all_zero: bool = False  # every estimate was exactly 0 (straight-through VQ's codebook gradient)
 
 
 def accumulate(estimator, logits, loss_fn, exact: torch.Tensor, samples: int, seed: int, groups: int, chunk_size: int,
@@ -204,10 +206,12 @@ def accumulate(estimator, logits, loss_fn, exact: torch.Tensor, samples: int, se
     ends = [0]
     for size in sizes:
         ends.append(ends[-1] + size)
-    group = 0
+    group, all_zero = 0, True
     for start in range(0, samples, chunk_size):
         rows = min(chunk_size, samples - start)
-        deviation = draw(rows, generator).sub_(e)
+        estimates = draw(rows, generator)
+        all_zero = all_zero and not bool(estimates.any())
+        deviation = estimates.sub_(e)
         squared = deviation * deviation
         first, row = group, start
         while row < start + rows:  # the slices of this chunk that fall in one group each
@@ -220,7 +224,7 @@ def accumulate(estimator, logits, loss_fn, exact: torch.Tensor, samples: int, se
         if not (torch.isfinite(sums[first : group + 1]).all() and torch.isfinite(squares[first : group + 1]).all()):
             raise GumbenchError(f"{estimator.spec} produced NaN or inf gradients from finite losses; "
                                 "loss_fn must have finite gradients at the values the estimator passes it")
-    return GroupSums(sums, squares, torch.tensor(sizes, dtype=torch.float64))
+    return GroupSums(sums, squares, torch.tensor(sizes, dtype=torch.float64), all_zero)
 
 
 def _statistics(e: torch.Tensor, total_sums, total_squares, n) -> dict[str, torch.Tensor]:
@@ -292,7 +296,8 @@ def _training_copy(estimator):
     """A copy in training mode (the caller's estimator and its state are left alone); not VQ."""
     est = copy.deepcopy(make_estimator(estimator))
     if isinstance(est, VQEstimator):
-        raise GumbenchError(f"{est.spec} is a VQ estimator: it takes vectors and a codebook, not logits; measure it in a training task")
+        raise GumbenchError(f"{est.label} is a VQ estimator: it takes vectors and a codebook, not logits; measure it on a quantizer "
+                            "problem (-t vq-distance or quantizer-smoothed) or in a training task")
     return est.train()
 
 
@@ -374,7 +379,11 @@ def gradient_statistics(
 
 def assemble(est, samples: int, seed: int, confidence: float, exact: torch.Tensor, expected: float | None,
              group_sums: GroupSums, shape: tuple[int, ...], reference_error: float | None = None) -> GradientStatistics:
-    """The :class:`GradientStatistics` of accumulated group sums against ``exact`` (any shape, flattened alike)."""
+    """The :class:`GradientStatistics` of accumulated group sums against ``exact`` (any shape, flattened alike).
+    Estimates that were all exactly 0 get exactly the statistics of a zero estimate (the sums of their deviations
+    would leave rounding residue: a mean of 1e-15 and a cosine of noise)."""
+    if group_sums.all_zero:
+        return zero_estimate_statistics(est, samples, seed, confidence, exact, expected, shape, reference_error)
     intervals = jackknife_intervals(group_sums, exact, confidence)
     bias = _scalar(intervals["bias_sq"], math.sqrt, clip=True)
     exact_norm = float(exact.norm())
@@ -402,6 +411,21 @@ def assemble(est, samples: int, seed: int, confidence: float, exact: torch.Tenso
     )
 
 
+def zero_estimate_statistics(est, samples: int, seed: int, confidence: float, exact: torch.Tensor, expected: float | None,
+                             shape: tuple[int, ...], reference_error: float | None = None) -> GradientStatistics:
+    """The statistics of an estimator whose every estimate is exactly 0: bias ||e||, relative bias 1, variance 0,
+    MSE ||e||^2, no cosine and no SNR (the mean has no direction)."""
+    norm = float(exact.norm())
+    zeros = torch.zeros(shape, dtype=torch.float64)
+    point = lambda v: Interval(v, v, v)  # noqa: E731
+    return GradientStatistics(
+        estimator=est.spec, label=est.label, samples=samples, seed=seed, confidence=confidence,
+        exact_gradient=exact.reshape(shape), mean_gradient=zeros, exact_norm=norm, expected_loss=expected,
+        bias=point(norm), relative_bias=point(1.0) if norm > 0 else None, total_variance=point(0.0),
+        coordinate_variance=zeros, coordinate_variance_low=zeros, coordinate_variance_high=zeros.clone(),
+        mse=point(norm * norm), cosine=None, snr=None, reference_error=reference_error)
+
+
 def problem_statistics(estimator, problem, samples: int = DEFAULT_SAMPLES, seed: int = 0, *, confidence: float = 0.95,
                        groups: int = JACKKNIFE_GROUPS) -> GradientStatistics:
     """Bias, variance, MSE, cosine and SNR of ``estimator``'s gradient in z or the codebook (the problem's ``wrt``)
@@ -421,6 +445,7 @@ def problem_statistics(estimator, problem, samples: int = DEFAULT_SAMPLES, seed:
     keep_freed_memory()
     groups = max(2, min(groups, samples // 2))
     exact, expected, error = problem.reference()
+    problem.check_reference(exact, expected)
     rows = min(samples, problem.rows_at_once(est))
     group_sums = accumulate(est, None, None, exact, samples, seed, groups, rows, draw=lambda n, gen: problem.draw(est, n, gen))
     return assemble(est, samples, seed, confidence, exact, expected, group_sums, problem.shape, error)
@@ -475,9 +500,12 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
         built.append(est)
     if not built:
         raise GumbenchError("no estimators to run")
+    if tau is not None and not any(est.has_temperature for est in built):
+        raise GumbenchError(f"--tau was given but no estimator measured on {toy.spec} has a temperature")
     if problem:
         for est in built:
             toy.check_estimator(est)
+        toy.check_reference(*toy.reference()[:2])
         check_integer("gradstats", "samples", samples, SAMPLES)
         check_integer("gradstats", "seed", seed, SEED)
         return GradstatsRun(toy.spec, [problem_statistics(est, toy, samples, seed) for est in built])

@@ -135,6 +135,14 @@ class QuantizerProblem(Plugin):
     def default_estimators(self) -> list[str]:
         raise NotImplementedError  # abstract
 
+    def check_reference(self, exact: torch.Tensor, expected: float | None) -> None:
+        """Refuse a reference gradient at rounding level: relative statistics against it would be noise."""
+        norm = float(exact.norm())
+        if norm <= 1e-10 * max(abs(expected or 0.0), 1.0):
+            raise GumbenchError(f"{self.spec}: the reference gradient in {self.params['wrt']} is {norm:.3g}, zero to rounding "
+                                "(at small T the nearest code does not move with z; with one code per stage nothing is chosen); "
+                                "measure wrt=codebook, a larger T, or more codes")
+
     def check_estimator(self, estimator) -> None:
         problem = self.incompatibility(estimator)
         if problem:
@@ -210,8 +218,9 @@ class DistanceVQ(QuantizerProblem):
 
     def validate(self) -> None:
         p = self.params
-        if p["stages"] == 2 and p["codes"] % 2:
-            raise GumbenchError(f"{self.name}: stages=2 splits the codes into two books of codes/2; codes must be even, got {p['codes']}")
+        if p["stages"] == 2 and (p["codes"] % 2 or p["codes"] < 4):
+            raise GumbenchError(f"{self.name}: stages=2 splits the codes into two books of codes/2, each with a choice; codes "
+                                f"must be even and at least 4, got {p['codes']}")
         per_group = p["codes"] if p["stages"] == 1 else (p["codes"] // 2) ** 2
         count = per_group ** p["groups"]
         if count > MAX_ENUMERATION:
@@ -251,13 +260,13 @@ class DistanceVQ(QuantizerProblem):
         return self._reference
 
     def incompatibility(self, estimator) -> str | None:
-        from gumbench.estimators import CategoricalEstimator
+        from gumbench.estimators import CategoricalEstimator, make_estimator
         from gumbench.estimators.implicit import ImplicitCodebookVQ
         from gumbench.estimators.residual import ResidualVQ
 
         if self.params["stages"] == 2:
             if isinstance(estimator, ResidualVQ) and estimator.params["stages"] == 2:
-                return None
+                return codebook_care(make_estimator(estimator.params["quantizer"]))
             return "stages=2 measures residual-vq[stages=2] only (the choices of its two stages are not independent groups)"
         if isinstance(estimator, CategoricalEstimator):
             return estimator.incompatibility(self.codes)
@@ -265,7 +274,7 @@ class DistanceVQ(QuantizerProblem):
             return "its codes are implicit (a grid or a cube), not the rows of a codebook; see quantizer-smoothed"
         if isinstance(estimator, ResidualVQ):
             return "residual VQ is measured with stages=2"
-        return None
+        return codebook_care(estimator)
 
     def default_estimators(self) -> list[str]:
         if self.params["stages"] == 2:
@@ -358,9 +367,7 @@ class SmoothedQuantizer(QuantizerProblem):
             return f"quantizer={self.params['quantizer']} is compared with {', '.join(allowed)} (the same Q)"
         if self.params["quantizer"] == "fsq" and estimator.params["levels"] != self.params["levels"]:
             return f"its levels {estimator.params['levels']} are not the problem's {self.params['levels']}"
-        if estimator.name == "vq-commitment" and estimator.params["cosine"]:
-            return "cosine=true chooses codes by angle, not the nearest code"
-        return None
+        return codebook_care(estimator)
 
     def default_estimators(self) -> list[str]:
         kind = self.params["quantizer"]
@@ -369,6 +376,20 @@ class SmoothedQuantizer(QuantizerProblem):
         if kind == "lfq":
             return ["lfq"]
         return ["vq-commitment", "vq-commitment[rotation=true]", "nsvq", "simvq"]
+
+
+def codebook_care(estimator) -> str | None:
+    """Why a VQ estimator's options do not fit a fixed-codebook problem (vq-commitment's ema, k-means init and
+    dead-code restart rewrite the codebook in training calls; a cosine codebook chooses by angle), or None."""
+    if estimator.name != "vq-commitment":
+        return None
+    p = estimator.params
+    changed = [name for name, on in (("ema=true", p["ema"]), ("init=kmeans", p["init"] == "kmeans"), ("restart=true", p["restart"])) if on]
+    if changed:
+        return f"{', '.join(changed)} rewrites the codebook in training calls; the problems hold it fixed"
+    if p["cosine"]:
+        return "cosine=true chooses codes by angle on normalized codes, not the nearest code of this codebook"
+    return None
 
 
 def is_problem(task) -> bool:

@@ -200,4 +200,20 @@ def test_default_estimators_run_and_deterministic_ones_have_no_variance():
         assert stats.total_variance.value == 0.0 and stats.snr is None
     # straight-through VQ passes no downstream gradient to the codes: a zero estimate, relative bias exactly 1
     stats = problem_statistics("vq-commitment", problem.with_params(wrt="codebook"), samples=200)
-    assert stats.relative_bias.value == pytest.approx(1.0) and float(stats.mean_gradient.abs().max()) < 1e-12 * stats.exact_norm
+    assert stats.relative_bias.value == 1.0 and float(stats.mean_gradient.abs().max()) == 0.0
+    assert stats.total_variance.value == 0.0 and stats.cosine is None and stats.snr is None  # a zero mean has no direction
+    assert stats.mse.value == pytest.approx(stats.exact_norm**2, rel=1e-12)
+
+
+def test_a_reference_gradient_at_rounding_level_is_refused():
+    with pytest.raises(GumbenchError, match="zero to rounding"):
+        problem_statistics("straight-through", "vq-distance[T=0.01]", samples=100)
+    problem_statistics("straight-through", "vq-distance[T=0.01,wrt=codebook]", samples=100)  # the codebook's is not
+
+
+@pytest.mark.parametrize("spec", ["vq-commitment[ema=true]", "vq-commitment[init=kmeans]", "vq-commitment[restart=true]",
+                                  "vq-commitment[cosine=true]", "residual-vq[stages=2,quantizer=vq-commitment[ema=true]]"])
+def test_codebook_care_that_rewrites_or_renormalizes_the_codebook_is_refused(spec):
+    problem = "vq-distance[stages=2]" if spec.startswith("residual") else "vq-distance"
+    with pytest.raises(GumbenchError, match="codebook|angle"):
+        problem_statistics(spec, problem, samples=100)

@@ -38,6 +38,7 @@ import math
 import torch
 
 from gumbench.errors import GumbenchError
+from gumbench.plugin import SEED, check_integer
 
 VARIANTS = ("wav2vec2", "vq-wav2vec")
 ESTIMATOR = "st-gumbel"
@@ -71,6 +72,7 @@ def explain(audio_dir=None, seed: int = 0, variant: str = "both") -> dict:
     """Answers and measurements for ``variant`` (wav2vec2, vq-wav2vec or both); see the module docstring."""
     if variant not in (*VARIANTS, "both"):
         raise GumbenchError(f"variant must be one of {', '.join(VARIANTS)} or both; got {variant!r}")
+    seed = check_integer("explain", "seed", seed, SEED)
     chosen = VARIANTS if variant == "both" else (variant,)
     return {"estimator": ESTIMATOR, "seed": int(seed), "step": 1,
             "audio": str(audio_dir) if audio_dir else "vendored corpus (gumbench/data/speech)",
