@@ -55,6 +55,7 @@ from gumbench.plugin import AT_LEAST_ONE, SEED, Plugin, Range
 INPUT_DIM, HIDDEN, OUTPUT_DIM = 8, 16, 4
 PROBLEM_ELEMENTS = 2**18  # elements (rows x the tensors of one row) of one batched draw
 SMOOTHING_CHUNK = 2**15  # antithetic pairs scored at once by the smoothed reference
+REFERENCES: dict[str, tuple] = {}  # spec -> (reference gradient, J, reference error): a problem is a function of its spec
 
 
 class QuantizerProblem(Plugin):
@@ -71,8 +72,16 @@ class QuantizerProblem(Plugin):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._reference = None
         self._build()
+
+    @property
+    def _reference(self):
+        """The reference of this spec, computed once per process (a sweep builds a fresh problem for every unit)."""
+        return REFERENCES.get(self.spec)
+
+    @_reference.setter
+    def _reference(self, value) -> None:
+        REFERENCES[self.spec] = value
 
     # --- the model ------------------------------------------------------------------------
 
@@ -391,6 +400,3 @@ def codebook_care(estimator) -> str | None:
         return "cosine=true chooses codes by angle on normalized codes, not the nearest code of this codebook"
     return None
 
-
-def is_problem(task) -> bool:
-    return isinstance(task, QuantizerProblem)
