@@ -8,7 +8,7 @@ from gumbench.registry import format_value
 
 def _parameters(cls) -> str:
     params = []
-    for key, default in cls.parameters.items():
+    for key, default in cls.defaults.items():
         allowed = cls.choices.get(key)
         text = f"{key}={format_value(default)}"
         if allowed:

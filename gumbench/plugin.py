@@ -4,7 +4,7 @@ A plugin class declares, as data,
 
     name         its registry name, e.g. ``st-gumbel``
     description  one line for ``gumbench list``
-    parameters   the parameters and their defaults (the type of a default is the parameter's type)
+    defaults     the parameters and their default values (the type of a default is the parameter's type)
     choices      allowed values of a parameter, e.g. {"baseline": ("none", "ema", "loo")}
     ranges       allowed interval of a numeric parameter, e.g. {"tau": POSITIVE}; a float
                  parameter without one must still be finite (a range admits +-inf only where
@@ -125,12 +125,12 @@ class Plugin:
 
     def __init__(self, **params):
         self.given = dict(params)
-        self.params = coerce_params(self.name, self.parameters, self.choices, params)
+        self.params = coerce_params(self.name, self.defaults, self.choices, params)
         for key, value in self.params.items():
             if key in self.ranges or isinstance(value, float):
                 self.ranges.get(key, FINITE).check(self.name, key, value)
         for key, (switch, value) in self.requires.items():
-            if self.params[key] != self.parameters[key] and self.params[switch] != value:
+            if self.params[key] != self.defaults[key] and self.params[switch] != value:
                 setting = f"{switch}={format_value(value)}"
                 raise GumbenchError(f"{self.name}: {key} only applies with {setting}; set {setting} or leave {key} out")
         for keys, ceiling in self.limits.items():
@@ -152,7 +152,7 @@ class Plugin:
     @property
     def label(self) -> str:
         """Short name: the parameters given at construction that differ from their defaults."""
-        return format_spec(self.name, {k: self.params[k] for k in self.given if self.params[k] != self.parameters[k]})
+        return format_spec(self.name, {k: self.params[k] for k in self.given if self.params[k] != self.defaults[k]})
 
     def with_params(self, **changes):
         """A new instance with ``changes`` over the parameters given to this one, validated like any other."""

@@ -20,12 +20,12 @@ def test_rows_cover_every_registered_name_with_its_declarations(kind):
     for name, column, parameters, description in rows:
         cls = registry.get(name)
         assert column == str(getattr(cls, second)) and description == cls.description and description
-        if not cls.parameters:
+        if not cls.defaults:
             assert parameters == "-", name
             continue
         shown = parameters.split(", ")
-        assert len(shown) == len(cls.parameters), (name, parameters)
-        for text, (key, default) in zip(shown, cls.parameters.items()):
+        assert len(shown) == len(cls.defaults), (name, parameters)
+        for text, (key, default) in zip(shown, cls.defaults.items()):
             assert text.startswith(f"{key}={format_value(default)}"), (name, text)
             allowed = cls.choices.get(key)
             assert text.endswith(f" ({'|'.join(map(format_value, allowed))})" if allowed else f"{key}={format_value(default)}"), (name, text)

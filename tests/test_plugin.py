@@ -16,7 +16,7 @@ class Widget(Plugin):
     """A plugin declared here (not registered): every kind of parameter, a choice, ranges and a cross-check."""
 
     name = "widget"
-    parameters = {"tau": 1.0, "count": 3, "fast": False, "mode": "a", "share": 0.5}
+    defaults = {"tau": 1.0, "count": 3, "fast": False, "mode": "a", "share": 0.5}
     choices = {"mode": ("a", "b")}
     ranges = {"tau": POSITIVE, "count": AT_LEAST_ONE, "share": HALF_OPEN_UNIT}
 
@@ -60,7 +60,7 @@ def test_parameters_are_coerced_to_their_declared_types():
     w = Widget(tau=2, count=4.0, fast=True, mode="b", share=1)
     assert w.params == {"tau": 2.0, "count": 4, "fast": True, "mode": "b", "share": 1.0}
     assert type(w.params["tau"]) is float and type(w.params["count"]) is int and type(w.params["share"]) is float
-    assert Widget().params == Widget.parameters and Widget().params is not Widget.parameters
+    assert Widget().params == Widget.defaults and Widget().params is not Widget.defaults
     # through a registry name: '1' parses as an integer, tau is a float
     assert type(make_estimator("st-gumbel[tau=1]").params["tau"]) is float
 
@@ -123,7 +123,7 @@ def test_with_params_returns_a_new_validated_object_and_never_mutates():
 
 def test_has_temperature_is_read_from_the_declared_parameters():
     for name, cls in registry.classes().items():
-        assert cls.has_temperature == ("tau" in cls.parameters), name
+        assert cls.has_temperature == ("tau" in cls.defaults), name
         assert make_estimator(name).has_temperature == cls.has_temperature, name
     assert {n for n, cls in registry.classes().items() if cls.has_temperature} >= {"st-gumbel", "soft-gumbel", "straight-through",
                                                                                      "gumbel-rao", "reinmax", "gst"}
@@ -131,11 +131,11 @@ def test_has_temperature_is_read_from_the_declared_parameters():
 
     class Hot(CategoricalEstimator):  # not registered
         name = "hot"
-        parameters = {"tau": 1.0, "k": 2}
+        defaults = {"tau": 1.0, "k": 2}
 
     class Cold(Hot):
         name = "cold"
-        parameters = {"k": 2}
+        defaults = {"k": 2}
         has_temperature = True  # a declaration that contradicts the parameters does not count
 
     assert Hot.has_temperature and Hot(tau=0.5).has_temperature
@@ -146,7 +146,7 @@ def test_has_temperature_is_read_from_the_declared_parameters():
 def test_an_option_that_requires_another_is_refused_without_it():
     class Switches(Plugin):
         name = "gadget"
-        parameters = {"init": "random", "iters": 10, "restart": False, "every": 50}
+        defaults = {"init": "random", "iters": 10, "restart": False, "every": 50}
         requires = {"iters": ("init", "kmeans"), "every": ("restart", True)}
 
     assert Switches(init="kmeans", iters=3).params["iters"] == 3 and Switches(restart=True, every=2).params["every"] == 2
@@ -159,7 +159,7 @@ class Gadget(Plugin):
     """A float without a declared range, one that names +inf as "no limit", and a product with a ceiling."""
 
     name = "gadget"
-    parameters = {"gain": 1.0, "budget": 10.0, "rows": 4, "width": 8}
+    defaults = {"gain": 1.0, "budget": 10.0, "rows": 4, "width": 8}
     ranges = {"budget": Range(0, math.inf, low_open=True), "rows": AT_LEAST_ONE, "width": AT_LEAST_ONE}
     limits = {("rows", "width"): 1024}
 

@@ -52,7 +52,7 @@ PLUGIN = textwrap.dedent(
     class Deterministic(CategoricalEstimator):
         name = "plugin-softmax"
         description = "softmax(logits / tau), no sampling (a test plugin)"
-        parameters = {"tau": 1.0}
+        defaults = {"tau": 1.0}
 
         def estimate(self, logits, loss_fn, generator):
             y = torch.softmax(logits / self.params["tau"], dim=-1)

@@ -221,7 +221,7 @@ class DistanceVQ(QuantizerProblem):
                    "J_T = E_q[L(e_k)] in z or the codebook by enumerating K^G codes; stages=2: residual VQ.")
     formula = ("J_T(z, E) = sum_k prod_g softmax_k(-||z_g - e_gk||^2 / T) L(dec(e_k)); z = enc(x), "
                "L quadratic, linear or cross-entropy; grad in z or E by enumeration")
-    parameters = _common(codes=16, stages=1, T=1.0)
+    defaults = _common(codes=16, stages=1, T=1.0)
     choices = {**QuantizerProblem.common_choices, "stages": (1, 2)}
     ranges = {**QuantizerProblem.common_ranges, "codes": Range(2, MAX_ENUMERATION), "T": TEMPERATURE_T}
 
@@ -304,7 +304,7 @@ class SmoothedQuantizer(QuantizerProblem):
                    "E_eps[L(Q(z + sigma eps))] in z from many antithetic samples, with its error bar.")
     formula = ("J_sigma(z) = E_eps[L(dec(Q(z + sigma eps)))], eps ~ N(0, I); grad = E[L(Q(z + sigma eps)) eps] / sigma, "
                "estimated from reference_samples antithetic pairs")
-    parameters = _common(quantizer="vq", codes=16, levels="5-5-5-5", sigma=0.1, reference_samples=2**20)
+    defaults = _common(quantizer="vq", codes=16, levels="5-5-5-5", sigma=0.1, reference_samples=2**20)
     choices = {**QuantizerProblem.common_choices, "quantizer": ("vq", "fsq", "lfq"), "wrt": ("z",)}
     ranges = {**QuantizerProblem.common_ranges, "codes": Range(2, MAX_ENUMERATION), "sigma": Range(0, 100, low_open=True),
               "reference_samples": Range(2**10, 2**26, meaning="antithetic pairs of the Monte Carlo reference")}

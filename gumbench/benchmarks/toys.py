@@ -140,7 +140,7 @@ class CategoricalToy(ToyTask):
     name = "categorical"
     description = "Random logits (G x V); quadratic ||y - t||^2 or linear c.y loss."
     formula = "f(y) = sum (y - t)^2, t ~ U(0,1)  |  f(y) = sum c * y, c ~ N(0,1); logits ~ N(0, scale^2)"
-    parameters = {"loss": "quadratic", "groups": 4, "categories": 8, "scale": 1.0, "seed": 0}
+    defaults = {"loss": "quadratic", "groups": 4, "categories": 8, "scale": 1.0, "seed": 0}
     choices = {"loss": ("quadratic", "linear")}
     # logit differences of a few hundred already make the softmax one-hot in float64
     ranges = {"groups": AT_LEAST_ONE, "categories": AT_LEAST_ONE, "scale": Range(0, 1000, low_open=True), "seed": SEED}
@@ -184,7 +184,7 @@ class PolynomialToy(_BinaryToy):
     name = "polynomial"
     description = "ReinMax's polynomial programming: L binary variables, mean |z - 0.45|^p."
     formula = "f(z) = (1/L) sum_i |z_i - 0.45|^p, z_i in {0,1}, p in {1.5, 2, 3}; logits ~ N(0,1)"
-    parameters = {"p": 2.0, "L": 8, "seed": 0}
+    defaults = {"p": 2.0, "L": 8, "seed": 0}
     choices = {"p": (1.5, 2.0, 3.0)}
     ranges = {"L": Range(1, MAX_TOY_ELEMENTS // 2), "seed": SEED}
 

@@ -68,10 +68,10 @@ class EstimatorOutput(NamedTuple):
 
 class Estimator(Plugin, torch.nn.Module):
     """Base class: a plugin (name, declared parameters, spec, label, ``with_params``) that is also
-    a ``torch.nn.Module`` (its ``parameters`` are the plugin's declared ones: estimators hold no
-    trainable weights), with a family and declared capabilities, read directly:
+    a ``torch.nn.Module`` (the declared parameters are ``defaults``, so ``parameters()`` is
+    the module's own), with a family and declared capabilities, read directly:
 
-    has_temperature         it has a ``tau`` parameter (set from ``parameters``; the training
+    has_temperature         it has a ``tau`` parameter (set from ``defaults``; the training
                             tasks' temperature schedules and ``gradstats --tau`` change it)
     required_categories     V that logits must have (DisARM: 2), None for any
     zero_estimate_possible  the estimate can be exactly 0 with positive probability (DisARM)
@@ -86,7 +86,7 @@ class Estimator(Plugin, torch.nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.has_temperature = "tau" in cls.parameters
+        cls.has_temperature = "tau" in cls.defaults
 
     def __init__(self, **params):
         torch.nn.Module.__init__(self)

@@ -45,7 +45,7 @@ class DecoupledSTGumbel(CategoricalEstimator):
     family = "relaxation"
     description = ("Decoupled ST-GS (Shah 2024): one-hot of argmax(logits/tau_forward + g) forward, "
                    "Jacobian of softmax(logits/tau + g) backward (tau: the backward temperature).")
-    parameters = {"tau": 1.0, "tau_forward": 1.0}
+    defaults = {"tau": 1.0, "tau_forward": 1.0}
     ranges = {"tau": TEMPERATURE, "tau_forward": TEMPERATURE}
     # a smoother backward with the model's own forward, and the configuration the paper analyses (8 x 4 VAE)
     variants = ({"tau": 2.0}, {"tau": 1.3, "tau_forward": 1.6})

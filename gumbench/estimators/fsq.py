@@ -71,7 +71,7 @@ class FSQ(ImplicitCodebookVQ):
     name = "fsq"
     description = ("Finite scalar quantization: each dimension bounded by tanh, rounded to one of L_i levels "
                    "(straight-through) and scaled to [-1, 1]; implicit codebook of prod(levels) codes, no auxiliary loss.")
-    parameters = {"levels": "8-5-5-5"}
+    defaults = {"levels": "8-5-5-5"}
     first_digit_least = True
 
     def validate(self) -> None:

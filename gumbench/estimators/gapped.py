@@ -63,7 +63,7 @@ class GappedStraightThrough(CategoricalEstimator):
     name = "gst"
     family = "relaxation"
     description = "Gapped straight-through (Fan 2022): sample D forward, softmax((logits + m)/tau) Jacobian backward, m deterministic with a gap (1.0 or p)."
-    parameters = {"tau": 1.0, "variant": "1.0"}
+    defaults = {"tau": 1.0, "variant": "1.0"}
     choices = {"variant": ("1.0", "p")}
     ranges = {"tau": TEMPERATURE}
     variants = ({"variant": "1.0"}, {"variant": "p"})

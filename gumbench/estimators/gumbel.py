@@ -19,7 +19,7 @@ from gumbench.plugin import TEMPERATURE
 
 class _GumbelBase(CategoricalEstimator):
     family = "relaxation"
-    parameters = {"tau": 1.0}
+    defaults = {"tau": 1.0}
     ranges = {"tau": TEMPERATURE}
 
     def _relaxed(self, logits, loss_fn, generator, hard: bool) -> EstimatorOutput:

@@ -31,7 +31,7 @@ class GumbelRao(CategoricalEstimator):
     name = "gumbel-rao"
     family = "relaxation"
     description = "Gumbel-Rao (Paulus 2021): one hard sample forward, softmax((logits + g)/tau) Jacobian averaged over M draws of g given the sample."
-    parameters = {"tau": 1.0, "samples": 10}
+    defaults = {"tau": 1.0, "samples": 10}
     ranges = {"tau": TEMPERATURE, "samples": Range(1, 1000, meaning="M, the conditional Gumbel draws")}
 
     def estimate(self, logits, loss_fn, generator):

@@ -55,7 +55,7 @@ class IndexBackpropagation(VQEstimator):
     name = "ibq"
     description = ("IBQ: code of the largest z.C, value (onehot - sg[softmax] + softmax) C so every code gets a "
                    "gradient; commitment ||z_q - z||^2 + double quantization loss.")
-    parameters = {"beta": 0.25}
+    defaults = {"beta": 0.25}
     ranges = {"beta": Range(0, 100, meaning="weight of ||e - sg[z]||^2 in the double quantization loss")}
 
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,7 @@ class IndeCateR(CategoricalEstimator):
     family = "score-function"
     description = ("IndeCateR / CatLog (De Smet 2023): sum_g sum_k grad p_g(k) f(x_{-g}, x_g = k) over S draws x ~ p; "
                    "unbiased, G x V loss evaluations per draw.")
-    parameters = {"samples": 1}
+    defaults = {"samples": 1}
     ranges = {"samples": Range(1, 1000, meaning="S, the draws per row")}
 
     def estimate(self, logits, loss_fn, generator):

@@ -142,7 +142,7 @@ class LFQ(_BinaryQuantizer):
     # entropy_weight 0.1 and diversity_gamma 1 are vector-quantize-pytorch's defaults (MAGVIT-v2 weighs its
     # entropy loss by 0.1 too); commitment 0.25 is MAGVIT-v2's (vector-quantize-pytorch defaults to 0);
     # inv_temperature 100 is vector-quantize-pytorch's default (MAGVIT-v2's temperature 0.01)
-    parameters = {"entropy_weight": 0.1, "commitment": 0.25, "diversity_gamma": 1.0, "inv_temperature": 100.0}
+    defaults = {"entropy_weight": 0.1, "commitment": 0.25, "diversity_gamma": 1.0, "inv_temperature": 100.0}
 
     def magnitude_limit(self, dtype: torch.dtype, groups: int, dim: int) -> float:
         # the commitment loss is a mean of (z - q)^2 with |q| = 1: vq-commitment's bound with |e| = 1
@@ -179,7 +179,7 @@ class BSQ(_BinaryQuantizer):
                    "factorized entropy penalty and commitment.")
     # the BSQ reference configurations (bsq-vit, imagenet_256x256_bsqvit_*): inv_temperature 1, gamma 1,
     # commitment (beta) 0, the quantizer's loss weighed by 0.1 (codebook_weight, without its warm-up ramp)
-    parameters = {"entropy_weight": 0.1, "commitment": 0.0, "diversity_gamma": 1.0, "inv_temperature": 1.0}
+    defaults = {"entropy_weight": 0.1, "commitment": 0.0, "diversity_gamma": 1.0, "inv_temperature": 1.0}
 
     def magnitude_limit(self, dtype: torch.dtype, groups: int, dim: int) -> float:
         # |z|^2 must stay finite in the compute dtype to normalize

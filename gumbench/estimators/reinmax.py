@@ -41,7 +41,7 @@ class ReinMax(CategoricalEstimator):
     name = "reinmax"
     family = "relaxation"
     description = "ReinMax (Liu 2023): sample forward, 2 J(pi_half) - J(pi)/2 backward, pi_half = (softmax(logits/tau) + D)/2; tau >= 1."
-    parameters = {"tau": 1.0}
+    defaults = {"tau": 1.0}
     ranges = {"tau": TEMPERATURE}
 
     def validate(self) -> None:

@@ -59,7 +59,7 @@ class ResidualVQ(VQEstimator):
     name = "residual-vq"
     description = ("Residual VQ (SoundStream/EnCodec/DAC): S stages quantize what the earlier ones left, each with "
                    "K/S of the codebook's codes; value = sum of the codes, straight-through once; optional quantizer dropout.")
-    parameters = {"stages": 4, "quantizer": "vq-commitment", "dropout": False}
+    defaults = {"stages": 4, "quantizer": "vq-commitment", "dropout": False}
     ranges = {"stages": Range(1, 64, meaning="residual stages")}
 
     def validate(self) -> None:

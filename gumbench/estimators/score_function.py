@@ -31,7 +31,7 @@ class Reinforce(CategoricalEstimator):
     name = "reinforce"
     family = "score-function"
     description = "Score function (f - b) grad log p with baseline none, ema or loo (RLOO over S samples)."
-    parameters = {"baseline": "none", "samples": 0, "decay": 0.9}
+    defaults = {"baseline": "none", "samples": 0, "decay": 0.9}
     choices = {"baseline": ("none", "ema", "loo")}
     ranges = {"samples": Range(0, 1000), "decay": OPEN_UNIT}  # samples = 0: the default for the baseline
     variants = ({"baseline": "none"}, {"baseline": "ema"}, {"baseline": "loo"})

@@ -48,7 +48,7 @@ class SimVQ(VQEstimator):
     name = "simvq"
     description = ("SimVQ: frozen random codebook C through a learned linear map W (an estimator parameter); "
                    "nearest code of C W, straight-through, codebook loss (trains W) + beta * commitment.")
-    parameters = {"beta": 0.25, "rotation": False}
+    defaults = {"beta": 0.25, "rotation": False}
     codebook_gradient = False  # C is frozen; W learns
     ranges = {"beta": Range(0, 100, meaning="commitment weight")}
 

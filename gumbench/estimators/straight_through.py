@@ -17,7 +17,7 @@ class StraightThrough(CategoricalEstimator):
     name = "straight-through"
     family = "relaxation"
     description = "Sample z ~ Cat(softmax(logits)) forward, Jacobian of softmax(logits/tau) backward (Bengio 2013)."
-    parameters = {"tau": 1.0}
+    defaults = {"tau": 1.0}
     ranges = {"tau": TEMPERATURE}
 
     def estimate(self, logits, loss_fn, generator):

@@ -223,7 +223,7 @@ class VQCommitment(VQEstimator):
     name = "vq-commitment"
     description = ("VQ-VAE: nearest code by L2, straight-through to the encoder, codebook + beta * commitment loss; "
                    "options: ema, rotation trick, k-means init, dead-code restart, cosine codebook.")
-    parameters = {"beta": 0.25, "ema": False, "decay": 0.99, "eps": 1e-5, "rotation": False, "init": "random",
+    defaults = {"beta": 0.25, "ema": False, "decay": 0.99, "eps": 1e-5, "rotation": False, "init": "random",
                   "kmeans_iters": 10, "restart": False, "restart_threshold": 50, "cosine": False}
     choices = {"init": ("random", "kmeans")}
     ranges = {"beta": Range(0, 100, meaning="commitment weight"), "decay": OPEN_UNIT,

@@ -112,7 +112,7 @@ def test_vq_contract(name):
     cls = registry.get(name)
     # implicit codebooks (FSQ, LFQ, BSQ) read only the codebook's shape, which must be theirs, and give it no gradient
     implicit = issubclass(cls, ImplicitCodebookVQ)
-    for ema in (False, True) if "ema" in cls.parameters else (None,):
+    for ema in (False, True) if "ema" in cls.defaults else (None,):
         params = {} if ema is None else {"ema": ema}
         est = make_estimator(name, **params)
         codes, dim = est.code_shape(D) if implicit else (K, D)

@@ -61,7 +61,7 @@ def rarely(draw) -> bool:
 
 
 def parameter_value(draw, cls, key):
-    default, allowed = cls.parameters[key], cls.ranges.get(key, Range())
+    default, allowed = cls.defaults[key], cls.ranges.get(key, Range())
     if isinstance(default, bool):
         return draw(st.booleans())
     if key in cls.choices:
@@ -80,7 +80,7 @@ def specs(draw, names):
     """(name, parameters): a registered estimator and some of its parameters, mostly inside their ranges."""
     name = draw(st.sampled_from(names))
     cls = registry.get(name)
-    keys = draw(st.lists(st.sampled_from(sorted(cls.parameters)), unique=True)) if cls.parameters else []
+    keys = draw(st.lists(st.sampled_from(sorted(cls.defaults)), unique=True)) if cls.defaults else []
     params = {key: parameter_value(draw, cls, key) for key in keys}
     for key, (switch, value) in cls.requires.items():  # an option set without the one it requires: rarely
         if key in params and not rarely(draw):

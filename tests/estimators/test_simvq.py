@@ -69,7 +69,7 @@ def test_nearest_code_of_the_effective_codebook_by_hand():
 
 def test_w_is_a_model_parameter_trained_and_fresh_per_estimator():
     est = make_estimator("simvq")
-    assert isinstance(est.parameters, dict)  # the plugin's declared parameters shadow Module.parameters ...
+    assert list(est.parameters()) == []  # W is created lazily, on the first call ...
     bottleneck = DiscreteBottleneck(est, in_dim=5, groups=2, codes=6, code_dim=3)
     optimizer = torch.optim.Adam(bottleneck.parameters(), lr=0.1)  # ... but the parent module still collects W
     assert any(p is est.weight for p in bottleneck.parameters())

@@ -100,7 +100,7 @@ def short_task(kind: str, spec: str) -> str:
     from gumbench.registry import format_spec, parse_spec
 
     parsed = parse_spec(spec)
-    defaults = (toys if kind == "gradstats" else training).get(parsed.name).parameters
+    defaults = (toys if kind == "gradstats" else training).get(parsed.name).defaults
     return format_spec(parsed.name, {k: v for k, v in parsed.params.items() if k not in defaults or defaults[k] != v})
 
 

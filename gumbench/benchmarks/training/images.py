@@ -156,7 +156,7 @@ class FashionVAE(TrainingTask):
     name = "fashion-vae"
     description = ("Categorical VAE on dynamically binarized Fashion-MNIST (or any IDX folder) with the ReinMax paper's "
                    "protocol; -ELBO, importance-weighted bound, exact gradients at 8 x 4.")
-    parameters = {"categories": 8, "latents": 4, "batch": 100, "hidden": 512, "eval_images": 500, "iw_samples": 8,
+    defaults = {"categories": 8, "latents": 4, "batch": 100, "hidden": 512, "eval_images": 500, "iw_samples": 8,
                   "seed": 0, "data_dir": ""}
     ranges = {"categories": Range(2, 65_536), "latents": Range(1, 1024), "batch": BATCH,
               "hidden": Range(2, 4096, meaning="first hidden width; the second is half of it"),

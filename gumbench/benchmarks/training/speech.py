@@ -268,7 +268,7 @@ class Wav2Vec2(RawSpeechTask):
     name = "wav2vec2"
     description = ("wav2vec 2.0-style pre-training on real speech: conv encoder, G x V quantizer, Transformer, "
                    "InfoNCE + diversity + feature penalty, fairseq's temperature schedule.")
-    parameters = {
+    defaults = {
         "audio_dir": "", "variant": "wav2vec2", "groups": 2, "codes": 320, "batch": 8, "crop": 1.0,
         "channels": 64, "dim": 64, "final_dim": 64, "layers": 2, "heads": 4,
         "mask_prob": 0.5, "mask_length": 3, "negatives": 20, "logit_temp": 0.1,
@@ -404,7 +404,7 @@ class LogMelVQVAE(nn.Module):
 class LogMelVQVAETask(TrainingTask):
     name = "logmel-vqvae"
     description = "VQ-VAE on log-mel frames of real speech: conv encoder, G x V bottleneck, per-frame decoder; reconstruction + VQ losses."
-    parameters = {"audio_dir": "", "mels": 40, "fmax": 4000.0, "frames": 32, "batch": 32, "groups": 1, "codes": 128,
+    defaults = {"audio_dir": "", "mels": 40, "fmax": 4000.0, "frames": 32, "batch": 32, "groups": 1, "codes": 128,
                   "code_dim": 16, "hidden": 128, "max_seconds": DEFAULT_MAX_SECONDS}
     ranges = {"mels": Range(1, 201, meaning="at most the 201 bins of the 400-point FFT"), "frames": Range(1, 100_000),
               "batch": BATCH, "groups": Range(1, 64), "codes": CODES, "code_dim": Range(1, 1024), "hidden": WIDTH,

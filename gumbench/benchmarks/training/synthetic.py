@@ -97,7 +97,7 @@ class _AutoencoderTask(TrainingTask):
 class DigitsVAE(_AutoencoderTask):
     name = "digits-vae"
     description = "Categorical VAE on scikit-learn's 8x8 digits; exact ELBO gradients at 4 x 8 latents."
-    parameters = {"latents": 4, "categories": 8, "hidden": 128, "batch": 64, "code_dim": 8}
+    defaults = {"latents": 4, "categories": 8, "hidden": 128, "batch": 64, "code_dim": 8}
     ranges = {"latents": Range(1, 1024), "categories": CODES, "hidden": WIDTH, "batch": BATCH, "code_dim": CODE_DIM}
     # the logits of a step, the layer that makes them, the codes (code_dim dimensions each in the codebook)
     limits = {("batch", "latents", "categories"): MAX_ELEMENTS, ("hidden", "latents", "categories"): MAX_ELEMENTS,
@@ -147,7 +147,7 @@ class GaussianMixtureVQ(_AutoencoderTask):
     name = "gmm-vq"
     description = "Autoencoder on a Gaussian mixture with a known number of clusters: utilization, purity and NMI against the truth."
     default_steps = 300
-    parameters = {"clusters": 8, "dim": 16, "codes": 32, "noise": 0.1, "hidden": 64, "batch": 256, "seed": 0, "code_dim": 8}
+    defaults = {"clusters": 8, "dim": 16, "codes": 32, "noise": 0.1, "hidden": 64, "batch": 256, "seed": 0, "code_dim": 8}
     ranges = {"clusters": CODES, "dim": WIDTH, "codes": CODES, "hidden": WIDTH, "batch": BATCH, "code_dim": CODE_DIM,
               "noise": Range(0, 1000, low_open=True, meaning="spread around centres of spread 1"), "seed": SEED}
     limits = {("batch", "codes"): MAX_ELEMENTS, ("hidden", "codes"): MAX_ELEMENTS, ("clusters", "dim"): MAX_ELEMENTS,
@@ -185,7 +185,7 @@ class Tones(_AutoencoderTask):
     name = "tones"
     description = "Waveform of symbols from a fixed set of pure tones: do the codes discover the tones (purity, NMI)?"
     default_steps = 300
-    parameters = {"symbols": 8, "codes": 16, "snr": 10.0, "frames": 4000, "hidden": 64, "batch": 128, "seed": 0, "code_dim": 8}
+    defaults = {"symbols": 8, "codes": 16, "snr": 10.0, "frames": 4000, "hidden": 64, "batch": 128, "seed": 0, "code_dim": 8}
     # snr=inf: no noise. frames: 200,000 of 20 ms are 67 minutes (256 MiB of float32 samples); the 80/20
     # train/evaluation split needs 8 and 2 at least.
     ranges = {"symbols": Range(1, 4096), "codes": CODES, "snr": Range(-100, math.inf, meaning="dB"),

@@ -169,7 +169,7 @@ class VqWav2Vec(RawSpeechTask):
     name = "vq-wav2vec"
     description = ("vq-wav2vec on real speech: wav2vec's conv encoder, G x V quantizer (st-gumbel: Gumbel; vq-commitment: "
                    "k-means), causal conv context network on the quantized frames, contrastive prediction k = 1..K steps ahead.")
-    parameters = {
+    defaults = {
         "audio_dir": "", "groups": 2, "codes": 320, "batch": 8, "crop": 1.0, "channels": 64, "context_layers": 6,
         "steps_ahead": 12, "negatives": 10, "quantizer_depth": 1, "tau_max": 2.0, "tau_min": 0.5, "tau_decay": 0.999995,
         "max_seconds": DEFAULT_MAX_SECONDS,

@@ -101,7 +101,7 @@ def test_terms_of_the_gumbel_and_kmeans_variants(estimator):
 
 
 def test_default_quantizer_depth_is_fairseqs_vq_depth_default():
-    assert registry.get("vq-wav2vec").parameters["quantizer_depth"] == 1
+    assert registry.get("vq-wav2vec").defaults["quantizer_depth"] == 1
     assert task_of(SMALL).params["quantizer_depth"] == 1
 
 
