@@ -95,7 +95,7 @@ def training_outcomes(frame):
 
 def short_task(kind: str, spec: str) -> str:
     """A task's spec with only the parameters that differ from its defaults: ``polynomial[p=1.5]``."""
-    from gumbench.benchmarks.toys import registry as toys
+    from gumbench.benchmarks.problems import registry as toys
     from gumbench.benchmarks.training import registry as training
     from gumbench.registry import format_spec, parse_spec
 
