@@ -152,7 +152,7 @@ def gradstats_beyond_card_table(root: Path) -> str:
 
 
 def disarm_binary_toys(root: Path) -> str:
-    from gumbench.benchmarks.toys import BernoulliToy
+    from gumbench.benchmarks.problems.toys import BernoulliToy
 
     bernoulli, polynomial = ({r["label"]: r for r in results(root, f"gradstats-disarm-{t}.json")} for t in ("bernoulli", "polynomial"))
     rloo = "reinforce[baseline=loo,samples=2]"

@@ -342,6 +342,14 @@ class GradstatsRun:
     statistics: list[GradientStatistics]
 
 
+def default_estimators() -> list[str]:
+    """Every registered categorical estimator, once per showcased variant (e.g. each REINFORCE baseline): the default
+    set on problems with logits."""
+    from gumbench.estimators import categorical_variants
+
+    return categorical_variants()
+
+
 def _with_temperature(problem: GradientProblem, estimators, tau: float | None) -> list:
     """The estimators to run (default: the problem's), with ``tau`` set on each that has a temperature. Naming
     an estimator without one together with ``tau`` is an error; the default set keeps those as they are and
