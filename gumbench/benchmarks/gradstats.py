@@ -1,10 +1,13 @@
-"""Gradient statistics of an estimator against the exact gradient.
+"""Gradient statistics of an estimator against the exact (or a reference) gradient, on any problem.
 
-:func:`gradient_statistics` draws S independent estimates x_1..x_S of the gradient
-of E[f(z)] w.r.t. logits (G, V) -- batched: the logits are repeated S times along a
-leading dimension, one backward gives all S estimates -- and compares them with the
-exact gradient e from enumeration (V^G <= 65,536). With m the mean estimate and
-Sigma the covariance of one estimate:
+:func:`problem_statistics` draws S independent estimates x_1..x_S of a problem's gradient
+(:class:`~gumbench.benchmarks.problems.GradientProblem`: the gradient of E[f(z)] w.r.t. logits (G, V) of a toy,
+of the ELBO at an image, of a speech quantizer's batch, or a quantizer problem's gradient in z or the
+codebook) -- batched: the problem repeats its inputs S times along a leading dimension, one backward
+gives all S estimates -- and compares them with the problem's reference e (exact by enumeration, V^G <=
+65,536, or Monte Carlo with a stated error). :func:`gradient_statistics` is the same on given logits and
+a loss (a :class:`~gumbench.benchmarks.problems.LogitsProblem`). With m the mean estimate and Sigma the
+covariance of one estimate:
 
     bias          ||E[x] - e||, estimated without its upward noise bias:
                   ||b||^2 ~ ||m - e||^2 - tr(Sigma_hat) / S  (unbiased), reported as
@@ -22,13 +25,9 @@ per-coordinate variances get element-wise intervals the same way. Only per-group
 sums are kept, so memory is O(K G V) whatever S is. All accumulation is float64 on
 the CPU in a fixed order: the same seed gives bit-identical statistics.
 
-The three steps are separate functions: :func:`accumulate` draws the estimates (batched by
-:func:`draw_estimates`) into per-group sums, :func:`jackknife_intervals` turns them into values
-and intervals, :func:`gradient_statistics` checks the input and assembles the result.
-
-VQ estimators take continuous vectors and a codebook rather than logits: :func:`problem_statistics`
-measures them on the quantizer problems (:mod:`gumbench.benchmarks.quantizer_problems`), with the
-same accumulation and intervals, against the gradient in z or the codebook.
+The three steps are separate functions: :func:`accumulate` draws the estimates (the problem's ``draw``)
+into per-group sums, :func:`jackknife_intervals` turns them into values and intervals, :func:`assemble`
+builds the result; :func:`problem_statistics` checks every argument first and runs the three.
 """
 
 from __future__ import annotations

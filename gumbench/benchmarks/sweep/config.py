@@ -78,7 +78,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         ],
         "samples": 4000,
     }, {
-        # VQ as a categorical choice (gumbench.benchmarks.quantizer_problems): the exact gradient of J_T in z and in
+        # VQ as a categorical choice (gumbench.benchmarks.problems.quantizers): the exact gradient of J_T in z and in
         # the codebook from large to small T (at T = 0.01 the gradient in z has vanished, so only the codebook's),
         # and the Gaussian-smoothed objectives of the deterministic quantizers; estimators that do not apply to a
         # problem are left out with the reason
