@@ -29,8 +29,8 @@ import pandas as pd
 import typer
 
 from gumbench.benchmarks.gradstats import Interval, format_interval, format_number
+from gumbench.files import write_text
 from gumbench.intervals import t_interval, welch_interval
-from gumbench.benchmarks.sweep.store import write_text
 from gumbench.registry import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

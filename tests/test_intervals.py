@@ -9,8 +9,16 @@ import pytest
 import torch
 from scipy import stats
 
-from gumbench.intervals import (Estimate, jackknife_se, mean_interval, t_half_width, t_interval, t_quantile,
-                                welch_difference, welch_interval)
+from gumbench.intervals import (
+    Estimate,
+    jackknife_se,
+    mean_interval,
+    t_half_width,
+    t_interval,
+    t_quantile,
+    welch_difference,
+    welch_interval,
+)
 
 A = [2.1, 3.4, 1.9, 2.8, 3.0, 2.2]
 B = [1.2, 1.9, 1.4, 0.8, 1.1]

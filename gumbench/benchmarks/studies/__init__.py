@@ -19,7 +19,7 @@ __all__ = ["elbo_gradient_study", "elbo_study", "explain", "format_elbo_study", 
 
 def save_study(prefix: str | Path, frame, text: str, settings: dict | None = None) -> list[Path]:
     """PREFIX.csv (the rows), PREFIX.txt (the text) and, with ``settings``, PREFIX.json; written atomically."""
-    from gumbench.benchmarks.sweep.store import write_csv, write_json, write_text
+    from gumbench.files import write_csv, write_json, write_text
 
     prefix = Path(prefix)
     paths = [write_csv(frame, prefix.with_suffix(".csv")), write_text(prefix.with_suffix(".txt"), text + "\n")]

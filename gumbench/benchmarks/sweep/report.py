@@ -21,9 +21,10 @@ import io
 import math
 from pathlib import Path
 
-from gumbench.benchmarks.sweep.store import load_results, write_bytes, write_text
+from gumbench.benchmarks.sweep.store import load_results
 from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, short_task, verdict
 from gumbench.errors import GumbenchError
+from gumbench.files import write_bytes, write_text
 from gumbench.intervals import mean_interval
 
 FAMILIES = ("st-gumbel", "soft-gumbel", "straight-through", "gumbel-rao", "gst", "reinmax", "reinforce", "disarm", "vq-commitment")
