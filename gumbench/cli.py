@@ -262,7 +262,7 @@ def explain_command(
     threads: int = THREADS,
 ) -> None:
     """How do wav2vec 2.0's and vq-wav2vec's Gumbel quantizers backpropagate? Answers, then proofs from one training step on real speech."""
-    from gumbench.benchmarks.studies import explain, format_explanation
+    from gumbench.benchmarks.studies.explain import explain, format_explanation
 
     use_threads(threads)
     result = explain(audio_dir=None if audio_dir is None else str(audio_dir), seed=seed, variant=variant)
