@@ -24,8 +24,17 @@ from gumbench.errors import GumbenchError
 
 def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
     """Refuse, before any work starts, a path gumbench could not write: one under a file, a folder
-    given for a file (or a file for a folder), a folder without write permission."""
+    given for a file (or a file for a folder), a folder without write permission, or one inside a
+    folder the user may not look into."""
     path = Path(path)
+    try:
+        _refuse_unwritable(path, folder)
+    except OSError as exc:  # a folder on the way that cannot be searched: even is_dir() cannot answer
+        raise GumbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _refuse_unwritable(path: Path, folder: bool) -> None:
     if folder and path.exists() and not path.is_dir():
         raise GumbenchError(f"cannot write into {path}: it is a file; give a folder")
     if not folder and path.is_dir():
@@ -39,7 +48,6 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
             if not os.access(parent, os.W_OK):
                 raise GumbenchError(f"cannot write {path}: no permission to write in {parent}")
             break
-    return path
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
