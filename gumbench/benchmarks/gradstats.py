@@ -41,6 +41,7 @@ import torch
 from gumbench.benchmarks.problems import GradientProblem, LogitsProblem, make_problem
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
+from gumbench.intervals import jackknife_se, t_quantile
 from gumbench.memory import keep_freed_memory
 from gumbench.plugin import SAMPLES, SEED, TEMPERATURE, Range, check_integer, check_number
 
@@ -199,13 +200,6 @@ def _statistics(e: torch.Tensor, total_sums, total_squares, n) -> dict[str, torc
     }
 
 
-def t_quantile(probability: float, df: float) -> float:
-    """Student's t quantile, from scipy.special (scipy.stats, for the same number, imports three times as long)."""
-    from scipy.special import stdtrit
-
-    return float(stdtrit(df, probability))
-
-
 def jackknife_intervals(group_sums: GroupSums, exact: torch.Tensor, confidence: float) -> dict[str, tuple | None]:
     """Per statistic (value, low, high): the full-sample value and a delete-a-group jackknife interval
     with a t quantile on K - 1 degrees of freedom; None where a value is not finite."""
@@ -221,7 +215,7 @@ def jackknife_intervals(group_sums: GroupSums, exact: torch.Tensor, confidence: 
         if not torch.isfinite(value).all() or not torch.isfinite(replicates).all():
             intervals[key] = None
             continue
-        se = ((groups - 1) / groups * (replicates - replicates.mean(0)).pow(2).sum(0)).sqrt()
+        se = jackknife_se(replicates)
         intervals[key] = (value, value - t * se, value + t * se)
     return intervals
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from gumbench.benchmarks.sweep.backends import check_execution, execute
 from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, config_hash, expand_units
-from gumbench.benchmarks.sweep.store import RunStore, run_metadata, write_json
+from gumbench.benchmarks.sweep.store import RunStore, run_metadata
 from gumbench.errors import GumbenchError
+from gumbench.files import write_json
 from gumbench.registry import parse_spec
 from gumbench.threads import torch_threads, use_threads
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from gumbench.errors import GumbenchError
-from gumbench.files import write_atomic, write_json  # noqa: F401  write_json: the runner's timings file
+from gumbench.files import write_atomic
 from gumbench.provenance import code_hash, git_commit
 
 METADATA_KEY = b"gumbench"
