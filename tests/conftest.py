@@ -49,5 +49,6 @@ def require_package(module: str, extra: str = "test") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        absent = isinstance(error, ModuleNotFoundError) and error.name is not None and f"{module}.".startswith(f"{error.name}.")
-        require(False, f"needs {module}: pip install -e '.[{extra}]'" + ("" if absent else f" ({type(error).__name__}: {error})"))
+        failure = error  # reported below, outside the handler, so that the skip or failure is one line without the chain
+    absent = isinstance(failure, ModuleNotFoundError) and failure.name is not None and f"{module}.".startswith(f"{failure.name}.")
+    require(False, f"needs {module}: pip install -e '.[{extra}]'" + ("" if absent else f" ({type(failure).__name__}: {failure})"))

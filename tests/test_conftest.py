@@ -57,6 +57,7 @@ def test_a_missing_package_fails_under_the_ci_variable(monkeypatch):
     with pytest.raises(pytest.fail.Exception) as failed:
         require_package(NO_PACKAGE)
     assert str(failed.value) == f"needs {NO_PACKAGE}: pip install -e '.[test]'"
+    assert failed.value.__context__ is None
 
 
 def test_a_package_blocked_as_if_uninstalled_is_missing(monkeypatch):
@@ -80,4 +81,5 @@ def test_a_package_whose_own_import_breaks_says_why(tmp_path, monkeypatch):
     with pytest.raises(pytest.fail.Exception) as failed:
         require_package("gumbench_raising_package")
     assert str(failed.value) == "needs gumbench_raising_package: pip install -e '.[test]' (ImportError: needs a newer torch)"
+    assert failed.value.__context__ is None, "one line: not raised while handling the ImportError"
     assert "gumbench_raising_package" not in sys.modules
