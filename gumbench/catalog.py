@@ -24,7 +24,7 @@ def describe(kind: str) -> list[tuple[str, str, str, str]]:
 
         return [(name, cls.family, _parameters(cls), cls.description) for name, cls in registry.classes().items()]
     if kind == "tasks":
-        from gumbench.benchmarks.toys import registry
+        from gumbench.benchmarks.problems import registry
 
         return [(name, cls.formula, _parameters(cls), cls.description) for name, cls in registry.classes().items()]
     if kind == "training":

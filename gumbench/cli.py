@@ -30,7 +30,7 @@ def _file(value: Optional[Path]) -> Optional[Path]:
     """An output file option, checked before the command's work starts."""
     if value is None:
         return None
-    from gumbench.benchmarks.sweep.store import check_writable
+    from gumbench.files import check_writable
 
     return check_writable(value)
 
@@ -46,7 +46,7 @@ def _kernel(value: Optional[Path]) -> Optional[Path]:
 
 def _folder(value: Optional[Path]) -> Optional[Path]:
     """An output folder option, checked before the command's work starts."""
-    from gumbench.benchmarks.sweep.store import check_writable
+    from gumbench.files import check_writable
 
     return None if value is None else check_writable(value, folder=True)
 
@@ -113,7 +113,7 @@ def gradstats_command(
     results = run_gradstats(task, estimator or None, tau=tau, samples=samples, seed=seed)
     payload = [r.to_dict() | {"task": results.task} for r in results.statistics]
     if output is not None:
-        from gumbench.benchmarks.sweep.store import write_json
+        from gumbench.files import write_json
 
         write_json(output, payload, indent=1)
     if as_json:
@@ -140,7 +140,7 @@ def optimize_command(
     use_threads(threads)
     frame = optimize_many(task, estimator or None, steps=steps, lr=lr, batch=batch, seed=seed)
     if output is not None:
-        from gumbench.benchmarks.sweep.store import write_csv
+        from gumbench.files import write_csv
 
         write_csv(frame, output)
     rows = []
@@ -182,7 +182,7 @@ def train_command(
         built_task.check_estimator(est)  # refused before the first run starts
     frame = pd.concat([train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built], ignore_index=True)
     if output is not None:
-        from gumbench.benchmarks.sweep.store import write_csv
+        from gumbench.files import write_csv
 
         write_csv(frame, output)
     columns = ["loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi", "eval_negative_elbo",
@@ -262,7 +262,7 @@ def explain_command(
     threads: int = THREADS,
 ) -> None:
     """How do wav2vec 2.0's and vq-wav2vec's Gumbel quantizers backpropagate? Answers, then proofs from one training step on real speech."""
-    from gumbench.benchmarks.studies import explain, format_explanation
+    from gumbench.benchmarks.studies.explain import explain, format_explanation
 
     use_threads(threads)
     result = explain(audio_dir=None if audio_dir is None else str(audio_dir), seed=seed, variant=variant)

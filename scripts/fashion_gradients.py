@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from write_docs import ROOT, fashion_gradient_rows  # noqa: E402
 
-from gumbench.benchmarks.sweep.store import write_csv  # noqa: E402
+from gumbench.files import write_csv  # noqa: E402
 
 if __name__ == "__main__":
     grads = fashion_gradient_rows(ROOT)

@@ -29,7 +29,8 @@ import pandas as pd
 import typer
 
 from gumbench.benchmarks.gradstats import Interval, format_interval, format_number
-from gumbench.benchmarks.sweep.store import write_text
+from gumbench.files import write_text
+from gumbench.intervals import t_interval, welch_interval
 from gumbench.registry import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +153,7 @@ def gradstats_beyond_card_table(root: Path) -> str:
 
 
 def disarm_binary_toys(root: Path) -> str:
-    from gumbench.benchmarks.toys import BernoulliToy
+    from gumbench.benchmarks.problems.toys import BernoulliToy
 
     bernoulli, polynomial = ({r["label"]: r for r in results(root, f"gradstats-disarm-{t}.json")} for t in ("bernoulli", "polynomial"))
     rloo = "reinforce[baseline=loo,samples=2]"
@@ -301,15 +302,9 @@ def fashion_final(root: Path, name: str) -> pd.DataFrame:
 
 
 def mean_interval(values) -> Interval:
-    """The mean over seeds and its 95% t interval."""
-    from scipy.stats import t
-
+    """The mean over seeds and its 95% t interval (pandas' mean and standard deviation, NaN dropped)."""
     values = pd.Series(values, dtype=float).dropna()
-    mean = float(values.mean())
-    if len(values) < 2:
-        return Interval(mean, math.nan, math.nan)
-    half = float(t.ppf(0.975, len(values) - 1)) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return Interval(mean, mean - half, mean + half)
+    return Interval(*t_interval(float(values.mean()), float(values.std(ddof=1)), len(values)))
 
 
 def clipped(interval: Interval, low: float, high: float) -> Interval:
@@ -319,14 +314,8 @@ def clipped(interval: Interval, low: float, high: float) -> Interval:
 
 def welch(a, b) -> Interval:
     """mean(a) - mean(b) with its Welch 95% t interval, as the sweep verdict compares estimators."""
-    from scipy.stats import t
-
     a, b = pd.Series(a, dtype=float), pd.Series(b, dtype=float)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff = float(a.mean() - b.mean())
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(t.ppf(0.975, df)) * math.sqrt(va + vb)
-    return Interval(diff, diff - half, diff + half)
+    return Interval(*welch_interval((float(a.mean()), a.var(ddof=1), len(a)), (float(b.mean()), b.var(ddof=1), len(b))))
 
 
 def standing(difference: Interval) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gumbench.benchmarks.toys import registry as task_registry
+from gumbench.benchmarks.problems import registry as task_registry
 from gumbench.benchmarks.training import registry as training_registry
 from gumbench.catalog import describe
 from gumbench.errors import GumbenchError

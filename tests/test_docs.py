@@ -30,7 +30,7 @@ def python_blocks():
 @pytest.fixture
 def isolated_registries(monkeypatch):
     """Examples may register plugins: leave the global registries as they were."""
-    from gumbench.benchmarks.toys import registry as toys
+    from gumbench.benchmarks.problems import registry as toys
     from gumbench.benchmarks.training import registry as training
     from gumbench.estimators import registry as estimators
 

@@ -122,3 +122,36 @@ def test_light_commands_import_only_what_they_need(argv, heavy, tmp_path):
     assert [m for m in modules if any(m == h or m.startswith(h + ".") for h in heavy)] == []
     if argv[0] == "gradstats":
         assert {"torch", "scipy.special"} <= set(modules), "the check sees what is imported"
+
+
+def shadowed_modules(modules: dict[str, Path]) -> list[str]:
+    """Modules ``pkg.x`` whose package's ``__init__`` binds the name ``x`` to something else (a function
+    imported from it, a class, a variable), so that ``import pkg.x`` and ``pkg.x`` give that instead."""
+    found = []
+    for package, path in modules.items():
+        if path.name != "__init__.py":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                bound = [(alias.asname or alias.name, f"{base}.{alias.name}") for alias in node.names]
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                bound = [(node.name, None)]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                bound = [(t.id, None) for t in targets if isinstance(t, ast.Name)]
+            else:
+                continue
+            found += [f"{package}.{name}" for name, source in bound
+                      if f"{package}.{name}" in modules and source != f"{package}.{name}"]
+    return sorted(found)
+
+
+def test_no_module_is_hidden_by_a_name_its_package_binds(tmp_path):
+    fake = {"p": tmp_path / "p" / "__init__.py", "p.x": tmp_path / "p" / "x.py", "p.y": tmp_path / "p" / "y.py"}
+    fake["p"].parent.mkdir()
+    fake["p"].write_text("from p.x import x\nfrom p import y\nfrom . import y as y\n")
+    assert shadowed_modules(fake) == ["p.x"], "the check sees a function bound over its module, not the module itself"
+    assert shadowed_modules(MODULES) == []

@@ -1,17 +1,23 @@
-"""Benchmarks: toy tasks with exact gradients and gradient statistics."""
+"""Benchmarks: problems with a gradient to measure (toys with exact gradients, quantizer problems) and
+gradient statistics over them."""
 
-from gumbench.benchmarks.toys import DEFAULT_TASK, ToyTask, exact_gradient, exact_expectation, make_task, registry as task_registry
 from gumbench.benchmarks.gradstats import GradientStatistics, Interval, gradient_statistics, problem_statistics
-from gumbench.benchmarks import quantizer_problems  # noqa: F401  (registers vq-distance and quantizer-smoothed)
+from gumbench.benchmarks.problems import (DEFAULT_TASK, GradientProblem, LogitsProblem, ToyTask, exact_expectation, exact_gradient,
+                                          make_problem, registry as task_registry)
+
+make_task = make_problem  # the name the README's example and earlier releases use
 
 __all__ = [
     "DEFAULT_TASK",
+    "GradientProblem",
     "GradientStatistics",
     "Interval",
+    "LogitsProblem",
     "ToyTask",
     "exact_expectation",
     "exact_gradient",
     "gradient_statistics",
+    "make_problem",
     "make_task",
     "problem_statistics",
     "task_registry",

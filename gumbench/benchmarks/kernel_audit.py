@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gumbench.benchmarks.kernel_traffic import byte_table
-from gumbench.benchmarks.sweep.store import write_csv, write_text
 from gumbench.errors import GumbenchError
+from gumbench.files import write_csv, write_text
 from gumbench.kernels.launch import launch_config
 
 # H100 SXM figures the budget is derived from (see the module docstring).

@@ -32,8 +32,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gumbench.benchmarks.sweep.store import write_csv, write_figure, write_json, write_text
 from gumbench.errors import GumbenchError
+from gumbench.files import write_csv, write_figure, write_json, write_text
 
 PROVIDERS = ("eager", "compile", "fused_saved", "fused_recompute", "fairseq", "rao_reference", "rao_fused")
 MODES = ("forward", "backward", "full")

@@ -19,11 +19,14 @@ from gumbench.plugin import LEARNING_RATE, SEED, STEPS, Range, check_integer, ch
 
 def _prepare(task, estimator, steps, lr, batch, seed):
     """(toy, a copy of the estimator) with every setting checked; nothing has run yet."""
-    from gumbench.benchmarks.gradstats import rows_at_once
-    from gumbench.benchmarks.toys import make_task
+    from gumbench.benchmarks.problems import make_problem, registry
+    from gumbench.benchmarks.problems.base import rows_at_once
     from gumbench.estimators import VQEstimator, make_estimator
 
-    toy = make_task(task)
+    toy = make_problem(task)
+    if not toy.has_logits:
+        with_logits = ", ".join(name for name, cls in registry.classes().items() if cls.has_logits)
+        raise GumbenchError(f"optimize: {toy.spec} has no logits to optimize; problems with logits: {with_logits}")
     est = copy.deepcopy(make_estimator(estimator))
     if isinstance(est, VQEstimator):
         raise GumbenchError(f"{est.spec} is a VQ estimator; toy optimization needs a categorical one")

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
-from gumbench.benchmarks.gradstats import CHUNK_ELEMENTS, accumulate, draw_estimates, rows_at_once
+from gumbench.benchmarks.gradstats import accumulate
+from gumbench.benchmarks.problems.base import CHUNK_ELEMENTS, draw_estimates, rows_at_once
 from gumbench.errors import GumbenchError
 from gumbench.plugin import MAX_ELEMENTS
 from gumbench.estimators import make_estimator
@@ -214,7 +215,7 @@ def test_group_sums_reproduce_the_statistics_of_the_draws(spec):
                        for start in range(0, samples, chunk)])
     assert draws.shape == (samples, 6) and draws.dtype == torch.float64
 
-    sums = accumulate(make_estimator(spec).train(), toy.logits, toy.loss, exact, samples, seed, groups, chunk)
+    sums = accumulate(toy, make_estimator(spec).train(), exact, samples, seed, groups, chunk)
     sizes = [143] * 6 + [142]
     assert sums.counts.tolist() == sizes
     deviation = draws - exact.reshape(-1)
@@ -241,7 +242,7 @@ def test_group_sums_reproduce_the_statistics_of_the_draws(spec):
     half = stats.t.ppf(0.975, groups - 1) * se
     assert se > 0 and s.mse.high - s.mse.value == pytest.approx(half, rel=1e-8)
     # a different seed draws different estimates
-    other = accumulate(make_estimator(spec).train(), toy.logits, toy.loss, exact, samples, seed + 1, groups, chunk)
+    other = accumulate(toy, make_estimator(spec).train(), exact, samples, seed + 1, groups, chunk)
     assert not torch.equal(other.sums, sums.sums)
 
 

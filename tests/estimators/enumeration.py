@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from gumbench.benchmarks import exact_gradient
-from gumbench.benchmarks.toys import enumerate_configurations
+from gumbench.benchmarks.problems.enumeration import enumerate_configurations
 
 SAMPLES = 20_000
 LEVEL = 0.999

@@ -10,7 +10,7 @@ from scipy import integrate, stats
 from scipy.special import expit
 
 from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
-from gumbench.benchmarks.toys import enumerate_configurations
+from gumbench.benchmarks.problems.enumeration import enumerate_configurations
 from gumbench.estimators import make_estimator
 from gumbench.kernels.reference import gumbel_from_uniform, uniform_open
 from tests.estimators.enumeration import LEVEL, SAMPLES, check_against_enumeration, jacobian_product

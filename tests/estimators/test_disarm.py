@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
-from gumbench.benchmarks.toys import enumerate_configurations
+from gumbench.benchmarks.problems.enumeration import enumerate_configurations
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from tests.estimators.enumeration import LEVEL, SAMPLES, check_against_enumeration

@@ -7,7 +7,7 @@ import torch
 
 import gumbench.estimators.indecater as indecater
 from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
-from gumbench.benchmarks.toys import enumerate_configurations
+from gumbench.benchmarks.problems.enumeration import enumerate_configurations
 from gumbench.estimators import make_estimator
 from gumbench.kernels.reference import sample_categorical
 from tests.estimators.enumeration import LEVEL, SAMPLES, check_against_enumeration, reinforce_variance_closed_form

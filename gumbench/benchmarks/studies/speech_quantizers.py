@@ -40,8 +40,8 @@ import math
 
 import torch
 
-from gumbench.benchmarks.gradstats import SAMPLES
-from gumbench.benchmarks.studies.elbo import checked_checkpoints
+from gumbench.plugin import SAMPLES
+from gumbench.benchmarks.probes import checked_checkpoints
 from gumbench.errors import GumbenchError
 from gumbench.plugin import SEED, Range, check_integer, check_number
 

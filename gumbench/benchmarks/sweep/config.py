@@ -78,7 +78,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         ],
         "samples": 4000,
     }, {
-        # VQ as a categorical choice (gumbench.benchmarks.quantizer_problems): the exact gradient of J_T in z and in
+        # VQ as a categorical choice (gumbench.benchmarks.problems.quantizers): the exact gradient of J_T in z and in
         # the codebook from large to small T (at T = 0.01 the gradient in z has vanished, so only the codebook's),
         # and the Gaussian-smoothed objectives of the deterministic quantizers; estimators that do not apply to a
         # problem are left out with the reason
@@ -352,7 +352,7 @@ def _expand(specs: list[str], make) -> list[Any]:
 def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
     """Every unit of the grid, validated up front (bad names raise before anything runs), and the
     (task, estimator) pairs left out because they cannot run together, with the reason."""
-    from gumbench.benchmarks.toys import make_task
+    from gumbench.benchmarks.problems import make_problem
     from gumbench.benchmarks.training import make_training_task
     from gumbench.estimators import make_estimator
 
@@ -367,7 +367,7 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
         if len(units) + planned > MAX_UNITS:
             raise GumbenchError(f"the sweep grid has more than {MAX_UNITS:,} units (tasks x estimators x repetitions); "
                                 "split it into several sweeps")
-        make_t = make_task if kind == "gradstats" else make_training_task
+        make_t = make_problem if kind == "gradstats" else make_training_task
         tasks = _expand(section["tasks"], make_t)
         estimators = _expand(section["estimators"], lambda s: make_estimator(s.name, **s.params))
         budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps")
@@ -381,7 +381,7 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
                                     f"got {probes[-1]:,}")
             for est in estimators:
                 if probes and kind == "training":
-                    from gumbench.benchmarks.studies.elbo import checked_study
+                    from gumbench.benchmarks.problems.elbo import checked_study
 
                     checked_study(task, est)  # a categorical VAE with enumerable codes, a categorical estimator
                 if kind == "gradstats":

@@ -21,9 +21,11 @@ import io
 import math
 from pathlib import Path
 
-from gumbench.benchmarks.sweep.store import load_results, write_bytes, write_text
+from gumbench.benchmarks.sweep.store import load_results
 from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, short_task, verdict
 from gumbench.errors import GumbenchError
+from gumbench.files import write_bytes, write_text
+from gumbench.intervals import mean_interval
 
 FAMILIES = ("st-gumbel", "soft-gumbel", "straight-through", "gumbel-rao", "gst", "reinmax", "reinforce", "disarm", "vq-commitment")
 WIDTH_IN, DPI = 11.6, 110  # 1,276 px: readable at 100% in a 1,400 px window
@@ -95,19 +97,6 @@ def _panels(count: int, height: float):
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
-
-
-def _across_seeds(values):
-    """mean and 95% t interval over seeds (NaN interval with one seed)."""
-    import numpy as np
-    from scipy.stats import t
-
-    values = np.asarray(values, dtype=float)
-    mean = values.mean()
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
 
 
 def _wide_gradstats(grad):
@@ -204,13 +193,13 @@ def temperature_figure(wide, metric: str, label: str, palette, log: bool):
         for series, group in rows.groupby("series"):
             labels = sorted(group["label"].unique())
             color = palette[labels[len(labels) // 2]]  # the family's middle shade
-            points = [(tau, *_across_seeds(g[metric])) for tau, g in group.groupby("tau")]
+            points = [(tau, *mean_interval(g[metric])) for tau, g in group.groupby("tau")]
             if points:
                 tau, mean, low, high = map(np.array, zip(*points))
                 line, = ax.plot(tau, mean, marker="o", markersize=3, color=color, linestyle=styles[series], label=series)
                 ax.fill_between(tau, low, high, color=color, alpha=0.15, linewidth=0)
             else:
-                mean, low, high = _across_seeds(group[metric])
+                mean, low, high = mean_interval(group[metric])
                 line = ax.axhline(mean, color=color, linestyle=(0, (4, 2)) if styles[series] == "-" else styles[series],
                                   linewidth=1.2, label=series)
                 if not math.isnan(low) and len(taus):

@@ -8,6 +8,7 @@ run's single results file is written once (:mod:`gumbench.benchmarks.sweep.store
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import sys
 import time
@@ -73,18 +74,21 @@ def run_unit(unit: Unit, threads: int | None = None):
     return _training_rows(unit, est, base)
 
 
+@functools.lru_cache(maxsize=16)
+def cached_problem(spec: str):
+    """The problem of ``spec``, built once per worker process: a problem is a function of its spec, and
+    its reference (2^20 antithetic pairs for quantizer-smoothed) is computed once per instance."""
+    from gumbench.benchmarks.problems import make_problem
+
+    return make_problem(spec)
+
+
 def _gradstats_rows(unit: Unit, est, base: dict):
     import pandas as pd
 
-    from gumbench.benchmarks.gradstats import gradient_statistics, problem_statistics
-    from gumbench.benchmarks.quantizer_problems import QuantizerProblem
-    from gumbench.benchmarks.toys import make_task
+    from gumbench.benchmarks.gradstats import problem_statistics
 
-    toy = make_task(unit.task)
-    if isinstance(toy, QuantizerProblem):
-        stats = problem_statistics(est, toy, unit.budget, unit.seed)
-    else:
-        stats = gradient_statistics(est, toy.logits, toy.loss, unit.budget, unit.seed)
+    stats = problem_statistics(est, cached_problem(unit.task), unit.budget, unit.seed)
     rows = []
     for metric in stats.SCALARS:
         interval = getattr(stats, metric)
@@ -106,7 +110,8 @@ def _training_rows(unit: Unit, est, base: dict):
     callback, probes = None, []
     task = unit.task
     if unit.gradient_checkpoints:
-        from gumbench.benchmarks.studies.elbo import checked_study, gradient_probe
+        from gumbench.benchmarks.probes import gradient_probe
+        from gumbench.benchmarks.problems.elbo import checked_study
         from gumbench.benchmarks.sweep.config import GRADIENT_POINTS, GRADIENT_SAMPLES
 
         task, est = checked_study(unit.task, est)

@@ -1,9 +1,7 @@
-"""Where results go: atomic writes, run metadata, and the results store of sweeps.
+"""Where results go: parquet results with their run metadata, and the results store of sweeps.
 
-Every file gumbench writes (sweep results, reports and their figures, the CLI's ``-o`` outputs,
-studies, kernel profiles and audits) goes through :func:`write_atomic`: the content is written
-to a hidden temporary file in the target folder and renamed over the target, so a reader, or a
-run killed at any point, never sees half a file, and no temporary file survives a failure.
+Files are written atomically through :mod:`gumbench.files` (a temporary file renamed over the
+target), so a reader, or a run killed at any point, never sees half a file.
 
 Layout of one sweep run, named by its identity (the config's hash and the code's, see
 :func:`code_hash`), so a run of changed code never meets the files of an older one:
@@ -29,12 +27,12 @@ import json
 import os
 import platform
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from gumbench.errors import GumbenchError
+from gumbench.files import write_atomic, write_json  # noqa: F401  write_json: the runner's timings file
 from gumbench.provenance import code_hash, git_commit
 
 METADATA_KEY = b"gumbench"
@@ -45,68 +43,7 @@ ROW_COLUMNS = ("kind", "task", "task_name", "estimator", "estimator_name", "labe
                "step", "metric", "value", "low", "high")
 
 
-# --- atomic writes ------------------------------------------------------------------------
-
-def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
-    """Refuse, before any work starts, a path gumbench could not write: one under a file, a folder
-    given for a file (or a file for a folder), a folder without write permission."""
-    path = Path(path)
-    if folder and path.exists() and not path.is_dir():
-        raise GumbenchError(f"cannot write into {path}: it is a file; give a folder")
-    if not folder and path.is_dir():
-        raise GumbenchError(f"cannot write {path}: it is a folder; give a file path")
-    if not folder and (path.is_symlink() or path.exists() and not path.is_file()):
-        raise GumbenchError(f"cannot write {path}: it is a link or a special file (a device, a pipe); give a regular file path")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise GumbenchError(f"cannot write {path}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK):
-                raise GumbenchError(f"cannot write {path}: no permission to write in {parent}")
-            break
-    return path
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Create ``path`` through ``write(temporary path)`` and a rename; returns ``path``. A path that
-    cannot be written (under a file, a folder, no permission, a full disk) raises a one-line
-    GumbenchError naming it; the previous file is kept and no temporary file is left."""
-    path = check_writable(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GumbenchError(f"cannot write {path}: cannot make its folder {path.parent} ({exc.strerror or exc})") from None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise GumbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when write or the rename failed
-    return path
-
-
-def write_text(path, text: str) -> Path:
-    return write_atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def write_bytes(path, data: bytes) -> Path:
-    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
-
-
-def write_json(path, data, *, indent: int | None = 2) -> Path:
-    return write_text(path, json.dumps(data, indent=indent) + "\n")
-
-
-def write_csv(frame, path) -> Path:
-    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def write_figure(figure, path, *, dpi: int = 110) -> Path:
-    """A matplotlib figure (or seaborn grid) as PNG."""
-    return write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
-
+# --- results files -------------------------------------------------------------------------
 
 def write_parquet(frame, path: Path, metadata: dict) -> Path:
     """Write ``frame`` with metadata columns and key-value metadata, atomically; refuse to overwrite."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 
 from gumbench.errors import GumbenchError
+from gumbench.intervals import t_half_width, welch_interval
 
 SHRINKS, MISSES, COLLAPSED, DIVERGED = "shrinks the gradient", "misses the gradient", "collapsed", "diverged"
 LOSS_WINDOW = 10
@@ -95,7 +96,7 @@ def training_outcomes(frame):
 
 def short_task(kind: str, spec: str) -> str:
     """A task's spec with only the parameters that differ from its defaults: ``polynomial[p=1.5]``."""
-    from gumbench.benchmarks.toys import registry as toys
+    from gumbench.benchmarks.problems import registry as toys
     from gumbench.benchmarks.training import registry as training
     from gumbench.registry import format_spec, parse_spec
 
@@ -122,22 +123,12 @@ def outcomes(frame):
     return pd.concat(parts, ignore_index=True)
 
 
-def _t(confidence: float, df: float) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + confidence / 2, df))
-
-
 def _welch_reaches_zero(a, b, confidence: float) -> bool:
     """Whether the Welch t interval of mean(a) - mean(b) contains 0 (always, with one value on a side)."""
     if a["n"] < 2 or b["n"] < 2:
         return True
-    va, vb = a["sd"] ** 2 / a["n"], b["sd"] ** 2 / b["n"]
-    diff = a["mean"] - b["mean"]
-    if va + vb == 0:
-        return diff == 0
-    df = (va + vb) ** 2 / (va ** 2 / (a["n"] - 1) + vb ** 2 / (b["n"] - 1))
-    return abs(diff) <= _t(confidence, df) * math.sqrt(va + vb)
+    _, low, high = welch_interval((a["mean"], a["sd"] ** 2, a["n"]), (b["mean"], b["sd"] ** 2, b["n"]), confidence)
+    return low <= 0 <= high
 
 
 def compare(outcome_rows, confidence: float = 0.95):
@@ -151,7 +142,7 @@ def compare(outcome_rows, confidence: float = 0.95):
              .agg(family=("estimator_name", "first"), measure=("measure", "first"), n=("score", "size"), mean=("score", "mean"), sd=("score", "std"),
                   warning=("warning", lambda w: "; ".join(sorted(set(w) - {""}))))
              .reset_index())
-    half = [(_t(confidence, n - 1) * sd / math.sqrt(n)) if n > 1 else math.nan for n, sd in zip(stats["n"], stats["sd"])]
+    half = [t_half_width(sd, n, confidence) for n, sd in zip(stats["n"], stats["sd"])]
     stats["low"], stats["high"] = stats["mean"] - half, stats["mean"] + half
     if (outcome_rows["score"] >= 0).all():  # both measures are non-negative: so are their intervals
         stats["low"] = stats["low"].clip(lower=0)

@@ -49,12 +49,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gumbench.benchmarks.problems.base import LogitsProblem
 from gumbench.benchmarks.audio import DEFAULT_MAX_SECONDS, MAX_SECONDS, SAMPLE_RATE, load_corpus, log_mel_utterances, split_corpus
 from gumbench.benchmarks.training.base import (BATCH, CODES, WIDTH, BottleneckOutput, DiscreteBottleneck, StepOutput,
                                                TrainingTask, register)
@@ -187,14 +188,6 @@ class Wav2Vec2Model(nn.Module):
             nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
             nn.init.zeros_(self.bottleneck.project.bias)
         self.project_q = nn.Linear(final_dim, final_dim)
-
-
-class QuantizerProblem(NamedTuple):
-    """A frozen batch seen from the quantizer: every group of every quantized frame as one row."""
-
-    logits: torch.Tensor  # (R, V), detached
-    loss_fn: Callable[[torch.Tensor], torch.Tensor]  # one-hots (S, R, V) -> whole-batch loss (S,)
-    exact_gradient: Callable[[], torch.Tensor] | None = None  # d E[loss] / d logits, (R, V) float64, where enumerable
 
 
 @dataclass
@@ -375,7 +368,7 @@ class Wav2Vec2(RawSpeechTask):
         record.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
         return StepOutput(terms.total, record, out)
 
-    def quantizer_problem(self, model, wave, generator) -> QuantizerProblem:
+    def quantizer_problem(self, model, wave, generator) -> LogitsProblem:
         """For the gradient study: logits (R, V) of every quantizer group of the masked frames and the
         whole-batch loss on one-hots (S, R, V) -> (S,), the mean InfoNCE over the masked frames.
         Distractors couple the frames, so there is no exact gradient by enumeration."""
@@ -387,7 +380,7 @@ class Wav2Vec2(RawSpeechTask):
             quantized = model.bottleneck.lookup(onehot.unflatten(-2, (n, groups)))
             return self.contrastive(model, masked, quantized).loss.mean(-1)
 
-        return QuantizerProblem(logits.reshape(n * groups, codes).detach(), loss_fn)
+        return LogitsProblem(logits.reshape(n * groups, codes).detach(), loss_fn, name=f"{self.label} quantizer")
 
 
 # --- log-mel VQ-VAE -------------------------------------------------------------------
@@ -463,7 +456,7 @@ class LogMelVQVAETask(TrainingTask):
         quantized = model.bottleneck.decode(indices).to(batch.dtype)
         return {"reconstruction": float(self.reconstruction(model, quantized, batch).mean())}
 
-    def quantizer_problem(self, model, batch, generator) -> QuantizerProblem:
+    def quantizer_problem(self, model, batch, generator) -> LogitsProblem:
         """For the gradient study: logits (R, V) of every (frame, group) of the batch and the mean
         reconstruction error over the batch on one-hots (S, R, V) -> (S,).
 
@@ -491,4 +484,4 @@ class LogMelVQVAETask(TrainingTask):
             expected = (log_p.exp() * losses.permute(1, 2, 0)).sum(-1).mean()
             return torch.autograd.grad(expected, leaf)[0].reshape(-1, codes)
 
-        return QuantizerProblem(logits.reshape(-1, shape[-1]), loss_fn, exact_gradient)
+        return LogitsProblem(logits.reshape(-1, shape[-1]), loss_fn, name=f"{self.label} quantizer", exact_gradient=exact_gradient)

@@ -128,3 +128,11 @@ def test_bad_input(tmp_path):
         explain(variant="hubert")
     with pytest.raises(GumbenchError, match="no .wav or .flac files"):
         explain(audio_dir=tmp_path, variant="vq-wav2vec")
+
+
+def test_the_package_gives_the_module_not_the_function():
+    import gumbench.benchmarks.studies
+    import gumbench.benchmarks.studies.explain as module
+
+    assert type(module).__name__ == "module" and module.explain is explain
+    assert gumbench.benchmarks.studies.explain is module

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from gumbench.benchmarks.sweep import load_results, run_sweep
-from gumbench.benchmarks.sweep.store import read_results, write_bytes, write_text
+from gumbench.benchmarks.sweep.store import read_results
 from gumbench.errors import GumbenchError
+from gumbench.files import write_bytes, write_text
 from tests.benchmarks.sweep.sweeps import comparable, small_config
 from tests.conftest import require
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gumbench.benchmarks.studies import elbo_gradient_study
-from gumbench.benchmarks.toys import exact_gradient
+from gumbench.benchmarks.problems.enumeration import exact_gradient
 from gumbench.benchmarks.training import images, make_training_task, train
 from gumbench.benchmarks.training.images import DEBIAN_DIR, binarize, load_idx_dataset, read_idx
 from gumbench.errors import GumbenchError

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from gumbench.benchmarks.toys import exact_gradient
+from gumbench.benchmarks.problems.enumeration import exact_gradient
 from gumbench.benchmarks.training import make_training_task, registry, speech, train
 from gumbench.benchmarks.training.speech import (
     LogMelVQVAETask,

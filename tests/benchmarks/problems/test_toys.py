@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gumbench.benchmarks import exact_gradient, make_task
-from gumbench.benchmarks.toys import MAX_ENUMERATION, enumerate_configurations, exact_expectation
+from gumbench.benchmarks.problems.enumeration import MAX_ENUMERATION, enumerate_configurations, exact_expectation
 from gumbench.errors import GumbenchError
 
 

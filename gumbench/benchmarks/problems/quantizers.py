@@ -48,17 +48,17 @@ from typing import ClassVar
 
 import torch
 
-from gumbench.benchmarks.toys import MAX_ENUMERATION, enumerate_configurations, register
+from gumbench.benchmarks.problems.base import GradientProblem, Reference
+from gumbench.benchmarks.problems.enumeration import MAX_ENUMERATION, enumerate_configurations
 from gumbench.errors import GumbenchError
 from gumbench.plugin import AT_LEAST_ONE, SEED, Plugin, Range
 
 INPUT_DIM, HIDDEN, OUTPUT_DIM = 8, 16, 4
 PROBLEM_ELEMENTS = 2**18  # elements (rows x the tensors of one row) of one batched draw
 SMOOTHING_CHUNK = 2**15  # antithetic pairs scored at once by the smoothed reference
-REFERENCES: dict[str, tuple] = {}  # spec -> (reference gradient, J, reference error): a problem is a function of its spec
 
 
-class QuantizerProblem(Plugin):
+class QuantizerProblem(Plugin, GradientProblem):
     """A model around a quantizer with a reference gradient; see the module docstring.
 
     Subclasses define ``reference()`` and ``incompatibility(estimator)``; the model, the draws and the
@@ -72,16 +72,8 @@ class QuantizerProblem(Plugin):
 
     def __init__(self, **params):
         super().__init__(**params)
+        self._reference: Reference | None = None  # computed once per instance (a sweep reuses one per spec and process)
         self._build()
-
-    @property
-    def _reference(self):
-        """The reference of this spec, computed once per process (a sweep builds a fresh problem for every unit)."""
-        return REFERENCES.get(self.spec)
-
-    @_reference.setter
-    def _reference(self, value) -> None:
-        REFERENCES[self.spec] = value
 
     # --- the model ------------------------------------------------------------------------
 
@@ -133,8 +125,8 @@ class QuantizerProblem(Plugin):
 
     # --- references and draws ---------------------------------------------------------------
 
-    def reference(self) -> tuple[torch.Tensor, float | None, float | None]:
-        """(reference gradient in float64 of :attr:`shape`, J at (z, E) or None, RMS error of the reference or None)."""
+    def reference(self) -> Reference:
+        """The reference gradient in float64 of :attr:`shape`, J at (z, E), and the RMS error of the reference (None: exact)."""
         raise NotImplementedError  # abstract: each problem defines its reference
 
     def incompatibility(self, estimator) -> str | None:
@@ -144,26 +136,24 @@ class QuantizerProblem(Plugin):
     def default_estimators(self) -> list[str]:
         raise NotImplementedError  # abstract
 
-    def check_reference(self, exact: torch.Tensor, expected: float | None) -> None:
+    def check_reference(self, reference: Reference) -> None:
         """Refuse a reference gradient at rounding level: relative statistics against it would be noise."""
-        norm = float(exact.norm())
-        if norm <= 1e-10 * max(abs(expected or 0.0), 1.0):
+        norm = float(reference.gradient.norm())
+        if norm <= 1e-10 * max(abs(reference.expected or 0.0), 1.0):
             raise GumbenchError(f"{self.spec}: the reference gradient in {self.params['wrt']} is {norm:.3g}, zero to rounding "
                                 "(at small T the nearest code does not move with z; with one code per stage nothing is chosen); "
                                 "measure wrt=codebook, a larger T, or more codes")
 
-    def check_estimator(self, estimator) -> None:
-        problem = self.incompatibility(estimator)
-        if problem:
-            raise GumbenchError(f"{estimator.label} cannot be measured on {self.spec}: {problem}")
-
     def draws_per_row(self, estimator) -> int:
         return int(estimator.params.get("samples", 1) or 1)
 
-    def rows_at_once(self, estimator) -> int:
-        """Rows of one batched draw: PROBLEM_ELEMENTS over a row's elements (its copy of z, E and the draws)."""
+    def rows_at_once(self, estimator, chunk_size: int | None = None, samples: int | None = None,
+                     owner: str = "problem_statistics") -> int:
+        """Rows of one batched draw: ``chunk_size`` if given, else PROBLEM_ELEMENTS over a row's elements (its copy
+        of z, E and the draws); never more than ``samples``."""
         per_row = (self.codebook.numel() + self.z.numel()) * self.draws_per_row(estimator)
-        return max(1, int(PROBLEM_ELEMENTS * math.sqrt(self.draws_per_row(estimator))) // per_row)
+        rows = chunk_size or max(1, int(PROBLEM_ELEMENTS * math.sqrt(self.draws_per_row(estimator))) // per_row)
+        return rows if samples is None else min(samples, rows)
 
     def leaves(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row copies of z (rows, G, D) and E (rows, G, K, D), the one measured requiring its gradient."""
@@ -214,7 +204,6 @@ def _common(**extra) -> dict:
 TEMPERATURE_T = Range(1e-3, 1e4, meaning="T, the temperature of the distance logits")
 
 
-@register
 class DistanceVQ(QuantizerProblem):
     name = "vq-distance"
     description = ("VQ as a categorical choice: q_T(k|z) = softmax(-||z - e_k||^2 / T) per group, exact gradient of "
@@ -265,7 +254,7 @@ class DistanceVQ(QuantizerProblem):
             book = self.codebook64.clone().requires_grad_(True)
             value = self.expectation(z, book)
             grad_z, grad_book = torch.autograd.grad(value, (z, book))
-            self._reference = (grad_z if self.params["wrt"] == "z" else grad_book, float(value.detach()), None)
+            self._reference = Reference(grad_z if self.params["wrt"] == "z" else grad_book, float(value.detach()), None)
         return self._reference
 
     def incompatibility(self, estimator) -> str | None:
@@ -297,7 +286,6 @@ class DistanceVQ(QuantizerProblem):
 VQ_ESTIMATORS = ("vq-commitment", "vq-commitment[rotation=true]", "nsvq", "ibq", "simvq")
 
 
-@register
 class SmoothedQuantizer(QuantizerProblem):
     name = "quantizer-smoothed"
     description = ("A deterministic quantizer (nearest-code VQ, FSQ, LFQ) smoothed by Gaussian noise: gradient of "
@@ -363,7 +351,7 @@ class SmoothedQuantizer(QuantizerProblem):
             mean = total / pairs
             variance = (squares - pairs * mean.pow(2)).clamp_min(0) / (pairs - 1)
             error = math.sqrt(float(variance.sum()) / pairs)  # RMS norm of the mean's error
-            self._reference = (mean.reshape(self.z64.shape), loss_sum / pairs, error)
+            self._reference = Reference(mean.reshape(self.z64.shape), loss_sum / pairs, error)
         return self._reference
 
     def incompatibility(self, estimator) -> str | None:
@@ -400,3 +388,5 @@ def codebook_care(estimator) -> str | None:
         return "cosine=true chooses codes by angle on normalized codes, not the nearest code of this codebook"
     return None
 
+
+QUANTIZER_PROBLEMS = (DistanceVQ, SmoothedQuantizer)

@@ -16,7 +16,7 @@ import torch
 from scipy.stats import chi2
 
 from gumbench.benchmarks import make_task, problem_statistics
-from gumbench.benchmarks.toys import enumerate_configurations
+from gumbench.benchmarks.problems.enumeration import enumerate_configurations
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 

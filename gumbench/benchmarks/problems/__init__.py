@@ -1,0 +1,45 @@
+"""Problems with a gradient to measure, behind one interface (:class:`GradientProblem`, see
+:mod:`gumbench.benchmarks.problems.base`).
+
+The named ones (``gumbench list tasks``, ``gradstats -t``, sweep ``[gradstats]`` sections) are registered here,
+explicitly: the toys (:mod:`~gumbench.benchmarks.problems.toys`) and the quantizer problems
+(:mod:`~gumbench.benchmarks.problems.quantizers`); third-party packages add theirs through the entry-point
+group ``gumbench.problems``. Built from a model rather than a name: :class:`LogitsProblem` (any logits and
+loss; the speech tasks' quantizer probe) and :class:`~gumbench.benchmarks.problems.elbo.ElboImageProblem`.
+"""
+
+from gumbench.benchmarks.problems.base import GradientProblem, LogitsGradient, LogitsProblem, Reference
+from gumbench.benchmarks.problems.enumeration import MAX_ENUMERATION, exact_expectation, exact_gradient
+from gumbench.benchmarks.problems.quantizers import QUANTIZER_PROBLEMS, QuantizerProblem
+from gumbench.benchmarks.problems.toys import TOYS, ToyTask
+from gumbench.registry import Registry
+
+registry = Registry("task", group="gumbench.problems")
+for _cls in (*TOYS, *QUANTIZER_PROBLEMS):
+    registry.register(_cls)
+
+DEFAULT_TASK = "categorical"
+
+
+def make_problem(spec: "str | GradientProblem") -> GradientProblem:
+    """A registered problem (a toy with logits, or a quantizer problem) from its name, e.g.
+    ``categorical[groups=2]`` or ``vq-distance[T=0.1]``; a problem is returned as is."""
+    if isinstance(spec, GradientProblem):
+        return spec
+    return registry.create(spec)
+
+
+__all__ = [
+    "DEFAULT_TASK",
+    "MAX_ENUMERATION",
+    "GradientProblem",
+    "LogitsGradient",
+    "LogitsProblem",
+    "QuantizerProblem",
+    "Reference",
+    "ToyTask",
+    "exact_expectation",
+    "exact_gradient",
+    "make_problem",
+    "registry",
+]
