@@ -43,12 +43,15 @@ def require_program(name: str, package: str) -> str:
 
 
 def require_package(module: str, extra: str = "test") -> ModuleType:
-    """Module ``module`` imported; when it does not import, :func:`require` with "needs MODULE: pip install -e '.[EXTRA]'"
-    (and the import error, where something else than ``module`` itself is missing). Call it in the test or fixture that
-    uses the package, so that only those tests skip without it (or fail under GUMBENCH_REQUIRE_PROGRAMS=1)."""
+    """Module ``module`` imported; when it does not import, :func:`require` with
+    "needs MODULE: pip install -e '.[EXTRA]'" (and the import error, where something else than ``module`` itself is
+    missing). Call it in the test or fixture that uses the package, so that only those tests skip without it (or fail
+    under GUMBENCH_REQUIRE_PROGRAMS=1)."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        failure = error  # reported below, outside the handler, so that the skip or failure is one line without the chain
-    absent = isinstance(failure, ModuleNotFoundError) and failure.name is not None and f"{module}.".startswith(f"{failure.name}.")
-    require(False, f"needs {module}: pip install -e '.[{extra}]'" + ("" if absent else f" ({type(failure).__name__}: {failure})"))
+        failure = error  # reported below, outside the handler: the skip or failure is one line, without the chain
+    name = getattr(failure, "name", None)  # the module found missing
+    absent = isinstance(failure, ModuleNotFoundError) and name is not None and f"{module}.".startswith(f"{name}.")
+    why = "" if absent else f" ({type(failure).__name__}: {failure})"
+    require(False, f"needs {module}: pip install -e '.[{extra}]'{why}")

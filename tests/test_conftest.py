@@ -80,6 +80,7 @@ def test_a_package_whose_own_import_breaks_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("GUMBENCH_REQUIRE_PROGRAMS", "1")
     with pytest.raises(pytest.fail.Exception) as failed:
         require_package("gumbench_raising_package")
-    assert str(failed.value) == "needs gumbench_raising_package: pip install -e '.[test]' (ImportError: needs a newer torch)"
+    assert str(failed.value) == ("needs gumbench_raising_package: pip install -e '.[test]' "
+                                 "(ImportError: needs a newer torch)")
     assert failed.value.__context__ is None, "one line: not raised while handling the ImportError"
     assert "gumbench_raising_package" not in sys.modules

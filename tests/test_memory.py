@@ -63,7 +63,7 @@ def test_no_c_library_or_no_mallopt_is_a_no_op(fresh, monkeypatch):
     monkeypatch.setattr(memory.ctypes, "CDLL", missing)
     assert fresh() is False
     memory.keep_freed_memory.cache_clear()
-    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: object())  # a C library without mallopt (musl has it; others not)
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: object())  # a C library without mallopt
     assert fresh() is False
 
 

@@ -72,7 +72,8 @@ def test_git_commit_is_unknown_when_git_cannot_run(monkeypatch, failure):
 
 
 def expected_hash(package: Path, relative_paths: list[str]) -> str:
-    """The documented digest, written out: sha256 over (relative path, NUL, content, NUL) in path order, 10 hex digits."""
+    """The documented digest, written out: sha256 over (relative path, NUL, content, NUL) in path order, 10 hex
+    digits."""
     digest = hashlib.sha256()
     for name in relative_paths:
         digest.update(name.encode() + b"\0" + (package / name).read_bytes() + b"\0")

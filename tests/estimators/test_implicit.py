@@ -27,7 +27,8 @@ def message(call) -> str:
 
 
 def test_fsq_lfq_and_bsq_are_the_implicit_codebook_quantizers():
-    assert sorted(n for n in registry.names() if issubclass(registry.get(n), ImplicitCodebookVQ)) == ["bsq", "fsq", "lfq"]
+    implicit = [n for n in registry.names() if issubclass(registry.get(n), ImplicitCodebookVQ)]
+    assert sorted(implicit) == ["bsq", "fsq", "lfq"]
 
 
 # --- mixed_radix_digits ------------------------------------------------------------------------
@@ -128,27 +129,31 @@ def test_binary_digits_need_the_code_dimension_until_vectors_were_quantized():
 # --- check: refusals before any work ---------------------------------------------------------------
 
 Z = torch.randn(2, 1, 4, generator=gen(2))
+FLOAT = "fsq: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got"
+FITS = "expected (G, K, D) = (1, K, 4) or (K, 4)"
 
 
 @pytest.mark.parametrize("inputs, codebook, expected", [
-    (Z.int(), torch.zeros(1000, 4), "fsq: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got torch.int32 of shape (2, 1, 4)"),
-    (torch.randn(4), torch.zeros(1000, 4), "fsq: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got torch.float32 of shape (4,)"),
-    (torch.randn(2, 0, 4), torch.zeros(1000, 4), "fsq: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got torch.float32 of shape (2, 0, 4)"),
-    ([[0.0]], torch.zeros(1000, 4), "fsq: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got list"),
+    (Z.int(), torch.zeros(1000, 4), f"{FLOAT} torch.int32 of shape (2, 1, 4)"),
+    (torch.randn(4), torch.zeros(1000, 4), f"{FLOAT} torch.float32 of shape (4,)"),
+    (torch.randn(2, 0, 4), torch.zeros(1000, 4), f"{FLOAT} torch.float32 of shape (2, 0, 4)"),
+    ([[0.0]], torch.zeros(1000, 4), f"{FLOAT} list"),
     (Z, None, "fsq needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is read), got NoneType"),
     (Z, torch.zeros(1000, 4, dtype=torch.float64),
      "fsq: codebook must have the inputs' dtype and device (torch.float32 on cpu), got torch.float64 on cpu"),
-    (Z, torch.zeros(2, 1000, 4), "fsq: codebook shape (2, 1000, 4) does not fit inputs (2, 1, 4); expected (G, K, D) = (1, K, 4) or (K, 4)"),
-    (Z, torch.zeros(1000, 3), "fsq: codebook shape (1000, 3) does not fit inputs (2, 1, 4); expected (G, K, D) = (1, K, 4) or (K, 4)"),
-    (Z, torch.zeros(1000), "fsq: codebook shape (1000,) does not fit inputs (2, 1, 4); expected (G, K, D) = (1, K, 4) or (K, 4)"),
-    (Z, torch.full((1000, 4), float("nan")), "fsq: NaN or inf in the codebook; allowed are finite values (only its shape is read)"),
+    (Z, torch.zeros(2, 1000, 4), f"fsq: codebook shape (2, 1000, 4) does not fit inputs (2, 1, 4); {FITS}"),
+    (Z, torch.zeros(1000, 3), f"fsq: codebook shape (1000, 3) does not fit inputs (2, 1, 4); {FITS}"),
+    (Z, torch.zeros(1000), f"fsq: codebook shape (1000,) does not fit inputs (2, 1, 4); {FITS}"),
+    (Z, torch.full((1000, 4), float("nan")),
+     "fsq: NaN or inf in the codebook; allowed are finite values (only its shape is read)"),
     (Z * float("inf"), torch.zeros(1000, 4), "fsq: NaN or inf in the inputs; allowed are finite values"),
 ])
 def test_bad_inputs_and_codebooks_are_refused_with_one_line(inputs, codebook, expected):
     assert message(lambda: make_estimator("fsq")(inputs, lambda v: v.sum((-2, -1)), codebook=codebook)) == expected
 
 
-@pytest.mark.parametrize("spec, dim, codes", [("fsq", 4, 7), ("fsq[levels=7-6-3]", 3, 128), ("lfq", 4, 8), ("bsq", 2, 16)])
+@pytest.mark.parametrize("spec, dim, codes",
+                         [("fsq", 4, 7), ("fsq[levels=7-6-3]", 3, 128), ("lfq", 4, 8), ("bsq", 2, 16)])
 def test_a_codebook_of_another_size_names_the_implicit_one(spec, dim, codes):
     est = make_estimator(spec)
     implicit, code_dim = est.code_shape(dim)
@@ -176,7 +181,8 @@ def test_inputs_beyond_the_magnitude_limit_are_refused_and_the_limit_itself_is_t
     z = torch.zeros(3, 2, 4)
     z[1, 1, 2] = -1e19
     assert message(lambda: est.check(z, torch.zeros(2, 16, 4))) == (
-        f"bsq: max |input| must be at most {limit:.3g} for float32 with G * D = 8 (losses and gradients must stay finite), got 1e+19")
+        f"bsq: max |input| must be at most {limit:.3g} for float32 with G * D = 8 "
+        "(losses and gradients must stay finite), got 1e+19")
     z[1, 1, 2] = 1e18
     est.check(z, torch.zeros(2, 16, 4))
     assert make_estimator("fsq").magnitude_limit(torch.float16, 1, 4) == math.inf, "FSQ bounds its inputs by tanh"

@@ -390,7 +390,8 @@ def test_kl_and_reconstruction_loss_are_torch_distributions(tiny):
     x = task.eval_images[:5]
     output = torch.randn(7, 5, 64, generator=torch.Generator().manual_seed(1)) * 3
     bernoulli = -torch.distributions.Bernoulli(logits=output).log_prob(x).sum(-1)
-    torch.testing.assert_close(task.reconstruction_loss(output, x), bernoulli, rtol=1e-5, atol=1e-4)  # (7, 5): x broadcast
+    # (7, 5): x broadcast over the leading dimension
+    torch.testing.assert_close(task.reconstruction_loss(output, x), bernoulli, rtol=1e-5, atol=1e-4)
 
 
 def test_all_codes_enumerate_every_code_the_last_latent_fastest(tiny):
@@ -399,7 +400,8 @@ def test_all_codes_enumerate_every_code_the_last_latent_fastest(tiny):
 
 
 def brute_force(model, x, logits):
-    """Per image: E_q[-log p(x|z)] + KL and -log sum_z p(x|z) p(z), over the 9 codes one by one, with torch.distributions."""
+    """Per image: E_q[-log p(x|z)] + KL and -log sum_z p(x|z) p(z), over the 9 codes one by one, with
+    torch.distributions."""
     q = torch.distributions.Categorical(logits=logits.double())
     negative_elbo, nll = [], []
     for image, q_image in zip(x, q.probs):
@@ -412,7 +414,8 @@ def brute_force(model, x, logits):
             log_joint.append(log_likelihood - 2 * math.log(3))
         negative_elbo.append(torch.stack(terms).sum())
         nll.append(-torch.logsumexp(torch.stack(log_joint), 0))
-    kl = torch.distributions.kl_divergence(q, torch.distributions.Categorical(logits=torch.zeros(3, dtype=torch.float64))).sum(-1)
+    uniform = torch.distributions.Categorical(logits=torch.zeros(3, dtype=torch.float64))
+    kl = torch.distributions.kl_divergence(q, uniform).sum(-1)
     return torch.stack(negative_elbo) + kl, torch.stack(nll)
 
 
@@ -482,6 +485,7 @@ def test_the_dataset_is_read_once_per_folder_and_version(tmp_path):
     assert load_idx_dataset(tmp_path / "a") is first, "cached"
     arrays = write_dataset(tmp_path / "a", train=30, seed=1)  # a new version of the files
     again = load_idx_dataset(tmp_path / "a")
-    assert again is not first and np.array_equal(again["train_labels"], arrays["train_labels"]) and len(again["train_images"]) == 30
+    assert again is not first and len(again["train_images"]) == 30
+    assert np.array_equal(again["train_labels"], arrays["train_labels"])
     assert images.idx_path(tmp_path / "a", "t10k-images-idx3-ubyte").name == "t10k-images-idx3-ubyte.gz"
     assert images.idx_path(tmp_path / "a", "no-such-idx1-ubyte") is None
