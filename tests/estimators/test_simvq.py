@@ -7,8 +7,7 @@ import torch
 from gumbench.benchmarks.training import DiscreteBottleneck, make_training_task, train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 B, N, D, K, BETA = 3, 5, 4, 7, 0.25
 
@@ -19,6 +18,7 @@ def gen(seed):
 
 @pytest.mark.parametrize("rotation", [False, True])
 def test_values_indices_losses_and_gradients_match_vector_quantize_pytorch(rotation):
+    vqp = require_package("vector_quantize_pytorch")
     z = torch.randn(B, N, 1, D, generator=gen(0))
     frozen = torch.randn(1, K, D, generator=gen(1))
     weight = torch.eye(D) + 0.3 * torch.randn(D, D, generator=gen(2))
