@@ -117,7 +117,7 @@ class Plugin:
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    parameters: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = {}
     choices: ClassVar[dict[str, tuple]] = {}
     ranges: ClassVar[dict[str, Range]] = {}
     requires: ClassVar[dict[str, tuple[str, Any]]] = {}
