@@ -41,7 +41,9 @@ def mlp(*sizes: int) -> nn.Sequential:
 
 def purity(codes: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of items whose code's majority label is their own label."""
-    codes, labels = codes.reshape(-1).long(), labels.reshape(-1).long()
+    # codes renumbered 0..(distinct codes - 1): a table row per code used, not per code index (4 groups of
+    # 1,000 implicit codes make joint indices up to 10^12)
+    codes, labels = torch.unique(codes.reshape(-1), return_inverse=True)[1], labels.reshape(-1).long()
     table = torch.zeros(int(codes.max()) + 1, int(labels.max()) + 1)
     table.index_put_((codes, labels), torch.ones(len(codes)), accumulate=True)
     return float(table.max(1).values.sum() / len(codes))
@@ -104,6 +106,7 @@ class DigitsVAE(_AutoencoderTask):
               ("latents", "categories"): 1_048_576, ("latents", "categories", "code_dim"): MAX_ELEMENTS,
               ("hidden", "latents", "code_dim"): MAX_ELEMENTS}
     default_steps = 300
+    codes_key = "categories"  # the codes of each of the latents (groups)
 
     def validate(self):
         from sklearn.datasets import load_digits
