@@ -36,8 +36,8 @@ class ImplicitCodebookVQ(VQEstimator):
     def task_hint(self, dim: int) -> str:
         """What a codebook must be so that it fits."""
         codes, code_dim = self.code_shape(dim)
-        return (f"pass a codebook of {codes} codes of dimension {code_dim} (a training task sizes its bottleneck so "
-                "unless its codes or code dimension are set)")
+        return (f"the codebook needs codes={codes} and code dimension {code_dim} (a training task sizes its bottleneck "
+                "so unless its spec sets the codes or the code dimension)")
 
     def dimension_problem(self, dim: int) -> str | None:
         """Why inputs of dimension ``dim`` cannot be quantized, or None."""
