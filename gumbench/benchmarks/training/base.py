@@ -205,11 +205,12 @@ class TrainingTask(Plugin):
         if space is not None:
             return space
         fit = estimator.code_space(None, code_dim) or estimator.code_space(codes, None) or estimator.code_space()
-        settings = {k: self.params[k] for k in self.given}
+        settings = {k: self.params[k] for k in self.given}  # the task as the user named it
+        named = format_spec(self.name, settings)
         settings.update(self.size_settings(*fit))
         given = ", ".join(f"{k}={format_value(self.params[k])}" for k in (self.codes_key, self.code_dim_key) if k in self.given)
         keys = " and ".join(k for k in (self.codes_key, self.code_dim_key) if k in self.given)
-        raise GumbenchError(f"{self.label}: {estimator.label} quantizes to implicit codes that {given} do not fit; use "
+        raise GumbenchError(f"{named}: {estimator.label} quantizes to implicit codes that {given} do not fit; use "
                             f"{format_spec(self.name, settings)} ({fit[0]} codes of dimension {fit[1]}), or leave {keys} "
                             f"out to size the bottleneck from the quantizer")
 
