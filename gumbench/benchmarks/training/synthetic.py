@@ -65,8 +65,8 @@ class _Autoencoder(nn.Module):
 
 class _AutoencoderTask(TrainingTask):
     """Encoder -> bottleneck -> decoder; subclasses give data and the reconstruction loss. ``code_dim`` is
-    the dimension of one group's code vector (implicit codebooks need it to match their code: 4 for
-    ``fsq[levels=8-5-5-5]``, log2 of the codes for ``lfq`` and ``bsq``)."""
+    the dimension of one group's code vector; a quantizer with an implicit code space (fsq, lfq, bsq) sets it
+    and the codes unless the spec does (:meth:`TrainingTask.sized_for`)."""
 
     def build(self, estimator):
         return _Autoencoder(estimator, self.in_dim, self.params["hidden"], self.groups, self.codes, self.params["code_dim"], self.in_dim)
