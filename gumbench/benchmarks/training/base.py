@@ -279,22 +279,17 @@ def train(
     task.check_estimator(configured)
     task = task.sized_for(configured)
     device = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # model initialization
-        model = task.build(configured).to(device)
-    if not isinstance(getattr(model, "bottleneck", None), DiscreteBottleneck):
-        raise GumbenchError(f"{task.spec}: build() must return a model with a DiscreteBottleneck at .bottleneck")
-    model.train()
+    model = _built_model(task, configured, seed, device)
     optimizer = optimizer_class([p for p in model.parameters() if p.requires_grad], lr=lr)
     generator = torch.Generator(device=device).manual_seed(seed)
     groups = task.parameter_groups(model)
     tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
-    stage_tracker = None  # made at the first step whose output carries stage indices
+    stage_columns = _StageColumns(model.bottleneck, dead_window)
     eval_batch = task.eval_batch()
     previous_eval = None
     rows = []
-    if callback is not None:
-        callback(0, model)
+    callback = callback or (lambda step, model: None)
+    callback(0, model)
     for step in range(1, steps + 1):
         est = _with_scheduled_temperature(task, model.bottleneck, step)
         out, norms, seconds = _optimizer_step(task, model, optimizer, generator, groups, est, step)
@@ -306,23 +301,40 @@ def train(
                **usage.as_row(), "sampled_code_perplexity": sampled, "dead_codes": float(tracker.dead_codes().sum()),
                "tau": est.temperature, **norms,
                "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
-        row.update(_implicit_columns(est, indices, model.bottleneck))
-        stages = out.bottleneck.stage_indices
-        if stages is not None and model.bottleneck.is_vq:
-            # per stage book (residual-vq splits the codebook)
-            stages, sizes = est.local_stage_codes(stages, model.bottleneck.codes)
-            if stage_tracker is None:
-                stage_tracker = StageUsageTracker(model.bottleneck.groups, sizes, stages.shape[-1], dead_window)
-            stage_tracker.update(stages)
-            row.update(stage_usage(stages, sizes).as_row(dead_codes=stage_tracker.dead_codes()))
+        row.update(_implicit_columns(est, indices, model.bottleneck), **stage_columns(est, out.bottleneck.stage_indices))
         if eval_batch is not None and (step % eval_every == 0 or step == steps):
             row.update(_evaluate(task, model, eval_batch, previous_eval))
             previous_eval = row.pop("_codes")
-            model.train()
         rows.append(row)
-        if callback is not None:
-            callback(step, model)
+        callback(step, model)
     return pd.DataFrame(rows)
+
+
+def _built_model(task: TrainingTask, estimator, seed: int, device: torch.device) -> nn.Module:
+    """The task's model around ``estimator``, initialized from ``seed`` (the global RNG left as it was), in training mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # model initialization
+        model = task.build(estimator).to(device)
+    if not isinstance(getattr(model, "bottleneck", None), DiscreteBottleneck):
+        raise GumbenchError(f"{task.spec}: build() must return a model with a DiscreteBottleneck at .bottleneck")
+    return model.train()
+
+
+class _StageColumns:
+    """Per-stage usage columns of the steps whose output carries stage indices (residual quantizers), counted
+    in each stage's own book (``VQEstimator.local_stage_codes``); the tracker is made at the first such step."""
+
+    def __init__(self, bottleneck: DiscreteBottleneck, dead_window: int):
+        self.bottleneck, self.dead_window, self.tracker = bottleneck, dead_window, None
+
+    def __call__(self, est, stages: torch.Tensor | None) -> dict[str, float]:
+        if stages is None or not self.bottleneck.is_vq:
+            return {}
+        stages, sizes = est.local_stage_codes(stages, self.bottleneck.codes)
+        if self.tracker is None:
+            self.tracker = StageUsageTracker(self.bottleneck.groups, sizes, stages.shape[-1], self.dead_window)
+        self.tracker.update(stages)
+        return stage_usage(stages, sizes).as_row(dead_codes=self.tracker.dead_codes())
 
 
 def _usage(indices: torch.Tensor, logits: torch.Tensor | None, codes: int):
@@ -400,6 +412,7 @@ def _optimizer_step(task, model, optimizer, generator, groups, est, step):
 
 
 def _evaluate(task, model, batch, previous):
+    """The ``eval_`` columns on the evaluation batch, in eval mode (training mode again after), and ``_codes``."""
     model.eval()
     with torch.no_grad():
         features = task.features(model, batch)
@@ -411,4 +424,5 @@ def _evaluate(task, model, batch, previous):
     if churn is not None:
         row["eval_churn"] = churn
     row["_codes"] = codes
+    model.train()
     return row
