@@ -119,7 +119,8 @@ class Estimator(Plugin, torch.nn.Module):
             if buffer is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = buffer if keep_vars else buffer.detach()
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
         """Make the state this estimator has not made yet (None parameters and buffers, uninitialized
         parameters) like the saved tensors, then load as any module; a parameter that neither side has
         made yet is not missing."""
@@ -128,7 +129,8 @@ class Estimator(Plugin, torch.nn.Module):
             if saved is None:
                 continue
             if param is None:
-                self._parameters[name] = torch.nn.Parameter(torch.empty_like(saved), requires_grad=saved.is_floating_point())
+                made = torch.empty_like(saved)
+                self._parameters[name] = torch.nn.Parameter(made, requires_grad=saved.is_floating_point())
             elif is_lazy(param):
                 param.materialize(saved.shape, device=saved.device, dtype=saved.dtype)
         for name, buffer in self._buffers.items():
@@ -136,7 +138,8 @@ class Estimator(Plugin, torch.nn.Module):
             if buffer is None and saved is not None and name not in self._non_persistent_buffers_set:
                 self._buffers[name] = torch.empty_like(saved)
         unmade = [prefix + name for name, param in self._parameters.items() if param is not None and is_lazy(param)]
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
         missing_keys[:] = [key for key in missing_keys if key not in unmade]
 
 
@@ -224,7 +227,8 @@ class VQEstimator(Estimator):
             raise GumbenchError(f"{self.label}: a codebook of {' x '.join(map(str, sizes))} elements is too large; "
                                 f"at most {MAX_ELEMENTS:,} (memory)")
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise GumbenchError(f"{self.label}: the codebook's dtype must be a floating-point torch.dtype, got {dtype!r}")
+            raise GumbenchError(f"{self.label}: the codebook's dtype must be a floating-point torch.dtype, "
+                                f"got {dtype!r}")
         self.codebook = torch.nn.Parameter(torch.randn(*sizes, generator=generator).to(dtype) / math.sqrt(dim))
         return self
 
@@ -257,7 +261,8 @@ class VQEstimator(Estimator):
         return torch.einsum("...gk,gkd->...gd", one_hot(indices, books.shape[1], books.dtype), books)
 
     @torch.no_grad()
-    def quantize(self, vectors: torch.Tensor, codebook: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def quantize(self, vectors: torch.Tensor,
+                 codebook: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes and vectors for evaluations, (indices (..., G), vectors (..., G, D)): the estimator's own
         eval-mode forward (no noise, no codebook update), so what is evaluated is what the downstream
         sees, whatever the quantizer (implicit codes, residual sums, a learned map). Without ``codebook``,

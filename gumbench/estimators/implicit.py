@@ -65,8 +65,9 @@ class ImplicitCodebookVQ(VQEstimator):
             raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
         groups, dim = inputs.shape[-2:]
         if not isinstance(codebook, torch.Tensor):
-            raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is read), or a "
-                                f"codebook of its own (own_codebook(codes, dim, groups)), got {type(codebook).__name__}")
+            raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is "
+                                "read), or a codebook of its own (own_codebook(codes, dim, groups)), "
+                                f"got {type(codebook).__name__}")
         if codebook.dtype != inputs.dtype or codebook.device != inputs.device:
             raise GumbenchError(f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
                                 f"got {codebook.dtype} on {codebook.device}")

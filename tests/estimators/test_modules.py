@@ -31,7 +31,8 @@ def inputs(est, dtype=torch.float32):
     if not isinstance(est, VQEstimator):
         return torch.randn(4, G, est.required_categories or V, generator=gen(0), dtype=dtype), None
     codes, dim = est.code_space(None, D) or est.code_space() if est.implicit_codes else (K, D)
-    return torch.randn(4, G, dim, generator=gen(0), dtype=dtype), torch.randn(G, codes, dim, generator=gen(1), dtype=dtype)
+    vectors = torch.randn(4, G, dim, generator=gen(0), dtype=dtype)
+    return vectors, torch.randn(G, codes, dim, generator=gen(1), dtype=dtype)
 
 
 def call(est, x, codebook, seed=2):
@@ -77,7 +78,8 @@ def test_state_round_trips_into_a_fresh_estimator(spec):
     mine, theirs = (None, None) if book is None else (book.clone(), book.clone())
     for seed in (7, 8):  # the same calls on both (in-place codebook care included) give the same outputs
         a, b = call(est, x, mine, seed), call(fresh, x, theirs, seed)
-        assert torch.equal(a.value, b.value) and torch.equal(a.surrogate, b.surrogate) and torch.equal(a.indices, b.indices)
+        assert torch.equal(a.value, b.value) and torch.equal(a.surrogate, b.surrogate)
+        assert torch.equal(a.indices, b.indices)
     for key, value in fresh.state_dict().items():
         assert torch.equal(value, est.state_dict()[key]), key
     if mine is not None:
@@ -106,7 +108,8 @@ def test_an_owned_codebook_trains_with_adam_on_the_estimator_parameters():
     optimizer = torch.optim.Adam(est.parameters(), lr=0.05)
     losses = []
     for step in range(300):
-        points = centres[torch.randint(0, 4, (64,), generator=gen(step))] + 0.05 * torch.randn(64, 2, generator=gen(10**4 + step))
+        noise = 0.05 * torch.randn(64, 2, generator=gen(10**4 + step))
+        points = centres[torch.randint(0, 4, (64,), generator=gen(step))] + noise
         out = est(points.unsqueeze(-2), lambda value: value.new_zeros(value.shape[:-2]))
         optimizer.zero_grad()
         out.surrogate.mean().backward()

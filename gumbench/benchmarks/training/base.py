@@ -104,7 +104,8 @@ class DiscreteBottleneck(nn.Module):
                 x.retain_grad()  # gradient norms at the logits are reported
             out = self.estimator(x, loss_fn, generator=generator)
             logits = x
-        return BottleneckOutput(kept["quantized"], out.indices, logits, out.surrogate, out.loss, dict(out.aux), out.stage_indices)
+        return BottleneckOutput(kept["quantized"], out.indices, logits, out.surrogate, out.loss, dict(out.aux),
+                                out.stage_indices)
 
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
@@ -191,7 +192,8 @@ class TrainingTask(Plugin):
 
     def size_settings(self, codes: int, code_dim: int) -> dict[str, int]:
         """The parameters that give the bottleneck ``codes`` codes per group of dimension ``code_dim``."""
-        return {self.codes_key: codes, self.code_dim_key: code_dim if self.code_dim_per_group else code_dim * self.groups}
+        width = code_dim if self.code_dim_per_group else code_dim * self.groups
+        return {self.codes_key: codes, self.code_dim_key: width}
 
     def quantizer_sizes(self, estimator) -> tuple[int, int] | None:
         """(codes, code dimension) that ``estimator``'s implicit code space gives this task's bottleneck, None
@@ -208,11 +210,11 @@ class TrainingTask(Plugin):
         settings = {k: self.params[k] for k in self.given}  # the task as the user named it
         named = format_spec(self.name, settings)
         settings.update(self.size_settings(*fit))
-        given = ", ".join(f"{k}={format_value(self.params[k])}" for k in (self.codes_key, self.code_dim_key) if k in self.given)
-        keys = " and ".join(k for k in (self.codes_key, self.code_dim_key) if k in self.given)
+        set_keys = [k for k in (self.codes_key, self.code_dim_key) if k in self.given]
+        given, keys = ", ".join(f"{k}={format_value(self.params[k])}" for k in set_keys), " and ".join(set_keys)
         raise GumbenchError(f"{named}: {estimator.label} quantizes to implicit codes that {given} do not fit; use "
-                            f"{format_spec(self.name, settings)} ({fit[0]} codes of dimension {fit[1]}), or leave {keys} "
-                            f"out to size the bottleneck from the quantizer")
+                            f"{format_spec(self.name, settings)} ({fit[0]} codes of dimension {fit[1]}), or leave "
+                            f"{keys} out to size the bottleneck from the quantizer")
 
     def sized_for(self, estimator) -> "TrainingTask":
         """This task with its bottleneck sized from ``estimator``'s implicit code space (a new task where the
@@ -301,7 +303,8 @@ def train(
                **usage.as_row(), "sampled_code_perplexity": sampled, "dead_codes": float(tracker.dead_codes().sum()),
                "tau": est.temperature, **norms,
                "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
-        row.update(_implicit_columns(est, indices, model.bottleneck), **stage_columns(est, out.bottleneck.stage_indices))
+        row.update(_implicit_columns(est, indices, model.bottleneck),
+                   **stage_columns(est, out.bottleneck.stage_indices))
         if eval_batch is not None and (step % eval_every == 0 or step == steps):
             row.update(_evaluate(task, model, eval_batch, previous_eval))
             previous_eval = row.pop("_codes")
@@ -311,7 +314,8 @@ def train(
 
 
 def _built_model(task: TrainingTask, estimator, seed: int, device: torch.device) -> nn.Module:
-    """The task's model around ``estimator``, initialized from ``seed`` (the global RNG left as it was), in training mode."""
+    """The task's model around ``estimator``, initialized from ``seed`` (the global RNG left as it was), in
+    training mode."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # model initialization
         model = task.build(estimator).to(device)
