@@ -22,7 +22,9 @@ def test_parse_spec_values_and_grid():
     assert parse_spec("reinforce") == Spec("reinforce", {})
 
 
-@pytest.mark.parametrize("bad", ["", "st-gumbel[tau=0.5", "st-gumbel[tau]", "1abc", "x[tau=1,tau=2]", "x[tau=[]]", "x]"])
+@pytest.mark.parametrize(
+    "bad", ["", "st-gumbel[tau=0.5", "st-gumbel[tau]", "1abc", "x[tau=1,tau=2]", "x[tau=[]]", "x]"]
+)
 def test_parse_spec_rejects(bad):
     with pytest.raises(GumbenchError):
         parse_spec(bad)

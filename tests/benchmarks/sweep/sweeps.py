@@ -7,8 +7,15 @@ TIMING = ["step_seconds", "peak_memory_mb"]
 
 
 def small_config(name="t", samples=400, estimators=("st-gumbel[tau=[0.5,1]]", "reinforce[baseline=loo]")):
-    return {"name": name, "repetitions": 2,
-            "gradstats": {"tasks": ["bernoulli", "categorical[groups=2,categories=3]"], "estimators": list(estimators), "samples": samples}}
+    return {
+        "name": name,
+        "repetitions": 2,
+        "gradstats": {
+            "tasks": ["bernoulli", "categorical[groups=2,categories=3]"],
+            "estimators": list(estimators),
+            "samples": samples,
+        },
+    }
 
 
 def comparable(frame):

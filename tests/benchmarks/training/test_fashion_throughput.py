@@ -48,7 +48,9 @@ def test_training_steps_per_second(benchmark, task, threads, estimator):
 
         def steps():
             for _ in range(STEPS):
-                out, _, _ = _optimizer_step(task, model, optimizer, generator, groups, model.bottleneck.estimator, next(step))
+                out, _, _ = _optimizer_step(
+                    task, model, optimizer, generator, groups, model.bottleneck.estimator, next(step)
+                )
             return out
 
         load_before = os.getloadavg()[0]
