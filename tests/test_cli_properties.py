@@ -1,5 +1,6 @@
 """Arguments drawn across the CLI commands (hypothesis): every draw ends in a result (exit 0) or one
-line ``gumbench: error: ...`` with exit 2, within the time bound of tests/test_bad_input.py, writing nothing outside its folder;
+line ``gumbench: error: ...`` with exit 2, within the time bound of tests/test_bad_input.py, writing nothing outside its
+folder;
 never a traceback, never an internal error."""
 
 import pytest

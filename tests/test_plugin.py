@@ -1,4 +1,5 @@
-"""Plugins: ranges (describe, contains, check messages), finite floats, limits on products, declared-type coercion, spec and label,
+"""Plugins: ranges (describe, contains, check messages), finite floats, limits on products, declared-type coercion, spec
+and label,
 with_params copies, has_temperature; the same ranges on plain arguments."""
 
 import math

@@ -1,4 +1,5 @@
-"""Registry names: spec parsing and grids, estimator parameter checks, entry-point plugins in-process and from the CLI."""
+"""Registry names: spec parsing and grids, estimator parameter checks, entry-point plugins in-process and from the
+CLI."""
 
 import json
 import os

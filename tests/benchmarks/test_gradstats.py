@@ -1,5 +1,5 @@
-"""Gradient statistics: bit-identical per seed, bad input rejected (one line naming the input and what is allowed, before
-any work), intervals cover, bias detected, group sums are the draws' sums."""
+"""Gradient statistics: bit-identical per seed, bad input rejected (one line naming the input and what is allowed,
+before any work), intervals cover, bias detected, group sums are the draws' sums."""
 
 import math
 import time
@@ -95,7 +95,8 @@ def test_sizes_that_cannot_be_held_are_refused_before_any_work():
     )
     # rows drawn at once x logits x draws per estimate stay within MAX_ELEMENTS (2^26, ~2 GiB at the peak)
     assert refused("st-gumbel", big.logits, never_called, 10**7, chunk_size=10**7) == (
-        "gradient_statistics: chunk_size x logits x draws per estimate of st-gumbel = 10000000 x 32 x 1 elements at once; "
+        "gradient_statistics: chunk_size x logits x draws per estimate of st-gumbel = 10000000 x 32 x 1 elements "
+        "at once; "
         f"at most {MAX_ELEMENTS:,} are allowed (use chunk_size <= {MAX_ELEMENTS // 32})"
     )
     wide = make_task("categorical[groups=1,categories=100000]")  # the draw counts' own bound is 1000
@@ -135,11 +136,13 @@ def test_bad_logits_are_refused_before_any_work():
         # NaN or inf on one configuration (group 0 at category 1, group 1 at category 2) is found by the enumeration
         (
             lambda y: torch.where((y[..., 0, 1] * y[..., 1, 2]) > 0.5, math.nan, TOY.loss(y)),
-            "loss_fn returned nan for configuration (1, 2) (the category of each group); it must be finite for every configuration",
+            "loss_fn returned nan for configuration (1, 2) (the category of each group); "
+            "it must be finite for every configuration",
         ),
         (
             lambda y: torch.where(y[..., 1, 0] > 0.5, math.inf, TOY.loss(y)),
-            "loss_fn returned inf for configuration (0, 0) (the category of each group); it must be finite for every configuration",
+            "loss_fn returned inf for configuration (0, 0) (the category of each group); "
+            "it must be finite for every configuration",
         ),
     ],
 )

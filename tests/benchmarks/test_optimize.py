@@ -1,4 +1,5 @@
-"""Toy optimization: RLOO lowers the exact expected loss by far more than its run-to-run noise; runs are seeded; bad settings
+"""Toy optimization: RLOO lowers the exact expected loss by far more than its run-to-run noise; runs are seeded; bad
+settings
 refused with one line naming the setting and what is allowed, before any step."""
 
 import math

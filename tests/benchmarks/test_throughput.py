@@ -100,7 +100,8 @@ def machine() -> str:
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
         platform.processor(),
     )
-    return f"{model}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}, {torch.get_num_threads()} torch thread"
+    return (f"{model}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch thread")
 
 
 def relative_error_of_mean(estimates: np.ndarray, exact: np.ndarray) -> float:

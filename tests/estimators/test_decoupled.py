@@ -40,7 +40,8 @@ def test_unit_temperatures_are_st_gumbel_bit_for_bit(dtype):
     ref, ref_grad = draw("st-gumbel[tau=1]", logits, seed=1)
     assert torch.equal(out.indices, ref.indices) and torch.equal(out.value, ref.value)
     assert torch.equal(out.surrogate, ref.surrogate) and torch.equal(grad, ref_grad)
-    # at another equal temperature it is the paper's ST-GS, softmax(logits/tau + g), not st-gumbel's softmax((logits + g)/tau)
+    # at another equal temperature it is the paper's ST-GS, softmax(logits/tau + g), not st-gumbel's softmax((logits +
+    # g)/tau)
     other, other_grad = draw("decoupled-st-gumbel[tau=0.5,tau_forward=0.5]", logits, seed=1)
     assert not torch.equal(other.indices, ref.indices)
 
@@ -136,7 +137,8 @@ def test_exact_mean_and_variance_on_binary_toys_match_the_sampled_ones(task, tau
 
 
 def test_quadrature_reproduces_st_gumbel_at_unit_temperatures():
-    """The same moments describe st-gumbel[tau=1] (the two are one estimator there): a check of the quadrature itself."""
+    """The same moments describe st-gumbel[tau=1] (the two are one estimator there): a check of the quadrature
+    itself."""
     toy = make_task("polynomial[L=3,p=1.5]")
     mean, variance = binary_moments(toy.logits, toy.loss, 1.0, 1.0)
     s = gradient_statistics("st-gumbel[tau=1]", toy.logits, toy.loss, SAMPLES, seed=9, confidence=LEVEL)

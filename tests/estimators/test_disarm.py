@@ -1,4 +1,5 @@
-"""DisARM: unbiased (enumerated over antithetic pairs), zero variance where the pair is deterministic, binary groups only."""
+"""DisARM: unbiased (enumerated over antithetic pairs), zero variance where the pair is deterministic, binary groups
+only."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""Gapped straight-through (GST): consistent perturbed logits with a gap, GST-p's gap, backward and statistics by enumeration."""
+"""Gapped straight-through (GST): consistent perturbed logits with a gap, GST-p's gap, backward and statistics by
+enumeration."""
 
 import math
 

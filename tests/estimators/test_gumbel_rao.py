@@ -1,4 +1,5 @@
-"""Gumbel-Rao: st-gumbel's mean with lower variance, the backward averages the conditional Jacobians, eval is the argmax."""
+"""Gumbel-Rao: st-gumbel's mean with lower variance, the backward averages the conditional Jacobians, eval is the
+argmax."""
 
 import math
 

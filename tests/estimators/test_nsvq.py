@@ -77,7 +77,8 @@ def test_eval_gives_the_nearest_code_and_zero_error_gives_finite_gradients():
 def test_errors_name_what_is_allowed():
     with pytest.raises(
         GumbenchError,
-        match=r"nsvq: max \|input\| \+ sqrt\(D\) \(max \|input\| \+ max \|code\|\) must be at most 3.28e\+04 for float16",
+        match=r"nsvq: max \|input\| \+ sqrt\(D\) \(max \|input\| \+ max \|code\|\) "
+        r"must be at most 3.28e\+04 for float16",
     ):
         make_estimator("nsvq")(torch.full((2, 1, 4), 1e4, dtype=torch.float16), lambda v: v.sum((-2, -1)),
                                codebook=torch.full((1, 3, 4), -1e4, dtype=torch.float16))

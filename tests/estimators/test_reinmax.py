@@ -1,4 +1,5 @@
-"""ReinMax: the backward is the second-order formula, unbiased at tau = 1 for quadratic losses, biased otherwise, tau >= 1."""
+"""ReinMax: the backward is the second-order formula, unbiased at tau = 1 for quadratic losses, biased otherwise, tau >=
+1."""
 
 import pytest
 import torch

@@ -214,7 +214,8 @@ def test_input_errors_name_what_is_allowed():
                                     codebook=torch.full((1, 4, 3), 2e4, dtype=torch.float16))
     with pytest.raises(
         GumbenchError,
-        match=r"max \|input\| \+ 4 x max \|code\| must be at most 4.91e\+04 for float16 with G \* D = 3 .* got 1e\+03 \+ 4 x 2e\+04",
+        match=r"max \|input\| \+ 4 x max \|code\| must be at most 4.91e\+04 for float16 with G \* D = 3 .* "
+        r"got 1e\+03 \+ 4 x 2e\+04",
     ):
         est(
             torch.full((2, 1, 3), 1e3, dtype=torch.float16),

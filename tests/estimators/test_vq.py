@@ -1,4 +1,5 @@
-"""vq-commitment: nearest code, losses, straight-through, EMA codebook, and each codebook-care option against a hand-built reference.
+"""vq-commitment: nearest code, losses, straight-through, EMA codebook, and each codebook-care option against a
+hand-built reference.
 
 Codebook care: rotation trick, k-means init, dead-code restart, cosine codebooks (exact up to float64 rounding).
 """

@@ -1,4 +1,5 @@
-"""Launch configuration (pure Python): tiles cover K without waste, rows merge without copies, seeds split losslessly."""
+"""Launch configuration (pure Python): tiles cover K without waste, rows merge without copies, seeds split
+losslessly."""
 
 import pytest
 import torch

@@ -98,11 +98,13 @@ def test_the_largest_allowed_toys_build():
         (lambda y: y.sum(), "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got ()"),
         (
             lambda y: torch.where(y[..., 2, 1] > 0.5, math.nan, y[..., 0, 0]),
-            "loss_fn returned nan for configuration (0, 0, 1) (the category of each group); it must be finite for every configuration",
+            "loss_fn returned nan for configuration (0, 0, 1) (the category of each group); "
+            "it must be finite for every configuration",
         ),
         (
             lambda y: -torch.log(y[..., 1, 0]),
-            "loss_fn returned inf for configuration (0, 1, 0) (the category of each group); it must be finite for every configuration",
+            "loss_fn returned inf for configuration (0, 1, 0) (the category of each group); "
+            "it must be finite for every configuration",
         ),
     ],
 )

@@ -25,7 +25,8 @@ def comparable(frame):
 
 
 def assert_training_key_refused(tmp_path, text: str, message: str) -> None:
-    """A [training] section with ``text`` (e.g. 'lr = 0') fails with exactly ``message``, one line, and writes nothing."""
+    """A [training] section with ``text`` (e.g. 'lr = 0') fails with exactly ``message``, one line, and writes
+    nothing."""
     from gumbench.benchmarks.sweep import load_config, run_sweep
     from gumbench.errors import GumbenchError
 

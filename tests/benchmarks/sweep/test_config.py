@@ -1,4 +1,5 @@
-"""Sweep configs: seeds are hashes of what a unit is, bad configs fail before anything is written, CLI flags win, the default grid is valid."""
+"""Sweep configs: seeds are hashes of what a unit is, bad configs fail before anything is written, CLI flags win, the
+default grid is valid."""
 
 import pytest
 

@@ -87,7 +87,8 @@ PROBE = """<script>window.addEventListener('load', () => {
   document.body.dataset.probe = JSON.stringify({
     viewport: [innerWidth, innerHeight], verdictTop: verdict.top + scrollY, verdictBottom: verdict.bottom + scrollY,
     figures: images.length, decoded: images.filter(i => i.complete && i.naturalWidth > 0).length,
-    widest: Math.max(...images.map(i => i.getBoundingClientRect().width)), widestNatural: Math.max(...images.map(i => i.naturalWidth)),
+    widest: Math.max(...images.map(i => i.getBoundingClientRect().width)),
+    widestNatural: Math.max(...images.map(i => i.naturalWidth)),
     scrollWidth: document.documentElement.scrollWidth});
 });</script>"""
 

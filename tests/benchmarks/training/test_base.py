@@ -1,4 +1,5 @@
-"""train(): deterministic from a seed with any task and estimator, bad input refused, temperature schedules through with_params."""
+"""train(): deterministic from a seed with any task and estimator, bad input refused, temperature schedules through
+with_params."""
 
 import pytest
 

@@ -3,7 +3,8 @@ with 1 and 2 torch threads, side by side.
 
 Timed benchmarks, skipped in the default test run (``--benchmark-skip`` in the pytest configuration):
 
-    pytest tests/benchmarks/training/test_fashion_throughput.py -o addopts="" --benchmark-only --benchmark-group-by=group
+    pytest tests/benchmarks/training/test_fashion_throughput.py -o addopts="" --benchmark-only \
+        --benchmark-group-by=group
 
 One round is STEPS optimizer steps (batch drawn and binarized, forward, backward, Adam), as
 :func:`gumbench.benchmarks.training.train` runs them, without evaluations; each benchmark's

@@ -169,8 +169,8 @@ def test_task_on_any_idx_folder(small):
     [
         (
             "vq-commitment",
-            "fashion-vae: vq-commitment is a VQ estimator; this task follows the ReinMax protocol, whose decoder reads the "
-            "one-hot code (no codebook to learn): use a categorical estimator",
+            "fashion-vae: vq-commitment is a VQ estimator; this task follows the ReinMax protocol, "
+            "whose decoder reads the one-hot code (no codebook to learn): use a categorical estimator",
         ),
         ("disarm", "fashion-vae: disarm needs categories=2, got categories=8"),
     ],
@@ -252,7 +252,8 @@ def test_real_data_shapes_and_dynamic_binarization():
     )
     x, _ = task.batch(1, torch.Generator().manual_seed(0))
     assert x.shape == (100, 784) and set(x.unique().tolist()) == {0.0, 1.0}
-    # Bernoulli(intensity): 200,000 draws of the same images average to their intensities (standard error <= 0.5/sqrt(n))
+    # Bernoulli(intensity): 200,000 draws of the same images average to their intensities
+    # (standard error <= 0.5/sqrt(n))
     intensities = task.train_intensities[:10]
     draws = torch.stack([binarize(intensities, torch.Generator().manual_seed(s)) for s in range(20)]).mean(0)
     mean_intensity = float(intensities.float().mean() / 255)

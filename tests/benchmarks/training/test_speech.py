@@ -1,4 +1,5 @@
-"""Speech training tasks (wav2vec2, logmel-vqvae): parts by hand, deterministic training, any audio folder, exact gradient by brute force;
+"""Speech training tasks (wav2vec2, logmel-vqvae): parts by hand, deterministic training, any audio folder, exact
+gradient by brute force;
 parameters out of range refused before the audio loads."""
 
 import math

@@ -47,7 +47,8 @@ def test_purity_and_nmi_by_hand():
         ("digits-vae[hidden=1000000]", "digits-vae: hidden must be in [1, 4096], got 1000000"),
         (
             "digits-vae[latents=1024,categories=65536]",
-            "digits-vae: batch x latents x categories must be <= 67,108,864 (memory), got 64 x 1024 x 65536 = 4294967296",
+            "digits-vae: batch x latents x categories must be <= 67,108,864 (memory), "
+            "got 64 x 1024 x 65536 = 4294967296",
         ),
     ],
 )
