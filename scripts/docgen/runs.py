@@ -63,8 +63,9 @@ def kernel_sass(root: Path) -> str:
         table([header, "fp32 instr / element", "fp32 budget", "bf16 instr / element", "bf16 budget"], rows)
         + "\n\n"
         + prose(
-            f"In fp32 at K = 320, {fits} fit the budget, at {between(fitting.instr_per_element / fitting.budget, percent, '%')} "
-            f"of it. Over budget, and so to be expected below 80% of copy bandwidth (`results/kernel/ptx_audit.csv`, "
+            f"In fp32 at K = 320, {fits} fit the budget, at "
+            f"{between(fitting.instr_per_element / fitting.budget, percent, '%')} of it. Over budget, and so to be "
+            f"expected below 80% of copy bandwidth (`results/kernel/ptx_audit.csv`, "
             f"all sizes): {over}."
         )
     )
@@ -99,10 +100,10 @@ def sweep_verdict(root: Path) -> str:
         ]
         claim(bool((exact["value"] < 1e-9).all()), "IndeCateR's variance on the toys is zero up to rounding")
         note = (
-            f" IndeCateR leads {led} of the {len(toys)} toy questions because every toy's loss is a sum over its groups, "
-            "where its estimate is the exact gradient whatever the draw (total variance below 1e-9 on each); it pays for "
-            "that with G x V loss evaluations per estimate, and on losses that couple the groups it is an unbiased, "
-            "low-variance estimator like any other (docs/estimators.md)."
+            f" IndeCateR leads {led} of the {len(toys)} toy questions because every toy's loss is a sum over its "
+            "groups, where its estimate is the exact gradient whatever the draw (total variance below 1e-9 on each); "
+            "it pays for that with G x V loss evaluations per estimate, and on losses that couple the groups it is an "
+            "unbiased, low-variance estimator like any other (docs/estimators.md)."
         )
     return (
         prose(
@@ -150,14 +151,16 @@ def throughput(root: Path) -> str:
     growth = scaling.groupby("estimator", sort=False).growth_over_linear.max()
     summary = prose(
         f"Measured in one run on {frame.machine.iloc[0]} (1-minute load average {between(loads, decimals(1))}; tables "
-        f"`results/throughput/versus-loop.md` and `scaling.md`), at K = 64 and at G = 4, V = 8 (DisARM: 8 binary variables), "
+        f"`results/throughput/versus-loop.md` and `scaling.md`), at K = 64 and at G = 4, V = 8 "
+        f"(DisARM: 8 binary variables), "
         "`gradient_statistics` was faster than the per-sample loop by "
         + "; ".join(kinds)
         + f"; and faster than Storchastic by {between(storch.storchastic_over_gumbench, times)} (target "
         f"{storch.storchastic_target.iloc[0]:.0f}x). "
         + (f"Below a target: {', '.join(missed)}. " if missed else "Every row met its targets. ")
-        + f"From V = {scaling.categories.min():,} to {scaling.categories.max():,} the time per element never grew faster than "
-        f"{growth.max():.2f}x linear ({', '.join(f'`{e}` {g:.2f}' for e, g in growth.items())}; target 1.5); it is highest at "
-        "the smallest V, where the fixed cost of a call is spread over the fewest elements."
+        + f"From V = {scaling.categories.min():,} to {scaling.categories.max():,} the time per element never grew "
+        f"faster than {growth.max():.2f}x linear ({', '.join(f'`{e}` {g:.2f}' for e, g in growth.items())}; "
+        "target 1.5); it is highest at the smallest V, where the fixed cost of a call is spread over the "
+        "fewest elements."
     )
     return summary

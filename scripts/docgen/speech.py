@@ -46,8 +46,9 @@ def speech_fairseq_values(root: Path) -> str:
     return prose(
         f"Where the defaults differ from fairseq's base model, and why "
         f"(`results/speech/training-wav2vec2-fairseq-values.csv` against the `st-gumbel` run of "
-        f"`training-wav2vec2.csv`, {fairseq.step.max()} steps from seed {fairseq.seed.iloc[0]}; averages over the last "
-        f"20 steps): with fairseq's masking (p = {f['mask_prob']}, spans of {f['mask_length']} frames) on {f['crop']} s "
+        f"`training-wav2vec2.csv`, {fairseq.step.max()} steps from seed {fairseq.seed.iloc[0]}; averages over the "
+        f"last 20 steps): with fairseq's masking (p = {f['mask_prob']}, spans of {f['mask_length']} frames) on "
+        f"{f['crop']} s "
         f"crops and its feature penalty weight {f['feature_penalty']}, the contrastive loss stays at chance "
         f"({last20(fairseq, 'loss_contrastive'):.3f}; log {chance} = {math.log(chance):.3f}) and so does the training "
         f"accuracy ({last20(fairseq, 'loss_accuracy'):.3f}; 1/{chance} = {1 / chance:.3f}): the penalty shrinks the "
@@ -84,16 +85,17 @@ def speech_training_table(root: Path) -> str:
     legacy = any("sampled_code_perplexity" not in run for run in runs)
     which = (
         (
-            " of the codes the forward pass used (these runs predate the split of the training rows' `code_perplexity`, now "
-            "the noiseless argmax's, from `sampled_code_perplexity`)"
+            " of the codes the forward pass used (these runs predate the split of the training rows' "
+            "`code_perplexity`, now the noiseless argmax's, from `sampled_code_perplexity`)"
         )
         if legacy
         else " of the noiseless argmax(logits)"
     )
     return (
         prose(
-            f"{steps.pop()} steps from seed {seeds.pop()} (`results/speech/training-*.csv`, summary in `training-summary.csv`); the "
-            f"last columns average the last 20 steps; code perplexity is summed over groups (at most G x V){which}:"
+            f"{steps.pop()} steps from seed {seeds.pop()} (`results/speech/training-*.csv`, summary in "
+            f"`training-summary.csv`); the last columns average the last 20 steps; code perplexity is summed over "
+            f"groups (at most G x V){which}:"
         )
         + "\n\n"
         + table(
@@ -124,8 +126,8 @@ def speech_collapse(root: Path) -> str:
     return prose(
         f"REINFORCE with per-frame credit collapses wav2vec2's quantizer to one code per group (code "
         f"perplexity {params['groups']}, first at step {int(collapsed.step.min())}; {len(collapsed)} of the "
-        f"{len(run)} steps in all, {steps} of the last 20): a collapsed step's distractors equal their positive and are "
-        f"excluded ({identical:.2%} of them over the last 20 steps), so the loss reads "
+        f"{len(run)} steps in all, {steps} of the last 20): a collapsed step's distractors equal their positive and "
+        f"are excluded ({identical:.2%} of them over the last 20 steps), so the loss reads "
         f"{format_number(last20(run, 'loss_contrastive'))} and the accuracy "
         f"{format_number(last20(run, 'loss_accuracy'))}. That is the degenerate optimum of the objective, "
         f"which the diversity term at weight {params['diversity']} does not prevent here; read "
@@ -161,8 +163,8 @@ def speech_study_table(root: Path) -> str:
     settings = results(root, "speech/gradients-wav2vec2.json")["settings"]
     return (
         prose(
-            f"{settings['samples']:,} estimates per estimator, seed {settings['seed']}, 95% jackknife intervals, the first "
-            f"{settings['crops']} evaluation crops ({shapes}):"
+            f"{settings['samples']:,} estimates per estimator, seed {settings['seed']}, 95% jackknife intervals, the "
+            f"first {settings['crops']} evaluation crops ({shapes}):"
         )
         + "\n\n"
         + table(["task, step", "estimator", "bias / ‖ref‖ [95% CI]", "std / ‖ref‖", "cosine [95% CI]"], rows)
@@ -277,8 +279,8 @@ def vq_wav2vec_training(root: Path) -> str:
         f"{constant:.4f} for N = {negatives} distractors: both variants go below it, the Gumbel one (logits from one "
         f"linear layer, quantizer_depth = {task['quantizer_depth']}) to {gumbel.loss_contrastive.mean():.3f} with "
         f"{format_number(gumbel.code_perplexity.mean())} of {task['groups'] * task['codes']} noiseless codes in use "
-        f"(perplexity; no diversity loss), the k-means one to {kmeans.loss_contrastive.mean():.3f}. A distractor equal "
-        f"to its positive, a tie that counts as a miss in the accuracy, is not excluded in wav2vec's loss. At this size "
-        f"and length the task shows the gradient paths, not a trained vq-wav2vec."
+        f"(perplexity; no diversity loss), the k-means one to {kmeans.loss_contrastive.mean():.3f}. A distractor "
+        f"equal to its positive, a tie that counts as a miss in the accuracy, is not excluded in wav2vec's loss. "
+        f"At this size and length the task shows the gradient paths, not a trained vq-wav2vec."
     )
     return f"{caption}\n\n{table(header, rows)}\n\n{note}"

@@ -100,8 +100,9 @@ def disarm_binary_toys(root: Path) -> str:
         f"Binary toys, {disarm['samples']:,} estimates, seed {disarm['seed']} "
         f"(`results/gradstats-disarm-{{bernoulli,polynomial}}.json`): DisARM on `{disarm['task']}` has bias "
         f"{interval(disarm, 'relative_bias')} x ‖grad‖ and total variance {interval(disarm, 'total_variance')} (the "
-        f"closed form above gives 2 x ({terms}) = {format_number(2 * sum(closed))}), against {variance(bernoulli, rloo)} "
-        f"for `{rloo}` with the same two loss evaluations; on `{polynomial['disarm']['task']}` "
+        f"closed form above gives 2 x ({terms}) = {format_number(2 * sum(closed))}), against "
+        f"{variance(bernoulli, rloo)} for `{rloo}` with the same two loss evaluations; on "
+        f"`{polynomial['disarm']['task']}` "
         f"{variance(polynomial, 'disarm')} against {variance(polynomial, rloo)}."
     )
 
@@ -146,8 +147,8 @@ def elbo_study(root: Path) -> str:
         f"Committed as `results/training/digits-vae-elbo-gradients.{{csv,txt}}` (`gumbench elbo-study -o "
         f"results/training/digits-vae-elbo-gradients`: {frame.image.nunique()} images, {frame.samples.iloc[0]:,} "
         f"estimates each): the relaxations' mean relative bias grows as training sharpens the posterior: {growth} at "
-        f"steps {', '.join(map(str, steps))}, while RLOO stays unbiased ({path(loo, '.3f')}, every interval reaching 0) "
-        f"at a relative standard deviation of {spread[loo]} per estimate (EMA baseline: bias {path(ema)}, relative "
+        f"steps {', '.join(map(str, steps))}, while RLOO stays unbiased ({path(loo, '.3f')}, every interval reaching "
+        f"0) at a relative standard deviation of {spread[loo]} per estimate (EMA baseline: bias {path(ema)}, relative "
         f"standard deviation {spread[ema]})."
     )
 
@@ -203,7 +204,8 @@ def fashion_study(root: Path) -> str:
         f"{between(timing['load_average'], decimals(1))}). Default settings for every estimator (learning rate "
         f"{timing['lr']:g}, tau 1), not the paper's tuned ones. Final evaluation on {timing['eval_images']:,} test "
         f"images, nats per image, seed {' / '.join(map(str, seeds))}; lowest mean exact -log p(x): "
-        f"`{means.index[0]}`, highest: `{means.index[-1]}`. With {len(seeds)} seeds and {int(frame.step.max()):,} steps (the paper: 10 seeds, "
-        f"96,000 steps) this reproduces no ordering of the paper; it shows the pipeline end to end."
+        f"`{means.index[0]}`, highest: `{means.index[-1]}`. With {len(seeds)} seeds and {int(frame.step.max()):,} "
+        f"steps (the paper: 10 seeds, 96,000 steps) this reproduces no ordering of the paper; it shows the "
+        f"pipeline end to end."
     )
     return intro + "\n\n" + table(["estimator", *columns.values()], rows)
