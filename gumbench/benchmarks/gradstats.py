@@ -446,7 +446,8 @@ def gradstats_table(run: GradstatsRun, width: int | None = None) -> str:
         else f"reference grad (RMS error {format_number(first.reference_error)})"
     )
     title = (
-        f"{run.task}: {first.samples} estimates each, seed {first.seed}, ||{reference}|| = {format_number(first.exact_norm)}, "
+        f"{run.task}: {first.samples} estimates each, seed {first.seed}, "
+        f"||{reference}|| = {format_number(first.exact_norm)}, "
         f"E(loss) = {format_number(first.expected_loss)}; [{first.confidence:.0%} CI]"
     )
     columns = ("estimator", "bias / ||grad||", "total variance", "MSE", "cosine", "SNR")

@@ -130,7 +130,8 @@ class QuantizerProblem(Plugin, GradientProblem):
     # --- references and draws ---------------------------------------------------------------
 
     def reference(self) -> Reference:
-        """The reference gradient in float64 of :attr:`shape`, J at (z, E), and the RMS error of the reference (None: exact)."""
+        """The reference gradient in float64 of :attr:`shape`, J at (z, E), and the RMS error of the reference
+        (None: exact)."""
         raise NotImplementedError  # abstract: each problem defines its reference
 
     def incompatibility(self, estimator) -> str | None:
@@ -280,7 +281,8 @@ class DistanceVQ(QuantizerProblem):
         if self.params["stages"] == 2:
             if isinstance(estimator, ResidualVQ) and estimator.params["stages"] == 2:
                 return codebook_care(make_estimator(estimator.params["quantizer"]))
-            return "stages=2 measures residual-vq[stages=2] only (the choices of its two stages are not independent groups)"
+            return ("stages=2 measures residual-vq[stages=2] only "
+                    "(the choices of its two stages are not independent groups)")
         if isinstance(estimator, CategoricalEstimator):
             return estimator.incompatibility(self.codes)
         if isinstance(estimator, ResidualVQ):
