@@ -46,9 +46,10 @@ LEVEL_RANGE = (3, 1000)
 MARGIN = 1e-3  # the bound's (1 + MARGIN): vector-quantize-pytorch's eps
 
 
-def parse_levels(owner: str, text: str) -> tuple[int, ...]:
-    """'8-5-5-5' -> (8, 5, 5, 5), with every rule checked; one clear line otherwise."""
-    low, high = LEVEL_RANGE
+def parse_levels(owner: str, text: str, low: int = LEVEL_RANGE[0]) -> tuple[int, ...]:
+    """'8-5-5-5' -> (8, 5, 5, 5), with every rule checked; one clear line otherwise. ``low``: the fewest levels
+    allowed (FSQ's bound makes 2 degenerate; quantizers without it may allow 2)."""
+    high = LEVEL_RANGE[1]
     parts = text.split("-")
     if not all(part.isdigit() for part in parts):
         raise GumbenchError(f"{owner}: levels must be integers joined by '-', such as 8-5-5-5, got {text!r}")
@@ -57,8 +58,8 @@ def parse_levels(owner: str, text: str) -> tuple[int, ...]:
         raise GumbenchError(f"{owner}: levels may name at most {MAX_DIMENSIONS} dimensions, got {len(levels)} in {text!r}")
     bad = [level for level in levels if not low <= level <= high]
     if bad:
-        raise GumbenchError(f"{owner}: every level must be in [{low}, {high}] (2 levels make a degenerate bound), "
-                            f"got {bad[0]} in {text!r}")
+        why = " (2 levels make a degenerate bound)" if low == LEVEL_RANGE[0] else ""
+        raise GumbenchError(f"{owner}: every level must be in [{low}, {high}]{why}, got {bad[0]} in {text!r}")
     codes = math.prod(levels)
     if codes > MAX_CODES:
         raise GumbenchError(f"{owner}: the levels' product (the number of codes) must be at most {MAX_CODES:,}, "
