@@ -18,7 +18,7 @@ from gumbench.estimators.base import (
 from gumbench.estimators import gumbel, straight_through, score_function, vq, gumbel_rao, reinmax, gapped, disarm  # noqa: F401  (register)
 from gumbench.estimators import fsq, lookup_free, fsp  # noqa: F401  (register: implicit codebooks)
 from gumbench.estimators import residual, simvq, ibq, nsvq  # noqa: F401  (register)
-from gumbench.estimators import diveq  # noqa: F401  (register: DiVeQ, SF-DiVeQ)
+from gumbench.estimators import diveq, vqbridge  # noqa: F401  (register: DiVeQ, SF-DiVeQ, VQBridge)
 from gumbench.estimators import zgr, decoupled, indecater  # noqa: F401  (register: newer categorical estimators)
 
 
