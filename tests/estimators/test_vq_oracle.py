@@ -54,7 +54,8 @@ def oracle(*, shared=False, **options):
     settings = dict(kmeans_init=False, dead_code_threshold_ratio=0.0, rotation_trick=False, learnable_codebook=False,
                     ema_update=False, commitment_weight=0.25)
     settings.update(options)
-    vq = vqp.VectorQuantize(dim=G * D, codebook_size=K, codebook_dim=D, heads=G, separate_codebook_per_head=not shared, **settings)
+    vq = vqp.VectorQuantize(dim=G * D, codebook_size=K, codebook_dim=D, heads=G, separate_codebook_per_head=not shared,
+                            **settings)
     return vq.train()
 
 
@@ -168,7 +169,8 @@ def test_ema_update_blends_the_current_code_in_vqp(eps):
     (M_k + eps e_k) / (N_k + eps), e_k the code before the call, where gumbench's is M_k / N_k; counts N and
     sums M themselves agree."""
     z, codebook, upstream = data(40)
-    est, out, z_grad, book_grad, gb_book = run_gumbench("vq-commitment[beta=0.25,ema=true,decay=0.7]", z, codebook, upstream)
+    spec = "vq-commitment[beta=0.25,ema=true,decay=0.7]"
+    est, out, z_grad, book_grad, gb_book = run_gumbench(spec, z, codebook, upstream)
     vq = oracle(ema_update=True, decay=0.7, eps=eps)
     load(vq, codebook)
     value, indices, loss, _, x_grad, _, vqp_book = run_vqp(vq, z, upstream)
@@ -253,8 +255,9 @@ def test_dead_codes_by_ratio_agree_with_vqp(ratio):
 
 def test_spec_of_vq_commitment_leaves_restart_ratio_out_at_its_default():
     """Stored specs (and the sweep unit ids and seeds made from them) predate restart_ratio: unchanged."""
-    assert make_estimator("vq-commitment").spec == ("vq-commitment[beta=0.25,ema=false,decay=0.99,eps=1e-05,rotation=false,"
-                                                    "init=random,kmeans_iters=10,restart=false,restart_threshold=50,cosine=false]")
+    stored = ("vq-commitment[beta=0.25,ema=false,decay=0.99,eps=1e-05,rotation=false,init=random,kmeans_iters=10,"
+              "restart=false,restart_threshold=50,cosine=false]")
+    assert make_estimator("vq-commitment").spec == stored
     spec = make_estimator("vq-commitment[restart=true,restart_ratio=0.1]").spec
     assert spec.endswith(",restart=true,restart_threshold=50,cosine=false,restart_ratio=0.1]")
     assert make_estimator(spec).spec == spec
