@@ -384,7 +384,8 @@ def codebook_care(estimator) -> str | None:
     from gumbench.estimators.diveq import DiVeQ, SFDiVeQ
 
     if isinstance(estimator, SFDiVeQ):
-        return "its value is a point on the polyline through the codes (its index a segment), not a code of this codebook"
+        return ("its value is a point on the polyline through the codes (its index a segment), not a code of this "
+                "codebook")
     if isinstance(estimator, DiVeQ) and estimator.params["replace"]:
         return "replace=true rewrites the codebook in training calls; the problems hold it fixed"
     if estimator.name != "vq-commitment":
