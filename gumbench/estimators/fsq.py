@@ -15,7 +15,7 @@ digit (level index) of dimension i is r_i + floor(L_i/2), in 0..L_i - 1, and the
 sum_i digit_i * prod_{j<i} L_j: the first dimension is the least significant digit (the paper's
 listing and vector-quantize-pytorch's order).
 
-The bound is vector-quantize-pytorch's (1.32.0, ``FSQ.bound``), which is the paper's Appendix A.1
+The bound is vector-quantize-pytorch's (1.32.0 and 1.34.1, ``FSQ.bound``), which is the paper's Appendix A.1
 listing with two corrections: the margin is (1 + 1e-3) where the listing has (1 - 1e-3), and the
 shift of even levels is atanh(o/h), the exact inverse of the tanh (the listing has tan(o/h)), so
 that z = 0 sits on the boundary between the two middle levels. Levels of 2 are refused:

@@ -53,10 +53,13 @@ Normalizing divides by max(|z_e|, ``shortest(dtype)``) and the rotation's rescal
 capped at 1 / ``shortest(dtype)`` = sqrt(largest value of dtype), so vectors near 0 keep finite
 gradients.
 
-Against vector-quantize-pytorch 1.32.0 (tests/estimators/test_vq_oracle.py) values, indices,
-losses and input gradients agree; its conventions differ in three exact ways. Its learnable-codebook
+Against vector-quantize-pytorch 1.34.1 (tests/estimators/test_vq_oracle.py) values, indices,
+losses and input gradients agree; its conventions differ in exact ways. Its learnable-codebook
 loss beta ||z_e - e||^2 has no stop-gradient, so its codebook gradient is beta times this one's.
-Its EMA divides by Laplace-smoothed counts (N_k + eps) n / (n + K eps), n = sum_k N_k, not by N_k.
+Its EMA statistics start at 0 (here N_k = 1, M_k = e_k) and it blends in the current code,
+e_k <- (M_k + eps e_k) / (N_k + eps), not M_k / N_k. ``restart_ratio`` finds the same dead codes with the
+same usage averages as its ``dead_code_threshold_ratio``; the batch vectors put in their place are drawn
+differently (here with replacement).
 Its cosine codebook is compared with as stored (kept unit-norm, the EMA result normalized) and is
 never learnable by gradient.
 
