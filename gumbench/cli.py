@@ -195,6 +195,9 @@ def train_command(
         rows.append((part["label"].iloc[0], *("-" if v is None else f"{v:.3g}" for v in values)))
     headers = ["estimator", *(c if c != "step_seconds" else "total seconds" for c in columns)]
     typer.echo(render(f"{built_task.spec}: last step of {int(frame['step'].max())}", headers, rows))
+    for (label, trained), _ in frame.groupby(["label", "task"], sort=False):
+        if trained != built_task.spec:  # a quantizer with an implicit code space sized the bottleneck
+            typer.echo(f"{label} sized the bottleneck from its code space: {trained}")
 
 
 @app.command("sweep")

@@ -9,14 +9,9 @@ of the estimator's relative bias, relative standard deviation and cosine against
 scripts/write_docs.py checks that the file equals the run's rows.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from write_docs import ROOT, fashion_gradient_rows  # noqa: E402
-
-from gumbench.files import write_csv  # noqa: E402
+from docgen.common import ROOT
+from docgen.fashion import fashion_gradient_rows
+from gumbench.files import write_csv
 
 if __name__ == "__main__":
     grads = fashion_gradient_rows(ROOT)

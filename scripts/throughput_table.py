@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-
 # The targets: times faster than the per-sample loop, by what one estimate draws, and than Storchastic.
 FULL_NOISE = ("st-gumbel", "soft-gumbel")  # a Gumbel vector per sample
 LOOP_TARGET_RAO, LOOP_TARGET_FULL, LOOP_TARGET_ONE, STORCH_TARGET = 30, 50, 100, 500

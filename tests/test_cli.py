@@ -259,3 +259,19 @@ def test_an_internal_error_is_one_line_with_a_hint_and_debug_shows_the_traceback
     assert main(["--debug", "list", "bogus"]) == 2, "--debug keeps the exit status of bad input"
     err = capsys.readouterr().err
     assert "Traceback" in err and err.splitlines()[-1] == "gumbench: error: cannot list 'bogus'; allowed: estimators, tasks, training"
+
+
+def test_train_sizes_the_bottleneck_from_an_implicit_quantizer():
+    code, stdout, stderr = run_main("train", "-t", "gmm-vq[batch=32,hidden=16]", "-e", "fsq",
+                                    "-e", "residual-vq[quantizer=fsq]", "--steps", "2", "--eval-every", "2")
+    assert code == 0, stderr
+    assert "fsq sized the bottleneck from its code space: gmm-vq[" in stdout and "codes=1000," in stdout
+    assert "residual-vq[quantizer=fsq] sized the bottleneck from its code space:" in stdout and "codes=4000," in stdout
+
+
+def test_train_refuses_explicit_sizes_an_implicit_quantizer_does_not_fit_in_one_line():
+    code, stdout, stderr = run_main("train", "-t", "gmm-vq[code_dim=8]", "-e", "fsq", "--steps", "2")
+    assert code == 2 and stdout == ""
+    assert stderr.strip() == ("gumbench: error: gmm-vq[code_dim=8]: fsq quantizes to implicit codes that code_dim=8 "
+                              "do not fit; use gmm-vq[code_dim=4,codes=1000] (1000 codes of dimension 4), or leave "
+                              "code_dim out to size the bottleneck from the quantizer")

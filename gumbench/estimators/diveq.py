@@ -118,6 +118,7 @@ class DiVeQ(DirectionalVQ):
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None,
                 generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         z, codes = self._prepare(inputs, codebook)
         indices = nearest_codes(z.detach(), codes.detach())
         e = gather_codes(codes, indices)
@@ -160,6 +161,7 @@ class SFDiVeQ(DirectionalVQ):
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None,
                 generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         z, codes = self._prepare(inputs, codebook)
         if codes.shape[1] < 2:
             raise GumbenchError(f"{self.label}: the polyline through the codes needs at least 2 codes per book, got "

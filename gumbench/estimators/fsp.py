@@ -115,6 +115,7 @@ class FSP(ImplicitCodebookVQ):
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None,
                 generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self.check(inputs, codebook)
         z = inputs.to(compute_dtype(inputs.dtype))  # fp16/bf16: in fp32
         cdf = CDFS[self.params["act"]][0](z)

@@ -82,6 +82,11 @@ class FSQ(ImplicitCodebookVQ):
     def code_shape(self, dim: int) -> tuple[int, int]:
         return self.codes, len(self.levels)
 
+    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
+        """prod(levels) codes of dimension len(levels), whatever a task proposes; None if it sets others."""
+        fixed = self.codes, len(self.levels)
+        return fixed if codes in (None, fixed[0]) and code_dim in (None, fixed[1]) else None
+
     def _constants(self, dtype: torch.dtype, device: torch.device):
         levels = torch.tensor(self.levels, dtype=dtype, device=device)
         half_width = torch.div(levels, 2, rounding_mode="floor")
@@ -120,6 +125,7 @@ class FSQ(ImplicitCodebookVQ):
         return (digits - half_width) / half_width
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self.check(inputs, codebook)
         z = inputs.to(compute_dtype(inputs.dtype))  # fp16/bf16: in fp32
         bounded, half_width = self._bounded(z)

@@ -65,6 +65,7 @@ class IndexBackpropagation(VQEstimator):
         return torch.einsum("...gd,gkd->...gk", vectors.detach().to(work), codes.detach().to(work)).argmax(-1)
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         who, beta = self.label, self.params["beta"]
         codes = check_shapes(who, inputs, codebook)
         size = sum(check_sizes(who, inputs, codebook, beta))

@@ -24,15 +24,20 @@ from gumbench.estimators.base import VQEstimator
 class ImplicitCodebookVQ(VQEstimator):
     """A VQ estimator whose codes are implicit: see the module docstring. Subclasses define
     ``code_shape(dim) -> (K, D)`` (the number of codes and the code dimension expected for inputs
-    of dimension ``dim``), ``digit_levels``, ``_indices`` (the deterministic assignment) and ``forward``."""
+    of dimension ``dim``), ``code_space`` (the geometry a training task sizes its bottleneck from),
+    ``digit_levels``, ``_indices`` (the deterministic assignment) and ``forward``."""
+
+    implicit_codes = True
+    has_code_digits = True
 
     def code_shape(self, dim: int) -> tuple[int, int]:
         raise NotImplementedError  # abstract
 
     def task_hint(self, dim: int) -> str:
-        """What to set on a training task so that its codebook fits."""
+        """What a codebook must be so that it fits."""
         codes, code_dim = self.code_shape(dim)
-        return f"set the task's codes={codes} and code dimension {code_dim} (e.g. logmel-vqvae[codes={codes},code_dim={code_dim}])"
+        return (f"the codebook needs codes={codes} and code dimension {code_dim} (a training task sizes its bottleneck "
+                "so unless its spec sets the codes or the code dimension)")
 
     def dimension_problem(self, dim: int) -> str | None:
         """Why inputs of dimension ``dim`` cannot be quantized, or None."""
@@ -60,7 +65,8 @@ class ImplicitCodebookVQ(VQEstimator):
             raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
         groups, dim = inputs.shape[-2:]
         if not isinstance(codebook, torch.Tensor):
-            raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is read), "
+            raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is "
+                                "read), or a codebook of its own (own_codebook(codes, dim, groups)), "
                                 f"got {type(codebook).__name__}")
         if codebook.dtype != inputs.dtype or codebook.device != inputs.device:
             raise GumbenchError(f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "

@@ -42,6 +42,7 @@ soft distribution of LFQ holds N x G x 2^D probabilities, at most ``gumbench.plu
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
@@ -83,6 +84,9 @@ def binary_entropy_of_logits(a: torch.Tensor) -> torch.Tensor:
 
 class _BinaryQuantizer(ImplicitCodebookVQ):
     first_digit_least = False
+    # the code dimension D where a training task sets neither codes nor code dimension: 2^10 = 1,024 codes,
+    # about FSQ's default 8-5-5-5 (1,000)
+    default_code_dim: ClassVar[int] = 10
     ranges = {"entropy_weight": WEIGHT, "commitment": WEIGHT, "diversity_gamma": WEIGHT,
               "inv_temperature": Range(1e-3, 1e4, meaning="softmax sharpness 1/temperature")}
     on_sphere = False  # codes sign(z) (LFQ) or sign(z)/sqrt(D) (BSQ)
@@ -101,6 +105,15 @@ class _BinaryQuantizer(ImplicitCodebookVQ):
 
     def code_shape(self, dim: int) -> tuple[int, int]:
         return 2**dim, dim
+
+    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
+        """2^D codes of dimension D: D = ``code_dim`` if given, else log2(``codes``) if given, else
+        ``default_code_dim``; None where no D in [1, 16] agrees with what is given."""
+        if code_dim is None:
+            code_dim = self.default_code_dim if codes is None else max(codes, 1).bit_length() - 1
+        if not 1 <= code_dim <= MAX_BITS or codes not in (None, 2**code_dim):
+            return None
+        return 2**code_dim, code_dim
 
     def dimension_problem(self, dim: int) -> str | None:
         if dim > MAX_BITS:
@@ -149,6 +162,7 @@ class LFQ(_BinaryQuantizer):
         return magnitude_limit(dtype, groups * dim, max(self.params["commitment"], 1.0)) - 1.0
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self.check(inputs, codebook)
         groups, dim = inputs.shape[-2:]
         probabilities = inputs.shape[:-2].numel() * groups * 2**dim
@@ -186,6 +200,7 @@ class BSQ(_BinaryQuantizer):
         return math.sqrt(torch.finfo(compute_dtype(dtype)).max / (2 * dim))
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self.check(inputs, codebook)
         groups, dim = inputs.shape[-2:]
         z = inputs.to(compute_dtype(inputs.dtype))  # fp16/bf16: in fp32

@@ -45,6 +45,7 @@ class NoiseSubstitution(VQEstimator):
         return nearest_codes(vectors.detach().to(work), codes.detach().to(work))
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         who = self.label
         codes = check_shapes(who, inputs, codebook)
         largest_z, largest_code = check_sizes(who, inputs, codebook, 0.0)

@@ -75,6 +75,19 @@ class ResidualVQ(VQEstimator):
         beta = stages[0].params.get("beta", 0.25)
         self.stage_beta = float(beta) if isinstance(beta, (int, float)) else 0.25
 
+    @property
+    def implicit_codes(self) -> bool:
+        """Whether the stages' code spaces are implicit (the stage quantizer's capability)."""
+        return self.stages[0].implicit_codes
+
+    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
+        """S stage books of the stage quantizer's implicit code space: S x its codes, of its dimension."""
+        stages = self.params["stages"]
+        if codes is not None and codes % stages:
+            return None
+        space = self.stages[0].code_space(None if codes is None else codes // stages, code_dim)
+        return None if space is None else (stages * space[0], space[1])
+
     def books(self, codebook: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """(first row, view of the codebook) per stage: the contiguous split along K."""
         count, stages = codebook.shape[-2], self.params["stages"]
@@ -119,6 +132,7 @@ class ResidualVQ(VQEstimator):
             self.train(was)
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self._check(inputs, codebook)
         stages = self.params["stages"]
         batch, (groups, dim) = inputs.shape[:-2], inputs.shape[-2:]

@@ -87,6 +87,7 @@ class SimVQ(VQEstimator):
             return nearest_codes(vectors.detach().to(book.dtype), book)
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         who, beta = self.label, self.params["beta"]
         frozen = check_shapes(who, inputs, codebook)
         check_sizes(who, inputs, codebook, beta, name="frozen codebook C")

@@ -94,7 +94,8 @@ def check_shapes(who: str, inputs, codebook) -> torch.Tensor:
         raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
     groups, dim = inputs.shape[-2:]
     if not isinstance(codebook, torch.Tensor):
-        raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D), got {type(codebook).__name__}")
+        raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D), or a codebook of its own "
+                            f"(own_codebook(codes, dim, groups)), got {type(codebook).__name__}")
     if codebook.dtype != inputs.dtype or codebook.device != inputs.device:
         raise GumbenchError(f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
                             f"got {codebook.dtype} on {codebook.device}")
@@ -263,6 +264,7 @@ class VQCommitment(VQEstimator):
         return choose(vectors.detach().to(work), codes.detach().to(work))
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         codes = self._check(inputs, codebook)
         learn = self.training and inputs.shape[:-2].numel() > 0  # an empty batch leaves the codebook alone
         if learn and not bool(self.initialized):

@@ -130,6 +130,7 @@ class VQBridge(VQEstimator):
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None,
                 generator=None) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         who, beta = self.label, self.params["beta"]
         check_shapes(who, inputs, codebook)
         check_sizes(who, inputs, codebook, beta)

@@ -34,7 +34,7 @@ from scipy import stats as scipy_stats
 
 from gumbench.benchmarks import gradient_statistics, make_task
 from tests.benchmarks import plain_loops
-from tests.conftest import require
+from tests.conftest import require_package
 
 SAMPLES = 10_000
 TASK = "categorical[groups=1,categories=64]"  # K = 64
@@ -44,12 +44,7 @@ LOOP_SAMPLES = 1_000  # per round and side; 3,000 in all for the variance
 ROUNDS = 3
 TOLERANCE = 4.0  # combined standard errors
 
-try:
-    import reinmax  # noqa: F401
 
-    BENCH_EXTRA = None
-except ImportError as error:
-    BENCH_EXTRA = f"needs the bench extra: pip install -e '.[bench]' ({error})"
 def storch_unavailable() -> str | None:
     """Why Storchastic cannot be compared, or None. Imported only when a benchmark runs: importing it
     patches torch functions process-wide (its tensor wrappers), which must not reach the other tests."""
@@ -106,7 +101,7 @@ def relative_error_of_mean(estimates: np.ndarray, exact: np.ndarray) -> float:
 @pytest.mark.benchmark(group="versus-loop")
 @pytest.mark.parametrize("task,estimator", CASES, ids=[f"{t}-{e}" for t, e in CASES])
 def test_versus_plain_loop(benchmark, task, estimator):
-    require(BENCH_EXTRA is None, BENCH_EXTRA)
+    require_package("reinmax", extra="bench")
     toy = make_task(task)
     storch_note = storch_unavailable() or ("" if estimator in plain_loops.storch_methods() else "Storchastic has no such estimator")
     sides = ["gumbench", "loop"] + ([] if storch_note else ["storchastic"])

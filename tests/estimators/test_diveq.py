@@ -16,9 +16,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-from tests.conftest import gen
-
-diveq = pytest.importorskip("diveq", reason="diveq (test extra) is not installed")
+from tests.conftest import gen, require_package
 
 N, D, K = 40, 3, 7
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -47,6 +45,8 @@ def run_oracle(module, z, upstream, seed):
 
 
 def authors(kind, codebook, sigma, **options):
+    """The diveq package's ``kind`` (DIVEQ or SFDIVEQ) holding ``codebook``."""
+    kind = getattr(require_package("diveq"), kind)
     module = kind(codebook.shape[0], codebook.shape[1], noise_var=sigma, allow_warning=False, **options)
     with torch.no_grad():
         module.codebook.copy_(codebook)
@@ -57,7 +57,7 @@ def authors(kind, codebook, sigma, **options):
 def test_diveq_agrees_with_the_authors_package(sigma):
     z, codebook, upstream = data()
     ours = run_gumbench(f"diveq[sigma={sigma}]", z, codebook, upstream, seed=5)
-    theirs = run_oracle(authors(diveq.DIVEQ, codebook, sigma, codebook_reset=False, verbose=False), z, upstream, seed=5)
+    theirs = run_oracle(authors("DIVEQ", codebook, sigma, codebook_reset=False, verbose=False), z, upstream, seed=5)
     assert torch.equal(ours[1], theirs[1])
     for mine, other in zip(ours[:1] + ours[2:], theirs[:1] + theirs[2:]):
         torch.testing.assert_close(mine, other, **TOL)
@@ -65,8 +65,7 @@ def test_diveq_agrees_with_the_authors_package(sigma):
 
 def test_diveq_noise_is_the_variance_in_vector_quantize_pytorch():
     """vqp's directional_reparam(x, e, variance) is diveq[sigma=sqrt(variance)] on the same draws."""
-    vqp = pytest.importorskip("vector_quantize_pytorch", reason="vector-quantize-pytorch (test extra) is not installed")
-    from vector_quantize_pytorch.vector_quantize_pytorch import directional_reparam
+    directional_reparam = require_package("vector_quantize_pytorch.vector_quantize_pytorch").directional_reparam
 
     z, codebook, upstream = data(10)
     variance = 0.04
@@ -77,7 +76,7 @@ def test_diveq_noise_is_the_variance_in_vector_quantize_pytorch():
     torch.manual_seed(3)
     theirs = directional_reparam(x, book[nearest], variance)
     (theirs * upstream).sum().backward()
-    assert torch.equal(nearest, indices) and vqp.VectorQuantize is not None
+    assert torch.equal(nearest, indices)
     torch.testing.assert_close(theirs, value, **TOL)
     torch.testing.assert_close(x.grad, z_grad, **TOL)
     torch.testing.assert_close(book.grad, book_grad, **TOL)
@@ -107,7 +106,7 @@ def test_diveq_replacement_agrees_with_the_authors_package():
     codes, the same copies (the same draws), counted per call as the authors do (a code counts once per call)."""
     every, calls = 3, 7
     _, codebook, _ = data(30, codes=12)
-    module = authors(diveq.DIVEQ, codebook, 1e-3, replacement_iters=every, discard_threshold=0.5, verbose=False)
+    module = authors("DIVEQ", codebook, 1e-3, replacement_iters=every, discard_threshold=0.5, verbose=False)
     est = make_estimator(f"diveq[replace=true,replace_every={every},discard_threshold=0.5]").train()
     ours, generator, changed = codebook.clone(), gen(7), 0
     torch.manual_seed(7)
@@ -125,7 +124,7 @@ def test_diveq_replacement_agrees_with_the_authors_package():
 def test_sf_diveq_agrees_with_the_authors_package(sigma):
     z, codebook, upstream = data(40)
     ours = run_gumbench(f"sf-diveq[sigma={sigma}]", z, codebook, upstream, seed=9)
-    theirs = run_oracle(authors(diveq.SFDIVEQ, codebook, sigma, skip_iters=0, avg_iters=0), z, upstream, seed=9)
+    theirs = run_oracle(authors("SFDIVEQ", codebook, sigma, skip_iters=0, avg_iters=0), z, upstream, seed=9)
     assert torch.equal(ours[1], theirs[1])
     for mine, other in zip(ours[:1] + ours[2:], theirs[:1] + theirs[2:]):
         torch.testing.assert_close(mine, other, **TOL)
@@ -135,7 +134,7 @@ def test_sf_diveq_agrees_with_the_authors_package(sigma):
 def test_sf_diveq_eval_is_the_authors_projection(codes):
     z, codebook, upstream = data(50, codes=codes)
     value, indices, _, _ = run_gumbench("sf-diveq", z, codebook, upstream, seed=0, train_mode=False)
-    projected, nearest, _ = authors(diveq.SFDIVEQ, codebook, 1e-3, skip_iters=0, avg_iters=0).inference(z)
+    projected, nearest, _ = authors("SFDIVEQ", codebook, 1e-3, skip_iters=0, avg_iters=0).inference(z)
     assert torch.equal(indices, nearest)
     torch.testing.assert_close(value, projected, **TOL)
 

@@ -13,9 +13,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-from tests.conftest import gen
-
-vqp = pytest.importorskip("vector_quantize_pytorch", reason="vector-quantize-pytorch (test extra) is not installed")
+from tests.conftest import gen, require_package
 
 LEVELS = (8, 5, 2, 3)
 N, G = 20, 3
@@ -39,8 +37,9 @@ def test_agrees_with_vector_quantize_pytorch(act, rate, inverse):
     upstream = torch.randn(N, G, len(LEVELS), generator=gen(2))
     spec = f"fsp[levels={'-'.join(map(str, LEVELS))},act={act},rate={rate},inverse={str(inverse).lower()}]"
     _, out, z_grad = run_gumbench(spec, z, upstream, seed=7)
-    oracle = vqp.FSP(levels=list(LEVELS), act_name=act, quantize_rate=rate, need_inv_act=inverse,
-                     vector_norm="none").train()
+    fsp = require_package("vector_quantize_pytorch").FSP
+    oracle = fsp(levels=list(LEVELS), act_name=act, quantize_rate=rate, need_inv_act=inverse, vector_norm="none")
+    oracle.train()
     x = z.clone().requires_grad_()
     torch.manual_seed(7)
     value, indices, norm_loss, _ = oracle(x)

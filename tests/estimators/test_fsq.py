@@ -9,8 +9,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 
 def gen(seed):
@@ -33,6 +32,7 @@ def ours(spec, x, weights, dtype=torch.float32):
 
 def oracle(levels, x, weights, dtype=torch.float32):
     """vector-quantize-pytorch's FSQ with one codebook per group and no projection (dim = G x D)."""
+    vqp = require_package("vector_quantize_pytorch")
     n, groups, dim = x.shape
     module = vqp.FSQ(levels=list(levels), num_codebooks=groups, keep_num_codebooks_dim=True)
     assert not module.has_projections

@@ -7,8 +7,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 
 def gen(seed):
@@ -16,6 +15,7 @@ def gen(seed):
 
 
 def test_vector_quantize_pytorch_has_no_ibq():
+    vqp = require_package("vector_quantize_pytorch")
     names = {n.lower() for n in dir(vqp)}
     assert not {n for n in names if "ibq" in n or "indexprop" in n or "index_backprop" in n}
 

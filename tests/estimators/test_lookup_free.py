@@ -11,8 +11,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 
 def gen(seed):
@@ -34,6 +33,7 @@ def ours(spec, x, weights):
 def oracle(x, weights, *, entropy_weight, commitment, gamma, inv_temperature, spherical=False):
     """vector-quantize-pytorch's LFQ, one codebook per group, no projection (dim = G x D): quantized,
     indices, input gradient of mean(loss) + aux_loss, and the loss breakdown."""
+    vqp = require_package("vector_quantize_pytorch")
     n, groups, dim = x.shape
     module = vqp.LFQ(codebook_size=2**dim, num_codebooks=groups, keep_num_codebooks_dim=True, entropy_loss_weight=entropy_weight,
                      commitment_loss_weight=commitment, diversity_gamma=gamma, spherical=spherical)

@@ -10,8 +10,7 @@ from scipy import stats
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 
 def gen(seed):
@@ -19,6 +18,7 @@ def gen(seed):
 
 
 def test_vector_quantize_pytorch_has_no_nsvq():
+    vqp = require_package("vector_quantize_pytorch")
     assert not [n for n in dir(vqp) if "nsvq" in n.lower() or "noisesub" in n.lower()]
 
 

@@ -11,8 +11,7 @@ from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from gumbench.estimators.vq import nearest_codes
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 B, N, D, K, S, BETA = 3, 5, 4, 12, 4, 0.25
 
@@ -23,6 +22,7 @@ def gen(seed):
 
 def oracle(codebook, *, stages=S, rotation=False, dropout=False):
     """vqp's ResidualVQ with our codebook split into its layers: learnable codebooks, no EMA, k-means or projections."""
+    vqp = require_package("vector_quantize_pytorch")
     rvq = vqp.ResidualVQ(dim=D, num_quantizers=stages, codebook_size=K // stages, learnable_codebook=True, ema_update=False,
                          rotation_trick=rotation, commitment_weight=BETA, kmeans_init=False, quantize_dropout=dropout)
     with torch.no_grad():

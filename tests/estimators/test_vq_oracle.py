@@ -31,8 +31,7 @@ import pytest
 import torch
 
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch", reason="vector-quantize-pytorch (test extra) is not installed")
+from tests.conftest import require_package
 
 B, N, G, D, K = 4, 6, 3, 5, 7
 TOL = dict(rtol=1e-5, atol=1e-6)  # float32: vqp computes in float32 whatever the input
@@ -51,6 +50,7 @@ def data(seed=0):
 
 def oracle(*, shared=False, **options):
     """vqp's VectorQuantize laid out like gumbench's (..., G, D), every extra off unless given."""
+    vqp = require_package("vector_quantize_pytorch")
     settings = dict(kmeans_init=False, dead_code_threshold_ratio=0.0, rotation_trick=False, learnable_codebook=False,
                     ema_update=False, commitment_weight=0.25)
     settings.update(options)

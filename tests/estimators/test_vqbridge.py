@@ -10,9 +10,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-from tests.conftest import gen
-
-vqp = pytest.importorskip("vector_quantize_pytorch", reason="vector-quantize-pytorch (test extra) is not installed")
+from tests.conftest import gen, require_package
 
 B, N, G, D, K = 4, 6, 3, 5, 8
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -45,6 +43,7 @@ def test_agrees_with_vector_quantize_pytorch_through_its_hook(spec):
     upstream = torch.randn(B, N, G, D, generator=gen(2))
     est = made(spec, codebook)
     beta = est.params["beta"]
+    vqp = require_package("vector_quantize_pytorch")
     vq = vqp.VectorQuantize(dim=G * D, codebook_size=K, codebook_dim=D, heads=G, separate_codebook_per_head=True,
                             vq_bridge=Hook(est), learnable_codebook=True, ema_update=False, rotation_trick=False,
                             commitment_weight=beta).train()

@@ -261,7 +261,6 @@ class DistanceVQ(QuantizerProblem):
 
     def incompatibility(self, estimator) -> str | None:
         from gumbench.estimators import CategoricalEstimator, make_estimator
-        from gumbench.estimators.implicit import ImplicitCodebookVQ
         from gumbench.estimators.residual import ResidualVQ
 
         if self.params["stages"] == 2:
@@ -270,10 +269,10 @@ class DistanceVQ(QuantizerProblem):
             return "stages=2 measures residual-vq[stages=2] only (the choices of its two stages are not independent groups)"
         if isinstance(estimator, CategoricalEstimator):
             return estimator.incompatibility(self.codes)
-        if isinstance(estimator, ImplicitCodebookVQ):
-            return "its codes are implicit (a grid or a cube), not the rows of a codebook; see quantizer-smoothed"
         if isinstance(estimator, ResidualVQ):
             return "residual VQ is measured with stages=2"
+        if estimator.implicit_codes:
+            return "its codes are implicit (a grid or a cube), not the rows of a codebook; see quantizer-smoothed"
         return codebook_care(estimator)
 
     def default_estimators(self) -> list[str]:

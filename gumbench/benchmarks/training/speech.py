@@ -292,6 +292,7 @@ class Wav2Vec2(RawSpeechTask):
     default_steps = 300
     default_lr = 1e-3
     has_quantizer_problem = True
+    code_dim_key, code_dim_per_group = "final_dim", False  # quantized vectors: final_dim = groups x code dimension
 
     def validate(self):
         p = self.params

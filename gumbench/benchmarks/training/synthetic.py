@@ -41,7 +41,9 @@ def mlp(*sizes: int) -> nn.Sequential:
 
 def purity(codes: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of items whose code's majority label is their own label."""
-    codes, labels = codes.reshape(-1).long(), labels.reshape(-1).long()
+    # codes renumbered 0..(distinct codes - 1): a table row per code used, not per code index (4 groups of
+    # 1,000 implicit codes make joint indices up to 10^12)
+    codes, labels = torch.unique(codes.reshape(-1), return_inverse=True)[1], labels.reshape(-1).long()
     table = torch.zeros(int(codes.max()) + 1, int(labels.max()) + 1)
     table.index_put_((codes, labels), torch.ones(len(codes)), accumulate=True)
     return float(table.max(1).values.sum() / len(codes))
@@ -63,8 +65,8 @@ class _Autoencoder(nn.Module):
 
 class _AutoencoderTask(TrainingTask):
     """Encoder -> bottleneck -> decoder; subclasses give data and the reconstruction loss. ``code_dim`` is
-    the dimension of one group's code vector (implicit codebooks need it to match their code: 4 for
-    ``fsq[levels=8-5-5-5]``, log2 of the codes for ``lfq`` and ``bsq``)."""
+    the dimension of one group's code vector; a quantizer with an implicit code space (fsq, lfq, bsq) sets it
+    and the codes unless the spec does (:meth:`TrainingTask.sized_for`)."""
 
     def build(self, estimator):
         return _Autoencoder(estimator, self.in_dim, self.params["hidden"], self.groups, self.codes, self.params["code_dim"], self.in_dim)
@@ -104,6 +106,7 @@ class DigitsVAE(_AutoencoderTask):
               ("latents", "categories"): 1_048_576, ("latents", "categories", "code_dim"): MAX_ELEMENTS,
               ("hidden", "latents", "code_dim"): MAX_ELEMENTS}
     default_steps = 300
+    codes_key = "categories"  # the codes of each of the latents (groups)
 
     def validate(self):
         from sklearn.datasets import load_digits

@@ -191,6 +191,7 @@ class VqWav2Vec(RawSpeechTask):
     }
     default_steps = 300
     default_lr = 1e-3
+    code_dim_key, code_dim_per_group = "channels", False  # the quantized frames are channels = groups x code dimension
 
     def validate(self):
         p = self.params

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import gumbench
-from tests.conftest import require_program
+from tests.conftest import require_package, require_program
 
 SOURCE = str(Path(gumbench.__file__).resolve().parents[1])  # jobs and workers import the code under test
 
@@ -105,6 +105,7 @@ def slurm_cluster(folder: Path, partition: str = "gumbench"):
     On exit its jobs are cancelled and waited for, then the daemons stop."""
     packages = {"slurmctld": "slurmctld", "slurmd": "slurmd", **dict.fromkeys(["sinfo", "sbatch", "srun", "squeue", "scancel"], "slurm-client")}
     path = {name: require_program(name, package) for name, package in packages.items()}
+    require_package("submitit")  # the slurm backend submits through it
     for sub in ("state", "spool"):
         (folder / sub).mkdir()
     conf = folder / "slurm.conf"
@@ -134,7 +135,7 @@ def slurm_cluster(folder: Path, partition: str = "gumbench"):
 @contextlib.contextmanager
 def dask_cluster(folder: Path, workers: int = 2):
     """`dask scheduler` and ``workers`` separate `dask worker` processes of one thread; yields the scheduler address."""
-    from distributed import Client
+    Client = require_package("dask.distributed").Client
 
     dask = str(Path(sys.executable).with_name("dask"))  # the CLI of the dask distributed package, beside this Python
     file = str(folder / "scheduler.json")
