@@ -158,6 +158,7 @@ class SFDiVeQ(DirectionalVQ):
                    "DiVeQ errors towards its segment's ends; projection onto the polyline in eval.")
     defaults = {"sigma": 1e-3}
     ranges = {"sigma": NOISE}
+    stochastic_codes = True  # the segment chosen depends on the dither
 
     def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None,
                 generator=None) -> EstimatorOutput:
