@@ -180,6 +180,10 @@ class SFDiVeQ(DirectionalVQ):
         value = z + (1 - weight) * towards_first + weight * aligned_error(z, second, sigma, generator)
         return self._output(inputs, value, indices, loss_fn)
 
+    def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        raise GumbenchError(f"{self.label}: its vector is the projection onto the polyline through the codes, which "
+                            "the nearest code's index does not determine; use quantize(vectors, codebook)")
+
     @staticmethod
     def _project(z: torch.Tensor, codes: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
         """The closer of z's projections onto the two segments next to its nearest code (clamped to 1..K-2)."""
