@@ -1,6 +1,6 @@
 """Write results/images/fashion-vae-gradients-8x4.csv: the ELBO-gradient accuracy rows of the committed
-fashion-vae sweeps (configs/fashion-vae.toml, fashion-vae-gradients.toml and fashion-vae-gradients-newer.toml), one row per estimator,
-seed and checkpoint:
+fashion-vae sweeps (configs/fashion-vae.toml, fashion-vae-gradients.toml and fashion-vae-gradients-newer.toml),
+one row per estimator, seed and checkpoint:
 
     python scripts/fashion_gradients.py
 

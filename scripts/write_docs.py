@@ -123,7 +123,9 @@ def stale(page: Path, root: Path = ROOT, text: str | None = None) -> list[str]:
     """One line per block of the page whose text differs from its generator's, naming the first differing line."""
     text = page.read_text() if text is None else text
     found = blocks(text)
-    out = [] if len(MARKER.findall(text)) == 2 * len(found) else [f"{page.name}: a generated/end marker without its pair"]
+    out = (
+        [] if len(MARKER.findall(text)) == 2 * len(found) else [f"{page.name}: a generated/end marker without its pair"]
+    )
     for name, content in found:
         if name not in BLOCKS:
             out.append(f"{page.name}: {name}: no such block in scripts/write_docs.py")
@@ -134,7 +136,9 @@ def stale(page: Path, root: Path = ROOT, text: str | None = None) -> list[str]:
     return out
 
 
-def main(check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 listing the blocks that differ.")) -> None:
+def main(
+    check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 listing the blocks that differ."),
+) -> None:
     for page in pages():
         text = page.read_text()
         if not check and render(text) != text:

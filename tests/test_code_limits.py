@@ -21,7 +21,10 @@ def too_long(path: pathlib.Path, root: pathlib.Path = ROOT) -> list[str]:
     where = path.relative_to(root)
     out = [f"{where}: {len(text.splitlines())} lines"] if len(text.splitlines()) > MODULE_LINES else []
     for node in ast.walk(ast.parse(text)):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > FUNCTION_LINES:
+        if (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > FUNCTION_LINES
+        ):
             out.append(f"{where}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
     return out
 

@@ -160,7 +160,9 @@ class CategoricalEstimator(Estimator):
 
     family: ClassVar[str] = "relaxation"
 
-    def forward(self, logits: torch.Tensor, loss_fn: LossFn, *, generator: torch.Generator | None = None) -> EstimatorOutput:
+    def forward(
+        self, logits: torch.Tensor, loss_fn: LossFn, *, generator: torch.Generator | None = None
+    ) -> EstimatorOutput:
         self.check_input(logits)
         return self.estimate(logits, loss_fn, generator)
 

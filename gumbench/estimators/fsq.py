@@ -55,7 +55,9 @@ def parse_levels(owner: str, text: str, low: int = LEVEL_RANGE[0]) -> tuple[int,
         raise GumbenchError(f"{owner}: levels must be integers joined by '-', such as 8-5-5-5, got {text!r}")
     levels = tuple(int(part) for part in parts)
     if len(levels) > MAX_DIMENSIONS:
-        raise GumbenchError(f"{owner}: levels may name at most {MAX_DIMENSIONS} dimensions, got {len(levels)} in {text!r}")
+        raise GumbenchError(
+            f"{owner}: levels may name at most {MAX_DIMENSIONS} dimensions, got {len(levels)} in {text!r}"
+        )
     bad = [level for level in levels if not low <= level <= high]
     if bad:
         why = " (2 levels make a degenerate bound)" if low == LEVEL_RANGE[0] else ""
@@ -70,8 +72,10 @@ def parse_levels(owner: str, text: str, low: int = LEVEL_RANGE[0]) -> tuple[int,
 @register
 class FSQ(ImplicitCodebookVQ):
     name = "fsq"
-    description = ("Finite scalar quantization: each dimension bounded by tanh, rounded to one of L_i levels "
-                   "(straight-through) and scaled to [-1, 1]; implicit codebook of prod(levels) codes, no auxiliary loss.")
+    description = (
+        "Finite scalar quantization: each dimension bounded by tanh, rounded to one of L_i levels "
+        "(straight-through) and scaled to [-1, 1]; implicit codebook of prod(levels) codes, no auxiliary loss."
+    )
     defaults = {"levels": "8-5-5-5"}
     first_digit_least = True
 
@@ -124,7 +128,9 @@ class FSQ(ImplicitCodebookVQ):
         half_width = torch.tensor([level // 2 for level in self.levels], dtype=dtype, device=digits.device)
         return (digits - half_width) / half_width
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
         codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self.check(inputs, codebook)
         z = inputs.to(compute_dtype(inputs.dtype))  # fp16/bf16: in fp32

@@ -15,7 +15,9 @@ from gumbench.benchmarks.gradstats import Interval, format_interval, format_numb
 ROOT = Path(__file__).resolve().parents[2]
 START = "<!-- generated: {} (python scripts/write_docs.py) -->"
 END = "<!-- end: {} -->"
-BLOCK = re.compile(r"^<!-- generated: (\S+) \(python scripts/write_docs\.py\) -->\n(.*?)^<!-- end: \1 -->$", re.M | re.S)
+BLOCK = re.compile(
+    r"^<!-- generated: (\S+) \(python scripts/write_docs\.py\) -->\n(.*?)^<!-- end: \1 -->$", re.M | re.S
+)
 MARKER = re.compile(r"^<!-- (?:generated|end): ", re.M)
 MARKDOWN_START = re.compile(r"([-*+>#|]|\d+[.)]|```)( |$)|[-=]+$")  # list item, quote, heading, table, fence, underline
 
@@ -58,7 +60,10 @@ def prose(text: str, bullet: bool = False) -> str:
     wrapped = textwrap.fill(text.replace(" = ", "\0=\0"), 100, initial_indent="- " if bullet else "",
                             subsequent_indent="  " if bullet else "", break_on_hyphens=False, break_long_words=False)
     lines = wrapped.replace("\0", " ").splitlines()
-    claim(not any(MARKDOWN_START.match(line.lstrip()) for line in lines[1:]), f"no wrapped line of {text[:40]!r}... starts a Markdown block")
+    claim(
+        not any(MARKDOWN_START.match(line.lstrip()) for line in lines[1:]),
+        f"no wrapped line of {text[:40]!r}... starts a Markdown block",
+    )
     return "\n".join(lines)
 
 

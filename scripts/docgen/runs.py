@@ -16,13 +16,18 @@ def kernel_rao_cost(root: Path) -> str:
     audit = results(root, "kernel/ptx_audit.csv")
     rao = audit[(audit.kernel == "rao") & (audit.dtype == "fp32")].set_index("K")
     small, large = rao.loc[320], rao.loc[8192]
-    claim(bool(small.within_budget) and 10 * small.instr_per_element > small.budget, "one draw memory-bound, ten compute-bound")
-    return prose(f"Cost: {small.instr_per_element} SASS instructions per element per draw at K = 320 "
-                 f"({small.mufu_per_element} MUFU), {large.instr_per_element} at K = 8,192, against a budget of {small.budget} "
-                 f"for the one pass of memory the backward moves (fp32; `results/kernel/ptx_audit.csv`). One draw is "
-                 f"memory-bound; M draws cost M times the compute, so M = 10 is compute-bound (about "
-                 f"{10 * small.instr_per_element / small.budget:.1f}x the memory time in fp32, by this count) while its memory "
-                 f"traffic stays that of M = 1.")
+    claim(
+        bool(small.within_budget) and 10 * small.instr_per_element > small.budget,
+        "one draw memory-bound, ten compute-bound",
+    )
+    return prose(
+        f"Cost: {small.instr_per_element} SASS instructions per element per draw at K = 320 "
+        f"({small.mufu_per_element} MUFU), {large.instr_per_element} at K = 8,192, against a budget of {small.budget} "
+        f"for the one pass of memory the backward moves (fp32; `results/kernel/ptx_audit.csv`). One draw is "
+        f"memory-bound; M draws cost M times the compute, so M = 10 is compute-bound (about "
+        f"{10 * small.instr_per_element / small.budget:.1f}x the memory time in fp32, by this count) while its memory "
+        f"traffic stays that of M = 1."
+    )
 
 
 def kernel_bytes(root: Path) -> str:
@@ -30,23 +35,40 @@ def kernel_bytes(root: Path) -> str:
     text = (root / "results" / "kernel" / "ptx_audit.md").read_text().split("# Bytes per logit", 1)[1]
     lines = [line for line in text.splitlines() if line.startswith("|")][2:]  # no header, no rule
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    return table(["path", "kernels", "bytes / element", "how"], [[p, k, f"{float(b):.0f}", how] for p, k, b, how in rows])
+    return table(
+        ["path", "kernels", "bytes / element", "how"], [[p, k, f"{float(b):.0f}", how] for p, k, b, how in rows]
+    )
 
 
 def kernel_sass(root: Path) -> str:
     audit = results(root, "kernel/ptx_audit.csv")
     single = audit[(audit.K == 320) & audit.kernel.isin(["fwd", "bwd"])]
-    rows = [[f"{kernel}, {mode}", *(g.set_index("dtype").loc[d, c] for d in ("fp32", "bf16") for c in ("instr_per_element", "budget"))]
-            for (kernel, mode), g in single.groupby(["kernel", "mode"], sort=False)]
+    rows = [
+        [
+            f"{kernel}, {mode}",
+            *(g.set_index("dtype").loc[d, c] for d in ("fp32", "bf16") for c in ("instr_per_element", "budget")),
+        ]
+        for (kernel, mode), g in single.groupby(["kernel", "mode"], sort=False)
+    ]
     header = f"kernel ({single.arch.iloc[0]}, K = 320, tiles {single.tiles.iloc[0]})"
     fitting = single[(single.dtype == "fp32") & single.within_budget]
     fits = ", ".join(f"{r.kernel} {r.mode}" for r in fitting.itertuples())
-    over = audit[~audit.within_budget].groupby(["dtype", "kernel", "mode"], sort=False).K.apply(lambda k: ", ".join(f"{x:,}" for x in k))
+    over = (
+        audit[~audit.within_budget]
+        .groupby(["dtype", "kernel", "mode"], sort=False)
+        .K.apply(lambda k: ", ".join(f"{x:,}" for x in k))
+    )
     over = "; ".join(f"{dtype} {kernel} {mode} (K = {ks})" for (dtype, kernel, mode), ks in over.items())
-    return (table([header, "fp32 instr / element", "fp32 budget", "bf16 instr / element", "bf16 budget"], rows) + "\n\n"
-            + prose(f"In fp32 at K = 320, {fits} fit the budget, at {between(fitting.instr_per_element / fitting.budget, percent, '%')} "
-                    f"of it. Over budget, and so to be expected below 80% of copy bandwidth (`results/kernel/ptx_audit.csv`, "
-                    f"all sizes): {over}."))
+    return (
+        table([header, "fp32 instr / element", "fp32 budget", "bf16 instr / element", "bf16 budget"], rows)
+        + "\n\n"
+        + prose(
+            f"In fp32 at K = 320, {fits} fit the budget, at "
+            f"{between(fitting.instr_per_element / fitting.budget, percent, '%')} of it. Over budget, and so to be "
+            f"expected below 80% of copy bandwidth (`results/kernel/ptx_audit.csv`, "
+            f"all sizes): {over}."
+        )
+    )
 
 
 def reference_run(root: Path) -> Path:
@@ -71,18 +93,28 @@ def sweep_verdict(root: Path) -> str:
     led = toys["best"].map(lambda names: names[0].startswith("indecater ")).sum()
     note = ""
     if led:
-        exact = frame[(frame["estimator_name"] == "indecater") & frame["task_name"].isin(["categorical", "polynomial", "bernoulli"])
-                      & (frame["metric"] == "total_variance")]
+        exact = frame[
+            (frame["estimator_name"] == "indecater")
+            & frame["task_name"].isin(["categorical", "polynomial", "bernoulli"])
+            & (frame["metric"] == "total_variance")
+        ]
         claim(bool((exact["value"] < 1e-9).all()), "IndeCateR's variance on the toys is zero up to rounding")
-        note = (f" IndeCateR leads {led} of the {len(toys)} toy questions because every toy's loss is a sum over its groups, "
-                "where its estimate is the exact gradient whatever the draw (total variance below 1e-9 on each); it pays for "
-                "that with G x V loss evaluations per estimate, and on losses that couple the groups it is an unbiased, "
-                "low-variance estimator like any other (docs/estimators.md).")
-    return (prose(f"What the default sweep says (the committed reference run, `{run.relative_to(root)}/report.md`: "
-                  f"{frame['unit_id'].nunique():,} units, {seeds} seeds each). Per question, the best estimator with the "
-                  "95% t interval of its mean over seeds, then those tied with it (Welch); warnings name degenerate "
-                  "results that would otherwise have ranked first. Lower is better throughout." + note)
-            + "\n\n" + verdict_markdown(answers))
+        note = (
+            f" IndeCateR leads {led} of the {len(toys)} toy questions because every toy's loss is a sum over its "
+            "groups, where its estimate is the exact gradient whatever the draw (total variance below 1e-9 on each); "
+            "it pays for that with G x V loss evaluations per estimate, and on losses that couple the groups it is an "
+            "unbiased, low-variance estimator like any other (docs/estimators.md)."
+        )
+    return (
+        prose(
+            f"What the default sweep says (the committed reference run, `{run.relative_to(root)}/report.md`: "
+            f"{frame['unit_id'].nunique():,} units, {seeds} seeds each). Per question, the best estimator with the "
+            "95% t interval of its mean over seeds, then those tied with it (Welch); warnings name degenerate "
+            "results that would otherwise have ranked first. Lower is better throughout." + note
+        )
+        + "\n\n"
+        + verdict_markdown(answers)
+    )
 
 
 def sweep_timing(root: Path) -> str:
@@ -93,9 +125,11 @@ def sweep_timing(root: Path) -> str:
     if record is None:
         raise SystemExit(f"{run}/timings holds no record of a complete run")
     minutes, seconds = divmod(round(record["wall_seconds"]), 60)
-    return prose(f"The default sweep ran its {record['units']:,} units in {minutes} min {seconds} s with `-j {record['jobs']}` "
-                 f"on {record['device']}, load average {record['load_average_before'][0]:.1f} at the start and "
-                 f"{record['load_average_after'][0]:.1f} at the end (`{path.relative_to(root)}`).")
+    return prose(
+        f"The default sweep ran its {record['units']:,} units in {minutes} min {seconds} s with `-j {record['jobs']}` "
+        f"on {record['device']}, load average {record['load_average_before'][0]:.1f} at the start and "
+        f"{record['load_average_after'][0]:.1f} at the end (`{path.relative_to(root)}`)."
+    )
 
 
 def throughput(root: Path) -> str:
@@ -110,16 +144,23 @@ def throughput(root: Path) -> str:
         kinds.append(f"{between(group.loop_over_gumbench, times)} for {names} (target {target}x)")
     storch = frame.dropna(subset=["storchastic_over_gumbench"])
     missed = [f"`{r.estimator}` ({r.shape})" for r in frame.itertuples() if not r.meets_targets]
-    loads = [float(x.split()[0]) for x in pd.concat([frame.load_before, frame.load_after, scaling.load_before, scaling.load_after])]
+    loads = [
+        float(x.split()[0])
+        for x in pd.concat([frame.load_before, frame.load_after, scaling.load_before, scaling.load_after])
+    ]
     growth = scaling.groupby("estimator", sort=False).growth_over_linear.max()
     summary = prose(
         f"Measured in one run on {frame.machine.iloc[0]} (1-minute load average {between(loads, decimals(1))}; tables "
-        f"`results/throughput/versus-loop.md` and `scaling.md`), at K = 64 and at G = 4, V = 8 (DisARM: 8 binary variables), "
-        "`gradient_statistics` was faster than the per-sample loop by " + "; ".join(kinds)
+        f"`results/throughput/versus-loop.md` and `scaling.md`), at K = 64 and at G = 4, V = 8 "
+        f"(DisARM: 8 binary variables), "
+        "`gradient_statistics` was faster than the per-sample loop by "
+        + "; ".join(kinds)
         + f"; and faster than Storchastic by {between(storch.storchastic_over_gumbench, times)} (target "
         f"{storch.storchastic_target.iloc[0]:.0f}x). "
         + (f"Below a target: {', '.join(missed)}. " if missed else "Every row met its targets. ")
-        + f"From V = {scaling.categories.min():,} to {scaling.categories.max():,} the time per element never grew faster than "
-        f"{growth.max():.2f}x linear ({', '.join(f'`{e}` {g:.2f}' for e, g in growth.items())}; target 1.5); it is highest at "
-        "the smallest V, where the fixed cost of a call is spread over the fewest elements.")
+        + f"From V = {scaling.categories.min():,} to {scaling.categories.max():,} the time per element never grew "
+        f"faster than {growth.max():.2f}x linear ({', '.join(f'`{e}` {g:.2f}' for e, g in growth.items())}; "
+        "target 1.5); it is highest at the smallest V, where the fixed cost of a call is spread over the "
+        "fewest elements."
+    )
     return summary

@@ -98,7 +98,10 @@ def test_trains_a_few_steps_on_gmm_vq_and_moves_only_w():
 
     def keep(step, model):
         if step in (1, 30):
-            seen[step] = (model.bottleneck.codebook.detach().clone(), model.bottleneck.estimator.weight.detach().clone())
+            seen[step] = (
+                model.bottleneck.codebook.detach().clone(),
+                model.bottleneck.estimator.weight.detach().clone(),
+            )
 
     frame = train("gmm-vq[batch=64]", "simvq", steps=30, seed=0, eval_every=30, callback=keep)
     assert frame["loss_reconstruction"].iloc[-5:].mean() < 0.8 * frame["loss_reconstruction"].iloc[:5].mean()
@@ -109,15 +112,23 @@ def test_trains_a_few_steps_on_gmm_vq_and_moves_only_w():
 def test_errors_name_what_is_allowed():
     est = make_estimator("simvq")
     est(torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.randn(1, 4, 3))
-    with pytest.raises(GumbenchError, match=r"simvq: its linear map W was made for vectors of D = 3 on the first call; got D = 4"):
+    with pytest.raises(
+        GumbenchError, match=r"simvq: its linear map W was made for vectors of D = 3 on the first call; got D = 4"
+    ):
         est(torch.randn(2, 1, 4), lambda v: v.sum((-2, -1)), codebook=torch.randn(1, 4, 4))
     with pytest.raises(GumbenchError, match="simvq: the linear map W is made on the first forward call"):
         make_estimator("simvq").assign_codes(torch.randn(2, 1, 3), torch.randn(1, 4, 3))
     with torch.no_grad():
         est.weight.fill_(float("inf"))
-    with pytest.raises(GumbenchError, match="simvq: NaN or inf in the effective codebook C W; allowed are finite values"):
+    with pytest.raises(
+        GumbenchError, match="simvq: NaN or inf in the effective codebook C W; allowed are finite values"
+    ):
         est(torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.randn(1, 4, 3))
     with pytest.raises(GumbenchError, match="simvq: NaN or inf in the frozen codebook C"):
-        make_estimator("simvq")(torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.full((1, 4, 3), float("nan")))
-    with pytest.raises(GumbenchError, match=r"simvq: beta \(commitment weight\) must be a finite number in \[0, 100\], got -1.0"):
+        make_estimator("simvq")(
+            torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.full((1, 4, 3), float("nan"))
+        )
+    with pytest.raises(
+        GumbenchError, match=r"simvq: beta \(commitment weight\) must be a finite number in \[0, 100\], got -1.0"
+    ):
         make_estimator("simvq[beta=-1]")

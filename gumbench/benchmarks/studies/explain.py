@@ -116,7 +116,9 @@ class _Step:
         generator = torch.Generator().manual_seed(0)
         generator.set_state(self.noise_state)
         seen = {}
-        hook = bottleneck.estimator.register_forward_hook(lambda module, args, out: seen.update(value=out.value, indices=out.indices))
+        hook = bottleneck.estimator.register_forward_hook(
+            lambda module, args, out: seen.update(value=out.value, indices=out.indices)
+        )
         try:
             terms = self.task.quantize(self.model, self.prepared, generator)
         finally:
@@ -135,7 +137,9 @@ class _Step:
         lookup = self.model.bottleneck.lookup
         if self.variant == "wav2vec2":
             return self.task.contrastive(self.model, self.prepared, lookup(target_onehot)).loss.mean()
-        return self.task.predict(self.model, lookup(context_onehot), lookup(target_onehot), self.prepared.negatives).loss.mean()
+        return self.task.predict(
+            self.model, lookup(context_onehot), lookup(target_onehot), self.prepared.negatives
+        ).loss.mean()
 
     def encoder_parameters(self):
         return list(self.model.feature_encoder.parameters())
@@ -157,12 +161,20 @@ def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) ->
     actual = per_term["contrastive"][0].double()
     shape = {"wav2vec2": "masked frames", "vq-wav2vec": "frames"}[variant]
     result = {
-        "variant": variant, "architecture": ARCHITECTURES[variant], "task": step.task.label, "tau": step.tau,
-        "groups": groups, "codes": codes, "quantized_rows": int(step.indices.reshape(-1, groups).shape[0]), "rows_are": shape,
+        "variant": variant,
+        "architecture": ARCHITECTURES[variant],
+        "task": step.task.label,
+        "tau": step.tau,
+        "groups": groups,
+        "codes": codes,
+        "quantized_rows": int(step.indices.reshape(-1, groups).shape[0]),
+        "rows_are": shape,
         "crops": int(step.wave.shape[0]),
         "weights": step.weights(),
         "values": {name: float(step.term(terms, name).detach()) for name in (*TERMS[variant], "total")},
-        "gradient_norms": norms, "sum_check": sums, "forward": forward,
+        "gradient_norms": norms,
+        "sum_check": sums,
+        "forward": forward,
         "backward": _backward_check(step, g, actual, seed),
         "temperature": _temperature_check(step),
         "hard_rows": _hard_rows_check(step),
@@ -193,7 +205,11 @@ def _grad(loss, tensors) -> list[torch.Tensor]:
 
 def _term_gradients(step):
     """Each term's gradient at the logits, the codebook and the encoder: (per-term gradients, norms, sum check)."""
-    targets = {"logits": [step.logits], "codebook": [step.model.bottleneck.codebook], "encoder": step.encoder_parameters()}
+    targets = {
+        "logits": [step.logits],
+        "codebook": [step.model.bottleneck.codebook],
+        "encoder": step.encoder_parameters(),
+    }
     flat = [t for ts in targets.values() for t in ts]
     split = [0]
     for ts in targets.values():
@@ -223,10 +239,14 @@ def _forward_check(logits, value, indices, noise_state):
     sample = (logits.detach().float() + g).argmax(-1)
     noiseless = logits.detach().argmax(-1)
     return {
-        "max_abs_difference_from_one_hot": float((value.detach().float() - one_hot(sample, codes, torch.float32)).abs().max()),
+        "max_abs_difference_from_one_hot": float(
+            (value.detach().float() - one_hot(sample, codes, torch.float32)).abs().max()
+        ),
         "indices_equal_argmax_logits_plus_g": bool(torch.equal(indices, sample)),
         "share_differing_from_noiseless_argmax": float((sample != noiseless).double().mean()),
-        "pairs": int(sample.numel()), "noise_draws": int(g.numel()), "noise_shape": list(g.shape),
+        "pairs": int(sample.numel()),
+        "noise_draws": int(g.numel()),
+        "noise_shape": list(g.shape),
     }, g
 
 
@@ -245,7 +265,9 @@ def _backward_check(step, g, actual, seed) -> dict:
     fresh = gumbel_noise(step.logits.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float32)
     return {
         "relative_error_same_noise": _relative(_jacobian_vector(step.logits, g, step.tau, upstream), actual),
-        "relative_error_without_noise": _relative(_jacobian_vector(step.logits, torch.zeros_like(g), step.tau, upstream), actual),
+        "relative_error_without_noise": _relative(
+            _jacobian_vector(step.logits, torch.zeros_like(g), step.tau, upstream), actual
+        ),
         "relative_error_fresh_noise": _relative(_jacobian_vector(step.logits, fresh, step.tau, upstream), actual),
         "contrastive_gradient_norm_at_logits": float(actual.norm()),
     }
@@ -258,8 +280,10 @@ def _temperature_check(step) -> dict:
     terms, seen = step.run(other)
     (gradient,) = _grad(terms.contrastive, [terms.bottleneck.logits])
     out = {
-        "tau": step.tau, "other_tau": other,
-        "contrastive": float(step.terms.contrastive.detach()), "contrastive_at_other_tau": float(terms.contrastive.detach()),
+        "tau": step.tau,
+        "other_tau": other,
+        "contrastive": float(step.terms.contrastive.detach()),
+        "contrastive_at_other_tau": float(terms.contrastive.detach()),
         "contrastive_abs_difference": abs(float(step.terms.contrastive.detach()) - float(terms.contrastive.detach())),
         "same_codes": bool(torch.equal(seen["indices"], step.indices)),
         "gradient_norm_at_logits": _norm(_grad(step.terms.contrastive, [step.logits])),
@@ -322,11 +346,17 @@ def _diversity_check(step, g, per_term) -> dict:
     guarded = weight * (groups * codes - torch.exp(-(mean * torch.log(mean + 1e-7)).sum(-1)).sum()) / (groups * codes)
     value = float(step.terms.diversity.detach())
     return {
-        "weight": weight, "value": value, "unweighted": value / weight, "by_hand_noiseless": float(by_hand),
+        "weight": weight,
+        "value": value,
+        "unweighted": value / weight,
+        "by_hand_noiseless": float(by_hand),
         "abs_difference": abs(value - float(by_hand)),
         "gradient_relative_difference": _relative(hand_gradient, per_term["diversity"][0]),
-        "by_hand_noisy_softmax": float(weight * _exact_diversity(torch.softmax((logits.double() + g.double()) / step.tau, dim=-1))),
-        "fairseq_log_guard": float(guarded), "frames_averaged": int(logits.shape[0]),
+        "by_hand_noisy_softmax": float(
+            weight * _exact_diversity(torch.softmax((logits.double() + g.double()) / step.tau, dim=-1))
+        ),
+        "fairseq_log_guard": float(guarded),
+        "frames_averaged": int(logits.shape[0]),
     }
 
 
@@ -374,19 +404,40 @@ def format_explanation(d: dict, width: int | None = None) -> str:
             flag = "" if a["holds"] else " [NOT SUPPORTED by the measurement below]"
             out.append(para(f"{NUMBERS[key]} {NAMES[name]}: {a['answer']}.{flag}"))
     for name, v in d["variants"].items():
-        title = (f"{NAMES[name]} ({v['task']}): G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
-                 f"{v['quantized_rows']} quantized {v['rows_are']} of {v['crops']} crops")
+        title = (
+            f"{NAMES[name]} ({v['task']}): G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
+            f"{v['quantized_rows']} quantized {v['rows_are']} of {v['crops']} crops"
+        )
         rows = []
         for term in (*TERMS[name], "total"):
             weight = "" if term == "total" else f" (x{v['weights'][term]:g})"
             n = v["gradient_norms"][term]
-            rows.append((term.replace("_", " ") + weight, f"{v['values'][term]:.4g}", f"{n['logits']:.3e}", f"{n['codebook']:.3e}",
-                         f"{n['encoder']:.3e}"))
-        out += ["", para(f"Proof, {NAMES[name]}: {v['architecture']}.", ""),
-                render(title, ("loss term (weight)", "value (weighted)", "|grad|: logits", "codebook", "encoder"), rows, width=width)]
+            rows.append(
+                (
+                    term.replace("_", " ") + weight,
+                    f"{v['values'][term]:.4g}",
+                    f"{n['logits']:.3e}",
+                    f"{n['codebook']:.3e}",
+                    f"{n['encoder']:.3e}",
+                )
+            )
+        out += [
+            "",
+            para(f"Proof, {NAMES[name]}: {v['architecture']}.", ""),
+            render(
+                title,
+                ("loss term (weight)", "value (weighted)", "|grad|: logits", "codebook", "encoder"),
+                rows,
+                width=width,
+            ),
+        ]
         worst = max(s["max_abs_difference"] for s in v["sum_check"].values())
-        out.append(para(f"The terms' gradients add up to the total's: largest |difference| {worst:.1e} over every entry at the "
-                        "logits, the codebook and the encoder."))
+        out.append(
+            para(
+                f"The terms' gradients add up to the total's: largest |difference| {worst:.1e} over every entry at the "
+                "logits, the codebook and the encoder."
+            )
+        )
         for key in (*QUESTIONS, "eval"):
             out.append(para(f"{NUMBERS[key]} {v['answers'][key]['proof']}"))
     return "\n".join(out)

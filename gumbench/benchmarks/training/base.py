@@ -30,8 +30,15 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from gumbench.benchmarks.utilization import (StageUsageTracker, UsageTracker, code_churn, code_perplexity, implicit_usage, stage_usage,
-                                             summarize)
+from gumbench.benchmarks.utilization import (
+    StageUsageTracker,
+    UsageTracker,
+    code_churn,
+    code_perplexity,
+    implicit_usage,
+    stage_usage,
+    summarize,
+)
 from gumbench.errors import GumbenchError
 from gumbench.estimators import VQEstimator, make_estimator
 from gumbench.plugin import LEARNING_RATE, SEED, STEPS, Plugin, Range, check_integer, check_number
@@ -86,7 +93,9 @@ class DiscreteBottleneck(nn.Module):
         """(..., G, V) (relaxed) one-hots -> (..., G * code_dim) codebook vectors."""
         return torch.einsum("...gv,gvd->...gd", onehot, self.codebook).flatten(-2)
 
-    def forward(self, features: torch.Tensor, downstream: Callable[[torch.Tensor], torch.Tensor], generator=None) -> BottleneckOutput:
+    def forward(
+        self, features: torch.Tensor, downstream: Callable[[torch.Tensor], torch.Tensor], generator=None
+    ) -> BottleneckOutput:
         """``downstream`` maps quantized (..., G * code_dim) to a per-row loss (...)."""
         x = self.logits_or_vectors(features)
         kept = {}
@@ -230,7 +239,10 @@ class TrainingTask(Plugin):
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         """Named groups whose gradient norms are recorded."""
-        return {"bottleneck_codebook": [model.bottleneck.codebook], "model": [p for n, p in model.named_parameters() if "bottleneck.codebook" not in n]}
+        return {
+            "bottleneck_codebook": [model.bottleneck.codebook],
+            "model": [p for n, p in model.named_parameters() if "bottleneck.codebook" not in n],
+        }
 
 
 def make_training_task(spec) -> TrainingTask:
@@ -380,7 +392,9 @@ def _checked_settings(task, estimator, steps, lr, eval_every, seed, dead_window,
     except (RuntimeError, TypeError):
         raise GumbenchError(f"train: device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GumbenchError(f"train: device {str(device)!r} asks for CUDA, which this machine does not have; use device='cpu'")
+        raise GumbenchError(
+            f"train: device {str(device)!r} asks for CUDA, which this machine does not have; use device='cpu'"
+        )
     if estimator.has_temperature:
         scheduled = [tau for tau in map(task.temperature, range(1, steps + 1)) if tau is not None]
         for tau in {min(scheduled), max(scheduled)} if scheduled else ():  # ranges are intervals: the extremes decide

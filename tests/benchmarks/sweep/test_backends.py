@@ -91,5 +91,7 @@ def test_execute_rejects_an_unknown_backend_and_no_jobs():
 
 
 def test_slurm_refusal_is_one_line(tmp_path, slurm_partition):
-    with pytest.raises(GumbenchError, match="^sbatch: error: Batch job submission failed: Invalid partition name specified$"):
+    with pytest.raises(
+        GumbenchError, match="^sbatch: error: Batch job submission failed: Invalid partition name specified$"
+    ):
         run_sweep(small_config(), out=tmp_path, backend="slurm", slurm_partition="no-such-partition", progress=False)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from gumbench.benchmarks.studies import elbo_gradient_study
 from gumbench.benchmarks.problems.enumeration import exact_gradient
+from gumbench.benchmarks.studies import elbo_gradient_study
 from gumbench.benchmarks.training import images, make_training_task, train
 from gumbench.benchmarks.training.images import DEBIAN_DIR, binarize, load_idx_dataset, read_idx
 from gumbench.errors import GumbenchError
@@ -38,7 +38,11 @@ def one_thread():
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
-    return bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    return (
+        bytes([0, 0, type_code, array.ndim])
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.astype(np.uint8).tobytes()
+    )
 
 
 def write_idx(path, array, gz=False, type_code=0x08):
@@ -94,7 +98,9 @@ def test_read_idx_refuses_bad_files_naming_what_is_wrong(tmp_path, gz):
 def test_truncated_gzip_is_refused(tmp_path):
     path = tmp_path / "f.gz"
     path.write_bytes(gzip.compress(idx_bytes(np.zeros((50, 28, 28))))[:-30])
-    with pytest.raises(GumbenchError, match=r"not a readable gzip file .*; give the IDX file gzipped whole or uncompressed"):
+    with pytest.raises(
+        GumbenchError, match=r"not a readable gzip file .*; give the IDX file gzipped whole or uncompressed"
+    ):
         read_idx(path)
 
 
@@ -116,13 +122,22 @@ def test_missing_or_inconsistent_data_is_one_line_saying_how_to_get_it(tmp_path,
     with pytest.raises(GumbenchError) as caught:
         make_training_task("fashion-vae")
     message = str(caught.value)
-    assert message.startswith(f"fashion-vae: no Fashion-MNIST at {tmp_path / 'none'}; get it with apt-get install dataset-fashion-mnist, "
-                               "or give data_dir=FOLDER (--data-dir) holding the four IDX files") and "\n" not in message
-    with pytest.raises(GumbenchError, match=r"fashion-vae: data_dir=.*nowhere is not a folder; get it with apt-get install"):
+    assert (
+        message.startswith(
+            f"fashion-vae: no Fashion-MNIST at {tmp_path / 'none'}; get it with apt-get install dataset-fashion-mnist, "
+            "or give data_dir=FOLDER (--data-dir) holding the four IDX files"
+        )
+        and "\n" not in message
+    )
+    with pytest.raises(
+        GumbenchError, match=r"fashion-vae: data_dir=.*nowhere is not a folder; get it with apt-get install"
+    ):
         make_training_task(f"fashion-vae[data_dir={tmp_path / 'nowhere'}]")
     write_dataset(tmp_path / "data")
     (tmp_path / "data" / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(GumbenchError, match=r"data.? lacks t10k-labels-idx1-ubyte \(or \.gz\); get the data with apt-get"):
+    with pytest.raises(
+        GumbenchError, match=r"data.? lacks t10k-labels-idx1-ubyte \(or \.gz\); get the data with apt-get"
+    ):
         load_idx_dataset(tmp_path / "data")
     write_idx(tmp_path / "data" / "t10k-labels-idx1-ubyte", np.zeros(19))
     with pytest.raises(GumbenchError, match=r"holds 20 images but .*t10k-labels-idx1-ubyte 19 labels; they must match"):
@@ -149,11 +164,17 @@ def test_task_on_any_idx_folder(small):
     assert last["loss_negative_elbo"] == pytest.approx(last["loss_reconstruction"] + last["loss_kl"])
 
 
-@pytest.mark.parametrize("estimator, message", [
-    ("vq-commitment", "fashion-vae: vq-commitment is a VQ estimator; this task follows the ReinMax protocol, whose decoder reads the "
-                      "one-hot code (no codebook to learn): use a categorical estimator"),
-    ("disarm", "fashion-vae: disarm needs categories=2, got categories=8"),
-])
+@pytest.mark.parametrize(
+    "estimator, message",
+    [
+        (
+            "vq-commitment",
+            "fashion-vae: vq-commitment is a VQ estimator; this task follows the ReinMax protocol, "
+            "whose decoder reads the one-hot code (no codebook to learn): use a categorical estimator",
+        ),
+        ("disarm", "fashion-vae: disarm needs categories=2, got categories=8"),
+    ],
+)
 def test_estimators_it_cannot_train_are_refused_before_training(small, estimator, message):
     with pytest.raises(GumbenchError) as caught:
         train(small + "]", estimator, steps=1)
@@ -172,11 +193,17 @@ def test_every_categorical_estimator_trains(small, name):
     assert "eval_nll_exact" in frame  # 8^4 and 2^6 codes: enumerated
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("eval_images=21", "fashion-vae: eval_images must be at most the 20 test images, got 21"),
-    ("categories=1", "fashion-vae: categories must be in [2, 65536], got 1"),
-    ("iw_samples=0", "fashion-vae: iw_samples (draws per image of the importance-weighted bound) must be in [1, 100000], got 0"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("eval_images=21", "fashion-vae: eval_images must be at most the 20 test images, got 21"),
+        ("categories=1", "fashion-vae: categories must be in [2, 65536], got 1"),
+        (
+            "iw_samples=0",
+            "fashion-vae: iw_samples (draws per image of the importance-weighted bound) must be in [1, 100000], got 0",
+        ),
+    ],
+)
 def test_parameters_are_checked(small, spec, message):
     if spec.startswith("eval_images"):
         small = small.replace(",eval_images=20", "")
@@ -191,7 +218,9 @@ def test_elbo_study_refuses_what_it_cannot_enumerate(small, monkeypatch):
     monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(GumbenchError, match=r"has 16\^5 codes; at most 65,536 can be enumerated"):
         elbo_gradient_study("st-gumbel", task=small + ",categories=16,latents=5]")
-    with pytest.raises(GumbenchError, match=r"task must be one of digits-vae, fashion-vae \(a categorical VAE\), got gmm-vq"):
+    with pytest.raises(
+        GumbenchError, match=r"task must be one of digits-vae, fashion-vae \(a categorical VAE\), got gmm-vq"
+    ):
         elbo_gradient_study("st-gumbel", task="gmm-vq")
 
 
@@ -218,15 +247,20 @@ def test_real_data_shapes_and_dynamic_binarization():
     require_fashion()
     task = make_training_task("fashion-vae")
     assert task.train_intensities.shape == (60_000, 784) and task.pixels == 784
-    assert task.eval_images.shape == (500, 784) and torch.equal(task.eval_images, make_training_task("fashion-vae").eval_images)
+    assert task.eval_images.shape == (500, 784) and torch.equal(
+        task.eval_images, make_training_task("fashion-vae").eval_images
+    )
     x, _ = task.batch(1, torch.Generator().manual_seed(0))
     assert x.shape == (100, 784) and set(x.unique().tolist()) == {0.0, 1.0}
-    # Bernoulli(intensity): 200,000 draws of the same images average to their intensities (standard error <= 0.5/sqrt(n))
+    # Bernoulli(intensity): 200,000 draws of the same images average to their intensities
+    # (standard error <= 0.5/sqrt(n))
     intensities = task.train_intensities[:10]
     draws = torch.stack([binarize(intensities, torch.Generator().manual_seed(s)) for s in range(20)]).mean(0)
     mean_intensity = float(intensities.float().mean() / 255)
     assert abs(float(draws.mean()) - mean_intensity) < 4 * 0.5 / math.sqrt(draws.numel() * 20)
-    assert not torch.equal(task.batch(1, torch.Generator().manual_seed(0))[0], task.batch(1, torch.Generator().manual_seed(1))[0])
+    assert not torch.equal(
+        task.batch(1, torch.Generator().manual_seed(0))[0], task.batch(1, torch.Generator().manual_seed(1))[0]
+    )
 
 
 def test_a_few_steps_reduce_the_loss():
@@ -244,7 +278,9 @@ def test_bounds_against_their_exact_values(trained):
         mc_elbo, iw1 = task.importance_weighted(model, x, logits, 1, torch.Generator().manual_seed(5))
         _, iw64 = task.importance_weighted(model, x, logits, 64, torch.Generator().manual_seed(6))
     kl = task.kl(logits).double()
-    assert float((negative_elbo_exact - nll_exact).mean()) > 1.0, "the trained posterior is not the prior: the test has power"
+    assert float((negative_elbo_exact - nll_exact).mean()) > 1.0, (
+        "the trained posterior is not the prior: the test has power"
+    )
     assert (nll_exact <= negative_elbo_exact + 1e-6).all()
 
     def within(difference, count=4.0):  # |mean| <= count standard errors over the 400 images
@@ -284,7 +320,9 @@ def test_enumerated_gradient_agrees_with_autograd_of_the_enumerated_objective(tr
 def test_elbo_study_inside_the_fashion_vae():
     require_fashion()
     task = make_training_task("fashion-vae[eval_images=2,iw_samples=1]")
-    rloo = elbo_gradient_study("reinforce[baseline=loo]", task=task, checkpoints=(0, 20), points=2, samples=1000, seed=0)
+    rloo = elbo_gradient_study(
+        "reinforce[baseline=loo]", task=task, checkpoints=(0, 20), points=2, samples=1000, seed=0
+    )
     assert sorted(rloo["step"].unique()) == [0, 20] and len(rloo) == 4 and (rloo["task"] == task.spec).all()
     assert (rloo["relative_bias_low"] == 0).all() and (rloo["cosine"] > 0.5).all()
     st = elbo_gradient_study("st-gumbel", task=task, checkpoints=(20,), points=2, samples=1000, seed=0)
@@ -303,7 +341,9 @@ def test_the_study_configs_are_what_the_docs_say():
     study, _ = expand_units(load_config(root / "configs/fashion-vae.toml"))
     long, _ = expand_units(load_config(root / "configs/fashion-vae-long.toml"))
     assert len(study) == 50 and {u.budget for u in study} == {1000}
-    reinmax = {(make_training_task(u.task).codes, u.estimator, u.lr) for u in study if u.estimator.startswith("reinmax")}
+    reinmax = {
+        (make_training_task(u.task).codes, u.estimator, u.lr) for u in study if u.estimator.startswith("reinmax")
+    }
     assert reinmax == {(8, "reinmax[tau=1.3]", 5e-4), (16, "reinmax[tau=1.5]", 7e-4)}
     assert {u.lr for u in study if not u.estimator.startswith("reinmax")} == {1e-3}
     assert all(u.gradient_checkpoints == ((0, 500, 1000) if "categories=8" in u.task else ()) for u in study)
@@ -329,8 +369,12 @@ def test_the_gradient_runs_cover_every_categorical_estimator():
         return est.name, est.params.get("baseline"), est.params.get("variant")
 
     root = Path(__file__).resolve().parents[3]
-    units = [u for name in ("fashion-vae", "fashion-vae-gradients", "fashion-vae-gradients-newer") for u in expand_units(load_config(root / f"configs/{name}.toml"))[0]
-             if "categories=8" in u.task]
+    units = [
+        u
+        for name in ("fashion-vae", "fashion-vae-gradients", "fashion-vae-gradients-newer")
+        for u in expand_units(load_config(root / f"configs/{name}.toml"))[0]
+        if "categories=8" in u.task
+    ]
     probed = {key(u.estimator) for u in units if u.gradient_checkpoints == (0, 500, 1000)}
     assert {key(spec) for spec in default_estimators() if not spec.startswith("disarm")} <= probed
     assert all(sum(1 for u in units if key(u.estimator) == k) == 5 for k in probed)

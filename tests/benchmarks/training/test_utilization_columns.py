@@ -15,7 +15,15 @@ from gumbench.benchmarks.utilization import implicit_usage, stage_usage
 from gumbench.estimators.vq import VQCommitment
 
 TASK = "gmm-vq[clusters=4,codes=8]"
-BASE = {"code_perplexity", "used_fraction", "usage_entropy", "collapse", "dead_codes", "loss_commitment", "loss_codebook"}
+BASE = {
+    "code_perplexity",
+    "used_fraction",
+    "usage_entropy",
+    "collapse",
+    "dead_codes",
+    "loss_commitment",
+    "loss_codebook",
+}
 
 
 class Recording(VQCommitment):
@@ -70,7 +78,11 @@ def test_implicit_codebook_columns_match_implicit_usage():
     assert frame["code_bits"].eq(3.0).all() and frame["dim_max_bits_d1"].eq(2.0).all()
     # the existing columns are those of the same run without the stand-in's extras
     timing = ["step_seconds", "peak_memory_mb"]
-    assert frame[plain.columns].drop(columns=timing + ["estimator", "label"]).equals(plain.drop(columns=timing + ["estimator", "label"]))
+    assert (
+        frame[plain.columns]
+        .drop(columns=timing + ["estimator", "label"])
+        .equals(plain.drop(columns=timing + ["estimator", "label"]))
+    )
 
 
 def test_the_capability_is_declared_not_probed():
