@@ -8,6 +8,8 @@ estimator's name).
 from gumbench.estimators import (  # noqa: F401  (register)  # noqa: F401  (register: implicit codebooks)  # noqa: F401  (register)  # noqa: F401  (register: newer categorical estimators)
     decoupled,
     disarm,
+    diveq,
+    fsp,
     fsq,
     gapped,
     gumbel,
@@ -22,6 +24,7 @@ from gumbench.estimators import (  # noqa: F401  (register)  # noqa: F401  (regi
     simvq,
     straight_through,
     vq,
+    vqbridge,
     zgr,
 )
 from gumbench.estimators.base import (

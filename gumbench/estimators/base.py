@@ -204,12 +204,14 @@ class VQEstimator(Estimator):
                         gives (codes, code_dim), and a training task sizes its bottleneck from it
     has_code_digits     every code is a tuple of per-dimension levels: ``index_digits`` and ``digit_levels``
                         give them (utilization's effective-bits columns)
+    stochastic_codes    in training the chosen codes depend on the draws (SF-DiVeQ's dither), not on the inputs alone
     """
 
     family: ClassVar[str] = "vq"
     codebook_gradient: ClassVar[bool] = True
     implicit_codes: ClassVar[bool] = False
     has_code_digits: ClassVar[bool] = False
+    stochastic_codes: ClassVar[bool] = False
 
     def __init__(self, **params):
         super().__init__(**params)
