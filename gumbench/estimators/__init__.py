@@ -19,6 +19,7 @@ from gumbench.estimators import gumbel, straight_through, score_function, vq, gu
 from gumbench.estimators import fsq, lookup_free  # noqa: F401  (register: implicit codebooks)
 from gumbench.estimators import residual, simvq, ibq, nsvq  # noqa: F401  (register)
 from gumbench.estimators import zgr, decoupled, indecater  # noqa: F401  (register: newer categorical estimators)
+from gumbench.estimators import without_replacement, reinmax_variants, fogzo, relax  # noqa: F401  (register: issue 26)
 
 
 

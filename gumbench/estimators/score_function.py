@@ -44,6 +44,10 @@ class Reinforce(CategoricalEstimator):
             raise GumbenchError(f"{self.name}: baseline=loo needs samples >= 2, got {p['samples']}")
         self.ema_loss: float | None = None
 
+    @property
+    def loss_evaluations(self) -> int:
+        return self.params["samples"]  # one loss per sample
+
     def estimate(self, logits, loss_fn, generator):
         n, baseline = self.params["samples"], self.params["baseline"]
         indices = sample_categorical(logits, generator, samples=n)  # (n, ..., G): one softmax per row for all n
