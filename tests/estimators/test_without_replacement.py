@@ -10,10 +10,10 @@ import torch
 from scipy import stats
 
 from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
+from gumbench.benchmarks.problems.enumeration import enumerate_configurations
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from gumbench.estimators.without_replacement import set_log_probability, stochastic_beam_search
-from gumbench.benchmarks.problems.enumeration import enumerate_configurations
 from tests.estimators.enumeration import check_against_enumeration
 
 
@@ -61,8 +61,8 @@ def unordered_set_estimates(logits, loss, k, baseline=True):
             ratio = prob(rest, (s,)) / p_set
             b = 0.0
             if baseline:
-                b = float(p[s]) * float(f[s]) + sum(
-                    float(p[t]) * prob([u for u in rest if u != t], (s, t)) / prob(rest, (s,)) * float(f[t]) for t in rest)
+                pair = {t: prob([u for u in rest if u != t], (s, t)) / prob(rest, (s,)) for t in rest}
+                b = float(p[s]) * float(f[s]) + sum(float(p[t]) * pair[t] * float(f[t]) for t in rest)
             total += grad_p[s] * ratio * (float(f[s]) - b)
         sets.append(S)
         probabilities.append(p_set)
@@ -92,7 +92,8 @@ def test_beam_search_draws_sets_without_replacement_with_their_probabilities():
     codes = indices[..., 0] * 3 + indices[..., 1]  # (2, n): configuration numbers
     assert (codes[0] != codes[1]).all()
     pairs = list(itertools.combinations(range(9), 2))
-    expected = torch.tensor([ordered_set_probability([float(p[a]), float(p[b])]) for a, b in pairs], dtype=torch.float64)
+    expected = torch.tensor([ordered_set_probability([float(p[a]), float(p[b])]) for a, b in pairs],
+                            dtype=torch.float64)
     assert float(expected.sum()) == pytest.approx(1.0, abs=1e-12)
     lookup = {pair: i for i, pair in enumerate(pairs)}
     low, high = torch.minimum(codes[0], codes[1]), torch.maximum(codes[0], codes[1])
@@ -128,7 +129,8 @@ def test_the_built_in_baseline_lowers_the_variance():
     assert variances[0] < variances[1]
 
 
-@pytest.mark.parametrize("spec", ["unordered-set[samples=4]", "reinforce-wor[samples=4]", "reinforce-wor[samples=4,baseline=none]"])
+@pytest.mark.parametrize("spec", ["unordered-set[samples=4]", "reinforce-wor[samples=4]",
+                                  "reinforce-wor[samples=4,baseline=none]"])
 def test_a_sample_of_the_whole_support_gives_the_exact_gradient(spec):
     """k = V^G: the set is the whole support (p(S) = 1, R = 1, kappa = -inf so q = 1), so both estimators are
     sum_s grad p(s) (f(s) - b) with b = E[f] (or 0): the exact gradient, every time."""
@@ -142,7 +144,8 @@ def test_a_sample_of_the_whole_support_gives_the_exact_gradient(spec):
 
 def test_reinforce_without_replacement_is_unbiased_without_its_baseline():
     toy = make_task("categorical[groups=2,categories=4]")
-    s = gradient_statistics("reinforce-wor[samples=3,baseline=none]", toy.logits, toy.loss, 8000, seed=2, confidence=0.999)
+    spec = "reinforce-wor[samples=3,baseline=none]"
+    s = gradient_statistics(spec, toy.logits, toy.loss, 8000, seed=2, confidence=0.999)
     assert s.bias.low == 0.0, s.bias
 
 
@@ -151,7 +154,8 @@ def test_reinforce_without_replacement_weights_are_priority_sampling():
     for E[f]: its mean over many rows matches the enumerated expectation within 4 standard errors."""
     toy = make_task("categorical[groups=1,categories=6]")
     _, expected = exact_gradient(toy.logits, toy.loss)
-    out = make_estimator("reinforce-wor[samples=2,baseline=none]")(toy.logits.expand(20_000, 1, 6), toy.loss, generator=gen(5))
+    estimator = make_estimator("reinforce-wor[samples=2,baseline=none]")
+    out = estimator(toy.logits.expand(20_000, 1, 6), toy.loss, generator=gen(5))
     loss = out.loss.double()
     assert abs(float(loss.mean()) - expected) <= 4 * float(loss.std()) / math.sqrt(loss.numel())
 
