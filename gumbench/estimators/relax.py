@@ -92,10 +92,13 @@ class LearnedControlVariate(CategoricalEstimator):
         z, z_tilde = log_probs + noise, conditional_relaxation_noise(log_probs, indices, generator)
         temperature = self.log_temperature.exp().to(work.dtype)
         c = self.control_variate(torch.softmax(torch.stack((z, z_tilde)) / temperature, dim=-1), loss_fn)
-        log_p = log_probs.gather(-1, indices.unsqueeze(-1)).squeeze(-1).sum(-1)
-        row = (f.detach().to(work.dtype) - c[1]).detach() * log_p + c[0] - c[1]
         train = self.training and any(p.requires_grad for p in self.parameters())
-        (g_hat,) = torch.autograd.grad(row.sum(), leaf, create_graph=train)
+        # grad c(z) - grad c(z~) through the noise; the score grad log p(b) = one_hot(b) - pi per group, explicitly,
+        # so that its coefficient f(b) - c(z~) keeps its dependence on the control variate's parameters
+        (pathwise,) = torch.autograd.grad((c[0] - c[1]).sum(), leaf, create_graph=train)
+        score = value.to(work.dtype) - log_probs.detach().exp()
+        coefficient = f.detach().to(work.dtype) - c[1]
+        g_hat = coefficient.reshape(*coefficient.shape, 1, 1) * score + pathwise
         if train:
             self.variance_step(g_hat)
         surrogate = f + estimate_surrogate(work, g_hat).to(f.dtype)
