@@ -53,6 +53,7 @@ from gumbench.kernels.reference import compute_dtype, gumbel_noise, uniform_open
 from gumbench.plugin import TEMPERATURE, Range
 
 LEARNING_RATE = Range(0, 10, meaning="Adam's learning rate for the control variate's parameters")
+WARMUP = Range(0, 100_000, meaning="extra steps on the first training-mode call's logits, before its estimate")
 
 
 def conditional_relaxation_noise(log_probs: torch.Tensor, index: torch.Tensor, generator=None) -> torch.Tensor:
@@ -75,6 +76,7 @@ class LearnedControlVariate(CategoricalEstimator):
         super().__init__(**params)
         self.log_temperature = torch.nn.Parameter(torch.tensor(math.log(self.params["temperature"])))
         self.optimizer: torch.optim.Optimizer | None = None  # made on the first training-mode call
+        self.warmed_up = False  # the first training-mode call takes ``warmup`` extra steps
 
     def control_variate(self, relaxed: torch.Tensor, loss_fn) -> torch.Tensor:
         """c at relaxed samples (N, ..., G, V) -> (N, ...)."""
@@ -82,27 +84,36 @@ class LearnedControlVariate(CategoricalEstimator):
 
     def estimate(self, logits, loss_fn, generator):
         work = logits.to(compute_dtype(logits.dtype))
+        train = self.training and any(p.requires_grad for p in self.parameters())
+        if train and not self.warmed_up:  # the first training-mode call: ``warmup`` steps on these logits first
+            for _ in range(self.params["warmup"]):
+                self.variance_step(self.draw(work, loss_fn, generator, train=True)[0])
+            self.warmed_up = True
+        g_hat, f, value, indices = self.draw(work, loss_fn, generator, train)
+        if train:
+            self.variance_step(g_hat)
+        surrogate = f + estimate_surrogate(work, g_hat).to(f.dtype)
+        return EstimatorOutput(surrogate=surrogate, value=value.to(logits.dtype), indices=indices, loss=f, aux={})
+
+    def draw(self, work: torch.Tensor, loss_fn, generator, train: bool):
+        """(g_hat (..., G, V), f(b) (...) with its graph, one-hot b, b) at the logits ``work``; g_hat keeps its graph
+        to the control variate's parameters when ``train``."""
         leaf = work.detach().requires_grad_(True)
         log_probs = torch.log_softmax(leaf, dim=-1)
         with torch.no_grad():
             noise = gumbel_noise(work.shape, generator=generator, device=work.device, dtype=work.dtype)
             indices = (log_probs + noise).argmax(-1)
-        value = one_hot(indices, logits.shape[-1], logits.dtype)
-        f = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
+        value = one_hot(indices, work.shape[-1], work.dtype)
+        f = call_loss(loss_fn, value, work.shape[:-2], self.spec)
         z, z_tilde = log_probs + noise, conditional_relaxation_noise(log_probs, indices, generator)
         temperature = self.log_temperature.exp().to(work.dtype)
         c = self.control_variate(torch.softmax(torch.stack((z, z_tilde)) / temperature, dim=-1), loss_fn)
-        train = self.training and any(p.requires_grad for p in self.parameters())
         # grad c(z) - grad c(z~) through the noise; the score grad log p(b) = one_hot(b) - pi per group, explicitly,
         # so that its coefficient f(b) - c(z~) keeps its dependence on the control variate's parameters
         (pathwise,) = torch.autograd.grad((c[0] - c[1]).sum(), leaf, create_graph=train)
-        score = value.to(work.dtype) - log_probs.detach().exp()
+        score = value - log_probs.detach().exp()
         coefficient = f.detach().to(work.dtype) - c[1]
-        g_hat = coefficient.reshape(*coefficient.shape, 1, 1) * score + pathwise
-        if train:
-            self.variance_step(g_hat)
-        surrogate = f + estimate_surrogate(work, g_hat).to(f.dtype)
-        return EstimatorOutput(surrogate=surrogate, value=value, indices=indices, loss=f, aux={})
+        return coefficient.reshape(*coefficient.shape, 1, 1) * score + pathwise, f, value, indices
 
     def variance_step(self, g_hat: torch.Tensor) -> None:
         """One Adam step on the control variate's parameters down the mean over rows of ||g_hat_row||^2."""
@@ -123,10 +134,11 @@ class REBAR(LearnedControlVariate):
     name = "rebar"
     description = ("REBAR (Tucker 2017): score function with control variate eta f(softmax(z/lambda)) at z and the "
                    "conditional z~; eta and lambda learned on the variance; unbiased, 3 loss evaluations.")
-    defaults = {"eta": 1.0, "temperature": 0.5, "lr": 0.01}
+    defaults = {"eta": 1.0, "temperature": 0.5, "lr": 0.01, "warmup": 0}
     ranges = {"eta": Range(-100, 100, meaning="initial scale of the control variate"), "temperature": TEMPERATURE,
-              "lr": LEARNING_RATE}
+              "lr": LEARNING_RATE, "warmup": WARMUP}
     loss_evaluations = 3  # f(b), f(softmax(z / lambda)), f(softmax(z~ / lambda))
+    variants = ({"warmup": 200},)  # the default gradstats table: a control variate trained at the logits
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -142,9 +154,10 @@ class RELAX(LearnedControlVariate):
     name = "relax"
     description = ("RELAX (Grathwohl 2018): score function with a learned MLP control variate r(softmax(z/lambda)) "
                    "at z and the conditional z~, trained on the variance; unbiased, 1 loss evaluation.")
-    defaults = {"hidden": 32, "temperature": 0.5, "lr": 0.01}
+    defaults = {"hidden": 32, "temperature": 0.5, "lr": 0.01, "warmup": 0}
     ranges = {"hidden": Range(1, 4096, meaning="width of the control variate's hidden layer"),
-              "temperature": TEMPERATURE, "lr": LEARNING_RATE}
+              "temperature": TEMPERATURE, "lr": LEARNING_RATE, "warmup": WARMUP}
+    variants = ({"warmup": 200},)  # the default gradstats table: a control variate trained at the logits
 
     def __init__(self, **params):
         super().__init__(**params)

@@ -129,3 +129,17 @@ def test_relax_refuses_another_shape_and_counts_evaluations():
     with pytest.raises(GumbenchError, match="made for 6"):
         est(torch.randn(4, 2, 4), lambda y: y.sum((-2, -1)), generator=gen(0))
     assert est.loss_evaluations == 1 and make_estimator("rebar").loss_evaluations == 3
+
+
+def test_warmup_steps_on_the_first_training_call_only():
+    """warmup = 20: the first training-mode call takes 21 steps (Adam's step count), later calls one each; eval
+    calls none."""
+    est = make_estimator("rebar[warmup=20]")
+    logits = torch.randn(16, 2, 3, generator=gen(0))
+    loss = lambda y: y.pow(2).sum((-2, -1))  # noqa: E731
+    est.eval()(logits, loss, generator=gen(1))
+    assert est.optimizer is None
+    est.train()
+    for calls in (21, 22):
+        est(logits, loss, generator=gen(calls))
+        assert int(est.optimizer.state[est.eta]["step"]) == calls
