@@ -140,14 +140,35 @@ def test_vq_contract(name):
 # --- generic properties, over the union of the estimators each used to be checked for ------------------
 
 # every registered categorical estimator that takes any number of categories is included too (DisARM needs V = 2)
-FREQUENCY_NAMES = ["st-gumbel", "soft-gumbel", "straight-through", "reinforce", "gumbel-rao", "reinmax", "gst", "gst[variant=p]"]
+FREQUENCY_NAMES = [
+    "st-gumbel",
+    "soft-gumbel",
+    "straight-through",
+    "reinforce",
+    "gumbel-rao",
+    "reinmax",
+    "gst",
+    "gst[variant=p]",
+]
 # samples without replacement are distinct within a row, so only their first is a draw from softmax (tested in
 # test_without_replacement.py)
 WITHOUT_REPLACEMENT = ("unordered-set", "reinforce-wor")
-FREQUENCY_NAMES += [n for n in CATEGORICAL if registry.get(n).required_categories is None and n not in FREQUENCY_NAMES
-                    and n not in WITHOUT_REPLACEMENT]
-EXTREME_NAMES = ["st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]", "gumbel-rao", "reinmax", "gst",
-                 "gst[variant=p]", "disarm"]
+FREQUENCY_NAMES += [
+    n
+    for n in CATEGORICAL
+    if registry.get(n).required_categories is None and n not in FREQUENCY_NAMES and n not in WITHOUT_REPLACEMENT
+]
+EXTREME_NAMES = [
+    "st-gumbel",
+    "soft-gumbel",
+    "straight-through",
+    "reinforce[baseline=loo]",
+    "gumbel-rao",
+    "reinmax",
+    "gst",
+    "gst[variant=p]",
+    "disarm",
+]
 EXTREME_NAMES += [n for n in CATEGORICAL if n not in EXTREME_NAMES]
 
 
@@ -166,7 +187,8 @@ def test_sampled_category_frequencies_match_softmax(name):
 @pytest.mark.parametrize(
     "name, tau",
     [(n, t) for n in EXTREME_NAMES for t in (0.01, 1.0, 100.0)
-     if not (n in ("reinmax", "reinmax-cv") and t < 1)],  # ReinMax needs tau >= 1 (tested as an error in test_reinmax.py)
+     # ReinMax (and ReinMax-CV) need tau >= 1 (tested as an error in test_reinmax.py)
+     if not (n in ("reinmax", "reinmax-cv") and t < 1)],
 )
 def test_extreme_logits_stay_finite(name, tau, dtype):
     est = make_estimator(name)
@@ -183,16 +205,33 @@ def test_extreme_logits_stay_finite(name, tau, dtype):
     assert torch.isfinite(logits.grad).all()
     assert not (out.indices == 3).any(), "a masked (-inf) category was chosen"
     chosen = out.indices.unsqueeze(-1)
-    assert torch.isfinite(logits.detach().expand(*out.indices.shape, logits.shape[-1]).gather(-1, chosen)).all(), "a masked category was chosen"
+    assert torch.isfinite(logits.detach().expand(*out.indices.shape, logits.shape[-1]).gather(-1, chosen)).all(), (
+        "a masked category was chosen"
+    )
 
 
-@pytest.mark.parametrize("bad", [
-    "st-gumbel[tau=0]", "soft-gumbel[tau=-1]", "straight-through[tau=nan]", "reinforce[baseline=loo,samples=1]", "reinforce[decay=1.5]",
-    "vq-commitment[beta=-1]", "vq-commitment[decay=1]",
-    "gumbel-rao[samples=0]", "gumbel-rao[tau=0]", "gst[tau=-1]", "reinmax[tau=nan]", "disarm[tau=1]",
-    "zgr[tau=1]", "decoupled-st-gumbel[tau_forward=0]", "decoupled-st-gumbel[tau_forward=1000]", "indecater[samples=0]",
-    "indecater[tau=1]",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "st-gumbel[tau=0]",
+        "soft-gumbel[tau=-1]",
+        "straight-through[tau=nan]",
+        "reinforce[baseline=loo,samples=1]",
+        "reinforce[decay=1.5]",
+        "vq-commitment[beta=-1]",
+        "vq-commitment[decay=1]",
+        "gumbel-rao[samples=0]",
+        "gumbel-rao[tau=0]",
+        "gst[tau=-1]",
+        "reinmax[tau=nan]",
+        "disarm[tau=1]",
+        "zgr[tau=1]",
+        "decoupled-st-gumbel[tau_forward=0]",
+        "decoupled-st-gumbel[tau_forward=1000]",
+        "indecater[samples=0]",
+        "indecater[tau=1]",
+    ],
+)
 def test_invalid_parameters_raise_clear_errors(bad):
     with pytest.raises(GumbenchError):
         make_estimator(bad)

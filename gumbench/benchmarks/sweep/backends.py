@@ -65,7 +65,9 @@ def check_execution(backend: str, jobs: int, slurm_partition: str | None = None,
         if not slurm_partition:
             raise GumbenchError("--backend slurm needs --partition NAME")
         if isinstance(slurm_time, bool) or not isinstance(slurm_time, int) or not 1 <= slurm_time <= MAX_SLURM_MINUTES:
-            raise GumbenchError(f"the SLURM time limit must be from 1 to {MAX_SLURM_MINUTES} minutes, got {slurm_time!r}")
+            raise GumbenchError(
+                f"the SLURM time limit must be from 1 to {MAX_SLURM_MINUTES} minutes, got {slurm_time!r}"
+            )
 
 
 def _local(run, items, jobs, threads):
@@ -84,11 +86,17 @@ def _dask(run, items, jobs, scheduler, threads):
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise GumbenchError("--backend dask needs dask.distributed: pip install 'gumbench[dask]'") from None
-    cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = (
+        None
+        if scheduler
+        else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+    )
     try:
         client = Client(scheduler or cluster, timeout=30)
     except (OSError, ValueError, TimeoutError) as exc:
-        raise GumbenchError(f"cannot reach the Dask scheduler {scheduler!r}: {' '.join(str(exc).split())[:160]}") from None
+        raise GumbenchError(
+            f"cannot reach the Dask scheduler {scheduler!r}: {' '.join(str(exc).split())[:160]}"
+        ) from None
     try:
         futures = client.map(_tagged, [run] * len(items), items, threads=threads, pure=False)
         for future in as_completed(futures):
