@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import torch
 
+from gumbench.errors import GumbenchError
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
 from gumbench.estimators.explicit import estimate_surrogate, jacobian_product, loss_and_upstream
 from gumbench.estimators.reinmax import softmax_jacobian_surrogate
@@ -93,7 +94,13 @@ class ReinMaxCV(CategoricalEstimator):
     description = ("ReinMax-CV: ReinMax over S samples minus a score-function control variate w (D - pi), w fitted "
                    "leave-one-out per row; ReinMax's mean, S loss evaluations.")
     defaults = {"tau": 1.0, "samples": 4}
-    ranges = {"tau": Range(1, 100), "samples": Range(2, 1000, meaning="S, the samples per row")}
+    ranges = {"tau": TEMPERATURE, "samples": Range(2, 1000, meaning="S, the samples per row")}
+
+    def validate(self) -> None:
+        tau = self.params["tau"]
+        if tau < 1:
+            raise GumbenchError(f"{self.name}: tau must be >= 1 (ReinMax's second-order correction needs it; "
+                                f"Liu et al. 2023), got {tau:g}")
 
     @property
     def loss_evaluations(self) -> int:

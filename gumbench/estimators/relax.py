@@ -118,7 +118,10 @@ class LearnedControlVariate(CategoricalEstimator):
     def variance_step(self, g_hat: torch.Tensor) -> None:
         """One Adam step on the control variate's parameters down the mean over rows of ||g_hat_row||^2."""
         params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer is None:
+        moved = self.optimizer is not None and any(
+            state["exp_avg"].dtype != p.dtype or state["exp_avg"].device != p.device
+            for p in params if "exp_avg" in (state := self.optimizer.state.get(p, {})))
+        if self.optimizer is None or moved:  # made on the first step; made afresh after .to() changed the parameters
             self.optimizer = torch.optim.Adam(params, lr=self.params["lr"])
         variance = g_hat.pow(2).sum(dim=(-2, -1)).mean()
         grads = torch.autograd.grad(variance, params, allow_unused=True)
@@ -171,7 +174,7 @@ class RELAX(LearnedControlVariate):
         x = relaxed.flatten(-2)
         if isinstance(self.hidden_weight, UninitializedParameter):
             self.hidden_weight.materialize((self.params["hidden"], x.shape[-1]), dtype=torch.float32)
-            bound = 1 / math.sqrt(x.shape[-1])  # as torch.nn.Linear, from a fixed seed: estimators start alike
+            bound = 1 / math.sqrt(max(1, x.shape[-1]))  # as torch.nn.Linear, from a fixed seed: estimators start alike
             with torch.no_grad():
                 self.hidden_weight.uniform_(-bound, bound, generator=torch.Generator().manual_seed(0))
         elif self.hidden_weight.shape[-1] != x.shape[-1]:
