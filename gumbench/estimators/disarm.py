@@ -44,6 +44,7 @@ class DisARM(CategoricalEstimator):
                    "1/2 (f(b) - f(b~)) (-1)^b~ 1[b != b~] sigmoid(|a|).")
     required_categories = 2  # logits must be (..., G, 2)
     zero_estimate_possible = True  # the estimate is exactly 0 when every pair agrees
+    loss_evaluations = 2  # the antithetic pair
     variants = ()  # not in the default gradstats table: its toy has 8 categories per group
 
     def estimate(self, logits, loss_fn, generator):
