@@ -275,6 +275,8 @@ MAX_CHECKPOINTS, MAX_CHECKPOINT_STEP = 20, 100_000
 def _steps(text: str) -> tuple[int, ...]:
     """'0,150,300' -> (0, 150, 300)."""
     try:
+        if not text.isascii():  # numbers are written in ASCII digits (gumbench.registry.parse_number)
+            raise ValueError(text)
         steps = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise GumbenchError(f"--checkpoints takes steps separated by commas, like 0,150,300; got {text!r}") from None

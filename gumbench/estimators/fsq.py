@@ -50,7 +50,7 @@ def parse_levels(owner: str, text: str) -> tuple[int, ...]:
     """'8-5-5-5' -> (8, 5, 5, 5), with every rule checked; one clear line otherwise."""
     low, high = LEVEL_RANGE
     parts = text.split("-")
-    if not all(part.isdigit() for part in parts):
+    if not all(part.isascii() and part.isdigit() for part in parts):  # the rule of gumbench.registry.parse_number
         raise GumbenchError(f"{owner}: levels must be integers joined by '-', such as 8-5-5-5, got {text!r}")
     levels = tuple(int(part) for part in parts)
     if len(levels) > MAX_DIMENSIONS:

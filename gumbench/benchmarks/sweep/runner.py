@@ -205,7 +205,7 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
             store.write_unit(unit.unit_id, rows)
             bar.advance(unit, time.perf_counter() - start)
             start = time.perf_counter()
-        store.finalize(ids)
+        store.finalize(ids, note=bar.note)
         if todo:  # how long this invocation took, on what, under which load (README's timings come from here)
             write_json(store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json", {
                 "units_run": len(todo), "units": len(units), "wall_seconds": round(time.perf_counter() - began, 1),

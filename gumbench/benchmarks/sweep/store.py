@@ -8,7 +8,7 @@ Layout of one sweep run, named by its identity (the config's hash and the code's
 
     <root>/<name>-<config hash>-<code hash>/units/<unit id>.parquet  one per finished unit, written on finish
     <root>/<name>-<config hash>-<code hash>/results.parquet          all units, written once when all are done
-    <root>/<name>-<config hash>-<code hash>/set-aside/               unreadable unit files found on resume
+    <root>/<name>-<config hash>-<code hash>/set-aside/               unreadable unit (or results) files found on resume
     <root>/<name>-<config hash>-<code hash>/.lock                    held by the process running the sweep
 
 Parquet results are tidy long format and are never overwritten. Every file carries the run
@@ -183,6 +183,17 @@ class RunStore:
             self._lock.close()  # closing releases the lock
             self._lock = None
 
+    def set_aside(self, path: Path, reason: str) -> Path:
+        """Move ``path`` to ``set-aside/`` under a timestamped name (never over another); returns where it went."""
+        aside = self.folder / "set-aside" / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+        aside.parent.mkdir(exist_ok=True)
+        count = 1
+        while aside.exists():
+            aside = aside.with_name(f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}.{count}")
+            count += 1
+        os.replace(path, aside)
+        return aside
+
     def finished(self, unit_ids, note: Callable[[str], None] = lambda text: None) -> set[str]:
         """The units of ``unit_ids`` whose files read back whole with this run's identity and their own
         rows; a file that does not (truncated, empty, another run's) is moved to ``set-aside/``, reported
@@ -196,27 +207,32 @@ class RunStore:
                     raise GumbenchError(f"{path} does not hold the rows of unit {path.stem} of this run")
                 done.add(path.stem)
             except (GumbenchError, KeyError) as exc:
-                aside = self.folder / "set-aside" / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
-                aside.parent.mkdir(exist_ok=True)
-                os.replace(path, aside)
+                aside = self.set_aside(path, str(exc))
                 note(f"set aside {path.name} ({str(exc).split(' (')[0]}); its unit runs again: {aside}")
         return done
 
     def write_unit(self, unit_id: str, frame) -> None:
         write_parquet(frame, self.unit_path(unit_id), self.metadata)
 
-    def finalize(self, unit_ids: list[str]) -> Path:
-        """Write results.parquet from the unit files once. An existing one is kept only when it holds
-        exactly ``unit_ids`` with this run's identity; anything else is a one-line error."""
+    def finalize(self, unit_ids: list[str], note: Callable[[str], None] = lambda text: None) -> Path:
+        """Write results.parquet from the unit files once. An existing one is kept only when it reads back whole
+        with exactly ``unit_ids`` and this run's identity; anything else (damaged, truncated, another run's) is
+        set aside like a damaged unit, said through ``note``, and rebuilt from the units."""
         import pandas as pd
 
         expected = set(unit_ids)
         if self.results.exists():
-            found = set(read_results(self.results, self.metadata)["unit_id"])
-            if found != expected:
-                raise GumbenchError(f"{self.results} holds {len(found)} units, {len(found & expected)} of this run's {len(expected)}: "
-                                    "move it aside and run the sweep again")
-            return self.results
+            try:
+                found = set(read_results(self.results, self.metadata)["unit_id"])
+                if found != expected:
+                    raise GumbenchError(f"{self.results} holds {len(found)} units, {len(found & expected)} of this run's "
+                                        f"{len(expected)}")
+                return self.results
+            except GumbenchError as exc:
+                aside = self.set_aside(self.results, str(exc))
+                reason = str(exc).removeprefix(f"{self.results} ").split(" (")[0]
+                note(f"set aside results.parquet ({reason}); rebuilt from the {len(expected)} unit files: "
+                     f"{aside}")
         frames = [read_results(self.unit_path(u), self.metadata) for u in unit_ids]
         combined = pd.concat(frames, ignore_index=True).drop(columns=list(METADATA_COLUMNS))
         if set(combined["unit_id"]) != expected:
