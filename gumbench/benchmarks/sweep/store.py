@@ -225,8 +225,8 @@ class RunStore:
             try:
                 found = set(read_results(self.results, self.metadata)["unit_id"])
                 if found != expected:
-                    raise GumbenchError(f"{self.results} holds {len(found)} units, {len(found & expected)} of this run's "
-                                        f"{len(expected)}")
+                    raise GumbenchError(f"{self.results} holds {len(found)} units, {len(found & expected)} of this "
+                                        f"run's {len(expected)}")
                 return self.results
             except GumbenchError as exc:
                 aside = self.set_aside(self.results, str(exc))
