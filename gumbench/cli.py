@@ -54,6 +54,9 @@ def _folder(value: Optional[Path]) -> Optional[Path]:
 # --threads, else $GUMBENCH_THREADS, else 1: checked before a command's work starts, applied in it
 THREADS = typer.Option(None, "--threads", callback=torch_threads, show_default=False,
                        help="Torch threads per process (per worker in a sweep); default: $GUMBENCH_THREADS, else 1.")
+MAX_MEMORY = typer.Option(None, "--max-memory", show_default=False,
+                          help="Refuse, before it starts, a run whose estimated peak memory exceeds this size (like 8G or "
+                               "512M); default: $GUMBENCH_MAX_MEMORY, else half the memory available.")
 DATA_DIR_HELP = ("Folder of the four IDX files (train/t10k images and labels, gzipped or not) for fashion-vae "
                  "(default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist).")
 
@@ -105,12 +108,15 @@ def gradstats_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON with every field instead of a table."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Also write the JSON to this file."),
     threads: int = THREADS,
+    max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
     """Gradient statistics against the exact gradient (by enumeration) on a toy task."""
     from gumbench.benchmarks.gradstats import gradstats_table, run_gradstats
+    from gumbench.footprint import use_limit
 
     use_threads(threads)
-    results = run_gradstats(task, estimator or None, tau=tau, samples=samples, seed=seed)
+    with use_limit(max_memory) as limit:
+        results = run_gradstats(task, estimator or None, tau=tau, samples=samples, seed=seed, max_memory=limit)
     payload = [r.to_dict() | {"task": results.task} for r in results.statistics]
     if output is not None:
         from gumbench.files import write_json
@@ -161,6 +167,7 @@ def train_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step rows as CSV."),
     threads: int = THREADS,
+    max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
     """Train a model with a discrete bottleneck; per-step loss terms, utilization, gradient norms, time."""
     import pandas as pd
@@ -178,9 +185,14 @@ def train_command(
         spec.params["data_dir"] = str(data_dir)
     built_task = make_training_task(spec)
     built = [make_estimator(e) for e in (estimator or ["st-gumbel", "vq-commitment"])]
-    for est in built:
-        built_task.check_estimator(est)  # refused before the first run starts
-    frame = pd.concat([train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built], ignore_index=True)
+    from gumbench.footprint import check_peak, combined, use_limit
+
+    with use_limit(max_memory) as limit:
+        for est in built:
+            built_task.check_estimator(est)  # refused before the first run starts
+            check_peak(f"{est.label} on {built_task.spec}", combined(built_task.peak_memory(est), est.peak_memory()), limit)
+        frame = pd.concat([train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built],
+                          ignore_index=True)
     if output is not None:
         from gumbench.files import write_csv
 
@@ -205,7 +217,10 @@ def sweep_command(
     backend: str = typer.Option("local", "--backend", help="local (joblib), dask or slurm (submitit)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address; default: a local cluster."),
     partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (--backend slurm)."),
-    time_limit: int = typer.Option(60, "--time", help="SLURM time limit per unit, minutes."),
+    time_limit: Optional[int] = typer.Option(None, "--time", show_default=False,
+                                             help="SLURM time limit per unit, minutes (--backend slurm; default 60)."),
+    connect_timeout: Optional[float] = typer.Option(None, "--connect-timeout", show_default=False,
+                                                    help="Seconds a Dask scheduler or sbatch may take to answer (default 10)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (overrides the config's)."),
     repetitions: Optional[int] = typer.Option(None, "--repetitions", "--seeds", help="Repetitions (seeds) per unit."),
     base_seed: Optional[int] = typer.Option(None, "--base-seed", help="Base seed hashed into every unit's seed."),
@@ -215,14 +230,17 @@ def sweep_command(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md into the run folder."),
     kernel: Optional[Path] = typer.Option(None, "--kernel", callback=_kernel, help="Kernel profile CSV (from `gumbench profile-kernel`) to draw in the report."),
     threads: int = THREADS,
+    max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
     """Run or resume a sweep (tasks x estimators x parameters x seeds); results as parquet, then a report."""
     from gumbench.benchmarks.sweep import apply_overrides, load_config, run_sweep
+    from gumbench.footprint import use_limit
 
     resolved = apply_overrides(load_config(config), name=name, repetitions=repetitions, base_seed=base_seed,
                                samples=samples, steps=steps, estimators=estimator)
-    run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler,
-                    slurm_partition=partition, slurm_time=time_limit, threads=threads)
+    with use_limit(max_memory) as limit:
+        run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=partition,
+                        slurm_time=time_limit, threads=threads, connect_timeout=connect_timeout, max_memory=limit)
     typer.echo(f"results: {run.results}")
     if report:
         from gumbench.benchmarks.sweep.report import build_report

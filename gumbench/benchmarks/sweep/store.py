@@ -154,6 +154,7 @@ class RunStore:
         self.units = self.folder / "units"
         self.results = self.folder / "results.parquet"
         self._lock = None
+        self._made: Path | None = None
 
     def unit_path(self, unit_id: str) -> Path:
         return self.units / f"{unit_id}.parquet"
@@ -162,6 +163,8 @@ class RunStore:
     def __enter__(self) -> "RunStore":
         """Hold the run folder (an exclusive lock on ``.lock``); a second holder is refused at once,
         named by the process id, host and start time the first wrote there."""
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        self._made = missing[-1] if missing else None  # the outermost folder this run makes (None: it existed)
         self.folder.mkdir(parents=True, exist_ok=True)
         handle = open(self.folder / ".lock", "a+")
         try:
@@ -178,10 +181,22 @@ class RunStore:
         self._lock = handle
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
+        """Release the folder; a run that failed before any unit finished, in a folder it made, leaves nothing."""
         if self._lock is not None:
             self._lock.close()  # closing releases the lock
             self._lock = None
+        if kind is not None and self._made is not None and not any(self.units.glob("*.parquet")):
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+            for parent in self.folder.parents:  # the folders made on the way, while nothing else is in them
+                if not parent.is_relative_to(self._made):
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
 
     def set_aside(self, path: Path, reason: str) -> Path:
         """Move ``path`` to ``set-aside/`` under a timestamped name (never over another); returns where it went."""
