@@ -55,8 +55,8 @@ def _folder(value: Optional[Path]) -> Optional[Path]:
 THREADS = typer.Option(None, "--threads", callback=torch_threads, show_default=False,
                        help="Torch threads per process (per worker in a sweep); default: $GUMBENCH_THREADS, else 1.")
 MAX_MEMORY = typer.Option(None, "--max-memory", show_default=False,
-                          help="Refuse, before it starts, a run whose estimated peak memory exceeds this size (like 8G or "
-                               "512M); default: $GUMBENCH_MAX_MEMORY, else half the memory available.")
+                          help="Refuse, before it starts, a run whose estimated peak memory exceeds this size "
+                               "(like 8G or 512M); default: $GUMBENCH_MAX_MEMORY, else half the memory available.")
 DATA_DIR_HELP = ("Folder of the four IDX files (train/t10k images and labels, gzipped or not) for fashion-vae "
                  "(default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist).")
 
@@ -190,7 +190,8 @@ def train_command(
     with use_limit(max_memory) as limit:
         for est in built:
             built_task.check_estimator(est)  # refused before the first run starts
-            check_peak(f"{est.label} on {built_task.spec}", combined(built_task.peak_memory(est), est.peak_memory()), limit)
+            peak = combined(built_task.peak_memory(est), est.peak_memory())
+            check_peak(f"{est.label} on {built_task.spec}", peak, limit)
         frame = pd.concat([train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built],
                           ignore_index=True)
     if output is not None:
@@ -219,8 +220,8 @@ def sweep_command(
     partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (--backend slurm)."),
     time_limit: Optional[int] = typer.Option(None, "--time", show_default=False,
                                              help="SLURM time limit per unit, minutes (--backend slurm; default 60)."),
-    connect_timeout: Optional[float] = typer.Option(None, "--connect-timeout", show_default=False,
-                                                    help="Seconds a Dask scheduler or sbatch may take to answer (default 10)."),
+    connect_timeout: Optional[float] = typer.Option(
+        None, "--connect-timeout", show_default=False, help="Seconds a Dask scheduler or sbatch may take to answer (default 10)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (overrides the config's)."),
     repetitions: Optional[int] = typer.Option(None, "--repetitions", "--seeds", help="Repetitions (seeds) per unit."),
     base_seed: Optional[int] = typer.Option(None, "--base-seed", help="Base seed hashed into every unit's seed."),

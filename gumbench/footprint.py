@@ -25,7 +25,8 @@ from gumbench.errors import GumbenchError
 ENV = "GUMBENCH_MAX_MEMORY"
 DEFAULT_FRACTION = 0.5  # of the available memory: the rest is for the interpreter, torch, the allocator's slack
 STEP_COPIES = 8  # float32 copies of a step's largest tensor held at once (values, gradients, float64 copies)
-VQ_COPIES = 4  # (rows, G, K) tensors a VQ forward and backward hold: distances, their cross term, the one-hot, its gradient
+# (rows, G, K) tensors a VQ forward and backward hold at once: distances, their cross term, the one-hot, its gradient
+VQ_COPIES = 4
 UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -113,8 +114,8 @@ def check_peak(who: str, peak: Peak, limit: Limit | None = None) -> None:
     limit = memory_limit(limit)
     if peak.bytes > limit.bytes:
         lower = ", ".join(peak.sizes[:-1]) + (" or " if len(peak.sizes) > 1 else "") + peak.sizes[-1]
-        raise GumbenchError(f"{who} would need about {format_bytes(peak.bytes)} of memory at its peak, over the limit of "
-                            f"{format_bytes(limit.bytes)} ({limit.source}); lower {lower}, or raise --max-memory")
+        raise GumbenchError(f"{who} would need about {format_bytes(peak.bytes)} of memory at its peak, over the limit "
+                            f"of {format_bytes(limit.bytes)} ({limit.source}); lower {lower}, or raise --max-memory")
 
 
 def vq_bytes(rows: int, groups: int, codes: int, dim: int, itemsize: int = 4) -> int:

@@ -146,10 +146,10 @@ class Plugin:
         """Checks that the declarations cannot express; raise GumbenchError naming what is allowed."""
 
     def peak_memory(self, *context):
-        """The estimated peak memory of running this plugin (:class:`gumbench.footprint.Peak`), from its parameters alone:
-        STEP_COPIES float32 copies of its largest declared ``limits`` product, naming that product's parameters; none
-        for a plugin without limits (an estimator's sizes are its inputs'). ``context`` (an estimator, a sample count)
-        is for subclasses whose peak depends on what they run with."""
+        """The estimated peak memory of running this plugin (:class:`gumbench.footprint.Peak`), from its parameters
+        alone: STEP_COPIES float32 copies of its largest declared ``limits`` product, naming that product's
+        parameters; none for a plugin without limits (an estimator's sizes are its inputs'). ``context`` (an
+        estimator, a sample count) is for subclasses whose peak depends on what they run with."""
         from gumbench.footprint import STEP_COPIES, Peak
 
         if not self.limits:

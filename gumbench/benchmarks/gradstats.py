@@ -388,7 +388,8 @@ def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: i
     for est in built:
         problem.check_estimator(est)
         problem.rows_at_once(est, None, samples, "gradstats")
-        check_peak(f"{est.label} on {problem.spec}", combined(problem.peak_memory(est, samples), est.peak_memory()), limit)
+        peak = combined(problem.peak_memory(est, samples), est.peak_memory())
+        check_peak(f"{est.label} on {problem.spec}", peak, limit)
     problem.check_reference(problem.reference())
     return GradstatsRun(problem.spec, [problem_statistics(est, problem, samples, seed) for est in built])
 

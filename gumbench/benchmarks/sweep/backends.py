@@ -60,7 +60,8 @@ SLURM_MINUTES = 60  # the default time limit per unit
 CONNECT_TIMEOUT = 10.0  # seconds a Dask scheduler or sbatch may take to answer (--connect-timeout)
 MAX_CONNECT_TIMEOUT = 600.0
 SUBMIT_TIMEOUTS = 12  # the job array's submission may take this many connect timeouts (pickling, a busy controller)
-OPTION_BACKENDS = {"--scheduler": ("dask",), "--partition": ("slurm",), "--time": ("slurm",), "--connect-timeout": ("dask", "slurm")}
+OPTION_BACKENDS = {"--scheduler": ("dask",), "--partition": ("slurm",), "--time": ("slurm",),
+                   "--connect-timeout": ("dask", "slurm")}
 
 
 def check_execution(backend: str, jobs: int, slurm_partition: str | None = None, slurm_time: int | None = None,
@@ -71,17 +72,19 @@ def check_execution(backend: str, jobs: int, slurm_partition: str | None = None,
         raise GumbenchError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_JOBS:
         raise GumbenchError(f"jobs must be an integer from 1 to {MAX_JOBS}, got {jobs!r}")
-    given = {"--scheduler": scheduler, "--partition": slurm_partition, "--time": slurm_time, "--connect-timeout": connect_timeout}
+    given = {"--scheduler": scheduler, "--partition": slurm_partition, "--time": slurm_time,
+             "--connect-timeout": connect_timeout}
     for option, value in given.items():
         if value is not None and backend not in OPTION_BACKENDS[option]:
-            raise GumbenchError(f"{option} applies to --backend {' or '.join(OPTION_BACKENDS[option])} only, not {backend}; "
-                                "leave it out or choose that backend")
+            raise GumbenchError(f"{option} applies to --backend {' or '.join(OPTION_BACKENDS[option])} only, "
+                                f"not {backend}; leave it out or choose that backend")
     if backend == "slurm" and jobs != 1:
-        raise GumbenchError("--jobs applies to --backend local or dask; SLURM runs every unit as a task of one job array "
-                            "(its partition decides how many at once)")
+        raise GumbenchError("--jobs applies to --backend local or dask; SLURM runs every unit as a task of one job "
+                            "array (its partition decides how many at once)")
     if connect_timeout is not None and (isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float))
                                         or not 0 < connect_timeout <= MAX_CONNECT_TIMEOUT):
-        raise GumbenchError(f"--connect-timeout must be seconds in (0, {MAX_CONNECT_TIMEOUT:g}], got {connect_timeout!r}")
+        raise GumbenchError(f"--connect-timeout must be seconds in (0, {MAX_CONNECT_TIMEOUT:g}], "
+                            f"got {connect_timeout!r}")
     if backend == "dask" and scheduler is not None and not re.fullmatch(r"(\w+://)?[\w.\-\[\]:]+:\d+", scheduler):
         raise GumbenchError(f"--scheduler must be an address like tcp://host:8786, got {scheduler!r}")
     if backend == "slurm":
@@ -111,7 +114,8 @@ def check_backend(backend: str, *, scheduler: str | None = None, slurm_partition
         if importlib.util.find_spec("submitit") is None:
             raise GumbenchError("--backend slurm needs submitit: pip install 'gumbench[slurm]'")
         if shutil.which("sbatch") is None or shutil.which("srun") is None:
-            raise GumbenchError("--backend slurm needs SLURM's sbatch and srun on PATH (run it where jobs are submitted)")
+            raise GumbenchError("--backend slurm needs SLURM's sbatch and srun on PATH (run it where jobs are "
+                                "submitted)")
         probe_sbatch(slurm_partition, slurm_time or SLURM_MINUTES, timeout)
 
 
@@ -163,7 +167,8 @@ def _slurm(run, items, partition, time_limit, folder, threads, timeout):
     executor.update_parameters(slurm_partition=partition, timeout_min=time_limit, cpus_per_task=threads)
     try:
         pending = list(bounded(lambda: executor.map_array(_tagged, [run] * len(items), items, [threads] * len(items)),
-                               timeout * SUBMIT_TIMEOUTS, f"sbatch did not submit the job array to partition {partition!r}"))
+                               timeout * SUBMIT_TIMEOUTS,
+                               f"sbatch did not submit the job array to partition {partition!r}"))
     except submitit.core.utils.FailedJobError as error:  # sbatch refused the array, e.g. an unknown partition
         raise GumbenchError(str(error).strip().splitlines()[-1]) from None
     except submitit.core.utils.FailedSubmissionError as error:  # sbatch answered, but not with a job id

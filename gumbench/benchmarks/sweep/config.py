@@ -313,7 +313,8 @@ def check_config(config: dict) -> None:
             if allowed[key] is list and not all(isinstance(v, str) for v in value):
                 raise GumbenchError(f"[{section}] {key} must be a list of names like 'st-gumbel[tau=0.5]'")
             if allowed[key] is int and not LOWEST.get(key, 1) <= value <= LIMITS[key]:
-                raise GumbenchError(f"[{section}] {key} must be from {LOWEST.get(key, 1)} to {LIMITS[key]:,}, got {value}")
+                raise GumbenchError(f"[{section}] {key} must be from {LOWEST.get(key, 1)} to {LIMITS[key]:,}, "
+                                    f"got {value}")
             if allowed[key] is float and not LEARNING_RATE.contains(float(value)):
                 raise GumbenchError(f"[{section}] {key} must be a number {LEARNING_RATE.describe()}, got {value!r}")
     check_name(config.get("name", "sweep"))

@@ -58,8 +58,9 @@ def probe_dask(address: str, timeout: float) -> None:
         try:
             head = _read_head(sock, 8, deadline)
         except socket.timeout:
-            raise GumbenchError(f"{address} accepts connections but sent no Dask handshake within {timeout:g} s: not a Dask "
-                                "scheduler (a web server, another service?); give the scheduler's address (--scheduler)") from None
+            raise GumbenchError(f"{address} accepts connections but sent no Dask handshake within {timeout:g} s: "
+                                "not a Dask scheduler (a web server, another service?); give the scheduler's address "
+                                "(--scheduler)") from None
         except OSError as exc:
             raise GumbenchError(f"cannot reach {where}: {exc.strerror or exc}") from None
     if len(head) < 8:
@@ -88,7 +89,8 @@ def bounded(work: Callable, timeout: float, what: str):
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise GumbenchError(f"{what} within {timeout:g} s; check the SLURM controller (squeue), or raise --connect-timeout")
+        raise GumbenchError(f"{what} within {timeout:g} s; check the SLURM controller (squeue), or raise "
+                            "--connect-timeout")
     if "error" in result:
         raise result["error"]
     return result["value"]
