@@ -81,8 +81,8 @@ def check_execution(backend: str, jobs: int, slurm_partition: str | None = None,
     if backend == "slurm" and jobs != 1:
         raise GumbenchError("--jobs applies to --backend local or dask; SLURM runs every unit as a task of one job "
                             "array (its partition decides how many at once)")
-    if connect_timeout is not None and (isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float))
-                                        or not 0 < connect_timeout <= MAX_CONNECT_TIMEOUT):
+    number = isinstance(connect_timeout, (int, float)) and not isinstance(connect_timeout, bool)
+    if connect_timeout is not None and not (number and 0 < connect_timeout <= MAX_CONNECT_TIMEOUT):
         raise GumbenchError(f"--connect-timeout must be seconds in (0, {MAX_CONNECT_TIMEOUT:g}], "
                             f"got {connect_timeout!r}")
     if backend == "dask" and scheduler is not None and not re.fullmatch(r"(\w+://)?[\w.\-\[\]:]+:\d+", scheduler):
