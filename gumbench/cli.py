@@ -221,7 +221,7 @@ def sweep_command(
     time_limit: Optional[int] = typer.Option(None, "--time", show_default=False,
                                              help="SLURM time limit per unit, minutes (--backend slurm; default 60)."),
     connect_timeout: Optional[float] = typer.Option(None, "--connect-timeout", show_default=False,
-                                                    help="Seconds a Dask scheduler or sbatch may answer in (default 10)."),
+                                                    help="Seconds for a Dask scheduler or sbatch to answer (10)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (overrides the config's)."),
     repetitions: Optional[int] = typer.Option(None, "--repetitions", "--seeds", help="Repetitions (seeds) per unit."),
     base_seed: Optional[int] = typer.Option(None, "--base-seed", help="Base seed hashed into every unit's seed."),
