@@ -114,7 +114,8 @@ def gunzip_idx(path: Path, raw: bytes) -> bytes:
         if IDX_COPIES * size > limit.bytes:
             raise GumbenchError(f"{path}: its header says {size:,} bytes of data; loaded, they would take about "
                                 f"{format_bytes(IDX_COPIES * size)}, over the memory limit of "
-                                f"{format_bytes(limit.bytes)} ({limit.source}); give a smaller dataset or raise --max-memory")
+                                f"{format_bytes(limit.bytes)} ({limit.source}); give a smaller dataset or raise "
+                                "--max-memory")
         data = head + inflate.decompress(inflate.unconsumed_tail, size + 1)
         if not inflate.eof and len(data) <= len(head) + size:  # what gzip.decompress says of a cut file
             raise EOFError("Compressed file ended before the end-of-stream marker was reached")
