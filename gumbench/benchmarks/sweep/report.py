@@ -314,15 +314,16 @@ def draw_figures(grad, training, compared, kernel=None) -> list[tuple[str, str, 
         seeds = int(wide.groupby(["task", "label"]).size().max())
         figures.append(("bias-variance", BIAS_VARIANCE.format(seeds=seeds) + grad_note,
                         _png(bias_variance_figure(wide, compared, palette))))
-        figures.append(("relative-bias", TEMPERATURE.format(what="Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", better="lower",
-                        seeds=seeds) + grad_note, _png(temperature_figure(wide, "relative_bias", "relative bias", palette, log=False))))
-        figures.append(("total-variance", TEMPERATURE.format(what="Total variance tr(Σ) of one estimate (log scale)", better="lower",
-                        seeds=seeds) + grad_note, _png(temperature_figure(wide, "total_variance", "total variance", palette, log=True))))
+        for name, what, metric, log in (("relative-bias", "Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", "relative_bias", False),
+                                        ("total-variance", "Total variance tr(Σ) of one estimate (log scale)", "total_variance", True)):
+            caption = TEMPERATURE.format(what=what, better="lower", seeds=seeds) + grad_note
+            figures.append((name, caption, _png(temperature_figure(wide, metric, metric.replace("_", " "), palette, log=log))))
     for metric, label, caption in (("loss", "training loss", LOSS), ("eval_code_perplexity", "eval code perplexity", PERPLEXITY)):
         fig = training_figure(training, metric, label, palette)
         if fig is not None:
             seeds = int(training.drop_duplicates("unit_id").groupby(["task", "label"]).size().max())
-            figures.append((f"training-{metric.replace('_', '-')}", caption.format(seeds=seeds) + training_note, _png(fig)))
+            name = f"training-{metric.replace('_', '-')}"
+            figures.append((name, caption.format(seeds=seeds) + training_note, _png(fig)))
     if kernel is not None:
         frame, name = kernel
         figures.append(("kernel-profile", "Kernel throughput by provider (higher is better).", _png(kernel_figure(frame, name))))
