@@ -314,10 +314,11 @@ def draw_figures(grad, training, compared, kernel=None) -> list[tuple[str, str, 
         seeds = int(wide.groupby(["task", "label"]).size().max())
         figures.append(("bias-variance", BIAS_VARIANCE.format(seeds=seeds) + grad_note,
                         _png(bias_variance_figure(wide, compared, palette))))
-        for name, what, metric, log in (("relative-bias", "Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", "relative_bias", False),
-                                        ("total-variance", "Total variance tr(Σ) of one estimate (log scale)", "total_variance", True)):
+        for what, metric, log in (("Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", "relative_bias", False),
+                                  ("Total variance tr(Σ) of one estimate (log scale)", "total_variance", True)):
             caption = TEMPERATURE.format(what=what, better="lower", seeds=seeds) + grad_note
-            figures.append((name, caption, _png(temperature_figure(wide, metric, metric.replace("_", " "), palette, log=log))))
+            figure = temperature_figure(wide, metric, metric.replace("_", " "), palette, log=log)
+            figures.append((metric.replace("_", "-"), caption, _png(figure)))
     for metric, label, caption in (("loss", "training loss", LOSS), ("eval_code_perplexity", "eval code perplexity", PERPLEXITY)):
         fig = training_figure(training, metric, label, palette)
         if fig is not None:
