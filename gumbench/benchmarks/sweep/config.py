@@ -358,11 +358,31 @@ def check_pair(kind: str, task, est, budget: int, limit) -> None:
 
     if kind == "training":
         task.check_estimator(est)
+        first_call(task, est)
         peak = combined(task.peak_memory(est), est.peak_memory())
     else:
         task.rows_at_once(est, None, budget, "sweep")
         peak = combined(task.peak_memory(est, budget), est.peak_memory())
     check_peak(f"[{kind}] {est.label} on {task.spec}", peak, limit)
+
+
+def first_call(task, est) -> None:
+    """A VQ estimator's checks of the codebook it is given (an implicit codebook's codes and dimension, a residual
+    quantizer's stages), made on the task's model before anything runs: the model is built from a fresh copy of
+    the estimator in eval mode (no k-means, no codebook update) and each bottleneck quantizes one row of zeros.
+    The global random state is left as it was."""
+    import torch
+
+    from gumbench.benchmarks.training.base import DiscreteBottleneck
+    from gumbench.estimators import VQEstimator
+
+    if not isinstance(est, VQEstimator):
+        return
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model = task.build(est.with_params()).eval()
+        for module in model.modules():
+            if isinstance(module, DiscreteBottleneck):
+                module(torch.zeros(1, module.project.in_features), lambda quantized: quantized.sum(-1))
 
 
 def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
