@@ -342,12 +342,14 @@ TINY = 'config: [gradstats]; tasks = ["bernoulli"]; estimators = ["st-gumbel"]; 
 QUICK = ["--connect-timeout", "3"]
 BIG_VQ = "quantizer-smoothed[quantizer=vq,codes=65536]"
 CASES_25 = [
-    ("refused before the run", 'config: [gradstats]; tasks = ["bernoulli"]; estimators = ["st-gumbel"]; samples = 2', SWEEP),
-    ("refused before the run", 'config: [training]; tasks = ["gmm-vq"]; estimators = ["residual-vq[stages=64]"]; steps = 2',
+    ("refused before the run", 'config: [gradstats]; tasks = ["bernoulli"]; estimators = ["st-gumbel"]; samples = 2',
      SWEEP),
-    ("refused before the run", 'config: [training]; tasks = ["gmm-vq"]; estimators = ["fsq[levels=8-5]"]; steps = 2', SWEEP),
-    ("refused before the run", f'config: [gradstats]; tasks = ["{BIG_VQ}"]; estimators = ["vq-commitment"]; samples = 100',
+    ("refused before the run", 'config: [training]; tasks = ["gmm-vq"]; estimators = ["residual-vq[stages=64]"]; '
+     'steps = 2', SWEEP),
+    ("refused before the run", 'config: [training]; tasks = ["gmm-vq"]; estimators = ["fsq[levels=8-5]"]; steps = 2',
      SWEEP),
+    ("refused before the run", f'config: [gradstats]; tasks = ["{BIG_VQ}"]; estimators = ["vq-commitment"]; '
+     'samples = 100', SWEEP),
     ("refused before the run", "no sbatch", ["sweep", "--out", "runs", "--backend", "slurm", "--partition", "p"]),
     ("refused before the run", "no submitit", ["sweep", "--out", "runs", "--backend", "slurm", "--partition", "p"]),
     ("refused before the run", "no distributed", ["sweep", "--out", "runs", "--backend", "dask"]),
@@ -390,7 +392,8 @@ def loopback():
         yield addresses
 
 
-@pytest.mark.parametrize("kind, prepare, argv", CASES_25, ids=[f"{c[0]}: {c[1][:30]} {' '.join(c[2])[:70]}" for c in CASES_25])
+@pytest.mark.parametrize("kind, prepare, argv", CASES_25,
+                         ids=[f"{c[0]}: {c[1][:30]} {' '.join(c[2])[:70]}" for c in CASES_25])
 def test_issue_25_case_is_one_line_before_any_work(kind, prepare, argv, tmp_path, capsys, monkeypatch, loopback):
     import time
 
