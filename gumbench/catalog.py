@@ -30,5 +30,8 @@ def describe(kind: str) -> list[tuple[str, str, str, str]]:
     if kind == "training":
         from gumbench.benchmarks.training import registry
 
-        return [(name, str(cls.default_steps), _parameters(cls), cls.description) for name, cls in registry.classes().items()]
+        return [
+            (name, str(cls.default_steps), _parameters(cls), cls.description)
+            for name, cls in registry.classes().items()
+        ]
     raise GumbenchError(f"cannot describe {kind!r}; allowed: estimators, tasks, training")

@@ -72,15 +72,25 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version, git commit and code hash (run folders are named by it), then exit."),
-    debug: bool = typer.Option(False, "--debug", help="On an error, show the Python traceback too (anywhere on the command line)."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_version,
+        help="Print the version, git commit and code hash (run folders are named by it), then exit.",
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="On an error, show the Python traceback too (anywhere on the command line)."
+    ),
 ) -> None:
     pass
 
 
 @app.command("list")
 def list_command(
-    kind: Optional[str] = typer.Argument(None, help="What to list: estimators, tasks (toys) or training (default: all)."),
+    kind: Optional[str] = typer.Argument(
+        None, help="What to list: estimators, tasks (toys) or training (default: all)."
+    ),
 ) -> None:
     """List registered estimators or tasks with their parameters and a one-line description."""
     from gumbench.catalog import describe
@@ -98,15 +108,24 @@ def list_command(
 
 @app.command("gradstats")
 def gradstats_command(
-    task: str = typer.Option("categorical", "--task", "-t", help="Toy task, e.g. 'categorical[loss=linear]' (see `gumbench list tasks`)."),
+    task: str = typer.Option(
+        "categorical", "--task", "-t", help="Toy task, e.g. 'categorical[loss=linear]' (see `gumbench list tasks`)."
+    ),
     estimator: Optional[List[str]] = typer.Option(
-        None, "--estimator", "-e", help="Estimator name, repeatable; default: every non-VQ estimator (see `gumbench list estimators`)."
+        None,
+        "--estimator",
+        "-e",
+        help="Estimator name, repeatable; default: every non-VQ estimator (see `gumbench list estimators`).",
     ),
     tau: Optional[float] = typer.Option(None, "--tau", help="Temperature, applied to every estimator that has one."),
     samples: int = typer.Option(10_000, "--samples", "-s", help="Independent gradient estimates per estimator."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the estimator noise (the task's own seed is a task parameter)."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the estimator noise (the task's own seed is a task parameter)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON with every field instead of a table."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Also write the JSON to this file."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", callback=_file, help="Also write the JSON to this file."
+    ),
     threads: int = THREADS,
     max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
@@ -131,12 +150,16 @@ def gradstats_command(
 @app.command("optimize")
 def optimize_command(
     task: str = typer.Option("polynomial[L=128]", "--task", "-t", help="Toy task whose logits are optimized."),
-    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Estimator, repeatable; default: every non-VQ estimator."),
+    estimator: Optional[List[str]] = typer.Option(
+        None, "--estimator", "-e", help="Estimator, repeatable; default: every non-VQ estimator."
+    ),
     steps: int = typer.Option(200, "--steps", help="Optimizer steps."),
     lr: float = typer.Option(0.1, "--lr", help="Adam learning rate."),
     batch: int = typer.Option(16, "--batch", help="Samples (estimates) averaged per step."),
     seed: int = typer.Option(0, "--seed"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step losses as CSV."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", callback=_file, help="Write the per-step losses as CSV."
+    ),
     threads: int = THREADS,
 ) -> None:
     """Minimize the expected loss of a toy by gradient descent with each estimator; print the final exact losses."""
@@ -153,19 +176,31 @@ def optimize_command(
     for _, part in frame.groupby("estimator", sort=False):
         exact = part["expected_loss"]
         rows.append((part["label"].iloc[0], f"{exact.iloc[0]:.5f}", f"{exact.iloc[-1]:.5f}", f"{exact.min():.5f}"))
-    typer.echo(render(f"{frame['task'].iloc[0]}: exact expected loss, {steps} steps", ("estimator", "start", "final", "best"), rows))
+    typer.echo(
+        render(
+            f"{frame['task'].iloc[0]}: exact expected loss, {steps} steps",
+            ("estimator", "start", "final", "best"),
+            rows,
+        )
+    )
 
 
 @app.command("train")
 def train_command(
     task: str = typer.Option("gmm-vq", "--task", "-t", help="Training task (see `gumbench list training`)."),
-    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Estimator, repeatable; default: st-gumbel and vq-commitment."),
+    estimator: Optional[List[str]] = typer.Option(
+        None, "--estimator", "-e", help="Estimator, repeatable; default: st-gumbel and vq-commitment."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the task's)."),
     seed: int = typer.Option(0, "--seed"),
     eval_every: int = typer.Option(25, "--eval-every", help="Evaluate every N steps (and at the last step)."),
-    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC for the speech tasks (default: the vendored corpus)."),
+    audio_dir: Optional[Path] = typer.Option(
+        None, "--audio-dir", help="Folder of WAV/FLAC for the speech tasks (default: the vendored corpus)."
+    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write the per-step rows as CSV."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", callback=_file, help="Write the per-step rows as CSV."
+    ),
     threads: int = THREADS,
     max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
@@ -192,14 +227,26 @@ def train_command(
             built_task.check_estimator(est)  # refused before the first run starts
             peak = combined(built_task.peak_memory(est), est.peak_memory())
             check_peak(f"{est.label} on {built_task.spec}", peak, limit)
-        frame = pd.concat([train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built],
-                          ignore_index=True)
+        frame = pd.concat(
+            [train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built], ignore_index=True
+        )
     if output is not None:
         from gumbench.files import write_csv
 
         write_csv(frame, output)
-    columns = ["loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi", "eval_negative_elbo",
-               "eval_nll_iw", "eval_collapse", "step_seconds"]
+    columns = [
+        "loss",
+        "code_perplexity",
+        "used_fraction",
+        "dead_codes",
+        "eval_code_perplexity",
+        "eval_purity",
+        "eval_nmi",
+        "eval_negative_elbo",
+        "eval_nll_iw",
+        "eval_collapse",
+        "step_seconds",
+    ]
     columns = [c for c in columns if c in frame]
     rows = []
     for _, part in frame.groupby("estimator", sort=False):
@@ -208,15 +255,24 @@ def train_command(
         rows.append((part["label"].iloc[0], *("-" if v is None else f"{v:.3g}" for v in values)))
     headers = ["estimator", *(c if c != "step_seconds" else "total seconds" for c in columns)]
     typer.echo(render(f"{built_task.spec}: last step of {int(frame['step'].max())}", headers, rows))
+    for (label, trained), _ in frame.groupby(["label", "task"], sort=False):
+        if trained != built_task.spec:  # a quantizer with an implicit code space sized the bottleneck
+            typer.echo(f"{label} sized the bottleneck from its code space: {trained}")
 
 
 @app.command("sweep")
 def sweep_command(
-    config: Optional[Path] = typer.Argument(None, help="TOML or YAML sweep config; default: the built-in default sweep."),
-    out: Path = typer.Option(Path("runs"), "--out", callback=_folder, help="Folder of runs; each run gets <name>-<config hash>-<code hash>/."),
+    config: Optional[Path] = typer.Argument(
+        None, help="TOML or YAML sweep config; default: the built-in default sweep."
+    ),
+    out: Path = typer.Option(
+        Path("runs"), "--out", callback=_folder, help="Folder of runs; each run gets <name>-<config hash>-<code hash>/."
+    ),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers (local processes or Dask workers)."),
     backend: str = typer.Option("local", "--backend", help="local (joblib), dask or slurm (submitit)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address; default: a local cluster."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Dask scheduler address; default: a local cluster."
+    ),
     partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (--backend slurm)."),
     time_limit: Optional[int] = typer.Option(None, "--time", show_default=False,
                                              help="SLURM time limit per unit, minutes (--backend slurm; default 60)."),
@@ -227,9 +283,18 @@ def sweep_command(
     base_seed: Optional[int] = typer.Option(None, "--base-seed", help="Base seed hashed into every unit's seed."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Gradient estimates per gradstats unit."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Steps per training unit."),
-    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Replace the estimator lists (repeatable)."),
-    report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md into the run folder."),
-    kernel: Optional[Path] = typer.Option(None, "--kernel", callback=_kernel, help="Kernel profile CSV (from `gumbench profile-kernel`) to draw in the report."),
+    estimator: Optional[List[str]] = typer.Option(
+        None, "--estimator", "-e", help="Replace the estimator lists (repeatable)."
+    ),
+    report: bool = typer.Option(
+        True, "--report/--no-report", help="Write report.html and report.md into the run folder."
+    ),
+    kernel: Optional[Path] = typer.Option(
+        None,
+        "--kernel",
+        callback=_kernel,
+        help="Kernel profile CSV (from `gumbench profile-kernel`) to draw in the report.",
+    ),
     threads: int = THREADS,
     max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
@@ -262,8 +327,12 @@ def sweep_command(
 @app.command("report")
 def report_command(
     runs: List[Path] = typer.Argument(..., help="Run folders or results.parquet files."),
-    out: Path = typer.Option(Path("results/report"), "--out", "-o", callback=_folder, help="Folder for report.html, report.md and figures/."),
-    kernel: Optional[Path] = typer.Option(None, "--kernel", callback=_kernel, help="Kernel profile CSV (from `gumbench profile-kernel`) to draw."),
+    out: Path = typer.Option(
+        Path("results/report"), "--out", "-o", callback=_folder, help="Folder for report.html, report.md and figures/."
+    ),
+    kernel: Optional[Path] = typer.Option(
+        None, "--kernel", callback=_kernel, help="Kernel profile CSV (from `gumbench profile-kernel`) to draw."
+    ),
 ) -> None:
     """Draw an HTML report (figures embedded) and a Markdown summary from stored results."""
     from gumbench.benchmarks.sweep.report import build_report
@@ -275,7 +344,9 @@ def report_command(
 @app.command("explain")
 def explain_command(
     variant: str = typer.Option("both", "--variant", help="wav2vec2, vq-wav2vec (the tasks of those names) or both."),
-    audio_dir: Optional[Path] = typer.Option(None, "--audio-dir", help="Folder of WAV/FLAC (default: the vendored speech)."),
+    audio_dir: Optional[Path] = typer.Option(
+        None, "--audio-dir", help="Folder of WAV/FLAC (default: the vendored speech)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     threads: int = THREADS,
@@ -299,22 +370,40 @@ def _steps(text: str) -> tuple[int, ...]:
         steps = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise GumbenchError(f"--checkpoints takes steps separated by commas, like 0,150,300; got {text!r}") from None
-    if min(steps) < 0 or max(steps) > MAX_CHECKPOINT_STEP or len(steps) > MAX_CHECKPOINTS or len(set(steps)) < len(steps):
-        raise GumbenchError(f"--checkpoints takes at most {MAX_CHECKPOINTS} distinct steps from 0 to {MAX_CHECKPOINT_STEP:,}, "
-                            f"got {text[:80]!r}")
+    if (
+        min(steps) < 0
+        or max(steps) > MAX_CHECKPOINT_STEP
+        or len(steps) > MAX_CHECKPOINTS
+        or len(set(steps)) < len(steps)
+    ):
+        raise GumbenchError(
+            f"--checkpoints takes at most {MAX_CHECKPOINTS} distinct steps from 0 to {MAX_CHECKPOINT_STEP:,}, "
+            f"got {text[:80]!r}"
+        )
     return steps
 
 
 @app.command("elbo-study")
 def elbo_study_command(
-    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Categorical estimator, repeatable; default: the Gumbel family and REINFORCE (EMA, RLOO)."),
-    task: str = typer.Option("digits-vae", "--task", "-t", help="digits-vae or fashion-vae (with parameters; at most 65,536 codes)."),
+    estimator: Optional[List[str]] = typer.Option(
+        None,
+        "--estimator",
+        "-e",
+        help="Categorical estimator, repeatable; default: the Gumbel family and REINFORCE (EMA, RLOO).",
+    ),
+    task: str = typer.Option(
+        "digits-vae", "--task", "-t", help="digits-vae or fashion-vae (with parameters; at most 65,536 codes)."
+    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    checkpoints: str = typer.Option("0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."),
+    checkpoints: str = typer.Option(
+        "0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."
+    ),
     points: int = typer.Option(4, "--points", help="Evaluation images per checkpoint."),
     samples: int = typer.Option(4000, "--samples", "-s", help="Estimates per image."),
     seed: int = typer.Option(0, "--seed"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write OUT.csv (rows) and OUT.txt (the table)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", callback=_file, help="Write OUT.csv (rows) and OUT.txt (the table)."
+    ),
     threads: int = THREADS,
 ) -> None:
     """Gradient accuracy inside a trained categorical VAE (digits, or Fashion-MNIST): each estimator against the enumerated ELBO gradient."""
@@ -328,7 +417,14 @@ def elbo_study_command(
     if data_dir is not None:
         spec.params["data_dir"] = str(data_dir)
     built_task = make_training_task(spec)
-    frame = elbo_study(estimator or DEFAULT_ESTIMATORS, task=built_task, checkpoints=_steps(checkpoints), points=points, samples=samples, seed=seed)
+    frame = elbo_study(
+        estimator or DEFAULT_ESTIMATORS,
+        task=built_task,
+        checkpoints=_steps(checkpoints),
+        points=points,
+        samples=samples,
+        seed=seed,
+    )
     text = format_elbo_study(frame)
     typer.echo(text)
     if output is not None:
@@ -338,14 +434,29 @@ def elbo_study_command(
 @app.command("speech-study")
 def speech_study_command(
     task: str = typer.Option("wav2vec2", "--task", "-t", help="wav2vec2 or logmel-vqvae (with parameters)."),
-    estimator: Optional[List[str]] = typer.Option(None, "--estimator", "-e", help="Categorical estimator, repeatable; default: st-gumbel, soft-gumbel, straight-through, RLOO."),
+    estimator: Optional[List[str]] = typer.Option(
+        None,
+        "--estimator",
+        "-e",
+        help="Categorical estimator, repeatable; default: st-gumbel, soft-gumbel, straight-through, RLOO.",
+    ),
     trained_with: str = typer.Option("st-gumbel", "--trained-with", help="Estimator the model is trained with."),
-    checkpoints: str = typer.Option("0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."),
+    checkpoints: str = typer.Option(
+        "0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."
+    ),
     crops: int = typer.Option(2, "--crops", help="Evaluation crops in the frozen batch."),
     samples: int = typer.Option(2000, "--samples", "-s", help="Estimates per estimator."),
-    reference_samples: int = typer.Option(8000, "--reference-samples", help="Estimates averaged into the sampled reference."),
+    reference_samples: int = typer.Option(
+        8000, "--reference-samples", help="Estimates averaged into the sampled reference."
+    ),
     seed: int = typer.Option(0, "--seed"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", callback=_file, help="Write OUT.csv, OUT.txt and OUT.json (settings, wall time, threads)."),
+    output: Optional[Path] = typer.Option(
+        None,
+        "--output",
+        "-o",
+        callback=_file,
+        help="Write OUT.csv, OUT.txt and OUT.json (settings, wall time, threads).",
+    ),
     threads: int = THREADS,
 ) -> None:
     """Bias and variance of estimators at a speech quantizer's logits, at checkpoints of training."""
@@ -357,40 +468,71 @@ def speech_study_command(
     use_threads(threads)
     start = time.perf_counter()
     estimators = tuple(estimator or DEFAULT_ESTIMATORS)
-    frame = quantizer_gradient_study(task, estimators, trained_with=trained_with, checkpoints=_steps(checkpoints), crops=crops,
-                                     samples=samples, reference_samples=reference_samples, seed=seed)
+    frame = quantizer_gradient_study(
+        task,
+        estimators,
+        trained_with=trained_with,
+        checkpoints=_steps(checkpoints),
+        crops=crops,
+        samples=samples,
+        reference_samples=reference_samples,
+        seed=seed,
+    )
     text = format_study(frame)
     typer.echo(text)
     if output is not None:
-        settings = {"task": task, "estimator": list(estimator) if estimator else None, "trained_with": trained_with,
-                    "checkpoints": checkpoints, "crops": crops, "samples": samples, "reference_samples": reference_samples,
-                    "seed": seed, "out": str(output)}
+        settings = {
+            "task": task,
+            "estimator": list(estimator) if estimator else None,
+            "trained_with": trained_with,
+            "checkpoints": checkpoints,
+            "crops": crops,
+            "samples": samples,
+            "reference_samples": reference_samples,
+            "seed": seed,
+            "out": str(output),
+        }
         save_study(output, frame, text, {"settings": settings, "wall_seconds": time.perf_counter() - start,
                                          "torch_threads": threads})
 
 
 @app.command("profile-kernel")
 def profile_kernel_command(
-    out: Path = typer.Option(Path("results/kernel"), "--out", "-o", callback=_folder, help="Folder for the CSV and figures."),
+    out: Path = typer.Option(
+        Path("results/kernel"), "--out", "-o", callback=_folder, help="Folder for the CSV and figures."
+    ),
     quick: bool = typer.Option(False, "--quick", help="A few sizes only (a smoke run)."),
-    provider: Optional[List[str]] = typer.Option(None, "--provider", help="Only this provider, repeatable (default: all)."),
-    mode: Optional[List[str]] = typer.Option(None, "--mode", help="forward, backward or full, repeatable (default: all)."),
+    provider: Optional[List[str]] = typer.Option(
+        None, "--provider", help="Only this provider, repeatable (default: all)."
+    ),
+    mode: Optional[List[str]] = typer.Option(
+        None, "--mode", help="forward, backward or full, repeatable (default: all)."
+    ),
 ) -> None:
     """Profile the fused Gumbel-softmax kernel against eager, torch.compile and fairseq's call (needs a CUDA GPU)."""
     from gumbench.benchmarks.kernel_profile import MODES, profile_kernel
 
     result = profile_kernel(
-        out_dir=str(out), quick=quick, providers=tuple(provider) if provider else None, modes=tuple(mode) if mode else MODES
+        out_dir=str(out),
+        quick=quick,
+        providers=tuple(provider) if provider else None,
+        modes=tuple(mode) if mode else MODES,
     )
     typer.echo(f"profile: {result}")
 
 
 @app.command("audit-kernel")
 def audit_kernel_command(
-    check: bool = typer.Option(False, "--check", help="Compile every kernel variant for each --archs; exit 1 if one fails."),
-    archs: List[int] = typer.Option([80, 90], "--archs", help="Compute capability to compile for, repeatable (default: 80 and 90)."),
+    check: bool = typer.Option(
+        False, "--check", help="Compile every kernel variant for each --archs; exit 1 if one fails."
+    ),
+    archs: List[int] = typer.Option(
+        [80, 90], "--archs", help="Compute capability to compile for, repeatable (default: 80 and 90)."
+    ),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Parallel compiles (default: the CPU count)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_folder, help="Write the sm_90 SASS and byte tables (ptx_audit.csv/.md) here."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", callback=_folder, help="Write the sm_90 SASS and byte tables (ptx_audit.csv/.md) here."
+    ),
 ) -> int:
     """Compile the fused kernels for real GPUs on the CPU (no GPU needed); run without TRITON_INTERPRET."""
     if not check and out is None:

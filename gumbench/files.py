@@ -40,7 +40,9 @@ def _refuse_unwritable(path: Path, folder: bool) -> None:
     if not folder and path.is_dir():
         raise GumbenchError(f"cannot write {path}: it is a folder; give a file path")
     if not folder and (path.is_symlink() or path.exists() and not path.is_file()):
-        raise GumbenchError(f"cannot write {path}: it is a link or a special file (a device, a pipe); give a regular file path")
+        raise GumbenchError(
+            f"cannot write {path}: it is a link or a special file (a device, a pipe); give a regular file path"
+        )
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -58,7 +60,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise GumbenchError(f"cannot write {path}: cannot make its folder {path.parent} ({exc.strerror or exc})") from None
+        raise GumbenchError(
+            f"cannot write {path}: cannot make its folder {path.parent} ({exc.strerror or exc})"
+        ) from None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(tmp)

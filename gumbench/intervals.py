@@ -67,7 +67,9 @@ def mean_interval(values, confidence: float = CONFIDENCE) -> Estimate:
     return t_interval(mean, sd, len(values), confidence)
 
 
-def welch_interval(a: tuple[float, float, int], b: tuple[float, float, int], confidence: float = CONFIDENCE) -> Estimate:
+def welch_interval(
+    a: tuple[float, float, int], b: tuple[float, float, int], confidence: float = CONFIDENCE
+) -> Estimate:
     """mean(a) - mean(b) with Welch's t interval; each side given as (mean, variance (ddof=1), count).
     NaN ends when a side has fewer than two values; a point interval when both variances are 0."""
     (mean_a, var_a, n_a), (mean_b, var_b, n_b) = a, b

@@ -147,7 +147,9 @@ def format_spec(name: str, params: dict[str, Any]) -> str:
     return f"{name}[{','.join(f'{k}={format_value(v)}' for k, v in params.items())}]"
 
 
-def coerce_params(owner: str, defaults: dict[str, Any], choices: dict[str, Iterable], given: dict[str, Any]) -> dict[str, Any]:
+def coerce_params(
+    owner: str, defaults: dict[str, Any], choices: dict[str, Iterable], given: dict[str, Any]
+) -> dict[str, Any]:
     """Check names and types of ``given`` against ``defaults``; return the full resolved dict."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -162,7 +164,9 @@ def coerce_params(owner: str, defaults: dict[str, Any], choices: dict[str, Itera
             if not isinstance(value, bool):
                 raise GumbenchError(f"{owner}: {key} must be true or false, got {value!r}")
         elif isinstance(default, int) and default is not None:
-            if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            if isinstance(value, bool) or not (
+                isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            ):
                 raise GumbenchError(f"{owner}: {key} must be an integer, got {value!r}")
             value = int(value)
         elif isinstance(default, float):
@@ -175,7 +179,9 @@ def coerce_params(owner: str, defaults: dict[str, Any], choices: dict[str, Itera
     for key, allowed in choices.items():
         allowed = tuple(allowed)
         if resolved[key] not in allowed:
-            raise GumbenchError(f"{owner}: {key} must be one of {', '.join(map(format_value, allowed))}; got {resolved[key]!r}")
+            raise GumbenchError(
+                f"{owner}: {key} must be one of {', '.join(map(format_value, allowed))}; got {resolved[key]!r}"
+            )
     return resolved
 
 
@@ -210,7 +216,9 @@ class Registry:
             except Exception as exc:  # a broken plugin must not break the built-ins
                 raise GumbenchError(f"could not load {self.kind} plugin {ep.name!r} ({ep.value}): {exc}") from exc
             if getattr(cls, "name", None) != ep.name:
-                raise GumbenchError(f"{self.kind} plugin entry point {ep.name!r} loads a class named {getattr(cls, 'name', None)!r}; the names must match")
+                raise GumbenchError(
+                    f"{self.kind} plugin entry point {ep.name!r} loads a class named {getattr(cls, 'name', None)!r}; the names must match"
+                )
             self.register(cls, replace=True)
 
     def names(self) -> list[str]:

@@ -24,10 +24,16 @@ def comparable(path):
 
 def main(before_path: str, after_path: str) -> None:
     before, after = comparable(before_path), comparable(after_path)
-    print(f"before: {len(before)} rows, {before['unit_id'].nunique()} units; after: {len(after)} rows, {after['unit_id'].nunique()} units")
+    print(
+        f"before: {len(before)} rows, {before['unit_id'].nunique()} units; "
+        f"after: {len(after)} rows, {after['unit_id'].nunique()} units"
+    )
     pd.testing.assert_frame_equal(before, after, check_exact=True)
     timing = load_results([before_path])["metric"].isin(TIMING).sum()
-    print(f"equal: every column, exactly (check_exact=True); {timing} timing rows (step_seconds, peak_memory_mb) and the version/commit/device columns left out")
+    print(
+        f"equal: every column, exactly (check_exact=True); {timing} timing rows (step_seconds, peak_memory_mb) "
+        f"and the version/commit/device columns left out"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Write results/images/fashion-vae-gradients-8x4.csv: the ELBO-gradient accuracy rows of the committed
-fashion-vae sweeps (configs/fashion-vae.toml, fashion-vae-gradients.toml and fashion-vae-gradients-newer.toml), one row per estimator,
-seed and checkpoint:
+fashion-vae sweeps (configs/fashion-vae.toml, fashion-vae-gradients.toml and fashion-vae-gradients-newer.toml),
+one row per estimator, seed and checkpoint:
 
     python scripts/fashion_gradients.py
 
@@ -9,14 +9,9 @@ of the estimator's relative bias, relative standard deviation and cosine against
 scripts/write_docs.py checks that the file equals the run's rows.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from write_docs import ROOT, fashion_gradient_rows  # noqa: E402
-
-from gumbench.files import write_csv  # noqa: E402
+from docgen.common import ROOT
+from docgen.fashion import fashion_gradient_rows
+from gumbench.files import write_csv
 
 if __name__ == "__main__":
     grads = fashion_gradient_rows(ROOT)

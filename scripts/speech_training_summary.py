@@ -30,10 +30,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "results" / "speech"
 # the runs the summary covers, in its row order (the fairseq-values run is quoted on its own)
 RUNS = ("training-wav2vec2", "training-wav2vec2-variant-vq-wav2vec", "training-logmel-vqvae")
-COLUMNS = ["task", "estimator", "wall_seconds", "load_average_1min", "step_seconds_sum", "loss_first20", "loss_last20",
-           "code_perplexity_last20", "used_fraction_last20", "dead_codes", "eval_code_perplexity", "loss_contrastive_last20",
-           "loss_accuracy_last20", "loss_identical_distractors_last20", "prob_perplexity_last20", "loss_reconstruction_last20",
-           "eval_reconstruction"]
+COLUMNS = [
+    "task",
+    "estimator",
+    "wall_seconds",
+    "load_average_1min",
+    "step_seconds_sum",
+    "loss_first20",
+    "loss_last20",
+    "code_perplexity_last20",
+    "used_fraction_last20",
+    "dead_codes",
+    "eval_code_perplexity",
+    "loss_contrastive_last20",
+    "loss_accuracy_last20",
+    "loss_identical_distractors_last20",
+    "prob_perplexity_last20",
+    "loss_reconstruction_last20",
+    "eval_reconstruction",
+]
 LAST20 = ["loss", "code_perplexity", "used_fraction", "loss_contrastive", "loss_accuracy", "loss_identical_distractors",
           "prob_perplexity", "loss_reconstruction"]
 
@@ -99,11 +114,20 @@ def _summary_rows(csv: Path, timing: dict) -> list[dict]:
         part = part.sort_values("step")
         run = runs[label]
         mean = lambda column, rows: float(rows[column].mean()) if column in rows else float("nan")  # noqa: E731
-        last = lambda column: float(part[column].dropna().iloc[-1]) if column in part and part[column].notna().any() else float("nan")  # noqa: E731
-        row = {"task": timing["task"], "estimator": label, "wall_seconds": round(run["wall_seconds"], 1),
-               "load_average_1min": round(run["load_average_1min"], 2), "step_seconds_sum": round(float(part["step_seconds"].sum()), 1),
-               "loss_first20": mean("loss", part.head(20)), "dead_codes": last("dead_codes"),
-               "eval_code_perplexity": last("eval_code_perplexity"), "eval_reconstruction": last("eval_reconstruction")}
+        last = lambda column: (
+            float(part[column].dropna().iloc[-1]) if column in part and part[column].notna().any() else float("nan")
+        )  # noqa: E731
+        row = {
+            "task": timing["task"],
+            "estimator": label,
+            "wall_seconds": round(run["wall_seconds"], 1),
+            "load_average_1min": round(run["load_average_1min"], 2),
+            "step_seconds_sum": round(float(part["step_seconds"].sum()), 1),
+            "loss_first20": mean("loss", part.head(20)),
+            "dead_codes": last("dead_codes"),
+            "eval_code_perplexity": last("eval_code_perplexity"),
+            "eval_reconstruction": last("eval_reconstruction"),
+        }
         row.update({f"{column}_last20": mean(column, part.tail(20)) for column in LAST20})
         rows.append(row)
     return rows

@@ -23,7 +23,11 @@ def results_file(folder: Path, rows: int | None = None) -> Path:
     from gumbench.benchmarks.sweep import run_sweep
     from gumbench.benchmarks.sweep.store import METADATA_COLUMNS, read_metadata, write_parquet
 
-    config = {"name": "tiny", "repetitions": 2, "gradstats": {"tasks": ["bernoulli"], "estimators": ["st-gumbel"], "samples": 20}}
+    config = {
+        "name": "tiny",
+        "repetitions": 2,
+        "gradstats": {"tasks": ["bernoulli"], "estimators": ["st-gumbel"], "samples": 20},
+    }
     run = run_sweep(config, out=folder / ".tiny", progress=False)
     frame = pd.read_parquet(run.results).drop(columns=list(METADATA_COLUMNS))
     path = write_parquet(frame if rows is None else frame.iloc[:rows], folder / "r.parquet", read_metadata(run.results))
@@ -73,7 +77,9 @@ def setup(kind: str, folder: Path) -> None:
         results_file(folder)
         (folder / "k.csv").write_text("a,b\n1,2\n")
     elif kind == "config name":
-        (folder / "c.toml").write_text('name = "../escape"\n[gradstats]\ntasks = ["bernoulli"]\nestimators = ["st-gumbel"]\nsamples = 10\n')
+        (folder / "c.toml").write_text(
+            'name = "../escape"\n[gradstats]\ntasks = ["bernoulli"]\nestimators = ["st-gumbel"]\nsamples = 10\n'
+        )
     elif kind:
         setup_more(kind, folder)
 
@@ -99,7 +105,11 @@ CASES = [
     ("unwritable outputs", "folder", ["optimize", "--steps", "2", "-o", "out.json"]),
     ("unwritable outputs", "file", ["train", "--steps", "2", "-o", "file/x.csv"]),
     ("unwritable outputs", "folder", ["train", "--steps", "2", "-o", "out.json"]),
-    ("unwritable outputs", "file", ["sweep", "--out", "file/runs", "--samples", "10", "-e", "st-gumbel", "--no-report"]),
+    (
+        "unwritable outputs",
+        "file",
+        ["sweep", "--out", "file/runs", "--samples", "10", "-e", "st-gumbel", "--no-report"],
+    ),
     ("unwritable outputs", "results", ["report", "r.parquet", "-o", "r.parquet/x"]),
     ("unwritable outputs", "file", ["elbo-study", "-o", "file/x"]),
     ("unwritable outputs", "file", ["speech-study", "-o", "file/x"]),
@@ -161,7 +171,11 @@ CASES = [
     ("names and parameters", "", ["gradstats", "-t", "vq-distance[stages=2,codes=2]", "-s", "10"]),
     ("names and parameters", "", ["gradstats", "-t", "vq-distance", "-e", "vq-commitment[init=kmeans]", "-s", "10"]),
     ("names and parameters", "", ["gradstats", "-t", "vq-distance", "-e", "fsq", "-s", "10"]),
-    ("names and parameters", "", ["gradstats", "-t", "quantizer-smoothed[reference_samples=1024]", "--tau", "0.5", "-s", "10"]),
+    (
+        "names and parameters",
+        "",
+        ["gradstats", "-t", "quantizer-smoothed[reference_samples=1024]", "--tau", "0.5", "-s", "10"],
+    ),
     ("names and parameters", "", ["gradstats", "-t", "quantizer-smoothed[sigma=0]", "-s", "10"]),
     ("names and parameters", "", ["gradstats", "--bogus"]),
     ("names and parameters", "", ["bogus"]),
@@ -233,7 +247,9 @@ def setup_more(kind: str, folder: Path) -> None:
         if kind == "damaged metadata":
             table = table.replace_schema_metadata({b"gumbench": b"{not json"})
         else:
-            table = table.set_column(table.schema.get_field_index("value"), "value", pa.array([str(v) for v in table["value"].to_pylist()]))
+            table = table.set_column(
+                table.schema.get_field_index("value"), "value", pa.array([str(v) for v in table["value"].to_pylist()])
+            )
         path.unlink()
         pq.write_table(table, path)
     elif kind == "tiny config":
@@ -249,17 +265,27 @@ MORE_CASES = [
     ("configs and sizes", "deep yaml", ["sweep", "c.yaml", "--out", "runs"]),
     ("configs and sizes", "huge grid", ["sweep", "c.toml", "--out", "runs"]),
     ("configs and sizes", "config folder", ["sweep", "c.toml", "--out", "runs"]),
-    ("configs and sizes", "", ["train", "-t", "gmm-vq", "-e", "vq-commitment[init=kmeans,kmeans_iters=100000000]", "--steps", "2"]),
+    (
+        "configs and sizes",
+        "",
+        ["train", "-t", "gmm-vq", "-e", "vq-commitment[init=kmeans,kmeans_iters=100000000]", "--steps", "2"],
+    ),
     ("configs and sizes", "", ["elbo-study", "--checkpoints", ",".join(map(str, range(1000)))]),
     ("configs and sizes", "", ["elbo-study", "--checkpoints", "3,3"]),
     ("configs and sizes", "", ["audit-kernel", "--archs", "1000000", "--check"]),
-    ("configs and sizes", "tiny config", ["sweep", "c.toml", "--out", "runs", "--backend", "dask", "--scheduler", "garbage"]),
+    (
+        "configs and sizes",
+        "tiny config",
+        ["sweep", "c.toml", "--out", "runs", "--backend", "dask", "--scheduler", "garbage"],
+    ),
     ("report on bad files", "damaged metadata", ["report", "r.parquet", "-o", "rep"]),
     ("report on bad files", "string values", ["report", "r.parquet", "-o", "rep"]),
 ]
 
 
-@pytest.mark.parametrize("kind, prepare, argv", CASES + MORE_CASES, ids=[f"{c[0]}: {' '.join(c[2])[:80]}" for c in CASES + MORE_CASES])
+@pytest.mark.parametrize(
+    "kind, prepare, argv", CASES + MORE_CASES, ids=[f"{c[0]}: {' '.join(c[2])[:80]}" for c in CASES + MORE_CASES]
+)
 def test_bad_input_gets_one_line_and_exit_2(kind, prepare, argv, tmp_path, capsys):
     folder = tmp_path / "case"
     folder.mkdir()
@@ -273,7 +299,9 @@ def test_bad_input_gets_one_line_and_exit_2(kind, prepare, argv, tmp_path, capsy
     assert "Traceback" not in err
     assert files(folder) == before, f"an error left files behind: {sorted(files(folder) - before)}"
     assert not any(tmp_path.parent.glob("escape*")) and not (Path("/abs/path")).exists()
-    assert os.stat("/dev/null").st_rdev == device.st_rdev and Path("/dev/null").is_char_device(), "a device was replaced"
+    assert os.stat("/dev/null").st_rdev == device.st_rdev and Path("/dev/null").is_char_device(), (
+        "a device was replaced"
+    )
 
 
 # --- issue 25: refused before the work starts, never a hang, never memory exhausted -----------------------
@@ -313,7 +341,7 @@ def setup_25(kind: str, folder: Path, monkeypatch) -> None:
     elif kind.startswith("config: "):
         (folder / "c.toml").write_text(kind.removeprefix("config: ").replace("; ", "\n") + "\n")
     elif kind.startswith("fashion: "):
-        from tests.benchmarks.training.test_fashion import write_dataset
+        from tests.benchmarks.training.test_images import write_dataset
 
         train, side = {"no images": (0, 6), "0x0 pixels": (40, 0)}[kind.removeprefix("fashion: ")]
         write_dataset(folder / "data", train=train, test=train, side=side)
@@ -328,7 +356,7 @@ def bomb(data: Path) -> None:
     import struct
     import zlib
 
-    from tests.benchmarks.training.test_fashion import NAMES, write_dataset
+    from tests.benchmarks.training.test_images import NAMES, write_dataset
 
     write_dataset(data)
     deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -381,7 +409,6 @@ CASES_25 = [
     ("internal errors", "", ["train", "-t", "fashion-vae[data_dir=007]", "--steps", "2"]),
     ("internal errors", "", ["elbo-study", "--checkpoints", "٣"]),
 ]
-CLOSED = {"tcp://127.0.0.1:9"}  # the discard port: nothing listens on loopback
 
 
 @pytest.fixture(scope="module")

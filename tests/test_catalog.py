@@ -9,7 +9,11 @@ from gumbench.errors import GumbenchError
 from gumbench.estimators import registry as estimator_registry
 from gumbench.registry import format_value
 
-KINDS = {"estimators": (estimator_registry, "family"), "tasks": (task_registry, "formula"), "training": (training_registry, "default_steps")}
+KINDS = {
+    "estimators": (estimator_registry, "family"),
+    "tasks": (task_registry, "formula"),
+    "training": (training_registry, "default_steps"),
+}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -28,7 +32,9 @@ def test_rows_cover_every_registered_name_with_its_declarations(kind):
         for text, (key, default) in zip(shown, cls.defaults.items()):
             assert text.startswith(f"{key}={format_value(default)}"), (name, text)
             allowed = cls.choices.get(key)
-            assert text.endswith(f" ({'|'.join(map(format_value, allowed))})" if allowed else f"{key}={format_value(default)}"), (name, text)
+            assert text.endswith(
+                f" ({'|'.join(map(format_value, allowed))})" if allowed else f"{key}={format_value(default)}"
+            ), (name, text)
 
 
 def test_rows_by_hand():
@@ -37,7 +43,9 @@ def test_rows_by_hand():
     assert estimators["st-gumbel"][1:3] == ("relaxation", "tau=1")
     assert estimators["gst"][2] == "tau=1, variant=1.0 (1.0|p)"
     assert estimators["disarm"][2] == "-"
-    assert estimators["vq-commitment"][1] == "vq" and estimators["vq-commitment"][2].startswith("beta=0.25, ema=false, decay=0.99")
+    assert estimators["vq-commitment"][1] == "vq" and estimators["vq-commitment"][2].startswith(
+        "beta=0.25, ema=false, decay=0.99"
+    )
     tasks = {row[0]: row for row in describe("tasks")}
     assert tasks["categorical"][2] == "loss=quadratic (quadratic|linear), groups=4, categories=8, scale=1, seed=0"
     assert tasks["polynomial"][2] == "p=2 (1.5|2|3), L=8, seed=0"

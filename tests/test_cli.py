@@ -53,8 +53,13 @@ def assert_readable(text, width, labels, headers):
 
 def test_help_is_fast_and_imports_no_torch():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from gumbench.cli import main; main(['--help']); print('torch' in sys.modules)"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from gumbench.cli import main; main(['--help']); print('torch' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0
     assert out.stdout.strip().endswith("False"), "gumbench --help must not import torch"
@@ -98,7 +103,14 @@ def test_tables_are_whole_or_vertical_at_every_width(width):
 def test_list_shows_names_parameters_and_descriptions():
     code, stdout, _ = run_main("list", "estimators")
     assert code == 0
-    for name in ("st-gumbel", "soft-gumbel", "straight-through", "reinforce", "vq-commitment", "baseline=none (none|ema|loo)"):
+    for name in (
+        "st-gumbel",
+        "soft-gumbel",
+        "straight-through",
+        "reinforce",
+        "vq-commitment",
+        "baseline=none (none|ema|loo)",
+    ):
         assert name in stdout
     _, stdout, _ = run_main("list", "tasks")
     for name in ("categorical", "polynomial", "bernoulli", "0.45"):
@@ -106,12 +118,34 @@ def test_list_shows_names_parameters_and_descriptions():
 
 
 def test_gradstats_json_has_every_field():
-    code, stdout, stderr = run_main("gradstats", "--task", "categorical[groups=2,categories=3]", "-e", "st-gumbel[tau=0.5]",
-                                    "-e", "reinforce[baseline=loo]", "--samples", "200", "--seed", "1", "--json")
+    code, stdout, stderr = run_main(
+        "gradstats",
+        "--task",
+        "categorical[groups=2,categories=3]",
+        "-e",
+        "st-gumbel[tau=0.5]",
+        "-e",
+        "reinforce[baseline=loo]",
+        "--samples",
+        "200",
+        "--seed",
+        "1",
+        "--json",
+    )
     assert code == 0, stderr
     rows = json.loads(stdout)
     assert [r["estimator"] for r in rows] == ["st-gumbel[tau=0.5]", "reinforce[baseline=loo,samples=4,decay=0.9]"]
-    for key in ("exact_gradient", "mean_gradient", "bias", "relative_bias", "total_variance", "coordinate_variance", "mse", "cosine", "snr"):
+    for key in (
+        "exact_gradient",
+        "mean_gradient",
+        "bias",
+        "relative_bias",
+        "total_variance",
+        "coordinate_variance",
+        "mse",
+        "cosine",
+        "snr",
+    ):
         assert key in rows[0]
     for key in ("value", "low", "high"):
         assert rows[0]["bias"][key] >= 0
@@ -138,14 +172,25 @@ def test_gradstats_at_80_columns_keeps_labels_whole():
     assert_readable(out.stdout, 80, ["reinforce", "reinforce[baseline=ema]", "reinforce[baseline=loo]"], headers)
     wide = gumbench("gradstats", *baselines, "--samples", "100", columns=200).stdout
     assert_readable(wide, 200, ["reinforce", "reinforce[baseline=ema]", "reinforce[baseline=loo]"], headers)
-    assert any(all(h in line for h in ("estimator", *headers)) for line in wide.splitlines()), "a wide terminal gets the table"
+    assert any(all(h in line for h in ("estimator", *headers)) for line in wide.splitlines()), (
+        "a wide terminal gets the table"
+    )
 
 
 def test_train_at_80_columns_keeps_labels_and_headers_whole():
     out = gumbench("train", "--steps", "2", columns=80)
     assert out.returncode == 0, out.stderr
-    headers = ("loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity", "eval_nmi",
-               "eval_collapse", "total seconds")
+    headers = (
+        "loss",
+        "code_perplexity",
+        "used_fraction",
+        "dead_codes",
+        "eval_code_perplexity",
+        "eval_purity",
+        "eval_nmi",
+        "eval_collapse",
+        "total seconds",
+    )
     assert_readable(out.stdout, 80, ["st-gumbel", "vq-commitment"], headers)
 
 
@@ -153,7 +198,9 @@ def test_optimize_writes_a_per_step_csv(tmp_path):
     import pandas as pd
 
     target = tmp_path / "opt.csv"
-    code, _, stderr = run_main("optimize", "-t", "bernoulli", "-e", "reinforce[baseline=loo]", "--steps", "20", "-o", str(target))
+    code, _, stderr = run_main(
+        "optimize", "-t", "bernoulli", "-e", "reinforce[baseline=loo]", "--steps", "20", "-o", str(target)
+    )
     assert code == 0, stderr
     frame = pd.read_csv(target)
     assert list(frame["step"]) == list(range(21))
@@ -192,8 +239,19 @@ def test_bad_input_through_the_real_process():
 
 
 def test_elbo_study_writes_its_table_and_rows(tmp_path):
-    code, stdout, stderr = run_main("elbo-study", "-e", "reinforce[baseline=loo]", "--checkpoints", "0", "--points", "2",
-                                    "--samples", "400", "-o", str(tmp_path / "elbo"))
+    code, stdout, stderr = run_main(
+        "elbo-study",
+        "-e",
+        "reinforce[baseline=loo]",
+        "--checkpoints",
+        "0",
+        "--points",
+        "2",
+        "--samples",
+        "400",
+        "-o",
+        str(tmp_path / "elbo"),
+    )
     assert code == 0, stderr
     import pandas as pd
 
@@ -204,8 +262,21 @@ def test_elbo_study_writes_its_table_and_rows(tmp_path):
 
 
 def test_speech_study_writes_rows_text_and_settings(tmp_path):
-    code, stdout, stderr = run_main("speech-study", "--task", "logmel-vqvae[batch=4]", "-e", "st-gumbel", "--checkpoints", "0",
-                                    "--crops", "1", "--samples", "200", "-o", str(tmp_path / "study"))
+    code, stdout, stderr = run_main(
+        "speech-study",
+        "--task",
+        "logmel-vqvae[batch=4]",
+        "-e",
+        "st-gumbel",
+        "--checkpoints",
+        "0",
+        "--crops",
+        "1",
+        "--samples",
+        "200",
+        "-o",
+        str(tmp_path / "study"),
+    )
     assert code == 0, stderr
     import pandas as pd
 
@@ -258,4 +329,23 @@ def test_an_internal_error_is_one_line_with_a_hint_and_debug_shows_the_traceback
     assert err.splitlines()[-1].startswith("gumbench: internal error: RuntimeError: boom")
     assert main(["--debug", "list", "bogus"]) == 2, "--debug keeps the exit status of bad input"
     err = capsys.readouterr().err
-    assert "Traceback" in err and err.splitlines()[-1] == "gumbench: error: cannot list 'bogus'; allowed: estimators, tasks, training"
+    assert (
+        "Traceback" in err
+        and err.splitlines()[-1] == "gumbench: error: cannot list 'bogus'; allowed: estimators, tasks, training"
+    )
+
+
+def test_train_sizes_the_bottleneck_from_an_implicit_quantizer():
+    code, stdout, stderr = run_main("train", "-t", "gmm-vq[batch=32,hidden=16]", "-e", "fsq",
+                                    "-e", "residual-vq[quantizer=fsq]", "--steps", "2", "--eval-every", "2")
+    assert code == 0, stderr
+    assert "fsq sized the bottleneck from its code space: gmm-vq[" in stdout and "codes=1000," in stdout
+    assert "residual-vq[quantizer=fsq] sized the bottleneck from its code space:" in stdout and "codes=4000," in stdout
+
+
+def test_train_refuses_explicit_sizes_an_implicit_quantizer_does_not_fit_in_one_line():
+    code, stdout, stderr = run_main("train", "-t", "gmm-vq[code_dim=8]", "-e", "fsq", "--steps", "2")
+    assert code == 2 and stdout == ""
+    assert stderr.strip() == ("gumbench: error: gmm-vq[code_dim=8]: fsq quantizes to implicit codes that code_dim=8 "
+                              "do not fit; use gmm-vq[code_dim=4,codes=1000] (1000 codes of dimension 4), or leave "
+                              "code_dim out to size the bottleneck from the quantizer")

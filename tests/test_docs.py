@@ -143,7 +143,9 @@ def test_quoted_numbers_are_what_the_committed_results_give(page):
 def test_every_generator_is_used_and_every_block_is_known():
     used = {name for page in PAGES for name, _ in write_docs.blocks(page.read_text())}
     assert set(write_docs.BLOCKS) <= used, f"generators no page uses: {sorted(set(write_docs.BLOCKS) - used)}"
-    assert used <= set(write_docs.BLOCKS), f"blocks scripts/write_docs.py does not know: {sorted(used - set(write_docs.BLOCKS))}"
+    assert used <= set(write_docs.BLOCKS), (
+        f"blocks scripts/write_docs.py does not know: {sorted(used - set(write_docs.BLOCKS))}"
+    )
 
 
 def test_a_hand_edited_number_is_caught():
@@ -155,9 +157,15 @@ def test_a_hand_edited_number_is_caught():
     edited = re.sub(r"\d", lambda m: str((int(m[0]) + 1) % 10), line, count=1)
     (problem,) = write_docs.stale(page, ROOT, text.replace(line, edited, 1))
     assert problem.startswith(f"statistics.md: {name}: line ") and repr(edited) in problem
-    unknown = text + "\n" + write_docs.START.format("no-such-block") + "\n" + write_docs.END.format("no-such-block") + "\n"
-    assert write_docs.stale(page, ROOT, unknown) == ["statistics.md: no-such-block: no such block in scripts/write_docs.py"]
-    assert write_docs.stale(page, ROOT, text + "\n" + write_docs.START.format(name) + "\n")[0].endswith("without its pair")
+    unknown = (
+        text + "\n" + write_docs.START.format("no-such-block") + "\n" + write_docs.END.format("no-such-block") + "\n"
+    )
+    assert write_docs.stale(page, ROOT, unknown) == [
+        "statistics.md: no-such-block: no such block in scripts/write_docs.py"
+    ]
+    assert write_docs.stale(page, ROOT, text + "\n" + write_docs.START.format(name) + "\n")[0].endswith(
+        "without its pair"
+    )
     assert write_docs.render(text.replace(line, edited, 1), ROOT) == text
 
 
@@ -167,6 +175,8 @@ def test_a_changed_result_is_caught(tmp_path):
     rows[0]["total_variance"]["value"] *= 1.5
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "gradstats-default.json").write_text(json.dumps(rows))
-    shutil.copytree(ROOT / "results" / "throughput", tmp_path / "results" / "throughput")  # the page's other results, unchanged
+    shutil.copytree(
+        ROOT / "results" / "throughput", tmp_path / "results" / "throughput"
+    )  # the page's other results, unchanged
     problems = write_docs.stale(ROOT / "docs" / "statistics.md", tmp_path)
     assert [p.split(":")[1].strip() for p in problems] == ["gradstats-default-table", "gradstats-default-finding"]

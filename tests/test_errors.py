@@ -30,7 +30,10 @@ def test_check_positive_returns_a_float_above_the_bound():
 def test_check_positive_rejects_with_a_clear_message():
     assert message(lambda: check_positive("lr", 0)) == "lr must be a finite number > 0, got 0.0"
     assert message(lambda: check_positive("lr", -1.5)) == "lr must be a finite number > 0, got -1.5"
-    assert message(lambda: check_positive("tau", 0.5, low=1, inclusive=True)) == "tau must be a finite number >= 1, got 0.5"
+    assert (
+        message(lambda: check_positive("tau", 0.5, low=1, inclusive=True))
+        == "tau must be a finite number >= 1, got 0.5"
+    )
     assert message(lambda: check_positive("tau", 1.0, low=1)) == "tau must be a finite number > 1, got 1.0"
     assert message(lambda: check_positive("lr", math.nan)) == "lr must be a finite number > 0, got nan"
     assert message(lambda: check_positive("lr", math.inf)) == "lr must be a finite number > 0, got inf"
@@ -43,7 +46,10 @@ def test_check_positive_rejects_with_a_clear_message():
 def test_check_choice():
     assert check_choice("backend", "dask", ("local", "dask", "slurm")) == "dask"
     assert check_choice("p", 2.0, (1.5, 2.0, 3.0)) == 2.0
-    assert message(lambda: check_choice("backend", "cluster", ("local", "dask"))) == "backend must be one of local, dask; got 'cluster'"
+    assert (
+        message(lambda: check_choice("backend", "cluster", ("local", "dask")))
+        == "backend must be one of local, dask; got 'cluster'"
+    )
     assert message(lambda: check_choice("p", 2.5, (1.5, 2.0, 3.0))) == "p must be one of 1.5, 2.0, 3.0; got 2.5"
     with pytest.raises(GumbenchError):
         check_choice("mode", "A", ["a", "b"])  # case matters

@@ -150,9 +150,19 @@ def test_a_folder_without_permission_is_refused_by_name_before_anything_is_writt
     for folder, mode in ((locked, 0o555), (hidden, 0o000), (open_, 0o777)):
         folder.mkdir()
         folder.chmod(mode)
-    targets = [locked / "out.csv", f"{locked / 'sub' / 'reports'}/", hidden / "out.csv", open_ / "out.csv", f"{open_ / 'sub'}/"]
-    out = subprocess.run([sys.executable, "-c", CHECK_AS_ANOTHER_USER, *map(str, targets)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    targets = [
+        locked / "out.csv",
+        f"{locked / 'sub' / 'reports'}/",
+        hidden / "out.csv",
+        open_ / "out.csv",
+        f"{open_ / 'sub'}/",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK_AS_ANOTHER_USER, *map(str, targets)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [f"cannot write {locked / 'out.csv'}: no permission to write in {locked}",
                                        f"cannot write {locked / 'sub' / 'reports'}: no permission to write in {locked}",

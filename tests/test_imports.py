@@ -33,7 +33,9 @@ def imported(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
         else:
             continue
@@ -92,16 +94,27 @@ def test_backends_know_nothing_of_the_runner():
 
 
 def test_no_argparse_outside_the_cli():
-    users = [name for name, path in MODULES.items() if "argparse" in {alias.name for node in ast.walk(ast.parse(path.read_text()))
-                                                                      if isinstance(node, ast.Import) for alias in node.names}]
+    users = [
+        name
+        for name, path in MODULES.items()
+        if "argparse"
+        in {
+            alias.name
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+    ]
     assert users == []
 
 
 def test_light_imports_stay_light():
     """The CLI's entry, the registry and the kernel dispatcher import neither triton nor (for the first
     two) torch: `gumbench --help` stays fast and no GPU driver is touched at import."""
-    code = ("import sys, gumbench.cli, gumbench.registry, gumbench.plugin; heavy = {'torch', 'triton'} & set(sys.modules); "
-            "import gumbench.kernels; print(sorted(heavy), 'triton' in sys.modules)")
+    code = (
+        "import sys, gumbench.cli, gumbench.registry, gumbench.plugin; heavy = {'torch', 'triton'} & set(sys.modules); "
+        "import gumbench.kernels; print(sorted(heavy), 'triton' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["[]", "False"], out
 
@@ -135,7 +148,9 @@ def shadowed_modules(modules: dict[str, Path]) -> list[str]:
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                    )
                 bound = [(alias.asname or alias.name, f"{base}.{alias.name}") for alias in node.names]
             elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 bound = [(node.name, None)]

@@ -1,4 +1,5 @@
-"""Plugins: ranges (describe, contains, check messages), finite floats, limits on products, declared-type coercion, spec and label,
+"""Plugins: ranges (describe, contains, check messages), finite floats, limits on products, declared-type coercion, spec
+and label,
 with_params copies, has_temperature; the same ranges on plain arguments."""
 
 import math
@@ -7,8 +8,19 @@ import pytest
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators import CategoricalEstimator, make_estimator, registry
-from gumbench.plugin import (AT_LEAST_ONE, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, SEED, TEMPERATURE, Plugin, Range,
-                             check_integer, check_number)
+from gumbench.plugin import (
+    AT_LEAST_ONE,
+    HALF_OPEN_UNIT,
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    POSITIVE,
+    SEED,
+    TEMPERATURE,
+    Plugin,
+    Range,
+    check_integer,
+    check_number,
+)
 from gumbench.registry import parse_spec
 
 
@@ -47,9 +59,18 @@ def test_range_describe_contains_and_check_messages():
         assert not any(allowed.contains(v) for v in (math.nan, math.inf, -math.inf)), "never a non-finite value"
 
     assert POSITIVE.check("widget", "tau", 0.5) is None
-    assert message(lambda: POSITIVE.check("st-gumbel", "tau", 0.0)) == "st-gumbel: tau must be a finite number > 0, got 0.0"
-    assert message(lambda: POSITIVE.check("st-gumbel", "tau", math.nan)) == "st-gumbel: tau must be a finite number > 0, got nan"
-    assert message(lambda: OPEN_UNIT.check("reinforce", "decay", 1.5)) == "reinforce: decay must be a finite number in (0, 1), got 1.5"
+    assert (
+        message(lambda: POSITIVE.check("st-gumbel", "tau", 0.0))
+        == "st-gumbel: tau must be a finite number > 0, got 0.0"
+    )
+    assert (
+        message(lambda: POSITIVE.check("st-gumbel", "tau", math.nan))
+        == "st-gumbel: tau must be a finite number > 0, got nan"
+    )
+    assert (
+        message(lambda: OPEN_UNIT.check("reinforce", "decay", 1.5))
+        == "reinforce: decay must be a finite number in (0, 1), got 1.5"
+    )
     # integers are not called finite numbers; the meaning, if declared, is named
     assert message(lambda: AT_LEAST_ONE.check("widget", "count", 0)) == "widget: count must be >= 1, got 0"
     assert message(lambda: Range(1, meaning="M, the draws").check("gumbel-rao", "samples", 0)) == (
@@ -70,7 +91,10 @@ def test_parameters_are_coerced_to_their_declared_types():
     assert message(lambda: Widget(tau=True)) == "widget: tau must be a number, got True"
     assert message(lambda: Widget(fast="yes")) == "widget: fast must be true or false, got 'yes'"
     assert message(lambda: Widget(mode="c")) == "widget: mode must be one of a, b; got 'c'"
-    assert message(lambda: Widget(speed=1, colour=2)) == "widget has no parameter 'colour', 'speed'; allowed: tau, count, fast, mode, share"
+    assert (
+        message(lambda: Widget(speed=1, colour=2))
+        == "widget has no parameter 'colour', 'speed'; allowed: tau, count, fast, mode, share"
+    )
     assert "is a grid" in message(lambda: Widget(tau=[1, 2]))
     # then the declared ranges, then validate()
     assert message(lambda: Widget(tau=0)) == "widget: tau must be a finite number > 0, got 0.0"
@@ -88,7 +112,10 @@ def test_spec_lists_every_parameter_and_label_only_the_given_non_defaults():
     # validate() may resolve a parameter: the spec shows the resolved value, the label what was given
     loo = make_estimator("reinforce[baseline=loo]")
     assert loo.spec == "reinforce[baseline=loo,samples=4,decay=0.9]" and loo.label == "reinforce[baseline=loo]"
-    assert make_estimator("st-gumbel").label == "st-gumbel" and make_estimator("st-gumbel[tau=0.5]").label == "st-gumbel[tau=0.5]"
+    assert (
+        make_estimator("st-gumbel").label == "st-gumbel"
+        and make_estimator("st-gumbel[tau=0.5]").label == "st-gumbel[tau=0.5]"
+    )
 
 
 def test_with_params_returns_a_new_validated_object_and_never_mutates():
@@ -102,7 +129,10 @@ def test_with_params_returns_a_new_validated_object_and_never_mutates():
     assert hot is not st and type(hot) is type(st)
     assert hot.spec == "st-gumbel[tau=2]" and hot.label == "st-gumbel[tau=2]"
     assert st.params == {"tau": 0.5} and st.given == {"tau": 0.5} and st.spec == "st-gumbel[tau=0.5]"
-    for bad, fragment in (({"tau": 0}, r"tau must be a finite number in \[0.01, 100\]"), ({"temperature": 1}, "has no parameter 'temperature'")):
+    for bad, fragment in (
+        ({"tau": 0}, r"tau must be a finite number in \[0.01, 100\]"),
+        ({"temperature": 1}, "has no parameter 'temperature'"),
+    ):
         with pytest.raises(GumbenchError, match=fragment):
             st.with_params(**bad)
     assert st.params == {"tau": 0.5}
@@ -125,8 +155,14 @@ def test_has_temperature_is_read_from_the_declared_parameters():
     for name, cls in registry.classes().items():
         assert cls.has_temperature == ("tau" in cls.defaults), name
         assert make_estimator(name).has_temperature == cls.has_temperature, name
-    assert {n for n, cls in registry.classes().items() if cls.has_temperature} >= {"st-gumbel", "soft-gumbel", "straight-through",
-                                                                                     "gumbel-rao", "reinmax", "gst"}
+    assert {n for n, cls in registry.classes().items() if cls.has_temperature} >= {
+        "st-gumbel",
+        "soft-gumbel",
+        "straight-through",
+        "gumbel-rao",
+        "reinmax",
+        "gst",
+    }
     assert not any(registry.get(n).has_temperature for n in ("reinforce", "disarm", "vq-commitment"))
 
     class Hot(CategoricalEstimator):  # not registered
@@ -149,10 +185,18 @@ def test_an_option_that_requires_another_is_refused_without_it():
         defaults = {"init": "random", "iters": 10, "restart": False, "every": 50}
         requires = {"iters": ("init", "kmeans"), "every": ("restart", True)}
 
-    assert Switches(init="kmeans", iters=3).params["iters"] == 3 and Switches(restart=True, every=2).params["every"] == 2
+    assert (
+        Switches(init="kmeans", iters=3).params["iters"] == 3 and Switches(restart=True, every=2).params["every"] == 2
+    )
     assert Switches(iters=10).params["iters"] == 10, "the default value is not a setting"
-    assert message(lambda: Switches(iters=3)) == "gadget: iters only applies with init=kmeans; set init=kmeans or leave iters out"
-    assert message(lambda: Switches(every=2)) == "gadget: every only applies with restart=true; set restart=true or leave every out"
+    assert (
+        message(lambda: Switches(iters=3))
+        == "gadget: iters only applies with init=kmeans; set init=kmeans or leave iters out"
+    )
+    assert (
+        message(lambda: Switches(every=2))
+        == "gadget: every only applies with restart=true; set restart=true or leave every out"
+    )
 
 
 class Gadget(Plugin):
@@ -179,7 +223,10 @@ def test_floats_must_be_finite_unless_a_range_names_infinity():
 
 def test_limits_bound_products_of_parameters_before_validate():
     assert Gadget(rows=32, width=32).params["rows"] == 32
-    assert message(lambda: Gadget(rows=33, width=32)) == "gadget: rows x width must be <= 1,024 (memory), got 33 x 32 = 1056"
+    assert (
+        message(lambda: Gadget(rows=33, width=32))
+        == "gadget: rows x width must be <= 1,024 (memory), got 33 x 32 = 1056"
+    )
     assert message(lambda: Gadget(rows=10**30)) == (
         f"gadget: rows x width must be <= 1,024 (memory), got {10**30} x 8 = {8 * 10**30}")
 

@@ -1,4 +1,5 @@
-"""Registry names: spec parsing and grids, estimator parameter checks, entry-point plugins in-process and from the CLI."""
+"""Registry names: spec parsing and grids, estimator parameter checks, entry-point plugins in-process and from the
+CLI."""
 
 import json
 import os
@@ -22,7 +23,9 @@ def test_parse_spec_values_and_grid():
     assert parse_spec("reinforce") == Spec("reinforce", {})
 
 
-@pytest.mark.parametrize("bad", ["", "st-gumbel[tau=0.5", "st-gumbel[tau]", "1abc", "x[tau=1,tau=2]", "x[tau=[]]", "x]"])
+@pytest.mark.parametrize(
+    "bad", ["", "st-gumbel[tau=0.5", "st-gumbel[tau]", "1abc", "x[tau=1,tau=2]", "x[tau=[]]", "x]"]
+)
 def test_parse_spec_rejects(bad):
     with pytest.raises(GumbenchError):
         parse_spec(bad)

@@ -60,7 +60,9 @@ def test_a_sweep_with_two_threads_in_workers_records_them(tmp_path):
 
 def test_the_cli_takes_threads_from_the_option_or_the_environment(tmp_path, monkeypatch):
     config = tmp_path / "c.toml"
-    config.write_text('name = "th"\nrepetitions = 1\n[gradstats]\ntasks = ["bernoulli"]\nestimators = ["st-gumbel"]\nsamples = 50\n')
+    config.write_text(
+        'name = "th"\nrepetitions = 1\n[gradstats]\ntasks = ["bernoulli"]\nestimators = ["st-gumbel"]\nsamples = 50\n'
+    )
 
     def sweep(out, *extra):
         code, _, stderr = run_main("sweep", str(config), "--out", str(tmp_path / out), "--no-report", *extra)

@@ -2,8 +2,16 @@
 gradient statistics over them."""
 
 from gumbench.benchmarks.gradstats import GradientStatistics, Interval, gradient_statistics, problem_statistics
-from gumbench.benchmarks.problems import (DEFAULT_TASK, GradientProblem, LogitsProblem, ToyTask, exact_expectation, exact_gradient,
-                                          make_problem, registry as task_registry)
+from gumbench.benchmarks.problems import (
+                                          DEFAULT_TASK,
+                                          GradientProblem,
+                                          LogitsProblem,
+                                          ToyTask,
+                                          exact_expectation,
+                                          exact_gradient,
+                                          make_problem,
+)
+from gumbench.benchmarks.problems import registry as task_registry
 
 make_task = make_problem  # the name the README's example and earlier releases use
 

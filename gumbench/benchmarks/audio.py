@@ -55,7 +55,9 @@ def audio_files(audio_dir: str | Path | None = None) -> list[Path]:
     """Every .wav/.flac file under the folder (recursive, sorted); a GumbenchError if none."""
     folder = corpus_dir(audio_dir)
     if not folder.exists():
-        raise GumbenchError(f"audio folder {str(folder)!r} does not exist; --audio-dir takes a folder of .wav or .flac files")
+        raise GumbenchError(
+            f"audio folder {str(folder)!r} does not exist; --audio-dir takes a folder of .wav or .flac files"
+        )
     if not folder.is_dir():
         raise GumbenchError(f"{str(folder)!r} is not a folder; --audio-dir takes a folder of .wav or .flac files")
     try:
@@ -93,7 +95,9 @@ def _transcripts(folder: Path) -> dict[str, str]:
     try:
         text = table.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise GumbenchError(f"{table} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+        raise GumbenchError(
+            f"{table} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
     for line in text.splitlines()[1:]:
         parts = line.split("\t")
         if len(parts) == 3:
@@ -154,7 +158,9 @@ def mel_to_hz(mel):
     return 700.0 * (10.0 ** (torch.as_tensor(mel, dtype=torch.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE, f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
+def mel_filterbank(
+    n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE, f_min: float = 0.0, f_max: float | None = None
+) -> torch.Tensor:
     """Triangular filters on the HTK mel scale, shape (n_mels, n_fft // 2 + 1), peak height 1.
 
     Filter m rises linearly from centre m-1 to centre m and falls to centre m+1, the
@@ -163,10 +169,14 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE, f_mi
     """
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise GumbenchError(f"mel filterbank needs 0 <= f_min < f_max <= {sample_rate / 2:g} Hz, got {f_min:g} and {f_max:g}")
+        raise GumbenchError(
+            f"mel filterbank needs 0 <= f_min < f_max <= {sample_rate / 2:g} Hz, got {f_min:g} and {f_max:g}"
+        )
     if n_mels < 1 or n_fft < 2:
         raise GumbenchError(f"mel filterbank needs n_mels >= 1 and n_fft >= 2, got {n_mels} and {n_fft}")
-    centres = mel_to_hz(torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64))
+    centres = mel_to_hz(
+        torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64)
+    )
     freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
     low, mid, high = centres[:-2, None], centres[1:-1, None], centres[2:, None]
     rising = (freqs - low) / (mid - low)
@@ -178,8 +188,14 @@ def power_spectrum(wave: torch.Tensor, n_fft: int = 400, hop: int = 160) -> torc
     """|STFT|^2 of Hann-windowed (periodic) frames, no centring: (..., frames, n_fft // 2 + 1)."""
     if wave.shape[-1] < n_fft:
         raise GumbenchError(f"audio of {wave.shape[-1]} samples is shorter than one {n_fft}-sample frame")
-    spec = torch.stft(wave, n_fft, hop_length=hop, window=torch.hann_window(n_fft, dtype=wave.dtype, device=wave.device),
-                      center=False, return_complex=True)
+    spec = torch.stft(
+        wave,
+        n_fft,
+        hop_length=hop,
+        window=torch.hann_window(n_fft, dtype=wave.dtype, device=wave.device),
+        center=False,
+        return_complex=True,
+    )
     return spec.abs().pow(2).transpose(-1, -2)
 
 

@@ -101,7 +101,13 @@ class GradientStatistics:
         for key in self.SCALARS:
             value = getattr(self, key)
             out[key] = None if value is None else asdict(value)
-        for key in ("exact_gradient", "mean_gradient", "coordinate_variance", "coordinate_variance_low", "coordinate_variance_high"):
+        for key in (
+            "exact_gradient",
+            "mean_gradient",
+            "coordinate_variance",
+            "coordinate_variance_low",
+            "coordinate_variance_high",
+        ):
             out[key] = getattr(self, key).tolist()
         return out
 
@@ -208,7 +214,9 @@ def jackknife_intervals(group_sums: GroupSums, exact: torch.Tensor, confidence: 
     sums, squares, counts = group_sums.sums, group_sums.squares, group_sums.counts
     groups = len(counts)
     full = _statistics(e, sums.sum(0), squares.sum(0), counts.sum())
-    leave_out = _statistics(e, sums.sum(0) - sums, squares.sum(0) - squares, counts.sum() - counts)  # row k: without group k
+    leave_out = _statistics(
+        e, sums.sum(0) - sums, squares.sum(0) - squares, counts.sum() - counts
+    )  # row k: without group k
     t = t_quantile(0.5 + confidence / 2, groups - 1)
     intervals = {}
     for key, value in full.items():
@@ -261,9 +269,13 @@ def problem_statistics(estimator, problem, samples: int = DEFAULT_SAMPLES, seed:
     groups = max(2, min(groups, samples // 2))
     reference = problem.reference()
     problem.check_reference(reference)
-    exact = reference.gradient.clone()  # the problem's cached reference stays as computed, whatever a caller does with the result
+    exact = (
+        reference.gradient.clone()
+    )  # the problem's cached reference stays as computed, whatever a caller does with the result
     group_sums = accumulate(problem, est, exact, samples, seed, groups, rows)
-    return assemble(est, samples, seed, confidence, exact, reference.expected, group_sums, problem.shape, reference.error)
+    return assemble(
+        est, samples, seed, confidence, exact, reference.expected, group_sums, problem.shape, reference.error
+    )
 
 
 def gradient_statistics(estimator, logits: torch.Tensor, loss_fn, samples: int = DEFAULT_SAMPLES, seed: int = 0, *,
@@ -275,8 +287,16 @@ def gradient_statistics(estimator, logits: torch.Tensor, loss_fn, samples: int =
     the reported bias, and ``expected_loss`` is then None. A loss that is not finite, or constant, on some
     configuration is refused when enumeration or a draw meets it."""
     problem = LogitsProblem(logits, loss_fn, reference)
-    return problem_statistics(estimator, problem, samples, seed, confidence=confidence, groups=groups, chunk_size=chunk_size,
-                              owner="gradient_statistics")
+    return problem_statistics(
+        estimator,
+        problem,
+        samples,
+        seed,
+        confidence=confidence,
+        groups=groups,
+        chunk_size=chunk_size,
+        owner="gradient_statistics",
+    )
 
 
 def assemble(est, samples: int, seed: int, confidence: float, exact: torch.Tensor, expected: float | None,
@@ -301,7 +321,9 @@ def assemble(est, samples: int, seed: int, confidence: float, exact: torch.Tenso
         exact_norm=exact_norm,
         expected_loss=expected,
         bias=bias,
-        relative_bias=Interval(bias.value / exact_norm, bias.low / exact_norm, bias.high / exact_norm) if exact_norm > 0 else None,
+        relative_bias=Interval(bias.value / exact_norm, bias.low / exact_norm, bias.high / exact_norm)
+        if exact_norm > 0
+        else None,
         total_variance=_scalar(intervals["total_variance"], clip=True),
         coordinate_variance=coord.reshape(shape),
         coordinate_variance_low=coord_low.clamp_min(0).reshape(shape),
@@ -313,8 +335,16 @@ def assemble(est, samples: int, seed: int, confidence: float, exact: torch.Tenso
     )
 
 
-def zero_estimate_statistics(est, samples: int, seed: int, confidence: float, exact: torch.Tensor, expected: float | None,
-                             shape: tuple[int, ...], reference_error: float | None = None) -> GradientStatistics:
+def zero_estimate_statistics(
+    est,
+    samples: int,
+    seed: int,
+    confidence: float,
+    exact: torch.Tensor,
+    expected: float | None,
+    shape: tuple[int, ...],
+    reference_error: float | None = None,
+) -> GradientStatistics:
     """The statistics of an estimator whose every estimate is exactly 0: bias ||e||, relative bias 1, variance 0,
     MSE ||e||^2, no cosine and no SNR (the mean has no direction)."""
     norm = float(exact.norm())
@@ -363,7 +393,9 @@ def _with_temperature(problem: GradientProblem, estimators, tau: float | None) -
                 continue
         elif tau is not None and explicit:
             with_tau = [n for n in problem.default_estimators() if make_estimator(n).has_temperature]
-            raise GumbenchError(f"--tau was given but {est.name} has no temperature; estimators with one: " + ", ".join(with_tau))
+            raise GumbenchError(
+                f"--tau was given but {est.name} has no temperature; estimators with one: " + ", ".join(with_tau)
+            )
         built.append(est)
     if not built:
         raise GumbenchError("no estimators to run")
@@ -372,8 +404,9 @@ def _with_temperature(problem: GradientProblem, estimators, tau: float | None) -
     return built
 
 
-def run_gradstats(task, estimators=None, *, tau: float | None = None, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                  max_memory=None) -> GradstatsRun:
+def run_gradstats(
+    task, estimators=None, *, tau: float | None = None, samples: int = DEFAULT_SAMPLES, seed: int = 0, max_memory=None
+) -> GradstatsRun:
     """Statistics for each estimator (default: the problem's ``default_estimators()``) on a problem.
 
     ``tau`` overrides the temperature of every estimator that has one; naming an estimator
@@ -412,10 +445,21 @@ def gradstats_table(run: GradstatsRun, width: int | None = None) -> str:
     from gumbench.tables import render
 
     first = run.statistics[0]
-    reference = "exact grad" if first.reference_error is None else f"reference grad (RMS error {format_number(first.reference_error)})"
-    title = (f"{run.task}: {first.samples} estimates each, seed {first.seed}, ||{reference}|| = {format_number(first.exact_norm)}, "
-             f"E(loss) = {format_number(first.expected_loss)}; [{first.confidence:.0%} CI]")
+    reference = (
+        "exact grad"
+        if first.reference_error is None
+        else f"reference grad (RMS error {format_number(first.reference_error)})"
+    )
+    title = (
+        f"{run.task}: {first.samples} estimates each, seed {first.seed}, ||{reference}|| = {format_number(first.exact_norm)}, "
+        f"E(loss) = {format_number(first.expected_loss)}; [{first.confidence:.0%} CI]"
+    )
     columns = ("estimator", "bias / ||grad||", "total variance", "MSE", "cosine", "SNR")
-    rows = [(s.label, *(format_interval(getattr(s, k)) for k in ("relative_bias", "total_variance", "mse", "cosine", "snr")))
-            for s in run.statistics]
+    rows = [
+        (
+            s.label,
+            *(format_interval(getattr(s, k)) for k in ("relative_bias", "total_variance", "mse", "cosine", "snr")),
+        )
+        for s in run.statistics
+    ]
     return render(title, columns, rows, width=width)

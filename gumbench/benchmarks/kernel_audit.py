@@ -245,7 +245,9 @@ def compile_variant(v: Variant, cc: int = 90):
 
     fn, signature, constexprs, attrs, num_warps, _ = kernel_spec(v)
     source = triton.compiler.ASTSource(fn, signature, constexprs, attrs)
-    return triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps, "enable_fp_fusion": True})
+    return triton.compile(
+        source, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps, "enable_fp_fusion": True}
+    )
 
 
 def _nvidia_tool(name: str) -> str:
@@ -263,7 +265,9 @@ def disassemble(cubin: bytes) -> tuple[list[tuple[str, str]], dict[str, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "kernel.cubin")
         path.write_bytes(cubin)
-        text = subprocess.run([_nvidia_tool("nvdisasm"), "-c", str(path)], capture_output=True, text=True, check=True).stdout
+        text = subprocess.run(
+            [_nvidia_tool("nvdisasm"), "-c", str(path)], capture_output=True, text=True, check=True
+        ).stdout
     instructions, labels = [], {}
     for line in text.splitlines():
         label = _LABEL_LINE.match(line)
@@ -424,7 +428,9 @@ def run_audit(
     """
     bad = [cc for cc in archs if not MIN_ARCH <= cc <= MAX_ARCH]
     if bad:  # LLVM aborts the whole process on them, no error to report
-        raise GumbenchError(f"archs must be compute capabilities from {MIN_ARCH} to {MAX_ARCH} (e.g. 80, 90); got {bad[0]}")
+        raise GumbenchError(
+            f"archs must be compute capabilities from {MIN_ARCH} to {MAX_ARCH} (e.g. 80, 90); got {bad[0]}"
+        )
     status, lines = 0, []
     if check:
         start = time.perf_counter()

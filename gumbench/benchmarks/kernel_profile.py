@@ -101,7 +101,9 @@ def _require_gpu():
     except ImportError:  # pragma: no cover
         raise GumbenchError("profile-kernel needs torch") from None
     if not torch.cuda.is_available():
-        raise GumbenchError("no CUDA GPU found: profile-kernel needs one (the CPU-side audit is `gumbench audit-kernel`)")
+        raise GumbenchError(
+            "no CUDA GPU found: profile-kernel needs one (the CPU-side audit is `gumbench audit-kernel`)"
+        )
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -309,14 +311,24 @@ def summarize(df, copy_gbps: float) -> list[dict]:
     if rao_peak is not None and "rao_fused" in rao_peak and len(rao_peak) > 1:
         fused = rao_peak["rao_fused"].sort_index()
         v = fused.iloc[-1] / fused.iloc[0]
-        target(f"Gumbel-Rao fused peak memory, M={fused.index[-1]} / M={fused.index[0]}", v, v <= 1.05, "<= 1.05 (flat in M)")
+        target(
+            f"Gumbel-Rao fused peak memory, M={fused.index[-1]} / M={fused.index[0]}",
+            v,
+            v <= 1.05,
+            "<= 1.05 (flat in M)",
+        )
         if "rao_reference" in rao_peak:
             v = rao_peak["rao_reference"].iloc[-1] / fused.iloc[-1]
             target(f"Gumbel-Rao peak memory at M={fused.index[-1]}, reference / fused", v, True, "informative")
     rao_ms = part(ms, "gumbel_rao", "full")
     if rao_ms is not None and {"rao_reference", "rao_fused"} <= set(rao_ms.columns):
         for m, row in rao_ms.iterrows():
-            target(f"Gumbel-Rao fwd+bwd at M={m}, reference / fused time", row["rao_reference"] / row["rao_fused"], True, "informative")
+            target(
+                f"Gumbel-Rao fwd+bwd at M={m}, reference / fused time",
+                row["rao_reference"] / row["rao_fused"],
+                True,
+                "informative",
+            )
     target("device-to-device copy", copy_gbps, True, "GB/s, measured in the same run")
     return out
 
@@ -341,8 +353,13 @@ def plot(df, out: Path) -> list[Path]:
 
 
 def write_summary(out: Path, targets: list[dict], meta: dict, df) -> Path:
-    lines = ["# Kernel profile", "", f"Device: {meta['device']} (torch {meta['torch_version']}, triton {meta['triton_version']}, "
-                                     f"CUDA {meta['cuda_version']})", ""]
+    lines = [
+        "# Kernel profile",
+        "",
+        f"Device: {meta['device']} (torch {meta['torch_version']}, triton {meta['triton_version']}, "
+        f"CUDA {meta['cuda_version']})",
+        "",
+    ]
     lines += ["| target | value | ok | note |", "|---|---:|---|---|"]
     for t in targets:
         lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['ok'] else 'NO'} | {t['note']} |")

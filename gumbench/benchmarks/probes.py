@@ -31,8 +31,17 @@ def gradient_probe(task, est, checkpoints, *, points: int = 4, samples: int = 20
         model.eval()
         for problem in image_problems(task, model, points):
             s = problem_statistics(est, problem, samples, seed=seed + problem.index)
-            rows.append({"task": task.spec, "estimator": est.spec, "label": est.label, "step": step, "image": problem.index,
-                         "samples": samples, **_figures(s)})
+            rows.append(
+                {
+                    "task": task.spec,
+                    "estimator": est.spec,
+                    "label": est.label,
+                    "step": step,
+                    "image": problem.index,
+                    "samples": samples,
+                    **_figures(s),
+                }
+            )
         model.train()
 
     return measure, rows

@@ -126,7 +126,9 @@ def code_churn(previous: torch.Tensor | None, current: torch.Tensor) -> float | 
     if previous is None:
         return None
     if previous.shape != current.shape:
-        raise GumbenchError(f"churn compares the same frames: shapes {tuple(previous.shape)} and {tuple(current.shape)}")
+        raise GumbenchError(
+            f"churn compares the same frames: shapes {tuple(previous.shape)} and {tuple(current.shape)}"
+        )
     return float((previous != current).double().mean())
 
 
@@ -161,7 +163,13 @@ class UsageSummary:
         return row
 
 
-def summarize(indices: torch.Tensor, codes: int, logits: torch.Tensor | None = None, *, collapse_threshold: float = COLLAPSE_THRESHOLD) -> UsageSummary:
+def summarize(
+    indices: torch.Tensor,
+    codes: int,
+    logits: torch.Tensor | None = None,
+    *,
+    collapse_threshold: float = COLLAPSE_THRESHOLD,
+) -> UsageSummary:
     counts = usage_counts(indices, codes)
     usage = counts / counts.sum(-1, keepdim=True).clamp_min(1)
     return UsageSummary(
@@ -194,9 +202,17 @@ class UsageTracker:
 
 def _index_tensor(what: str, value, dims: int) -> torch.Tensor:
     """An integer tensor with at least ``dims`` dimensions, or one clear error."""
-    if (not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool
-            or value.dim() < dims or min(value.shape[-dims:]) < 1):
-        got = f"{value.dtype} of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+    if (
+        not isinstance(value, torch.Tensor)
+        or value.is_floating_point()
+        or value.is_complex()
+        or value.dtype == torch.bool
+        or value.dim() < dims
+        or min(value.shape[-dims:]) < 1
+    ):
+        got = (
+            f"{value.dtype} of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        )
         shape = "(..., G)" if dims == 1 else "(..., G, D)" if what == "digits" else "(..., G, S)"
         raise GumbenchError(f"{what} must be an integer tensor of shape {shape} with sizes >= 1 there, got {got}")
     return value
@@ -281,7 +297,9 @@ def implicit_usage(indices: torch.Tensor, digits: torch.Tensor, levels: Sequence
                             f"got [{int(flat.min())}, {int(flat.max())}]")
     per_code = distinct_counts(indices.unsqueeze(-1))
     code_entropy = torch.stack([_entropy_of_counts(c) for c in per_code])  # (G,)
-    dim_entropy = torch.stack([entropy(c / c.sum(-1, keepdim=True).clamp_min(1)) for c in _counts_per_level("digit", digits, levels)], -1)  # (G, D)
+    dim_entropy = torch.stack(
+        [entropy(c / c.sum(-1, keepdim=True).clamp_min(1)) for c in _counts_per_level("digit", digits, levels)], -1
+    )  # (G, D)
     return ImplicitUsage(
         levels=levels,
         code_perplexity=torch.exp(code_entropy),
@@ -343,7 +361,9 @@ def stage_usage(stage_indices: torch.Tensor, codes: int | Sequence[int]) -> Stag
     stage_indices = _index_tensor("stage indices", stage_indices, 2)
     codes = _stage_codes(codes, stage_indices.shape[-1])
     if stage_indices.numel() and stage_indices.min() < -1:
-        raise GumbenchError(f"stage indices must be codes >= 0, or -1 for a stage dropout left out, got {int(stage_indices.min())}")
+        raise GumbenchError(
+            f"stage indices must be codes >= 0, or -1 for a stage dropout left out, got {int(stage_indices.min())}"
+        )
     counts = []
     for s, k in enumerate(codes):
         rows = used_rows(stage_indices, s)
@@ -372,7 +392,9 @@ class StageUsageTracker:
     def update(self, stage_indices: torch.Tensor) -> None:
         stage_indices = _index_tensor("stage indices", stage_indices, 2)
         if stage_indices.shape[-1] != len(self.trackers):
-            raise GumbenchError(f"stage indices have {stage_indices.shape[-1]} stages, the tracker {len(self.trackers)}")
+            raise GumbenchError(
+                f"stage indices have {stage_indices.shape[-1]} stages, the tracker {len(self.trackers)}"
+            )
         for s, tracker in enumerate(self.trackers):
             tracker.update(used_rows(stage_indices, s))
 

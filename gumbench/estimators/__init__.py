@@ -5,6 +5,25 @@ theirs through the entry-point group ``gumbench.estimators`` (the entry point's 
 estimator's name).
 """
 
+from gumbench.estimators import (  # noqa: F401  (register)  # noqa: F401  (register: implicit codebooks)  # noqa: F401  (register)  # noqa: F401  (register: newer categorical estimators)
+    decoupled,
+    disarm,
+    fsq,
+    gapped,
+    gumbel,
+    gumbel_rao,
+    ibq,
+    indecater,
+    lookup_free,
+    nsvq,
+    reinmax,
+    residual,
+    score_function,
+    simvq,
+    straight_through,
+    vq,
+    zgr,
+)
 from gumbench.estimators.base import (
     FAMILIES,
     CategoricalEstimator,
@@ -15,11 +34,6 @@ from gumbench.estimators.base import (
     register,
     registry,
 )
-from gumbench.estimators import gumbel, straight_through, score_function, vq, gumbel_rao, reinmax, gapped, disarm  # noqa: F401  (register)
-from gumbench.estimators import fsq, lookup_free  # noqa: F401  (register: implicit codebooks)
-from gumbench.estimators import residual, simvq, ibq, nsvq  # noqa: F401  (register)
-from gumbench.estimators import zgr, decoupled, indecater  # noqa: F401  (register: newer categorical estimators)
-
 
 
 def categorical_variants() -> list[str]:

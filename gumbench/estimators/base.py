@@ -25,10 +25,11 @@ import math
 from typing import Callable, ClassVar, NamedTuple
 
 import torch
+from torch.nn.parameter import is_lazy
 
 from gumbench.errors import GumbenchError
 from gumbench.kernels.reference import check_logits
-from gumbench.plugin import TEMPERATURE, Plugin
+from gumbench.plugin import MAX_ELEMENTS, TEMPERATURE, Plugin, Range, check_integer
 from gumbench.registry import Registry, parse_spec
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -68,8 +69,14 @@ class EstimatorOutput(NamedTuple):
 
 class Estimator(Plugin, torch.nn.Module):
     """Base class: a plugin (name, declared parameters, spec, label, ``with_params``) that is also
-    a ``torch.nn.Module`` (the declared parameters are ``defaults``, so ``parameters()`` is
-    the module's own), with a family and declared capabilities, read directly:
+    an ordinary ``torch.nn.Module``: the declared parameters are ``defaults`` (so ``parameters()``,
+    ``named_parameters()``, ``state_dict()``, ``load_state_dict()`` and ``.to()`` are the module's
+    own), and learnable state is a Parameter, running state a buffer. State an estimator makes on its
+    first call (vq-commitment's EMA statistics and restart counters, registered as None buffers;
+    SimVQ's W, an ``UninitializedParameter``; a VQ estimator's own codebook) is left out of
+    ``state_dict()`` until it exists, and ``load_state_dict()`` makes it from the saved tensors, so the
+    state of a trained estimator loads into a fresh one made from the same spec. It has a family and
+    declared capabilities, read directly:
 
     has_temperature         it has a ``tau`` parameter (set from ``defaults``; the training
                             tasks' temperature schedules and ``gradstats --tau`` change it)
@@ -103,6 +110,38 @@ class Estimator(Plugin, torch.nn.Module):
             return f"{self.name} needs {self.required_categories} categories"
         return None
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        # as torch's LazyModuleMixin, but a parameter not made yet (SimVQ's W before the first call) is left out
+        for name, param in self._parameters.items():
+            if param is not None and not is_lazy(param):
+                destination[prefix + name] = param if keep_vars else param.detach()
+        for name, buffer in self._buffers.items():
+            if buffer is not None and name not in self._non_persistent_buffers_set:
+                destination[prefix + name] = buffer if keep_vars else buffer.detach()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Make the state this estimator has not made yet (None parameters and buffers, uninitialized
+        parameters) like the saved tensors, then load as any module; a parameter that neither side has
+        made yet is not missing."""
+        for name, param in self._parameters.items():
+            saved = state_dict.get(prefix + name)
+            if saved is None:
+                continue
+            if param is None:
+                made = torch.empty_like(saved)
+                self._parameters[name] = torch.nn.Parameter(made, requires_grad=saved.is_floating_point())
+            elif is_lazy(param):
+                param.materialize(saved.shape, device=saved.device, dtype=saved.dtype)
+        for name, buffer in self._buffers.items():
+            saved = state_dict.get(prefix + name)
+            if buffer is None and saved is not None and name not in self._non_persistent_buffers_set:
+                self._buffers[name] = torch.empty_like(saved)
+        unmade = [prefix + name for name, param in self._parameters.items() if param is not None and is_lazy(param)]
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        missing_keys[:] = [key for key in missing_keys if key not in unmade]
+
 
 def call_loss(loss_fn: LossFn, value: torch.Tensor, batch_shape: torch.Size, who: str) -> torch.Tensor:
     """Call the downstream loss and check it returns one loss per row."""
@@ -121,7 +160,9 @@ class CategoricalEstimator(Estimator):
 
     family: ClassVar[str] = "relaxation"
 
-    def forward(self, logits: torch.Tensor, loss_fn: LossFn, *, generator: torch.Generator | None = None) -> EstimatorOutput:
+    def forward(
+        self, logits: torch.Tensor, loss_fn: LossFn, *, generator: torch.Generator | None = None
+    ) -> EstimatorOutput:
         self.check_input(logits)
         return self.estimate(logits, loss_fn, generator)
 
@@ -153,13 +194,63 @@ class CategoricalEstimator(Estimator):
 class VQEstimator(Estimator):
     """Estimators over continuous vectors (..., G, D) and a codebook: vector quantization.
 
-    Called as ``estimator(vectors, loss_fn, codebook=E, generator=gen)``; ``assign_codes`` gives
-    the code each vector goes to, deterministically (for evaluations). ``codebook_gradient``: the
-    given codebook gets a gradient (False where the method holds it frozen, as SimVQ does).
+    Called as ``estimator(vectors, loss_fn, codebook=E, generator=gen)``, or without ``codebook=`` once the
+    estimator owns one (:meth:`own_codebook`); ``assign_codes`` gives the code each vector goes to,
+    deterministically (for evaluations). Declared capabilities, read directly:
+
+    codebook_gradient   the given codebook gets a gradient (False where the method holds it frozen, as SimVQ does)
+    implicit_codes      the quantizer fixes its code space itself (FSQ's grid, the corners of LFQ and BSQ,
+                        residual stages of these), so the codebook's values are never read: ``code_space``
+                        gives (codes, code_dim), and a training task sizes its bottleneck from it
+    has_code_digits     every code is a tuple of per-dimension levels: ``index_digits`` and ``digit_levels``
+                        give them (utilization's effective-bits columns)
     """
 
     family: ClassVar[str] = "vq"
     codebook_gradient: ClassVar[bool] = True
+    implicit_codes: ClassVar[bool] = False
+    has_code_digits: ClassVar[bool] = False
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.register_parameter("codebook", None)  # made by own_codebook(); None: the caller passes codebook=
+
+    def own_codebook(self, codes: int, dim: int, groups: int | None = None, *, generator: torch.Generator | None = None,
+                     dtype: torch.dtype = torch.float32) -> "VQEstimator":
+        """Give this estimator a learnable codebook of its own and return it (the estimator): an ``nn.Parameter``
+        of ``codes`` codes of dimension ``dim``, (G, K, D) with one book per group or (K, D) shared when
+        ``groups`` is None, drawn N(0, 1/D) from ``generator`` (as the training bottleneck's). Calls without
+        ``codebook=`` then use it, and ``parameters()``, ``state_dict()`` and ``.to()`` include it, so
+        ``torch.optim.Adam(estimator.parameters())`` trains it (with ``ema=true`` the EMA writes it instead)."""
+        sizes = [check_integer(self.label, "codes", codes, Range(1)), check_integer(self.label, "dim", dim, Range(1))]
+        if groups is not None:
+            sizes.insert(0, check_integer(self.label, "groups", groups, Range(1)))
+        if math.prod(sizes) > MAX_ELEMENTS:
+            raise GumbenchError(f"{self.label}: a codebook of {' x '.join(map(str, sizes))} elements is too large; "
+                                f"at most {MAX_ELEMENTS:,} (memory)")
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise GumbenchError(f"{self.label}: the codebook's dtype must be a floating-point torch.dtype, "
+                                f"got {dtype!r}")
+        self.codebook = torch.nn.Parameter(torch.randn(*sizes, generator=generator).to(dtype) / math.sqrt(dim))
+        return self
+
+    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
+        """(codes, code_dim) of an implicit code space (``implicit_codes``) that agrees with ``codes`` and
+        ``code_dim`` where given (a training task's explicit settings), None if none does."""
+        raise NotImplementedError(f"{self.name} has no implicit code space")  # only where implicit_codes
+
+    def index_digits(self, indices: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+        """Per-dimension level indices (..., G, D) of code indices (..., G) (only where ``has_code_digits``)."""
+        raise NotImplementedError(f"{self.name} has no per-dimension code digits")
+
+    def digit_levels(self, dim: int | None = None) -> tuple[int, ...]:
+        """Levels per dimension of codes of dimension ``dim`` (only where ``has_code_digits``)."""
+        raise NotImplementedError(f"{self.name} has no per-dimension code digits")
+
+    def local_stage_codes(self, stage_indices: torch.Tensor, count: int) -> tuple[torch.Tensor, int | tuple[int, ...]]:
+        """``stage_indices`` (..., G, S) as codes of each stage's own book, and the books' sizes: here every
+        stage uses the whole codebook of ``count`` codes (residual-vq splits it)."""
+        return stage_indices, count
 
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # abstract: each VQ estimator defines its assignment
@@ -172,10 +263,12 @@ class VQEstimator(Estimator):
         return torch.einsum("...gk,gkd->...gd", one_hot(indices, books.shape[1], books.dtype), books)
 
     @torch.no_grad()
-    def quantize(self, vectors: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def quantize(self, vectors: torch.Tensor,
+                 codebook: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes and vectors for evaluations, (indices (..., G), vectors (..., G, D)): the estimator's own
         eval-mode forward (no noise, no codebook update), so what is evaluated is what the downstream
-        sees, whatever the quantizer (implicit codes, residual sums, a learned map)."""
+        sees, whatever the quantizer (implicit codes, residual sums, a learned map). Without ``codebook``,
+        the estimator's own."""
         training = self.training
         self.eval()
         try:

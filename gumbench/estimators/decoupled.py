@@ -54,7 +54,9 @@ class DecoupledSTGumbel(CategoricalEstimator):
         if not self.training:  # as st-gumbel: the noiseless argmax, no gradient
             return self.noiseless(logits, loss_fn)
         work = logits.to(compute_dtype(logits.dtype))  # fp16/bf16: logits / tau and the noise in fp32
-        noise = gumbel_from_uniform(uniform_open(logits.shape, generator=generator, device=logits.device, dtype=work.dtype))
+        noise = gumbel_from_uniform(
+            uniform_open(logits.shape, generator=generator, device=logits.device, dtype=work.dtype)
+        )
         with torch.no_grad():
             indices = (scaled(work.detach(), self.params["tau_forward"]) + noise).argmax(dim=-1)
         soft = softmax(scaled(work, self.params["tau"]) + noise)

@@ -26,7 +26,9 @@ from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call
 from gumbench.kernels.reference import compute_dtype, uniform_open
 
 
-def antithetic_pair(logit_difference: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def antithetic_pair(
+    logit_difference: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(b, b~) as booleans, from one safe uniform per entry of a = l1 - l0 (may be +-inf)."""
     a = logit_difference.detach()
     u = uniform_open(a.shape, generator=generator, device=a.device, dtype=compute_dtype(a.dtype))

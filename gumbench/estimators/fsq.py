@@ -54,7 +54,9 @@ def parse_levels(owner: str, text: str) -> tuple[int, ...]:
         raise GumbenchError(f"{owner}: levels must be integers joined by '-', such as 8-5-5-5, got {text!r}")
     levels = tuple(int(part) for part in parts)
     if len(levels) > MAX_DIMENSIONS:
-        raise GumbenchError(f"{owner}: levels may name at most {MAX_DIMENSIONS} dimensions, got {len(levels)} in {text!r}")
+        raise GumbenchError(
+            f"{owner}: levels may name at most {MAX_DIMENSIONS} dimensions, got {len(levels)} in {text!r}"
+        )
     bad = [level for level in levels if not low <= level <= high]
     if bad:
         raise GumbenchError(f"{owner}: every level must be in [{low}, {high}] (2 levels make a degenerate bound), "
@@ -69,8 +71,10 @@ def parse_levels(owner: str, text: str) -> tuple[int, ...]:
 @register
 class FSQ(ImplicitCodebookVQ):
     name = "fsq"
-    description = ("Finite scalar quantization: each dimension bounded by tanh, rounded to one of L_i levels "
-                   "(straight-through) and scaled to [-1, 1]; implicit codebook of prod(levels) codes, no auxiliary loss.")
+    description = (
+        "Finite scalar quantization: each dimension bounded by tanh, rounded to one of L_i levels "
+        "(straight-through) and scaled to [-1, 1]; implicit codebook of prod(levels) codes, no auxiliary loss."
+    )
     defaults = {"levels": "8-5-5-5"}
     first_digit_least = True
 
@@ -80,6 +84,11 @@ class FSQ(ImplicitCodebookVQ):
 
     def code_shape(self, dim: int) -> tuple[int, int]:
         return self.codes, len(self.levels)
+
+    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
+        """prod(levels) codes of dimension len(levels), whatever a task proposes; None if it sets others."""
+        fixed = self.codes, len(self.levels)
+        return fixed if codes in (None, fixed[0]) and code_dim in (None, fixed[1]) else None
 
     def _constants(self, dtype: torch.dtype, device: torch.device):
         levels = torch.tensor(self.levels, dtype=dtype, device=device)
@@ -118,7 +127,10 @@ class FSQ(ImplicitCodebookVQ):
         half_width = torch.tensor([level // 2 for level in self.levels], dtype=dtype, device=digits.device)
         return (digits - half_width) / half_width
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self.check(inputs, codebook)
         z = inputs.to(compute_dtype(inputs.dtype))  # fp16/bf16: in fp32
         bounded, half_width = self._bounded(z)

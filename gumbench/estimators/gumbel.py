@@ -11,6 +11,7 @@ is the one-hot of the noiseless argmax and no gradient flows.
 from __future__ import annotations
 
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, register
+
 # The fused Triton kernel on CUDA tensors, the PyTorch reference on the CPU
 # (force either with gumbench.kernels.set_backend or $GUMBENCH_KERNEL_BACKEND).
 from gumbench.kernels import gumbel_softmax
@@ -24,7 +25,9 @@ class _GumbelBase(CategoricalEstimator):
 
     def _relaxed(self, logits, loss_fn, generator, hard: bool) -> EstimatorOutput:
         # logits were validated by CategoricalEstimator.forward
-        y, indices = gumbel_softmax(logits, self.params["tau"], hard=hard, generator=generator, check=False, return_index=True)
+        y, indices = gumbel_softmax(
+            logits, self.params["tau"], hard=hard, generator=generator, check=False, return_index=True
+        )
         loss = call_loss(loss_fn, y, logits.shape[:-2], self.spec)
         return EstimatorOutput(surrogate=loss, value=y, indices=indices, loss=loss, aux={})
 

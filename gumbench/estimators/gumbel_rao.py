@@ -38,6 +38,8 @@ class GumbelRao(CategoricalEstimator):
         if not self.training:  # as st-gumbel: the noiseless argmax, no gradient
             return self.noiseless(logits, loss_fn)
         # logits were validated by CategoricalEstimator.forward
-        value, indices = gumbel_rao(logits, self.params["tau"], self.params["samples"], generator=generator, check=False)
+        value, indices = gumbel_rao(
+            logits, self.params["tau"], self.params["samples"], generator=generator, check=False
+        )
         loss = call_loss(loss_fn, value, logits.shape[:-2], self.spec)
         return EstimatorOutput(surrogate=loss, value=value, indices=indices, loss=loss, aux={})

@@ -64,7 +64,10 @@ class IndexBackpropagation(VQEstimator):
         work = compute_dtype(vectors.dtype)
         return torch.einsum("...gd,gkd->...gk", vectors.detach().to(work), codes.detach().to(work)).argmax(-1)
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         who, beta = self.label, self.params["beta"]
         codes = check_shapes(who, inputs, codebook)
         size = sum(check_sizes(who, inputs, codebook, beta))
@@ -72,8 +75,10 @@ class IndexBackpropagation(VQEstimator):
         limit = softmax_path_limit(inputs.dtype, dim)
         if size > limit:
             dtype = str(inputs.dtype).removeprefix("torch.")
-            raise GumbenchError(f"{who}: max |input| + max |code| must be at most {limit:.3g} for {dtype} with D = {dim} "
-                                f"(the softmax path's gradient grows like D |z| |e|), got {size:.3g}")
+            raise GumbenchError(
+                f"{who}: max |input| + max |code| must be at most {limit:.3g} for {dtype} with D = {dim} "
+                f"(the softmax path's gradient grows like D |z| |e|), got {size:.3g}"
+            )
         work = compute_dtype(inputs.dtype)
         z, codes = inputs.to(work), codes.to(work)
         logits = torch.einsum("...gd,gkd->...gk", z, codes)
@@ -84,6 +89,9 @@ class IndexBackpropagation(VQEstimator):
         e = torch.einsum("...gk,gkd->...gd", hard, codes)
         value = z_q.to(inputs.dtype)
         loss = call_loss(loss_fn, value, z.shape[:-2], self.spec)
-        aux = {"commitment": (z_q - z).pow(2).mean(dim=(-2, -1)),
-               "double_quantization": (e.detach() - z).pow(2).mean(dim=(-2, -1)) + beta * (e - z.detach()).pow(2).mean(dim=(-2, -1))}
+        aux = {
+            "commitment": (z_q - z).pow(2).mean(dim=(-2, -1)),
+            "double_quantization": (e.detach() - z).pow(2).mean(dim=(-2, -1))
+            + beta * (e - z.detach()).pow(2).mean(dim=(-2, -1)),
+        }
         return EstimatorOutput(surrogate=loss + sum(aux.values()), value=value, indices=indices, loss=loss, aux=aux)

@@ -24,15 +24,20 @@ from gumbench.estimators.base import VQEstimator
 class ImplicitCodebookVQ(VQEstimator):
     """A VQ estimator whose codes are implicit: see the module docstring. Subclasses define
     ``code_shape(dim) -> (K, D)`` (the number of codes and the code dimension expected for inputs
-    of dimension ``dim``), ``digit_levels``, ``_indices`` (the deterministic assignment) and ``forward``."""
+    of dimension ``dim``), ``code_space`` (the geometry a training task sizes its bottleneck from),
+    ``digit_levels``, ``_indices`` (the deterministic assignment) and ``forward``."""
+
+    implicit_codes = True
+    has_code_digits = True
 
     def code_shape(self, dim: int) -> tuple[int, int]:
         raise NotImplementedError  # abstract
 
     def task_hint(self, dim: int) -> str:
-        """What to set on a training task so that its codebook fits."""
+        """What a codebook must be so that it fits."""
         codes, code_dim = self.code_shape(dim)
-        return f"set the task's codes={codes} and code dimension {code_dim} (e.g. logmel-vqvae[codes={codes},code_dim={code_dim}])"
+        return (f"the codebook needs codes={codes} and code dimension {code_dim} (a training task sizes its bottleneck "
+                "so unless its spec sets the codes or the code dimension)")
 
     def dimension_problem(self, dim: int) -> str | None:
         """Why inputs of dimension ``dim`` cannot be quantized, or None."""
@@ -55,19 +60,33 @@ class ImplicitCodebookVQ(VQEstimator):
     def check(self, inputs, codebook) -> None:
         """Refuse, before any work, inputs and codebooks this estimator does not take."""
         who = self.label
-        if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() >= 2 and min(inputs.shape[-2:]) >= 1):
-            got = f"{inputs.dtype} of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        if not (
+            isinstance(inputs, torch.Tensor)
+            and inputs.is_floating_point()
+            and inputs.dim() >= 2
+            and min(inputs.shape[-2:]) >= 1
+        ):
+            got = (
+                f"{inputs.dtype} of shape {tuple(inputs.shape)}"
+                if isinstance(inputs, torch.Tensor)
+                else type(inputs).__name__
+            )
             raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
         groups, dim = inputs.shape[-2:]
         if not isinstance(codebook, torch.Tensor):
-            raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is read), "
+            raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is "
+                                "read), or a codebook of its own (own_codebook(codes, dim, groups)), "
                                 f"got {type(codebook).__name__}")
         if codebook.dtype != inputs.dtype or codebook.device != inputs.device:
-            raise GumbenchError(f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
-                                f"got {codebook.dtype} on {codebook.device}")
+            raise GumbenchError(
+                f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
+                f"got {codebook.dtype} on {codebook.device}"
+            )
         if codebook.dim() not in (2, 3) or codebook.shape[-1] != dim or codebook.shape[:-2] not in ((), (groups,)):
-            raise GumbenchError(f"{who}: codebook shape {tuple(codebook.shape)} does not fit inputs {tuple(inputs.shape)}; "
-                                f"expected (G, K, D) = ({groups}, K, {dim}) or (K, {dim})")
+            raise GumbenchError(
+                f"{who}: codebook shape {tuple(codebook.shape)} does not fit inputs {tuple(inputs.shape)}; "
+                f"expected (G, K, D) = ({groups}, K, {dim}) or (K, {dim})"
+            )
         problem = self.dimension_problem(dim)
         if problem is not None:
             raise GumbenchError(f"{who}: {problem}")
@@ -77,7 +96,9 @@ class ImplicitCodebookVQ(VQEstimator):
                                 f"{tuple(codebook.shape)} for inputs {tuple(inputs.shape)}: {self.task_hint(dim)}")
         # the values are never read, but a codebook holding NaN or inf is refused as vq-commitment refuses it
         if codebook.numel() and not bool(torch.isfinite(codebook.detach()).all()):
-            raise GumbenchError(f"{who}: NaN or inf in the codebook; allowed are finite values (only its shape is read)")
+            raise GumbenchError(
+                f"{who}: NaN or inf in the codebook; allowed are finite values (only its shape is read)"
+            )
         if inputs.numel():
             with torch.no_grad():
                 size = float(inputs.detach().abs().amax())
@@ -86,8 +107,10 @@ class ImplicitCodebookVQ(VQEstimator):
             limit = self.magnitude_limit(inputs.dtype, groups, dim)
             if size > limit:
                 dtype = str(inputs.dtype).removeprefix("torch.")
-                raise GumbenchError(f"{who}: max |input| must be at most {limit:.3g} for {dtype} with G * D = {groups * dim} "
-                                    f"(losses and gradients must stay finite), got {size:.3g}")
+                raise GumbenchError(
+                    f"{who}: max |input| must be at most {limit:.3g} for {dtype} with G * D = {groups * dim} "
+                    f"(losses and gradients must stay finite), got {size:.3g}"
+                )
 
     def magnitude_limit(self, dtype: torch.dtype, groups: int, dim: int) -> float:
         """The largest max |input| accepted; any finite value unless a subclass needs less."""
@@ -106,7 +129,12 @@ class ImplicitCodebookVQ(VQEstimator):
 def mixed_radix_digits(indices: torch.Tensor, radices: torch.Tensor, *, first_is_least: bool) -> torch.Tensor:
     """Digits (..., D) of ``indices`` (...) in the mixed radix ``radices`` (D,); the first digit is
     the least significant one (``first_is_least``) or the most significant one."""
-    if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+    if (
+        not isinstance(indices, torch.Tensor)
+        or indices.is_floating_point()
+        or indices.is_complex()
+        or indices.dtype == torch.bool
+    ):
         got = f"{indices.dtype} tensor" if isinstance(indices, torch.Tensor) else type(indices).__name__
         raise GumbenchError(f"index_digits: indices must be an integer tensor, got {got}")
     radices = radices.to(torch.int64)

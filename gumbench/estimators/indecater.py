@@ -82,7 +82,9 @@ class IndeCateR(CategoricalEstimator):
             f_sub = self.substituted_losses(z, loss_fn)  # (n, ..., G, V)
             f = f_sub[..., 0, :].gather(-1, indices[..., :1]).squeeze(-1)  # group 0 set to its own draw: the draw
             weights = probs.detach().to(f_sub.dtype)
-            pathwise = (weights * f_sub).sum((-2, -1)) / groups  # Rao-Blackwellized f: the gradient of loss_fn's parameters
+            pathwise = (weights * f_sub).sum(
+                (-2, -1)
+            ) / groups  # Rao-Blackwellized f: the gradient of loss_fn's parameters
             score = ((probs - probs.detach()) * f_sub.detach().to(probs.dtype)).sum((-2, -1)).to(f_sub.dtype)
             surrogate = (pathwise + score).mean(0)
         if n == 1:
@@ -99,5 +101,7 @@ class IndeCateR(CategoricalEstimator):
         for start in range(0, count, block):
             stop = min(count, start + block)
             values = substitutions(z, start, stop).reshape((stop - start) * n, *batch, groups, categories)
-            parts.append(call_loss(loss_fn, values, ((stop - start) * n, *batch), self.spec).reshape(stop - start, n, *batch))
+            parts.append(
+                call_loss(loss_fn, values, ((stop - start) * n, *batch), self.spec).reshape(stop - start, n, *batch)
+            )
         return torch.cat(parts).movedim(0, -1).reshape(n, *batch, groups, categories)

@@ -42,6 +42,7 @@ soft distribution of LFQ holds N x G x 2^D probabilities, at most ``gumbench.plu
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
@@ -83,6 +84,9 @@ def binary_entropy_of_logits(a: torch.Tensor) -> torch.Tensor:
 
 class _BinaryQuantizer(ImplicitCodebookVQ):
     first_digit_least = False
+    # the code dimension D where a training task sets neither codes nor code dimension: 2^10 = 1,024 codes,
+    # about FSQ's default 8-5-5-5 (1,000)
+    default_code_dim: ClassVar[int] = 10
     ranges = {"entropy_weight": WEIGHT, "commitment": WEIGHT, "diversity_gamma": WEIGHT,
               "inv_temperature": Range(1e-3, 1e4, meaning="softmax sharpness 1/temperature")}
     on_sphere = False  # codes sign(z) (LFQ) or sign(z)/sqrt(D) (BSQ)
@@ -102,6 +106,15 @@ class _BinaryQuantizer(ImplicitCodebookVQ):
     def code_shape(self, dim: int) -> tuple[int, int]:
         return 2**dim, dim
 
+    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
+        """2^D codes of dimension D: D = ``code_dim`` if given, else log2(``codes``) if given, else
+        ``default_code_dim``; None where no D in [1, 16] agrees with what is given."""
+        if code_dim is None:
+            code_dim = self.default_code_dim if codes is None else max(codes, 1).bit_length() - 1
+        if not 1 <= code_dim <= MAX_BITS or codes not in (None, 2**code_dim):
+            return None
+        return 2**code_dim, code_dim
+
     def dimension_problem(self, dim: int) -> str | None:
         if dim > MAX_BITS:
             return f"one bit per dimension allows at most D = {MAX_BITS} (65,536 codes), got D = {dim}"
@@ -115,8 +128,10 @@ class _BinaryQuantizer(ImplicitCodebookVQ):
                 raise GumbenchError(f"{self.label}: the code dimension D is known once vectors have been quantized; "
                                     f"pass dim=D (2^D codes) to index_digits or digit_levels")
         if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_BITS:
-            raise GumbenchError(f"{self.label}: dim (the code dimension D, 2^D codes) must be an integer in [1, {MAX_BITS}], "
-                                f"got {dim!r}")
+            raise GumbenchError(
+                f"{self.label}: dim (the code dimension D, 2^D codes) must be an integer in [1, {MAX_BITS}], "
+                f"got {dim!r}"
+            )
         return (2,) * dim
 
     def _indices(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -148,20 +163,27 @@ class LFQ(_BinaryQuantizer):
         # the commitment loss is a mean of (z - q)^2 with |q| = 1: vq-commitment's bound with |e| = 1
         return magnitude_limit(dtype, groups * dim, max(self.params["commitment"], 1.0)) - 1.0
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self.check(inputs, codebook)
         groups, dim = inputs.shape[-2:]
         probabilities = inputs.shape[:-2].numel() * groups * 2**dim
         if probabilities > MAX_ELEMENTS:
-            raise GumbenchError(f"{self.label}: the entropy terms hold rows x G x 2^D = {probabilities:,} probabilities, "
-                                f"at most {MAX_ELEMENTS:,} (memory); use fewer rows or dimensions")
+            raise GumbenchError(
+                f"{self.label}: the entropy terms hold rows x G x 2^D = {probabilities:,} probabilities, "
+                f"at most {MAX_ELEMENTS:,} (memory); use fewer rows or dimensions"
+            )
         z = inputs.to(compute_dtype(inputs.dtype))  # fp16/bf16: in fp32
         positive = z > 0
         q = torch.where(positive, 1.0, -1.0).to(z.dtype)
         indices = bits_to_index(positive)
         value = (z + (q - z).detach()).to(inputs.dtype)
         loss = call_loss(loss_fn, value, inputs.shape[:-2], self.spec)
-        logits = 2 * self.params["inv_temperature"] * torch.einsum("...gd,kd->...gk", z, corners(dim, z.dtype, z.device))
+        logits = (
+            2 * self.params["inv_temperature"] * torch.einsum("...gd,kd->...gk", z, corners(dim, z.dtype, z.device))
+        )
         p = torch.softmax(logits, dim=-1)  # (..., G, K)
         per_sample = clamped_entropy(p, LOG_FLOOR).mean(-1)
         batch = clamped_entropy(p.reshape(-1, groups, 2**dim).mean(0), LOG_FLOOR).mean()
@@ -185,7 +207,10 @@ class BSQ(_BinaryQuantizer):
         # |z|^2 must stay finite in the compute dtype to normalize
         return math.sqrt(torch.finfo(compute_dtype(dtype)).max / (2 * dim))
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self.check(inputs, codebook)
         groups, dim = inputs.shape[-2:]
         z = inputs.to(compute_dtype(inputs.dtype))  # fp16/bf16: in fp32

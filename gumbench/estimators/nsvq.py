@@ -35,8 +35,10 @@ from gumbench.kernels.reference import compute_dtype
 @register
 class NoiseSubstitution(VQEstimator):
     name = "nsvq"
-    description = ("NSVQ: in training value = z + ||z - e|| v/||v||, v ~ N(0, I) (gradients reach z and the chosen code "
-                   "without straight-through); the nearest code e in eval.")
+    description = (
+        "NSVQ: in training value = z + ||z - e|| v/||v||, v ~ N(0, I) (gradients reach z and the chosen code "
+        "without straight-through); the nearest code e in eval."
+    )
 
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """The nearest code (L2) for each vector (..., G, D)."""
@@ -44,7 +46,10 @@ class NoiseSubstitution(VQEstimator):
         work = compute_dtype(vectors.dtype)
         return nearest_codes(vectors.detach().to(work), codes.detach().to(work))
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         who = self.label
         codes = check_shapes(who, inputs, codebook)
         largest_z, largest_code = check_sizes(who, inputs, codebook, 0.0)
@@ -52,8 +57,10 @@ class NoiseSubstitution(VQEstimator):
         bound, ceiling = largest_z + math.sqrt(dim) * (largest_z + largest_code), torch.finfo(inputs.dtype).max / 2
         if bound > ceiling:
             dtype = str(inputs.dtype).removeprefix("torch.")
-            raise GumbenchError(f"{who}: max |input| + sqrt(D) (max |input| + max |code|) must be at most {ceiling:.3g} for {dtype} "
-                                f"(the value z + ||z - e|| v/||v|| must fit), got {bound:.3g} with D = {dim}")
+            raise GumbenchError(
+                f"{who}: max |input| + sqrt(D) (max |input| + max |code|) must be at most {ceiling:.3g} for {dtype} "
+                f"(the value z + ||z - e|| v/||v|| must fit), got {bound:.3g} with D = {dim}"
+            )
         work = compute_dtype(inputs.dtype)
         z, codes = inputs.to(work), codes.to(work)
         indices = nearest_codes(z.detach(), codes.detach())

@@ -47,7 +47,9 @@ class ReinMax(CategoricalEstimator):
     def validate(self) -> None:
         tau = self.params["tau"]
         if tau < 1:
-            raise GumbenchError(f"{self.name}: tau must be >= 1 (ReinMax's second-order correction needs it; Liu et al. 2023), got {tau:g}")
+            raise GumbenchError(
+                f"{self.name}: tau must be >= 1 (ReinMax's second-order correction needs it; Liu et al. 2023), got {tau:g}"
+            )
 
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)

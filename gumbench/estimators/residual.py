@@ -57,8 +57,10 @@ from gumbench.plugin import Range
 @register
 class ResidualVQ(VQEstimator):
     name = "residual-vq"
-    description = ("Residual VQ (SoundStream/EnCodec/DAC): S stages quantize what the earlier ones left, each with "
-                   "K/S of the codebook's codes; value = sum of the codes, straight-through once; optional quantizer dropout.")
+    description = (
+        "Residual VQ (SoundStream/EnCodec/DAC): S stages quantize what the earlier ones left, each with "
+        "K/S of the codebook's codes; value = sum of the codes, straight-through once; optional quantizer dropout."
+    )
     defaults = {"stages": 4, "quantizer": "vq-commitment", "dropout": False}
     ranges = {"stages": Range(1, 64, meaning="residual stages")}
 
@@ -69,11 +71,26 @@ class ResidualVQ(VQEstimator):
         except GumbenchError as error:
             raise GumbenchError(f"{self.name}: quantizer {spec!r} is not a usable VQ estimator: {error}") from None
         if not isinstance(stages[0], VQEstimator) or isinstance(stages[0], ResidualVQ):
-            raise GumbenchError(f"{self.name}: quantizer must name a single-stage VQ estimator (family vq, not residual-vq), "
-                                f"got {spec!r}")
+            raise GumbenchError(
+                f"{self.name}: quantizer must name a single-stage VQ estimator (family vq, not residual-vq), "
+                f"got {spec!r}"
+            )
         self.stages = torch.nn.ModuleList(stages)
         beta = stages[0].params.get("beta", 0.25)
         self.stage_beta = float(beta) if isinstance(beta, (int, float)) else 0.25
+
+    @property
+    def implicit_codes(self) -> bool:
+        """Whether the stages' code spaces are implicit (the stage quantizer's capability)."""
+        return self.stages[0].implicit_codes
+
+    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
+        """S stage books of the stage quantizer's implicit code space: S x its codes, of its dimension."""
+        stages = self.params["stages"]
+        if codes is not None and codes % stages:
+            return None
+        space = self.stages[0].code_space(None if codes is None else codes // stages, code_dim)
+        return None if space is None else (stages * space[0], space[1])
 
     def books(self, codebook: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """(first row, view of the codebook) per stage: the contiguous split along K."""
@@ -82,8 +99,10 @@ class ResidualVQ(VQEstimator):
         return [(lo, codebook[..., lo:hi, :]) for lo, hi in zip(bounds, bounds[1:])]
 
     def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-        raise GumbenchError(f"{self.label}: a residual quantizer's vector is the sum of all its stages' codes, which the first "
-                            "stage's code does not determine; use quantize(vectors, codebook)")
+        raise GumbenchError(
+            f"{self.label}: a residual quantizer's vector is the sum of all its stages' codes, which the first "
+            "stage's code does not determine; use quantize(vectors, codebook)"
+        )
 
     def local_stage_codes(self, stage_indices: torch.Tensor, count: int) -> tuple[torch.Tensor, tuple[int, ...]]:
         """``stage_indices`` (..., G, S), rows of a codebook of ``count`` codes, as codes of each stage's own
@@ -118,7 +137,10 @@ class ResidualVQ(VQEstimator):
         finally:
             self.train(was)
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         self._check(inputs, codebook)
         stages = self.params["stages"]
         batch, (groups, dim) = inputs.shape[:-2], inputs.shape[-2:]

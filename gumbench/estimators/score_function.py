@@ -19,6 +19,7 @@ decoder, say) get their ordinary pathwise gradient.
 
 from __future__ import annotations
 
+import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
@@ -42,7 +43,9 @@ class Reinforce(CategoricalEstimator):
             p["samples"] = 4 if p["baseline"] == "loo" else 1
         if p["baseline"] == "loo" and p["samples"] < 2:
             raise GumbenchError(f"{self.name}: baseline=loo needs samples >= 2, got {p['samples']}")
-        self.ema_loss: float | None = None
+        # the EMA of past mean losses, a float64 buffer (so state_dict() carries it), made on the first training call;
+        # the arithmetic stays in Python floats
+        self.register_buffer("ema_loss", None)
 
     def estimate(self, logits, loss_fn, generator):
         n, baseline = self.params["samples"], self.params["baseline"]
@@ -55,11 +58,12 @@ class Reinforce(CategoricalEstimator):
         if baseline == "loo":
             b = (fd.sum(0, keepdim=True) - fd) / (n - 1)
         elif baseline == "ema":
-            b = 0.0 if self.ema_loss is None else self.ema_loss
+            b = 0.0 if self.ema_loss is None else float(self.ema_loss)
             if self.training:
                 batch_mean = fd.mean().item()
                 decay = self.params["decay"]
-                self.ema_loss = batch_mean if self.ema_loss is None else decay * self.ema_loss + (1 - decay) * batch_mean
+                ema = batch_mean if self.ema_loss is None else decay * b + (1 - decay) * batch_mean
+                self.ema_loss = torch.tensor(ema, dtype=torch.float64, device=logits.device)
         else:
             b = 0.0
         surrogate = (f + (fd - b) * (log_p - log_p.detach())).mean(0)

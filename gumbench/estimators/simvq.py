@@ -62,8 +62,10 @@ class SimVQ(VQEstimator):
             with torch.no_grad():
                 self.weight.copy_(torch.eye(dim, device=device, dtype=work))
         elif self.weight.shape != (dim, dim):
-            raise GumbenchError(f"{self.label}: its linear map W was made for vectors of D = {self.weight.shape[0]} on the "
-                                f"first call; got D = {dim} (use a fresh estimator for another size)")
+            raise GumbenchError(
+                f"{self.label}: its linear map W was made for vectors of D = {self.weight.shape[0]} on the "
+                f"first call; got D = {dim} (use a fresh estimator for another size)"
+            )
         return self.weight.to(device=device, dtype=work)
 
     def effective_codebook(self, codebook: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -86,7 +88,10 @@ class SimVQ(VQEstimator):
             book = book.unsqueeze(0).expand(vectors.shape[-2], *book.shape) if book.dim() == 2 else book
             return nearest_codes(vectors.detach().to(book.dtype), book)
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         who, beta = self.label, self.params["beta"]
         frozen = check_shapes(who, inputs, codebook)
         check_sizes(who, inputs, codebook, beta, name="frozen codebook C")

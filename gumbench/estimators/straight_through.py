@@ -6,7 +6,6 @@ linear in z, and biased otherwise.
 
 from __future__ import annotations
 
-
 from gumbench.estimators.base import CategoricalEstimator, EstimatorOutput, call_loss, one_hot, register
 from gumbench.kernels.reference import compute_dtype, sample_categorical, softmax
 from gumbench.plugin import TEMPERATURE

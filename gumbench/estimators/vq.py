@@ -83,16 +83,33 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 def check_shapes(who: str, inputs, codebook) -> torch.Tensor:
     """Refuse inputs that are not float (..., G, D) with G, D >= 1, and a codebook that is not a tensor of
     shape (G, K, D) or (K, D) with K >= 1 of the inputs' dtype and device; return it as (G, K, D) (a view)."""
-    if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() >= 2 and min(inputs.shape[-2:]) >= 1):
-        got = f"{inputs.dtype} of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+    if not (
+        isinstance(inputs, torch.Tensor)
+        and inputs.is_floating_point()
+        and inputs.dim() >= 2
+        and min(inputs.shape[-2:]) >= 1
+    ):
+        got = (
+            f"{inputs.dtype} of shape {tuple(inputs.shape)}"
+            if isinstance(inputs, torch.Tensor)
+            else type(inputs).__name__
+        )
         raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
     groups, dim = inputs.shape[-2:]
     if not isinstance(codebook, torch.Tensor):
-        raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D), got {type(codebook).__name__}")
+        raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D), or a codebook of its own "
+                            f"(own_codebook(codes, dim, groups)), got {type(codebook).__name__}")
     if codebook.dtype != inputs.dtype or codebook.device != inputs.device:
-        raise GumbenchError(f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
-                            f"got {codebook.dtype} on {codebook.device}")
-    if codebook.dim() not in (2, 3) or codebook.shape[-1] != dim or codebook.shape[-2] < 1 or codebook.shape[:-2] not in ((), (groups,)):
+        raise GumbenchError(
+            f"{who}: codebook must have the inputs' dtype and device ({inputs.dtype} on {inputs.device}), "
+            f"got {codebook.dtype} on {codebook.device}"
+        )
+    if (
+        codebook.dim() not in (2, 3)
+        or codebook.shape[-1] != dim
+        or codebook.shape[-2] < 1
+        or codebook.shape[:-2] not in ((), (groups,))
+    ):
         raise GumbenchError(f"{who}: codebook shape {tuple(codebook.shape)} does not fit inputs {tuple(inputs.shape)}; "
                             f"expected (G, K, D) = ({groups}, K, {dim}) or (K, {dim}) with K >= 1 codes")
     check_peak(who, Peak(vq_bytes(inputs.shape[:-2].numel(), groups, codebook.shape[-2], dim, inputs.element_size()),
@@ -124,9 +141,11 @@ def check_sizes(who: str, inputs: torch.Tensor, codebook: torch.Tensor, beta: fl
     limit, dtype = magnitude_limit(inputs.dtype, groups * dim, beta), str(inputs.dtype).removeprefix("torch.")
     if sizes[0] + code_weight * sizes[1] > limit:
         codes = "max |code|" if code_weight == 1 else f"{code_weight} x max |code|"
-        raise GumbenchError(f"{who}: max |input| + {codes} must be at most {limit:.3g} for {dtype} with G * D = "
-                            f"{groups * dim} (squared distances, losses and gradients must stay finite), got {sizes[0]:.3g} + "
-                            f"{'' if code_weight == 1 else f'{code_weight} x '}{sizes[1]:.3g}")
+        raise GumbenchError(
+            f"{who}: max |input| + {codes} must be at most {limit:.3g} for {dtype} with G * D = "
+            f"{groups * dim} (squared distances, losses and gradients must stay finite), got {sizes[0]:.3g} + "
+            f"{'' if code_weight == 1 else f'{code_weight} x '}{sizes[1]:.3g}"
+        )
     return sizes[0], sizes[1]
 
 
@@ -184,7 +203,11 @@ def rotate_to(z: torch.Tensor, target: torch.Tensor, floor: float = 0.0) -> torc
         r = torch.where(w_norm > 1e-6, w / w_norm.clamp_min(tiny), torch.zeros_like(w))
         degenerate = z_norm <= tiny
         target_norm = target.norm(dim=-1, keepdim=True)
-        scale = torch.where(degenerate, torch.ones_like(z_norm), target_norm / torch.maximum(z_norm, target_norm * floor).clamp_min(tiny))
+        scale = torch.where(
+            degenerate,
+            torch.ones_like(z_norm),
+            target_norm / torch.maximum(z_norm, target_norm * floor).clamp_min(tiny),
+        )
         r = torch.where(degenerate, torch.zeros_like(r), r)
         q = torch.where(degenerate, torch.zeros_like(q), q)
     # R z = z - 2 r (r . z) + 2 q (u . z)
@@ -192,7 +215,9 @@ def rotate_to(z: torch.Tensor, target: torch.Tensor, floor: float = 0.0) -> torc
     return scale * rotated
 
 
-def kmeans(points: torch.Tensor, codes: int, iters: int, *, generator: torch.Generator | None = None, spherical: bool = False) -> torch.Tensor:
+def kmeans(
+    points: torch.Tensor, codes: int, iters: int, *, generator: torch.Generator | None = None, spherical: bool = False
+) -> torch.Tensor:
     """Lloyd's k-means per group from k-means++ seeds: points (B, N, D) -> centres (B, codes, D).
 
     Seeds are drawn with probability proportional to the squared distance to the nearest seed so
@@ -229,10 +254,14 @@ class VQCommitment(VQEstimator):
     defaults = {"beta": 0.25, "ema": False, "decay": 0.99, "eps": 1e-5, "rotation": False, "init": "random",
                   "kmeans_iters": 10, "restart": False, "restart_threshold": 50, "cosine": False}
     choices = {"init": ("random", "kmeans")}
-    ranges = {"beta": Range(0, 100, meaning="commitment weight"), "decay": OPEN_UNIT,
-              # EMA counts below eps are never divided by: eps must be a normal float32 number
-              "eps": Range(torch.finfo(torch.float32).tiny, 1, meaning="count below which a code is no longer rewritten"),
-              "kmeans_iters": Range(1, 1000), "restart_threshold": Range(1, meaning="training calls a code may go unused")}
+    ranges = {
+        "beta": Range(0, 100, meaning="commitment weight"),
+        "decay": OPEN_UNIT,
+        # EMA counts below eps are never divided by: eps must be a normal float32 number
+        "eps": Range(torch.finfo(torch.float32).tiny, 1, meaning="count below which a code is no longer rewritten"),
+        "kmeans_iters": Range(1, 1000),
+        "restart_threshold": Range(1, meaning="training calls a code may go unused"),
+    }
     requires = {"kmeans_iters": ("init", "kmeans"), "restart_threshold": ("restart", True)}
 
     def validate(self) -> None:
@@ -248,7 +277,10 @@ class VQCommitment(VQEstimator):
         work = compute_dtype(vectors.dtype)
         return choose(vectors.detach().to(work), codes.detach().to(work))
 
-    def forward(self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None) -> EstimatorOutput:
+    def forward(
+        self, inputs: torch.Tensor, loss_fn, *, codebook: torch.Tensor | None = None, generator=None
+    ) -> EstimatorOutput:
+        codebook = self.codebook if codebook is None else codebook  # None: the estimator's own (own_codebook)
         codes = self._check(inputs, codebook)
         learn = self.training and inputs.shape[:-2].numel() > 0  # an empty batch leaves the codebook alone
         if learn and not bool(self.initialized):
@@ -287,7 +319,9 @@ class VQCommitment(VQEstimator):
         who = self.label
         codes = check_shapes(who, inputs, codebook)
         if self.params["ema"] and codebook.dim() != 3:
-            raise GumbenchError(f"{who}: ema=true updates per-group codebooks; pass shape (G, K, D), got {tuple(codebook.shape)}")
+            raise GumbenchError(
+                f"{who}: ema=true updates per-group codebooks; pass shape (G, K, D), got {tuple(codebook.shape)}"
+            )
         # a codebook that k-means is about to overwrite is never read: its codes will be means of the inputs
         overwritten = self.training and not bool(self.initialized) and inputs.shape[:-2].numel() > 0
         check_sizes(who, inputs, codebook, self.params["beta"], overwritten=overwritten, cosine=self.params["cosine"])

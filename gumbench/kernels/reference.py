@@ -167,7 +167,9 @@ def gumbel_softmax_reference(
         u = uniform_open(logits.shape, generator=generator, device=logits.device, dtype=cdtype)
     else:
         if uniforms.shape != logits.shape:
-            raise GumbenchError(f"uniforms must have the shape of logits {tuple(logits.shape)}, got {tuple(uniforms.shape)}")
+            raise GumbenchError(
+                f"uniforms must have the shape of logits {tuple(logits.shape)}, got {tuple(uniforms.shape)}"
+            )
         u = uniforms.to(cdtype, copy=True)
     # logits + g with g = -log(-log(u)), as logits - log(-log(u)) in place: the same bits, fewer tensors
     perturbed = logits.to(cdtype) - u.log_().neg_().log_()
@@ -255,7 +257,9 @@ def conditional_gumbel(
         if exponentials is None:
             exponentials = -torch.log(uniform_open(shape, generator=generator, device=logits.device, dtype=cdtype))
         elif tuple(exponentials.shape) != shape:
-            raise GumbenchError(f"exponentials must have shape (samples, *logits.shape) = {shape}, got {tuple(exponentials.shape)}")
+            raise GumbenchError(
+                f"exponentials must have shape (samples, *logits.shape) = {shape}, got {tuple(exponentials.shape)}"
+            )
         exponentials = exponentials.to(cdtype)
         at = index.unsqueeze(0).unsqueeze(-1).expand(samples, *index.shape, 1)
         top_exponential = exponentials.gather(-1, at)

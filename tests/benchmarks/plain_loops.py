@@ -134,7 +134,9 @@ def loop_reinforce_loo(logits, loss, samples, n=RLOO_SAMPLES):
         k = torch.multinomial(torch.softmax(x.detach(), -1), n, replacement=True).T  # (n, G)
         f = loss(_one_hot(k, x.shape[-1])).detach()  # (n,)
         b = (f.sum() - f) / (n - 1)
-        log_p = torch.log_softmax(x, -1).unsqueeze(0).expand(n, *x.shape).gather(-1, k.unsqueeze(-1)).squeeze(-1).sum(-1)
+        log_p = (
+            torch.log_softmax(x, -1).unsqueeze(0).expand(n, *x.shape).gather(-1, k.unsqueeze(-1)).squeeze(-1).sum(-1)
+        )
         return ((f - b) * log_p).mean()
     return _grads(logits, samples, step)
 
@@ -202,10 +204,15 @@ def storch_methods() -> dict:
             lambda: ScoreFunction("z", baseline_factory="moving_average", exponential_decay=EMA_DECAY),
             "Storchastic's moving average includes the current loss before it is used (b depends on the sample)",
         ),
-        "reinforce[baseline=loo]": (lambda: ScoreFunction("z", n_samples=RLOO_SAMPLES, baseline_factory="batch_average"), ""),
-        "disarm": (lambda: DisARM("z"),
-                   "Storchastic's DisARM does not estimate this gradient: the mean of its estimates stays far from the exact "
-                   "gradient (relative error below), where gumbench's and the loop's converge to it"),
+        "reinforce[baseline=loo]": (
+            lambda: ScoreFunction("z", n_samples=RLOO_SAMPLES, baseline_factory="batch_average"),
+            "",
+        ),
+        "disarm": (
+            lambda: DisARM("z"),
+            "Storchastic's DisARM does not estimate this gradient: the mean of its estimates stays far from the exact "
+            "gradient (relative error below), where gumbench's and the loop's converge to it",
+        ),
     }
 
 

@@ -107,8 +107,10 @@ def test_max_seconds_is_bounded_and_a_long_first_file_is_read_only_that_far(tmp_
     for bad in (math.inf, math.nan, 0, 14_401):
         with pytest.raises(GumbenchError) as caught:
             load_corpus(tmp_path, max_seconds=bad)
-        assert str(caught.value) == (f"load_corpus: max_seconds (seconds of audio read) must be a finite number in (0, 14400], "
-                                     f"got {float(bad)!r}")
+        assert str(caught.value) == (
+            f"load_corpus: max_seconds (seconds of audio read) must be a finite number in (0, 14400], "
+            f"got {float(bad)!r}"
+        )
     sf.write(str(tmp_path / "long.wav"), np.zeros(3 * SAMPLE_RATE, dtype="float32") + 0.1, SAMPLE_RATE)
     (utterance,) = load_corpus(tmp_path, max_seconds=0.5)
     assert 0.5 <= utterance.seconds <= 0.5 + 2 / SAMPLE_RATE

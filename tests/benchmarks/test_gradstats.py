@@ -1,5 +1,5 @@
-"""Gradient statistics: bit-identical per seed, bad input rejected (one line naming the input and what is allowed, before
-any work), intervals cover, bias detected, group sums are the draws' sums."""
+"""Gradient statistics: bit-identical per seed, bad input rejected (one line naming the input and what is allowed,
+before any work), intervals cover, bias detected, group sums are the draws' sums."""
 
 import math
 import time
@@ -14,13 +14,23 @@ from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
 from gumbench.benchmarks.gradstats import accumulate
 from gumbench.benchmarks.problems.base import CHUNK_ELEMENTS, draw_estimates, rows_at_once
 from gumbench.errors import GumbenchError
-from gumbench.plugin import MAX_ELEMENTS
 from gumbench.estimators import make_estimator
+from gumbench.plugin import MAX_ELEMENTS
 from tests.estimators.enumeration import SAMPLES, reinforce_variance_closed_form
 
 
-@pytest.mark.parametrize("estimator", ["reinforce[baseline=ema]", "reinforce[baseline=loo]", "straight-through", "st-gumbel",
-                                       "gumbel-rao", "reinmax", "gst[variant=p]"])
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        "reinforce[baseline=ema]",
+        "reinforce[baseline=loo]",
+        "straight-through",
+        "st-gumbel",
+        "gumbel-rao",
+        "reinmax",
+        "gst[variant=p]",
+    ],
+)
 def test_gradient_statistics_is_bit_identical_for_a_seed(estimator):
     """Every kind of draw (inverse-CDF categories, several per row, Gumbel vectors, conditional Gumbel
     noise, the EMA state): the same seed gives the same statistics to the last bit, another seed others."""
@@ -80,11 +90,15 @@ def test_sizes_that_cannot_be_held_are_refused_before_any_work():
     for samples in (3, 10**8 + 1, 2**63, 10**30):
         assert refused("st-gumbel", big.logits, never_called, samples) == (
             f"gradient_statistics: samples must be in [4, 100000000], got {samples}")
-    assert "samples must be an integer in [4, 100000000], got 4.0" in refused("st-gumbel", big.logits, never_called, 4.0)
+    assert "samples must be an integer in [4, 100000000], got 4.0" in refused(
+        "st-gumbel", big.logits, never_called, 4.0
+    )
     # rows drawn at once x logits x draws per estimate stay within MAX_ELEMENTS (2^26, ~2 GiB at the peak)
     assert refused("st-gumbel", big.logits, never_called, 10**7, chunk_size=10**7) == (
-        "gradient_statistics: chunk_size x logits x draws per estimate of st-gumbel = 10000000 x 32 x 1 elements at once; "
-        f"at most {MAX_ELEMENTS:,} are allowed (use chunk_size <= {MAX_ELEMENTS // 32})")
+        "gradient_statistics: chunk_size x logits x draws per estimate of st-gumbel = 10000000 x 32 x 1 elements "
+        "at once; "
+        f"at most {MAX_ELEMENTS:,} are allowed (use chunk_size <= {MAX_ELEMENTS // 32})"
+    )
     wide = make_task("categorical[groups=1,categories=100000]")  # the draw counts' own bound is 1000
     for est in ("gumbel-rao[samples=1000]", "reinforce[baseline=loo,samples=1000]"):
         assert refused(est, wide.logits, never_called, 100) == (
@@ -94,8 +108,12 @@ def test_sizes_that_cannot_be_held_are_refused_before_any_work():
     assert gradient_statistics("st-gumbel", TOY.logits, TOY.loss, 100, chunk_size=10**30).samples == 100
     # by default a chunk holds CHUNK_ELEMENTS x sqrt(draws per estimate) elements (draws included), at least one row
     assert rows_at_once("f", "chunk_size", make_estimator("st-gumbel"), big.logits, None) == CHUNK_ELEMENTS // 32
-    assert rows_at_once("f", "chunk_size", make_estimator("gumbel-rao[samples=100]"), big.logits, None) == CHUNK_ELEMENTS * 10 // (32 * 100)
-    assert rows_at_once("f", "chunk_size", make_estimator("gumbel-rao[samples=1000]"), wide.logits[:, :10000], None) == 1
+    assert rows_at_once(
+        "f", "chunk_size", make_estimator("gumbel-rao[samples=100]"), big.logits, None
+    ) == CHUNK_ELEMENTS * 10 // (32 * 100)
+    assert (
+        rows_at_once("f", "chunk_size", make_estimator("gumbel-rao[samples=1000]"), wide.logits[:, :10000], None) == 1
+    )
 
 
 def test_bad_logits_are_refused_before_any_work():
@@ -109,16 +127,25 @@ def test_bad_logits_are_refused_before_any_work():
     assert "logits contain NaN" in refused("st-gumbel", torch.tensor([[0.0, math.nan, 1.0]]), never_called, 100)
 
 
-@pytest.mark.parametrize("loss, message", [
-    (lambda y: 1.0, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got float"),
-    (lambda y: None, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got NoneType"),
-    (lambda y: TOY.loss(y)[..., None], "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got (9, 1)"),
-    # NaN or inf on one configuration (group 0 at category 1, group 1 at category 2) is found by the enumeration
-    (lambda y: torch.where((y[..., 0, 1] * y[..., 1, 2]) > 0.5, math.nan, TOY.loss(y)),
-     "loss_fn returned nan for configuration (1, 2) (the category of each group); it must be finite for every configuration"),
-    (lambda y: torch.where(y[..., 1, 0] > 0.5, math.inf, TOY.loss(y)),
-     "loss_fn returned inf for configuration (0, 0) (the category of each group); it must be finite for every configuration"),
-])
+@pytest.mark.parametrize(
+    "loss, message",
+    [
+        (lambda y: 1.0, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got float"),
+        (lambda y: None, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got NoneType"),
+        (lambda y: TOY.loss(y)[..., None], "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got (9, 1)"),
+        # NaN or inf on one configuration (group 0 at category 1, group 1 at category 2) is found by the enumeration
+        (
+            lambda y: torch.where((y[..., 0, 1] * y[..., 1, 2]) > 0.5, math.nan, TOY.loss(y)),
+            "loss_fn returned nan for configuration (1, 2) (the category of each group); "
+            "it must be finite for every configuration",
+        ),
+        (
+            lambda y: torch.where(y[..., 1, 0] > 0.5, math.inf, TOY.loss(y)),
+            "loss_fn returned inf for configuration (0, 0) (the category of each group); "
+            "it must be finite for every configuration",
+        ),
+    ],
+)
 def test_bad_losses_are_named_with_what_is_allowed(loss, message):
     assert refused("reinforce[baseline=loo]", TOY.logits, loss, 100) == message
 
@@ -131,11 +158,17 @@ def test_a_loss_not_finite_on_drawn_configurations_is_refused_when_drawn():
 
 
 def test_a_loss_that_does_not_depend_on_the_choice_is_refused_not_reported_perfect():
-    constant = "the exact gradient is zero: loss_fn takes the same value ({}) on every configuration of positive probability"
+    constant = (
+        "the exact gradient is zero: loss_fn takes the same value ({}) on every configuration of positive probability"
+    )
     for est in ("st-gumbel", "reinforce[baseline=loo]", "soft-gumbel"):
         assert refused(est, TOY.logits, lambda y: torch.full(y.shape[:-2], 2.5), 100).startswith(constant.format(2.5))
-        assert refused(est, TOY.logits, lambda y: y.sum((-2, -1)), 100).startswith(constant.format(2))  # one-hots sum to G
-    assert refused("st-gumbel", torch.zeros(3, 1), lambda y: y.sum((-2, -1)), 100).startswith(constant.format(3))  # V = 1
+        assert refused(est, TOY.logits, lambda y: y.sum((-2, -1)), 100).startswith(
+            constant.format(2)
+        )  # one-hots sum to G
+    assert refused("st-gumbel", torch.zeros(3, 1), lambda y: y.sum((-2, -1)), 100).startswith(
+        constant.format(3)
+    )  # V = 1
     # constant on every configuration that can happen: group 0's category 1 is masked
     masked = torch.tensor([[0.0, -math.inf], [0.0, 1.0]])
     assert refused("reinforce", masked, lambda y: 5 * y[..., 0, 1], 100).startswith(constant.format(0))
@@ -174,7 +207,9 @@ def test_any_arguments_give_finite_statistics_or_one_clear_error(estimator, loss
         s = gradient_statistics(estimator, TOY.logits, LOSSES[loss], samples, seed, chunk_size=chunk_size)
     except GumbenchError as error:
         assert "\n" not in str(error) and str(error)
-        assert loss != "quadratic" or any(k in str(error) for k in ("samples", "seed", "chunk_size", "no gradient")), str(error)
+        assert loss != "quadratic" or any(k in str(error) for k in ("samples", "seed", "chunk_size", "no gradient")), (
+            str(error)
+        )
     else:
         assert loss in ("quadratic", "detached")
         assert all(math.isfinite(getattr(s, k).value) for k in ("bias", "total_variance", "mse"))
@@ -187,7 +222,8 @@ def test_confidence_intervals_cover_at_the_nominal_rate():
     toy = make_task("categorical[groups=1,categories=5]")
     closed = float(reinforce_variance_closed_form(toy.logits, toy.loss).sum())
     covered = sum(
-        gradient_statistics("reinforce", toy.logits, toy.loss, 2000, seed=seed).total_variance.contains(closed) for seed in range(40)
+        gradient_statistics("reinforce", toy.logits, toy.loss, 2000, seed=seed).total_variance.contains(closed)
+        for seed in range(40)
     )
     assert covered >= stats.binom.ppf(0.001, 40, 0.95), covered
 
@@ -199,7 +235,9 @@ def test_biased_estimators_are_detected():
     assert s.bias.low > 0
 
 
-@pytest.mark.parametrize("spec", ["st-gumbel[tau=0.5]", "reinforce[baseline=ema]"])  # stateless, and stateful (EMA baseline)
+@pytest.mark.parametrize(
+    "spec", ["st-gumbel[tau=0.5]", "reinforce[baseline=ema]"]
+)  # stateless, and stateful (EMA baseline)
 def test_group_sums_reproduce_the_statistics_of_the_draws(spec):
     """accumulate's per-group sums equal sums over the very draws that draw_estimates makes from the same
     generator (a discarded warm-up call, then chunks), and gradient_statistics' mean, variances and MSE
@@ -273,7 +311,9 @@ def test_memory_is_bounded_by_the_chunk_not_by_the_samples():
 
     peak_kib = {}
     for samples in (20_000, 200_000):
-        done = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(samples)], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", PEAK_MEMORY, str(samples)], capture_output=True, text=True, check=True
+        )
         peak_kib[samples] = int(done.stdout.split()[-1])
     holding_kib = (200_000 - 20_000) * 64 * 8 / 1024
     assert peak_kib[200_000] - peak_kib[20_000] < holding_kib / 10, peak_kib

@@ -26,7 +26,10 @@ def test_profile_without_gpu_is_one_clear_error():
         profile_kernel(out_dir="/nonexistent/never-written")
     result = run_clean("-m", "gumbench.cli", "profile-kernel", "--quick", timeout=120)
     assert result.returncode != 0
-    assert result.stderr.strip().startswith("gumbench: error: no CUDA GPU found") and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.stderr.strip().startswith("gumbench: error: no CUDA GPU found")
+        and len(result.stderr.strip().splitlines()) == 1
+    )
     assert "Traceback" not in result.stderr
 
 

@@ -26,7 +26,12 @@ def test_committed_byte_table_matches_the_counts(table):
 def test_fused_paths_sit_between_the_floor_and_eager(table):
     floor = table["floor (fp32)"]["bytes"]
     assert floor == 16.0  # read x, write y, read dy, write dx at 4 bytes
-    assert floor < table["fused, recompute (fp32)"]["bytes"] < table["fused, saved y (fp32)"]["bytes"] <= table["torch.compile (fp32)"]["bytes"]
+    assert (
+        floor
+        < table["fused, recompute (fp32)"]["bytes"]
+        < table["fused, saved y (fp32)"]["bytes"]
+        <= table["torch.compile (fp32)"]["bytes"]
+    )
     assert table["torch.compile (fp32)"]["bytes"] < table["eager F.gumbel_softmax (fp32)"]["bytes"]
 
 

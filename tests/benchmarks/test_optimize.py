@@ -1,4 +1,5 @@
-"""Toy optimization: RLOO lowers the exact expected loss by far more than its run-to-run noise; runs are seeded; bad settings
+"""Toy optimization: RLOO lowers the exact expected loss by far more than its run-to-run noise; runs are seeded; bad
+settings
 refused with one line naming the setting and what is allowed, before any step."""
 
 import math
@@ -44,7 +45,9 @@ def test_a_seed_fixes_the_run_and_the_callers_estimator_is_left_alone():
     c = optimize("bernoulli", est, steps=10, batch=8, seed=4)
     assert a.drop(columns="step_seconds").equals(b.drop(columns="step_seconds"))
     assert not a["sampled_loss"].iloc[1:].equals(c["sampled_loss"].iloc[1:])
-    assert set(a["estimator"]) == {"reinforce[baseline=ema,samples=1,decay=0.9]"} and set(a["label"]) == {"reinforce[baseline=ema]"}
+    assert set(a["estimator"]) == {"reinforce[baseline=ema,samples=1,decay=0.9]"} and set(a["label"]) == {
+        "reinforce[baseline=ema]"
+    }
     assert est.ema_loss is None, "optimize works on a copy: the EMA baseline of the caller's estimator is untouched"
 
 
@@ -82,6 +85,10 @@ def test_every_estimator_is_checked_before_any_runs(monkeypatch):
     """Gumbel-Rao's M draws per estimate multiply the batch's memory: refused before st-gumbel, listed first, runs."""
     monkeypatch.setattr("gumbench.benchmarks.optimize.optimize", lambda *a, **k: pytest.fail("a run started"))
     with pytest.raises(GumbenchError) as caught:
-        optimize_many("categorical[groups=1,categories=1000]", ["st-gumbel", "gumbel-rao[samples=1000]"], batch=1024, steps=5)
-    assert str(caught.value) == ("optimize: batch x logits x draws per estimate of gumbel-rao[samples=1000] = 1024 x 1000 x 1000 "
-                                 f"elements at once; at most {MAX_ELEMENTS:,} are allowed (use batch <= {MAX_ELEMENTS // 10**6})")
+        optimize_many(
+            "categorical[groups=1,categories=1000]", ["st-gumbel", "gumbel-rao[samples=1000]"], batch=1024, steps=5
+        )
+    assert str(caught.value) == (
+        "optimize: batch x logits x draws per estimate of gumbel-rao[samples=1000] = 1024 x 1000 x 1000 "
+        f"elements at once; at most {MAX_ELEMENTS:,} are allowed (use batch <= {MAX_ELEMENTS // 10**6})"
+    )

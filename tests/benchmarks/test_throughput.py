@@ -34,7 +34,7 @@ from scipy import stats as scipy_stats
 
 from gumbench.benchmarks import gradient_statistics, make_task
 from tests.benchmarks import plain_loops
-from tests.conftest import require
+from tests.conftest import require_package
 
 SAMPLES = 10_000
 TASK = "categorical[groups=1,categories=64]"  # K = 64
@@ -44,12 +44,7 @@ LOOP_SAMPLES = 1_000  # per round and side; 3,000 in all for the variance
 ROUNDS = 3
 TOLERANCE = 4.0  # combined standard errors
 
-try:
-    import reinmax  # noqa: F401
 
-    BENCH_EXTRA = None
-except ImportError as error:
-    BENCH_EXTRA = f"needs the bench extra: pip install -e '.[bench]' ({error})"
 def storch_unavailable() -> str | None:
     """Why Storchastic cannot be compared, or None. Imported only when a benchmark runs: importing it
     patches torch functions process-wide (its tensor wrappers), which must not reach the other tests."""
@@ -81,7 +76,9 @@ def toy():
 @pytest.mark.benchmark(group="gradstats-10k-K64")
 @pytest.mark.parametrize("estimator", ["st-gumbel", "reinforce[baseline=loo]"])
 def test_batched(benchmark, toy, estimator):
-    stats = benchmark.pedantic(gradient_statistics, args=(estimator, toy.logits, toy.loss, SAMPLES, 0), rounds=5, iterations=1)
+    stats = benchmark.pedantic(
+        gradient_statistics, args=(estimator, toy.logits, toy.loss, SAMPLES, 0), rounds=5, iterations=1
+    )
     assert stats.samples == SAMPLES
 
 
@@ -89,14 +86,22 @@ def test_batched(benchmark, toy, estimator):
 @pytest.mark.parametrize("estimator", ["st-gumbel", "reinforce[baseline=loo]"])
 def test_one_backward_per_sample(benchmark, toy, estimator):
     stats = benchmark.pedantic(
-        gradient_statistics, args=(estimator, toy.logits, toy.loss, SAMPLES, 0), kwargs={"chunk_size": 1}, rounds=1, iterations=1
+        gradient_statistics,
+        args=(estimator, toy.logits, toy.loss, SAMPLES, 0),
+        kwargs={"chunk_size": 1},
+        rounds=1,
+        iterations=1,
     )
     assert stats.samples == SAMPLES
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    return f"{model}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}, {torch.get_num_threads()} torch thread"
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
+    return (f"{model}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch thread")
 
 
 def relative_error_of_mean(estimates: np.ndarray, exact: np.ndarray) -> float:
@@ -106,9 +111,11 @@ def relative_error_of_mean(estimates: np.ndarray, exact: np.ndarray) -> float:
 @pytest.mark.benchmark(group="versus-loop")
 @pytest.mark.parametrize("task,estimator", CASES, ids=[f"{t}-{e}" for t, e in CASES])
 def test_versus_plain_loop(benchmark, task, estimator):
-    require(BENCH_EXTRA is None, BENCH_EXTRA)
+    require_package("reinmax", extra="bench")
     toy = make_task(task)
-    storch_note = storch_unavailable() or ("" if estimator in plain_loops.storch_methods() else "Storchastic has no such estimator")
+    storch_note = storch_unavailable() or (
+        "" if estimator in plain_loops.storch_methods() else "Storchastic has no such estimator"
+    )
     sides = ["gumbench", "loop"] + ([] if storch_note else ["storchastic"])
     seconds = {side: [] for side in sides}
     drawn = {"loop": [], "storchastic": []}
@@ -146,7 +153,11 @@ def test_versus_plain_loop(benchmark, task, estimator):
     for side in variance.keys() - {"gumbench"}:
         difference = abs(variance[side][0] - variance["gumbench"][0])
         combined = math.hypot(variance[side][1], variance["gumbench"][1])
-        agree[side] = {"difference": difference, "combined_se": combined, "within": bool(difference <= TOLERANCE * combined)}
+        agree[side] = {
+            "difference": difference,
+            "combined_se": combined,
+            "within": bool(difference <= TOLERANCE * combined),
+        }
 
     benchmark.extra_info.update({
         "comparison": "versus-loop", "task": task, "shape": list(toy.logits.shape), "estimator": estimator,
@@ -157,14 +168,23 @@ def test_versus_plain_loop(benchmark, task, estimator):
         "load_before": list(load_before), "load_after": list(load_after), "machine": machine(),
     })
     # the loop always; Storchastic where its method is defined as gumbench's (no note says otherwise)
-    checked = ["loop"] + (["storchastic"] if "storchastic" in agree and not plain_loops.storch_methods()[estimator][1] else [])
+    checked = ["loop"] + (
+        ["storchastic"] if "storchastic" in agree and not plain_loops.storch_methods()[estimator][1] else []
+    )
     for side in checked:
-        assert agree[side]["within"], (f"{estimator} on {task}: total variance gumbench {variance['gumbench']} vs {side} "
-                                       f"{variance[side]} differ by {agree[side]['difference']:.4g} > "
-                                       f"{TOLERANCE} x {agree[side]['combined_se']:.4g}")
+        assert agree[side]["within"], (
+            f"{estimator} on {task}: total variance gumbench {variance['gumbench']} vs {side} "
+            f"{variance[side]} differ by {agree[side]['difference']:.4g} > "
+            f"{TOLERANCE} x {agree[side]['combined_se']:.4g}"
+        )
 
 
-SCALING_ESTIMATORS = ["straight-through", "reinforce[baseline=loo]", "st-gumbel", "gumbel-rao"]  # one of each kind of draw
+SCALING_ESTIMATORS = [
+    "straight-through",
+    "reinforce[baseline=loo]",
+    "st-gumbel",
+    "gumbel-rao",
+]  # one of each kind of draw
 SCALING_CATEGORIES = [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 SCALING_SAMPLES = 10_000
 

@@ -83,7 +83,9 @@ def test_dead_codes_over_a_window_and_churn():
 
 
 def test_counts_and_errors():
-    torch.testing.assert_close(usage_counts(torch.tensor([[0, 1], [0, 2]]), 3), torch.tensor([[2.0, 0, 0], [0, 1, 1]], dtype=torch.float64))
+    torch.testing.assert_close(
+        usage_counts(torch.tensor([[0, 1], [0, 2]]), 3), torch.tensor([[2.0, 0, 0], [0, 1, 1]], dtype=torch.float64)
+    )
     with pytest.raises(GumbenchError, match=r"\[0, 3\)"):
         usage_counts(torch.tensor([[3]]), 3)
     with pytest.raises(GumbenchError):
@@ -142,14 +144,22 @@ def test_implicit_usage_handles_products_far_beyond_the_batch():
     assert empty.used_fraction.tolist() == [0.0, 0.0] and empty.effective_bits.tolist() == [0.0, 0.0]
 
 
-@pytest.mark.parametrize("indices, digits, levels, message", [
-    (torch.tensor([[8]]), torch.tensor([[[0, 0, 0]]]), (2, 2, 2), r"code indices must lie in \[0, 8\)"),
-    (torch.tensor([[1]]), torch.tensor([[[1, 2, 0]]]), (2, 2, 2), r"digit 1 must lie in \[0, 2\)"),
-    (torch.tensor([[1]]), torch.tensor([[1, 0]]), (2, 2), r"digits must have shape indices.shape \+ \(D,\) = \(1, 1, 2\)"),
-    (torch.tensor([[1.0]]), torch.tensor([[[1, 0]]]), (2, 2), "indices must be an integer tensor"),
-    (torch.tensor([[1]]), torch.tensor([[[1, 0]]]), (2, 0), "levels must be a non-empty sequence of integers >= 1"),
-    (torch.tensor([[1]]), torch.tensor([[[1, 0]]]), 4, "levels must be a non-empty sequence"),
-])
+@pytest.mark.parametrize(
+    "indices, digits, levels, message",
+    [
+        (torch.tensor([[8]]), torch.tensor([[[0, 0, 0]]]), (2, 2, 2), r"code indices must lie in \[0, 8\)"),
+        (torch.tensor([[1]]), torch.tensor([[[1, 2, 0]]]), (2, 2, 2), r"digit 1 must lie in \[0, 2\)"),
+        (
+            torch.tensor([[1]]),
+            torch.tensor([[1, 0]]),
+            (2, 2),
+            r"digits must have shape indices.shape \+ \(D,\) = \(1, 1, 2\)",
+        ),
+        (torch.tensor([[1.0]]), torch.tensor([[[1, 0]]]), (2, 2), "indices must be an integer tensor"),
+        (torch.tensor([[1]]), torch.tensor([[[1, 0]]]), (2, 0), "levels must be a non-empty sequence of integers >= 1"),
+        (torch.tensor([[1]]), torch.tensor([[[1, 0]]]), 4, "levels must be a non-empty sequence"),
+    ],
+)
 def test_implicit_usage_refuses_bad_input(indices, digits, levels, message):
     with pytest.raises(GumbenchError, match=message):
         implicit_usage(indices, digits, levels)
@@ -160,7 +170,9 @@ def test_stage_usage_by_hand():
     stages = torch.tensor([[0, 2], [0, 3], [1, 2], [1, 2]]).unsqueeze(1)  # (4, G=1, S=2)
     u = stage_usage(stages, 4)
     p1 = torch.tensor([0.75, 0.25], dtype=torch.float64)
-    torch.testing.assert_close(u.code_perplexity, torch.tensor([[2.0, math.exp(-(p1 * p1.log()).sum())]], dtype=torch.float64))
+    torch.testing.assert_close(
+        u.code_perplexity, torch.tensor([[2.0, math.exp(-(p1 * p1.log()).sum())]], dtype=torch.float64)
+    )
     torch.testing.assert_close(u.used_fraction, torch.tensor([[0.5, 0.5]], dtype=torch.float64))
     # distinct tuples (0,2), (0,3), (1,2) with counts 1, 1, 2: entropy 1.5 bits
     torch.testing.assert_close(u.joint_bits, torch.tensor([1.5], dtype=torch.float64))

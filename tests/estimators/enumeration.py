@@ -1,4 +1,5 @@
-"""Shared helpers of the estimator tests: exact (enumerated) means and variances, and checks of sampled statistics against them.
+"""Shared helpers of the estimator tests: exact (enumerated) means and variances, and checks of sampled statistics
+against them.
 
 An estimator that is a deterministic function of its sample D (ReinMax, GST) or of a finite random object
 (DisARM's antithetic pair) has an exact mean and variance by enumeration; the tests compare them with the

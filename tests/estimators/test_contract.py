@@ -140,10 +140,28 @@ def test_vq_contract(name):
 # --- generic properties, over the union of the estimators each used to be checked for ------------------
 
 # every registered categorical estimator that takes any number of categories is included too (DisARM needs V = 2)
-FREQUENCY_NAMES = ["st-gumbel", "soft-gumbel", "straight-through", "reinforce", "gumbel-rao", "reinmax", "gst", "gst[variant=p]"]
+FREQUENCY_NAMES = [
+    "st-gumbel",
+    "soft-gumbel",
+    "straight-through",
+    "reinforce",
+    "gumbel-rao",
+    "reinmax",
+    "gst",
+    "gst[variant=p]",
+]
 FREQUENCY_NAMES += [n for n in CATEGORICAL if registry.get(n).required_categories is None and n not in FREQUENCY_NAMES]
-EXTREME_NAMES = ["st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]", "gumbel-rao", "reinmax", "gst",
-                 "gst[variant=p]", "disarm"]
+EXTREME_NAMES = [
+    "st-gumbel",
+    "soft-gumbel",
+    "straight-through",
+    "reinforce[baseline=loo]",
+    "gumbel-rao",
+    "reinmax",
+    "gst",
+    "gst[variant=p]",
+    "disarm",
+]
 EXTREME_NAMES += [n for n in CATEGORICAL if n not in EXTREME_NAMES]
 
 
@@ -179,16 +197,33 @@ def test_extreme_logits_stay_finite(name, tau, dtype):
     assert torch.isfinite(logits.grad).all()
     assert not (out.indices == 3).any(), "a masked (-inf) category was chosen"
     chosen = out.indices.unsqueeze(-1)
-    assert torch.isfinite(logits.detach().expand(*out.indices.shape, logits.shape[-1]).gather(-1, chosen)).all(), "a masked category was chosen"
+    assert torch.isfinite(logits.detach().expand(*out.indices.shape, logits.shape[-1]).gather(-1, chosen)).all(), (
+        "a masked category was chosen"
+    )
 
 
-@pytest.mark.parametrize("bad", [
-    "st-gumbel[tau=0]", "soft-gumbel[tau=-1]", "straight-through[tau=nan]", "reinforce[baseline=loo,samples=1]", "reinforce[decay=1.5]",
-    "vq-commitment[beta=-1]", "vq-commitment[decay=1]",
-    "gumbel-rao[samples=0]", "gumbel-rao[tau=0]", "gst[tau=-1]", "reinmax[tau=nan]", "disarm[tau=1]",
-    "zgr[tau=1]", "decoupled-st-gumbel[tau_forward=0]", "decoupled-st-gumbel[tau_forward=1000]", "indecater[samples=0]",
-    "indecater[tau=1]",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "st-gumbel[tau=0]",
+        "soft-gumbel[tau=-1]",
+        "straight-through[tau=nan]",
+        "reinforce[baseline=loo,samples=1]",
+        "reinforce[decay=1.5]",
+        "vq-commitment[beta=-1]",
+        "vq-commitment[decay=1]",
+        "gumbel-rao[samples=0]",
+        "gumbel-rao[tau=0]",
+        "gst[tau=-1]",
+        "reinmax[tau=nan]",
+        "disarm[tau=1]",
+        "zgr[tau=1]",
+        "decoupled-st-gumbel[tau_forward=0]",
+        "decoupled-st-gumbel[tau_forward=1000]",
+        "indecater[samples=0]",
+        "indecater[tau=1]",
+    ],
+)
 def test_invalid_parameters_raise_clear_errors(bad):
     with pytest.raises(GumbenchError):
         make_estimator(bad)

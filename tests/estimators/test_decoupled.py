@@ -40,7 +40,8 @@ def test_unit_temperatures_are_st_gumbel_bit_for_bit(dtype):
     ref, ref_grad = draw("st-gumbel[tau=1]", logits, seed=1)
     assert torch.equal(out.indices, ref.indices) and torch.equal(out.value, ref.value)
     assert torch.equal(out.surrogate, ref.surrogate) and torch.equal(grad, ref_grad)
-    # at another equal temperature it is the paper's ST-GS, softmax(logits/tau + g), not st-gumbel's softmax((logits + g)/tau)
+    # at another equal temperature it is the paper's ST-GS, softmax(logits/tau + g), not st-gumbel's softmax((logits +
+    # g)/tau)
     other, other_grad = draw("decoupled-st-gumbel[tau=0.5,tau_forward=0.5]", logits, seed=1)
     assert not torch.equal(other.indices, ref.indices)
 
@@ -53,18 +54,24 @@ def test_forward_is_the_tempered_argmax_and_backward_the_jacobian_at_tau_b(tau_b
     est = make_estimator(f"decoupled-st-gumbel[tau={tau_b},tau_forward={tau_f}]")
     out = est(leaf, lambda y: (y * upstream).sum((-2, -1)), generator=gen(4))
     out.surrogate.sum().backward()
-    g = gumbel_from_uniform(uniform_open(logits.shape, generator=gen(4), dtype=torch.float64))  # the same draw, replayed
+    g = gumbel_from_uniform(
+        uniform_open(logits.shape, generator=gen(4), dtype=torch.float64)
+    )  # the same draw, replayed
     assert torch.equal(out.indices, (logits / tau_f + g).argmax(-1))
     torch.testing.assert_close(leaf.grad, jacobian_product(torch.softmax(logits / tau_b + g, -1), upstream) / tau_b)
     assert est.has_temperature and est.temperature == tau_b
-    assert est.with_params(tau=0.7).params == {"tau": 0.7, "tau_forward": tau_f}  # --tau and schedules move the backward one
+    assert est.with_params(tau=0.7).params == {
+        "tau": 0.7,
+        "tau_forward": tau_f,
+    }  # --tau and schedules move the backward one
 
 
 @pytest.mark.parametrize("tau_f", [0.5, 1.0, 2.5])
 def test_forward_samples_the_tempered_distribution(tau_f):
     logits = torch.tensor([[1.5, 0.2, -0.7, 0.0, 2.0, -3.0]])
-    out = make_estimator(f"decoupled-st-gumbel[tau_forward={tau_f}]")(logits.expand(SAMPLES, 1, 6), lambda y: y.sum((-2, -1)),
-                                                                       generator=gen(5))
+    out = make_estimator(f"decoupled-st-gumbel[tau_forward={tau_f}]")(
+        logits.expand(SAMPLES, 1, 6), lambda y: y.sum((-2, -1)), generator=gen(5)
+    )
     counts = torch.bincount(out.indices.reshape(-1), minlength=6).double()
     for tau, should_fit in ((tau_f, True), (1.0, tau_f == 1.0)):
         expected = torch.softmax(logits.double() / tau, -1)[0] * SAMPLES
@@ -101,7 +108,9 @@ def binary_moments(logits, loss, tau_b, tau_f):
         w = lambda t, g=g: density(a[g] / tau_b + t) / tau_b  # noqa: E731
         for d, (lo, hi) in enumerate([(-math.inf, threshold), (threshold, math.inf)]):
             for power in (1, 2):
-                value, _ = integrate.quad(lambda t: w(t) ** power * density(t), lo, hi, epsabs=0, epsrel=1e-11, limit=200)
+                value, _ = integrate.quad(
+                    lambda t: w(t) ** power * density(t), lo, hi, epsabs=0, epsrel=1e-11, limit=200
+                )
                 moments[g, d, power - 1] = value
     forward = torch.sigmoid(torch.tensor(a, dtype=torch.float64) / tau_f)
     p_d = torch.where(index == 1, forward, 1 - forward)  # (N, G): P(D_h = d_h) under the tempered forward
@@ -128,7 +137,8 @@ def test_exact_mean_and_variance_on_binary_toys_match_the_sampled_ones(task, tau
 
 
 def test_quadrature_reproduces_st_gumbel_at_unit_temperatures():
-    """The same moments describe st-gumbel[tau=1] (the two are one estimator there): a check of the quadrature itself."""
+    """The same moments describe st-gumbel[tau=1] (the two are one estimator there): a check of the quadrature
+    itself."""
     toy = make_task("polynomial[L=3,p=1.5]")
     mean, variance = binary_moments(toy.logits, toy.loss, 1.0, 1.0)
     s = gradient_statistics("st-gumbel[tau=1]", toy.logits, toy.loss, SAMPLES, seed=9, confidence=LEVEL)

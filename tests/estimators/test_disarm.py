@@ -1,4 +1,5 @@
-"""DisARM: unbiased (enumerated over antithetic pairs), zero variance where the pair is deterministic, binary groups only."""
+"""DisARM: unbiased (enumerated over antithetic pairs), zero variance where the pair is deterministic, binary groups
+only."""
 
 import pytest
 import torch
@@ -21,7 +22,9 @@ def disarm_enumeration(logits, loss):
     a = logits[:, 1] - logits[:, 0]
     s = torch.sigmoid(a)
     pairs = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]])
-    pair_prob = torch.stack([torch.minimum(s, 1 - s), torch.minimum(s, 1 - s), (2 * s - 1).clamp_min(0), (1 - 2 * s).clamp_min(0)], -1)
+    pair_prob = torch.stack(
+        [torch.minimum(s, 1 - s), torch.minimum(s, 1 - s), (2 * s - 1).clamp_min(0), (1 - 2 * s).clamp_min(0)], -1
+    )
     combos = enumerate_configurations(len(a), 4)  # (N, G): which pair each variable has
     b, b_anti = pairs[combos][..., 0], pairs[combos][..., 1]
     prob = pair_prob.gather(-1, combos.T).prod(0)

@@ -9,8 +9,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 
 def gen(seed):
@@ -33,6 +32,7 @@ def ours(spec, x, weights, dtype=torch.float32):
 
 def oracle(levels, x, weights, dtype=torch.float32):
     """vector-quantize-pytorch's FSQ with one codebook per group and no projection (dim = G x D)."""
+    vqp = require_package("vector_quantize_pytorch")
     n, groups, dim = x.shape
     module = vqp.FSQ(levels=list(levels), num_codebooks=groups, keep_num_codebooks_dim=True)
     assert not module.has_projections
@@ -96,7 +96,9 @@ def test_value_and_straight_through_gradient_match_the_formulas():
 
 def test_values_lie_on_the_grid_in_the_unit_interval_and_every_code_is_reachable():
     est = make_estimator("fsq[levels=8-5-3]")
-    z = torch.linspace(-12, 12, 20001).unsqueeze(-1).expand(-1, 3).unsqueeze(1)  # (N, 1, 3), tanh saturates at both ends
+    z = (
+        torch.linspace(-12, 12, 20001).unsqueeze(-1).expand(-1, 3).unsqueeze(1)
+    )  # (N, 1, 3), tanh saturates at both ends
     out = est(z, lambda v: v.sum((-2, -1)), codebook=torch.zeros(120, 3))
     assert out.value.abs().max() <= 1
     half = torch.tensor([4.0, 2.0, 1.0])

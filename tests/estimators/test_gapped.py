@@ -1,4 +1,5 @@
-"""Gapped straight-through (GST): consistent perturbed logits with a gap, GST-p's gap, backward and statistics by enumeration."""
+"""Gapped straight-through (GST): consistent perturbed logits with a gap, GST-p's gap, backward and statistics by
+enumeration."""
 
 import math
 
@@ -10,7 +11,13 @@ from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from gumbench.estimators.gapped import gapped_logits, probability_gap
 from gumbench.kernels.reference import conditional_gumbel, sample_categorical
-from tests.estimators.enumeration import LEVEL, SAMPLES, check_against_enumeration, enumerate_estimates, jacobian_product
+from tests.estimators.enumeration import (
+    LEVEL,
+    SAMPLES,
+    check_against_enumeration,
+    enumerate_estimates,
+    jacobian_product,
+)
 
 
 def gen(seed):
@@ -43,7 +50,9 @@ def test_gapped_logits_are_consistent_with_a_gap(variant):
     p = torch.softmax(logits, -1).gather(-1, index.unsqueeze(-1))
     gap = -torch.log1p(-p) / p if variant == "p" else torch.ones_like(p)
     assert (top - others >= gap - 1e-12).all()
-    torch.testing.assert_close(top, logits.max(-1, keepdim=True).values)  # the sample is raised to the top logit, no higher
+    torch.testing.assert_close(
+        top, logits.max(-1, keepdim=True).values
+    )  # the sample is raised to the top logit, no higher
 
 
 def test_gst_p_gap_is_the_expected_gumbel_gap_of_a_binary_variable():
@@ -56,7 +65,12 @@ def test_gst_p_gap_is_the_expected_gumbel_gap_of_a_binary_variable():
             x = logits + conditional_gumbel(logits, index, 1, generator=gen(chosen))[0]
             gap = x[:, chosen] - x[:, 1 - chosen]
             kappa = float(probability_gap(torch.log_softmax(logits[:1], -1), index[:1]))
-            assert abs(float(gap.mean()) - kappa) <= 4 * float(gap.std()) / math.sqrt(n), (a, chosen, float(gap.mean()), kappa)
+            assert abs(float(gap.mean()) - kappa) <= 4 * float(gap.std()) / math.sqrt(n), (
+                a,
+                chosen,
+                float(gap.mean()),
+                kappa,
+            )
 
 
 @pytest.mark.parametrize("variant", ["1.0", "p"])

@@ -1,4 +1,5 @@
-"""Gumbel-softmax relaxations (soft-gumbel, st-gumbel): eval is the noiseless argmax, the backward uses the forward's noise."""
+"""Gumbel-softmax relaxations (soft-gumbel, st-gumbel): eval is the noiseless argmax, the backward uses the forward's
+noise."""
 
 import torch
 

@@ -1,4 +1,5 @@
-"""Gumbel-Rao: st-gumbel's mean with lower variance, the backward averages the conditional Jacobians, eval is the argmax."""
+"""Gumbel-Rao: st-gumbel's mean with lower variance, the backward averages the conditional Jacobians, eval is the
+argmax."""
 
 import math
 
@@ -37,14 +38,18 @@ def test_gumbel_rao_has_st_gumbels_mean_and_lower_variance(task):
 def test_gumbel_rao_backward_averages_the_conditional_jacobians():
     logits = torch.randn(8, 3, 5, generator=gen(0), requires_grad=True)
     upstream = torch.randn(8, 3, 5, generator=gen(1))
-    out = make_estimator("gumbel-rao[tau=0.7,samples=4]")(logits, lambda y: (y * upstream).sum((-2, -1)), generator=gen(2))
+    out = make_estimator("gumbel-rao[tau=0.7,samples=4]")(
+        logits, lambda y: (y * upstream).sum((-2, -1)), generator=gen(2)
+    )
     out.surrogate.sum().backward()
     # replay the draws: the sample from gen(2), then the conditional noise from the same stream
     stream = gen(2)
     k = sample_categorical(logits.detach(), stream)
     g = conditional_gumbel(logits.detach(), k, 4, generator=stream)
     assert torch.equal(out.indices, k)
-    expected = sum(jacobian_product(torch.softmax((logits.detach() + g[m]) / 0.7, -1), upstream) / 0.7 for m in range(4)) / 4
+    expected = (
+        sum(jacobian_product(torch.softmax((logits.detach() + g[m]) / 0.7, -1), upstream) / 0.7 for m in range(4)) / 4
+    )
     torch.testing.assert_close(logits.grad, expected)
     torch.testing.assert_close(out.value, torch.nn.functional.one_hot(k, 5).float())
 

@@ -7,8 +7,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 
 def gen(seed):
@@ -16,6 +15,7 @@ def gen(seed):
 
 
 def test_vector_quantize_pytorch_has_no_ibq():
+    vqp = require_package("vector_quantize_pytorch")
     names = {n.lower() for n in dir(vqp)}
     assert not {n for n in names if "ibq" in n or "indexprop" in n or "index_backprop" in n}
 
@@ -56,7 +56,9 @@ def test_value_losses_and_gradients_by_hand_in_float64():
     cg = torch.einsum("gkd,ngd->ngk", codebook.detach(), g)
     grad_logits = p * (cg - (p * cg).sum(-1, keepdim=True))
     torch.testing.assert_close(gz, -g + torch.einsum("ngk,gkd->ngd", grad_logits, codebook.detach()))
-    torch.testing.assert_close(gc, torch.einsum("ngk,ngd->gkd", hard, g) + torch.einsum("ngk,ngd->gkd", grad_logits, z.detach()))
+    torch.testing.assert_close(
+        gc, torch.einsum("ngk,ngd->gkd", hard, g) + torch.einsum("ngk,ngd->gkd", grad_logits, z.detach())
+    )
 
 
 def test_shared_codebook_and_half_precision_in_fp32():
@@ -65,17 +67,24 @@ def test_shared_codebook_and_half_precision_in_fp32():
     full = make_estimator("ibq")(z, lambda v: v.sum((-2, -1)), codebook=codebook)
     per_group = make_estimator("ibq")(z, lambda v: v.sum((-2, -1)), codebook=codebook.expand(3, 5, 2))
     assert torch.equal(full.indices, per_group.indices)
-    half = make_estimator("ibq")(z.half().requires_grad_(True), lambda v: v.float().sum((-2, -1)), codebook=codebook.half())
+    half = make_estimator("ibq")(
+        z.half().requires_grad_(True), lambda v: v.float().sum((-2, -1)), codebook=codebook.half()
+    )
     assert half.value.dtype == torch.float16 and half.aux["commitment"].dtype == torch.float32
 
 
 def test_errors_name_what_is_allowed():
-    with pytest.raises(GumbenchError, match=r"ibq: max \|input\| \+ max \|code\| must be at most .* for float16 with D = 4 "
-                                            r"\(the softmax path's gradient grows like D \|z\| \|e\|\), got 300"):
+    with pytest.raises(
+        GumbenchError,
+        match=r"ibq: max \|input\| \+ max \|code\| must be at most .* for float16 with D = 4 "
+        r"\(the softmax path's gradient grows like D \|z\| \|e\|\), got 300",
+    ):
         make_estimator("ibq")(torch.full((2, 1, 4), 100.0, dtype=torch.float16), lambda v: v.sum((-2, -1)),
                               codebook=torch.full((1, 3, 4), 200.0, dtype=torch.float16))
     with pytest.raises(GumbenchError, match="ibq: NaN or inf in the codebook"):
-        make_estimator("ibq")(torch.zeros(2, 1, 4), lambda v: v.sum((-2, -1)), codebook=torch.full((1, 3, 4), float("nan")))
+        make_estimator("ibq")(
+            torch.zeros(2, 1, 4), lambda v: v.sum((-2, -1)), codebook=torch.full((1, 3, 4), float("nan"))
+        )
     with pytest.raises(GumbenchError, match=r"ibq: beta \(weight of"):
         make_estimator("ibq[beta=-1]")
 

@@ -1,6 +1,7 @@
 """IndeCateR / CatLog: the backward is sum_g J(p_g) f_g by explicit substitution, unbiased with the enumerated
 variance matching the sampled one on losses that couple the groups, never above REINFORCE's per coordinate, exact
-(zero variance) on the separable toys; parameters inside loss_fn get the Rao-Blackwellized pathwise gradient, unbiased."""
+(zero variance) on the separable toys; parameters inside loss_fn get the Rao-Blackwellized pathwise gradient,
+unbiased."""
 
 import pytest
 import torch

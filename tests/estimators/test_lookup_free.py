@@ -11,8 +11,7 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 
 def gen(seed):
@@ -34,9 +33,17 @@ def ours(spec, x, weights):
 def oracle(x, weights, *, entropy_weight, commitment, gamma, inv_temperature, spherical=False):
     """vector-quantize-pytorch's LFQ, one codebook per group, no projection (dim = G x D): quantized,
     indices, input gradient of mean(loss) + aux_loss, and the loss breakdown."""
+    vqp = require_package("vector_quantize_pytorch")
     n, groups, dim = x.shape
-    module = vqp.LFQ(codebook_size=2**dim, num_codebooks=groups, keep_num_codebooks_dim=True, entropy_loss_weight=entropy_weight,
-                     commitment_loss_weight=commitment, diversity_gamma=gamma, spherical=spherical)
+    module = vqp.LFQ(
+        codebook_size=2**dim,
+        num_codebooks=groups,
+        keep_num_codebooks_dim=True,
+        entropy_loss_weight=entropy_weight,
+        commitment_loss_weight=commitment,
+        diversity_gamma=gamma,
+        spherical=spherical,
+    )
     assert not module.has_projections
     z = x.detach().clone().reshape(1, n, groups * dim).requires_grad_(True)
     (value, indices, aux_loss), breakdown = module(z, inv_temperature=inv_temperature, return_loss_breakdown=True)
@@ -63,8 +70,12 @@ def test_lfq_agrees_with_vector_quantize_pytorch(setting, groups, dim):
     torch.testing.assert_close(out.value, value, rtol=0, atol=1e-6)
     assert torch.equal(out.indices, indices.long())
     # per-row aux terms average to vector-quantize-pytorch's batch losses
-    torch.testing.assert_close(out.aux["commitment"].mean(), setting["commitment"] * breakdown.commitment, rtol=1e-5, atol=1e-7)
-    expected_entropy = setting["entropy_weight"] * (breakdown.per_sample_entropy - setting["gamma"] * breakdown.batch_entropy)
+    torch.testing.assert_close(
+        out.aux["commitment"].mean(), setting["commitment"] * breakdown.commitment, rtol=1e-5, atol=1e-7
+    )
+    expected_entropy = setting["entropy_weight"] * (
+        breakdown.per_sample_entropy - setting["gamma"] * breakdown.batch_entropy
+    )
     torch.testing.assert_close(out.aux["entropy"].mean(), expected_entropy, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(sum(a.mean() for a in out.aux.values()), aux_loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-7)
@@ -73,7 +84,9 @@ def test_lfq_agrees_with_vector_quantize_pytorch(setting, groups, dim):
 def hand_lfq(z, upstream, *, entropy_weight, commitment, gamma, inv_temperature):
     """MAGVIT-v2's LFQ written out in float64 over the enumerated codes: per-row surrogate and aux."""
     n, groups, dim = z.shape
-    codes = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=dim)), dtype=torch.float64)  # row k = code k, MSB first
+    codes = torch.tensor(
+        list(itertools.product([-1.0, 1.0], repeat=dim)), dtype=torch.float64
+    )  # row k = code k, MSB first
     q = torch.where(z > 0, 1.0, -1.0).double()
     value = z + (q - z).detach()
     p = torch.softmax(2 * inv_temperature * z @ codes.T, dim=-1)  # (N, G, K)
@@ -83,7 +96,10 @@ def hand_lfq(z, upstream, *, entropy_weight, commitment, gamma, inv_temperature)
 
     per_row = entropy(p).mean(-1)
     batch = entropy(p.mean(0)).mean()
-    aux = {"entropy": entropy_weight * (per_row - gamma * batch), "commitment": commitment * ((z - q) ** 2).mean((-2, -1))}
+    aux = {
+        "entropy": entropy_weight * (per_row - gamma * batch),
+        "commitment": commitment * ((z - q) ** 2).mean((-2, -1)),
+    }
     return value, (value * upstream).sum((-2, -1)) + aux["entropy"] + aux["commitment"], aux
 
 
@@ -106,7 +122,9 @@ def test_lfq_per_row_terms_and_gradients_match_the_formulas_in_float64():
 def test_lfq_straight_through_gradient_is_the_identity_and_values_are_signs():
     z = torch.randn(100, 2, 5, generator=gen(4)).requires_grad_(True)
     upstream = torch.randn(2, 5, generator=gen(5))
-    out = make_estimator("lfq[entropy_weight=0,commitment=0]")(z, weighted_sum(upstream), codebook=torch.zeros(2, 32, 5))
+    out = make_estimator("lfq[entropy_weight=0,commitment=0]")(
+        z, weighted_sum(upstream), codebook=torch.zeros(2, 32, 5)
+    )
     out.surrogate.sum().backward()
     assert torch.equal(z.grad, upstream.expand_as(z))
     assert torch.equal(out.value, torch.where(z > 0, 1.0, -1.0))
@@ -127,7 +145,10 @@ def paper_bsq(z, upstream, *, entropy_weight, commitment, gamma, inv_temperature
 
     per_row = binary_entropy(p).sum(-1).mean(-1)
     batch = binary_entropy(p.mean(0)).sum(-1).mean()
-    aux = {"entropy": entropy_weight * (per_row - gamma * batch), "commitment": commitment * ((u - q) ** 2).mean((-2, -1))}
+    aux = {
+        "entropy": entropy_weight * (per_row - gamma * batch),
+        "commitment": commitment * ((u - q) ** 2).mean((-2, -1)),
+    }
     return value, (value * upstream).sum((-2, -1)) + aux["entropy"] + aux["commitment"], aux
 
 
@@ -175,7 +196,9 @@ def test_bsq_batch_entropy_equals_vector_quantize_pytorch_for_one_bit():
     x = torch.randn(256, 3, 1, generator=gen(10))
     weights = torch.randn(3, 1, generator=gen(11))
     out, grad = ours("bsq[entropy_weight=0.4,diversity_gamma=0.6,inv_temperature=0.5]", x, weights)
-    _, _, ref_grad, aux_loss, _ = oracle(x, weights, entropy_weight=0.4, commitment=0.0, gamma=0.6, inv_temperature=0.5, spherical=True)
+    _, _, ref_grad, aux_loss, _ = oracle(
+        x, weights, entropy_weight=0.4, commitment=0.0, gamma=0.6, inv_temperature=0.5, spherical=True
+    )
     torch.testing.assert_close(out.aux["entropy"].mean(), aux_loss, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-7)
 
@@ -183,7 +206,9 @@ def test_bsq_batch_entropy_equals_vector_quantize_pytorch_for_one_bit():
 def test_bsq_straight_through_gradient_goes_through_the_normalization():
     z = torch.randn(50, 2, 6, generator=gen(12), dtype=torch.float64).requires_grad_(True)
     upstream = torch.randn(2, 6, generator=gen(13), dtype=torch.float64)
-    out = make_estimator("bsq[entropy_weight=0]")(z, weighted_sum(upstream), codebook=torch.zeros(64, 6, dtype=torch.float64))
+    out = make_estimator("bsq[entropy_weight=0]")(
+        z, weighted_sum(upstream), codebook=torch.zeros(64, 6, dtype=torch.float64)
+    )
     out.surrogate.sum().backward()
     norm = z.detach().norm(dim=-1, keepdim=True)
     u = z.detach() / norm
@@ -266,7 +291,11 @@ def test_eval_mode_gives_the_same_output_and_the_empty_batch_is_empty(name):
     eval_out = make_estimator(name).eval()(z, lambda v: v.sum((-2, -1)), codebook=book)
     assert torch.equal(train_out.value, eval_out.value) and torch.equal(train_out.surrogate, eval_out.surrogate)
     empty = make_estimator(name)(torch.zeros(0, 2, 3), lambda v: v.sum((-2, -1)), codebook=book)
-    assert empty.surrogate.shape == (0,) and empty.indices.shape == (0, 2) and all(a.shape == (0,) for a in empty.aux.values())
+    assert (
+        empty.surrogate.shape == (0,)
+        and empty.indices.shape == (0, 2)
+        and all(a.shape == (0,) for a in empty.aux.values())
+    )
 
 
 @pytest.mark.parametrize("name", ["lfq", "bsq[commitment=0.25]"])

@@ -10,8 +10,7 @@ from scipy import stats
 from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 
 def gen(seed):
@@ -19,6 +18,7 @@ def gen(seed):
 
 
 def test_vector_quantize_pytorch_has_no_nsvq():
+    vqp = require_package("vector_quantize_pytorch")
     assert not [n for n in dir(vqp) if "nsvq" in n.lower() or "noisesub" in n.lower()]
 
 
@@ -39,7 +39,9 @@ def test_value_is_z_plus_the_error_length_in_the_drawn_direction_with_gradients_
     r = (z.detach() - e) / error  # d|z - e|/dz
     coupling = (u * upstream).sum(-1, keepdim=True) * r
     torch.testing.assert_close(z.grad, upstream + coupling)
-    torch.testing.assert_close(codebook.grad, torch.einsum("ngk,ngd->gkd", torch.nn.functional.one_hot(k, 5).double(), -coupling))
+    torch.testing.assert_close(
+        codebook.grad, torch.einsum("ngk,ngd->gkd", torch.nn.functional.one_hot(k, 5).double(), -coupling)
+    )
 
 
 def test_noise_direction_is_isotropic():
@@ -73,11 +75,17 @@ def test_eval_gives_the_nearest_code_and_zero_error_gives_finite_gradients():
 
 
 def test_errors_name_what_is_allowed():
-    with pytest.raises(GumbenchError, match=r"nsvq: max \|input\| \+ sqrt\(D\) \(max \|input\| \+ max \|code\|\) must be at most 3.28e\+04 for float16"):
+    with pytest.raises(
+        GumbenchError,
+        match=r"nsvq: max \|input\| \+ sqrt\(D\) \(max \|input\| \+ max \|code\|\) "
+        r"must be at most 3.28e\+04 for float16",
+    ):
         make_estimator("nsvq")(torch.full((2, 1, 4), 1e4, dtype=torch.float16), lambda v: v.sum((-2, -1)),
                                codebook=torch.full((1, 3, 4), -1e4, dtype=torch.float16))
     with pytest.raises(GumbenchError, match="nsvq: NaN or inf in the inputs"):
-        make_estimator("nsvq")(torch.full((2, 1, 4), float("inf")), lambda v: v.sum((-2, -1)), codebook=torch.zeros(1, 3, 4))
+        make_estimator("nsvq")(
+            torch.full((2, 1, 4), float("inf")), lambda v: v.sum((-2, -1)), codebook=torch.zeros(1, 3, 4)
+        )
     with pytest.raises(GumbenchError, match="nsvq has no parameter 'beta'"):
         make_estimator("nsvq[beta=1]")
 

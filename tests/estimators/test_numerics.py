@@ -125,10 +125,14 @@ def test_vq_codebook_with_nan_or_inf_is_refused_unless_kmeans_overwrites_it(bad)
         if "init=kmeans" not in options:
             with pytest.raises(GumbenchError, match="NaN or inf in the codebook; allowed are finite values"):
                 vq(options)(z, vq_loss, codebook=codebook.clone())
-    with pytest.raises(GumbenchError, match="NaN or inf in the codebook"):  # eval: k-means does not run, the codebook is read
+    with pytest.raises(
+        GumbenchError, match="NaN or inf in the codebook"
+    ):  # eval: k-means does not run, the codebook is read
         vq("init=kmeans").eval()(z, vq_loss, codebook=codebook.clone())
     book = codebook.clone()
-    out = vq("init=kmeans")(z, vq_loss, codebook=book, generator=gen(2))  # training: its codes become k-means centres first
+    out = vq("init=kmeans")(
+        z, vq_loss, codebook=book, generator=gen(2)
+    )  # training: its codes become k-means centres first
     assert torch.isfinite(book).all() and torch.isfinite(out.surrogate).all()
 
 
@@ -184,9 +188,13 @@ def test_vq_empty_batch_gives_empty_outputs_and_leaves_the_codebook_alone(option
 def test_vq_fp16_vectors_of_1e4_pick_the_exact_nearest_code(options):
     # ||z||^2 ~ 1e8 overflows fp16; in fp32 the distances, the codes and the losses come out exact
     # (the differences of fp16 numbers this size are exact in fp32; only the squares and the mean round)
-    directions = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [-1, -1, -1]]) / torch.tensor([1, 1, 1, 3**0.5]).unsqueeze(-1)
+    directions = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [-1, -1, -1]]) / torch.tensor(
+        [1, 1, 1, 3**0.5]
+    ).unsqueeze(-1)
     codes = (1e4 * directions).expand(2, 4, 3).to(torch.float16)
-    z = (codes[:, torch.arange(40) % 4].transpose(0, 1) + 300 * torch.randn(40, 2, 3, generator=gen(0))).to(torch.float16)
+    z = (codes[:, torch.arange(40) % 4].transpose(0, 1) + 300 * torch.randn(40, 2, 3, generator=gen(0))).to(
+        torch.float16
+    )
     z.requires_grad_(True)
     codebook = codes.clone().requires_grad_(True)
     out = vq(options)(z, vq_loss, codebook=codebook)
@@ -242,6 +250,8 @@ def test_vq_ema_with_a_shared_codebook_is_refused_before_any_work():
         calls.append(q)
         return vq_loss(q)
 
-    with pytest.raises(GumbenchError, match=r"ema=true updates per-group codebooks; pass shape \(G, K, D\), got \(5, 3\)"):
+    with pytest.raises(
+        GumbenchError, match=r"ema=true updates per-group codebooks; pass shape \(G, K, D\), got \(5, 3\)"
+    ):
         vq("ema=true")(torch.randn(4, 2, 3), loss, codebook=torch.randn(5, 3))
     assert not calls, "refused before the downstream loss ran"

@@ -49,9 +49,13 @@ def outside(allowed: Range):
     """Values a Range refuses: NaN, +-inf, and numbers beyond either end."""
     bad = [st.sampled_from([math.nan, math.inf, -math.inf])]
     if allowed.low is not None:
-        bad.append(st.floats(max_value=allowed.low, exclude_max=not allowed.low_open, allow_nan=False, allow_infinity=False))
+        bad.append(
+            st.floats(max_value=allowed.low, exclude_max=not allowed.low_open, allow_nan=False, allow_infinity=False)
+        )
     if allowed.high is not None:
-        bad.append(st.floats(min_value=allowed.high, exclude_min=not allowed.high_open, allow_nan=False, allow_infinity=False))
+        bad.append(
+            st.floats(min_value=allowed.high, exclude_min=not allowed.high_open, allow_nan=False, allow_infinity=False)
+        )
     return st.one_of(bad)
 
 
@@ -123,9 +127,19 @@ def finite(*tensors):
 leading = st.lists(sizes(3), max_size=2)  # batch dimensions, an empty batch included
 
 
-@given(spec=specs(CATEGORICAL), lead=leading, groups=sizes(3), categories=sizes(6), rank_one=st.sampled_from([False] * 7 + [True]),
-       dtype=DTYPES, palette=palettes(1e4), jitter=st.booleans(), seed=st.integers(0, 2**16), training=st.booleans(),
-       as_required=st.sampled_from([True] * 7 + [False]))
+@given(
+    spec=specs(CATEGORICAL),
+    lead=leading,
+    groups=sizes(3),
+    categories=sizes(6),
+    rank_one=st.sampled_from([False] * 7 + [True]),
+    dtype=DTYPES,
+    palette=palettes(1e4),
+    jitter=st.booleans(),
+    seed=st.integers(0, 2**16),
+    training=st.booleans(),
+    as_required=st.sampled_from([True] * 7 + [False]),
+)
 @PROPERTY
 def test_categorical_estimators_give_finite_results_or_a_gumbench_error(spec, lead, groups, categories, rank_one, dtype,
                                                                          palette, jitter, seed, training, as_required):
@@ -156,8 +170,23 @@ def test_categorical_estimators_give_finite_results_or_a_gumbench_error(spec, le
        palette=palettes(10.0), book_palette=palettes(10.0), jitter=st.booleans(), seed=st.integers(0, 2**16),
        training=st.booleans(), calls=st.integers(1, 2))
 @PROPERTY
-def test_vq_estimators_give_finite_results_or_a_gumbench_error(spec, lead, groups, dim, codes, shared, misfit, dtype, book_dtype,
-                                                               palette, book_palette, jitter, seed, training, calls):
+def test_vq_estimators_give_finite_results_or_a_gumbench_error(
+    spec,
+    lead,
+    groups,
+    dim,
+    codes,
+    shared,
+    misfit,
+    dtype,
+    book_dtype,
+    palette,
+    book_palette,
+    jitter,
+    seed,
+    training,
+    calls,
+):
     z = fill([*lead, groups, dim], dtype, palette, jitter, seed)
     book_shape = [codes, dim + misfit] if shared else [groups, codes, dim + misfit]
     codebook = fill(book_shape, book_dtype or dtype, book_palette, jitter, seed + 1)
@@ -179,7 +208,10 @@ def test_vq_estimators_give_finite_results_or_a_gumbench_error(spec, lead, group
             out.surrogate.mean().backward()
     except GumbenchError:
         return
-    assert finite(out.value, out.surrogate, out.loss, *out.aux.values(), z.grad, codebook.grad, codebook), (name, params)
+    assert finite(out.value, out.surrogate, out.loss, *out.aux.values(), z.grad, codebook.grad, codebook), (
+        name,
+        params,
+    )
 
 
 def test_the_time_bound_stops_a_case_that_runs_too_long():

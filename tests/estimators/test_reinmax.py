@@ -1,4 +1,5 @@
-"""ReinMax: the backward is the second-order formula, unbiased at tau = 1 for quadratic losses, biased otherwise, tau >= 1."""
+"""ReinMax: the backward is the second-order formula, unbiased at tau = 1 for quadratic losses, biased otherwise, tau >=
+1."""
 
 import pytest
 import torch
@@ -7,7 +8,13 @@ from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from gumbench.kernels.reference import sample_categorical
-from tests.estimators.enumeration import LEVEL, SAMPLES, check_against_enumeration, enumerate_estimates, jacobian_product
+from tests.estimators.enumeration import (
+    LEVEL,
+    SAMPLES,
+    check_against_enumeration,
+    enumerate_estimates,
+    jacobian_product,
+)
 
 
 def gen(seed):
@@ -32,12 +39,17 @@ def test_reinmax_backward_is_the_second_order_formula():
     out.surrogate.sum().backward()
     assert torch.equal(out.indices, sample_categorical(logits.detach(), gen(2)))
     half = (torch.softmax(logits.detach() / 2, -1) + torch.nn.functional.one_hot(out.indices, 5)) / 2
-    expected = 2 * jacobian_product(half, upstream) - 0.5 * jacobian_product(torch.softmax(logits.detach(), -1), upstream)
+    expected = 2 * jacobian_product(half, upstream) - 0.5 * jacobian_product(
+        torch.softmax(logits.detach(), -1), upstream
+    )
     torch.testing.assert_close(logits.grad, expected)
     assert torch.equal(out.value, torch.nn.functional.one_hot(out.indices, 5).float())
 
 
-@pytest.mark.parametrize("task", ["categorical[groups=2,categories=4]", "polynomial[L=4,p=2]", "categorical[loss=linear,groups=2,categories=5]"])
+@pytest.mark.parametrize(
+    "task",
+    ["categorical[groups=2,categories=4]", "polynomial[L=4,p=2]", "categorical[loss=linear,groups=2,categories=5]"],
+)
 def test_reinmax_at_tau_1_is_unbiased_for_quadratic_losses(task):
     """The trapezoid rule behind ReinMax is exact for quadratics: E[estimate] = exact gradient."""
     toy = make_task(task)
@@ -49,7 +61,9 @@ def test_reinmax_at_tau_1_is_unbiased_for_quadratic_losses(task):
     check_against_enumeration(s, mean, variance)
 
 
-@pytest.mark.parametrize("spec, task", [("reinmax[tau=1]", "polynomial[L=4,p=3]"), ("reinmax[tau=2]", "categorical[groups=2,categories=4]")])
+@pytest.mark.parametrize(
+    "spec, task", [("reinmax[tau=1]", "polynomial[L=4,p=3]"), ("reinmax[tau=2]", "categorical[groups=2,categories=4]")]
+)
 def test_reinmax_is_biased_beyond_quadratics_or_above_tau_1(spec, task):
     toy = make_task(task)
     tau = make_estimator(spec).params["tau"]

@@ -11,8 +11,7 @@ from gumbench.benchmarks.training import train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from gumbench.estimators.vq import nearest_codes
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 B, N, D, K, S, BETA = 3, 5, 4, 12, 4, 0.25
 
@@ -23,8 +22,18 @@ def gen(seed):
 
 def oracle(codebook, *, stages=S, rotation=False, dropout=False):
     """vqp's ResidualVQ with our codebook split into its layers: learnable codebooks, no EMA, k-means or projections."""
-    rvq = vqp.ResidualVQ(dim=D, num_quantizers=stages, codebook_size=K // stages, learnable_codebook=True, ema_update=False,
-                         rotation_trick=rotation, commitment_weight=BETA, kmeans_init=False, quantize_dropout=dropout)
+    vqp = require_package("vector_quantize_pytorch")
+    rvq = vqp.ResidualVQ(
+        dim=D,
+        num_quantizers=stages,
+        codebook_size=K // stages,
+        learnable_codebook=True,
+        ema_update=False,
+        rotation_trick=rotation,
+        commitment_weight=BETA,
+        kmeans_init=False,
+        quantize_dropout=dropout,
+    )
     with torch.no_grad():
         for s, layer in enumerate(rvq.layers):
             layer._codebook.embed.copy_(codebook[:, s * K // stages:(s + 1) * K // stages])
@@ -107,7 +116,9 @@ def test_dropout_uses_a_uniform_number_of_stages_per_row():
     z, codebook, _ = inputs()
     rows = 4000
     big = torch.randn(rows, 1, D, generator=gen(3))
-    out = make_estimator("residual-vq[dropout=true]")(big, lambda v: v.sum((-2, -1)), codebook=codebook, generator=gen(4))
+    out = make_estimator("residual-vq[dropout=true]")(
+        big, lambda v: v.sum((-2, -1)), codebook=codebook, generator=gen(4)
+    )
     used = (out.stage_indices[:, 0] >= 0).sum(-1)
     assert ((out.stage_indices[:, 0] >= 0) == (torch.arange(S) < used.unsqueeze(-1))).all()  # a prefix of the stages
     counts = torch.bincount(used, minlength=S + 1)[1:].double()
@@ -119,14 +130,21 @@ def test_dropout_uses_a_uniform_number_of_stages_per_row():
     codes = codebook[0][again.stage_indices.clamp_min(0)] * keep.unsqueeze(-1)
     torch.testing.assert_close(out.value, codes.sum(-2), atol=1e-6, rtol=1e-5)
     # eval: every stage, no draw
-    assert (make_estimator("residual-vq[dropout=true]").eval()(z, lambda v: v.sum((-2, -1)), codebook=codebook).stage_indices >= 0).all()
+    assert (
+        make_estimator("residual-vq[dropout=true]")
+        .eval()(z, lambda v: v.sum((-2, -1)), codebook=codebook)
+        .stage_indices
+        >= 0
+    ).all()
 
 
 def test_dropout_rows_match_vector_quantize_pytorch_at_its_drawn_depth():
     _, codebook, _ = inputs()
     rows = 400
     big = torch.randn(rows, 1, 1, D, generator=gen(5))
-    out = make_estimator("residual-vq[dropout=true]")(big, lambda v: v.sum((-2, -1)), codebook=codebook, generator=gen(6))
+    out = make_estimator("residual-vq[dropout=true]")(
+        big, lambda v: v.sum((-2, -1)), codebook=codebook, generator=gen(6)
+    )
     seed = 1234
     depth = random.Random(seed).randrange(0, S) + 1  # vqp: one depth per call, from this seed
     value, indices, _ = oracle(codebook, dropout=True)(big.squeeze(-2), rand_quantize_dropout_fixed_seed=seed)
@@ -147,7 +165,9 @@ def test_quantizer_spec_is_parsed_and_each_stage_keeps_its_own_state():
     est(torch.randn(50, 1, 3, generator=gen(1)), lambda v: v.sum((-2, -1)), codebook=codebook)
     # EMA writes through the stage views into the given codebook, in both halves
     assert not torch.equal(codebook[:, :4], before[:, :4]) and not torch.equal(codebook[:, 4:], before[:, 4:])
-    assert est.stages[0].ema_counts.shape == (1, 4) and not torch.equal(est.stages[0].ema_counts, est.stages[1].ema_counts)
+    assert est.stages[0].ema_counts.shape == (1, 4) and not torch.equal(
+        est.stages[0].ema_counts, est.stages[1].ema_counts
+    )
 
 
 @pytest.mark.parametrize("quantizer", ["simvq", "ibq", "nsvq"])
@@ -163,14 +183,20 @@ def test_other_quantizers_as_stages(quantizer):
         assert len(list(torch.nn.ModuleList([est]).parameters())) == 2  # one W per stage
 
 
-@pytest.mark.parametrize("bad, match", [
-    ("residual-vq[stages=0]", r"residual-vq: stages \(residual stages\) must be in \[1, 64\], got 0"),
-    ("residual-vq[quantizer=st-gumbel]", "quantizer must name a single-stage VQ estimator"),
-    ("residual-vq[quantizer=residual-vq]", "quantizer must name a single-stage VQ estimator"),
-    ("residual-vq[quantizer=vq-commitment[beta=-1]]", r"quantizer 'vq-commitment\[beta=-1\]' is not a usable VQ estimator: "
-                                                      r"vq-commitment: beta \(commitment weight\) must be a finite number in \[0, 100\], got -1.0"),
-    ("residual-vq[quantizer=nope]", "unknown estimator 'nope'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("residual-vq[stages=0]", r"residual-vq: stages \(residual stages\) must be in \[1, 64\], got 0"),
+        ("residual-vq[quantizer=st-gumbel]", "quantizer must name a single-stage VQ estimator"),
+        ("residual-vq[quantizer=residual-vq]", "quantizer must name a single-stage VQ estimator"),
+        (
+            "residual-vq[quantizer=vq-commitment[beta=-1]]",
+            r"quantizer 'vq-commitment\[beta=-1\]' is not a usable VQ estimator: "
+            r"vq-commitment: beta \(commitment weight\) must be a finite number in \[0, 100\], got -1.0",
+        ),
+        ("residual-vq[quantizer=nope]", "unknown estimator 'nope'"),
+    ],
+)
 def test_parameter_errors_name_what_is_allowed(bad, match):
     with pytest.raises(GumbenchError, match=match):
         make_estimator(bad)
@@ -178,20 +204,33 @@ def test_parameter_errors_name_what_is_allowed(bad, match):
 
 def test_input_errors_name_what_is_allowed():
     est = make_estimator("residual-vq[stages=4]")
-    with pytest.raises(GumbenchError, match=r"residual-vq: the codebook's K = 3 codes are split into 4 stage books; K must be at least stages = 4"):
+    with pytest.raises(
+        GumbenchError,
+        match=r"residual-vq: the codebook's K = 3 codes are split into 4 stage books; K must be at least stages = 4",
+    ):
         est(torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.randn(1, 3, 3))
     # fp16, G * D = 3: the limit is 3 x 65504 / 4 = 49128; one code of 2e4 fits, four do not
     make_estimator("vq-commitment")(torch.full((2, 1, 3), 1e3, dtype=torch.float16), lambda v: v.sum((-2, -1)),
                                     codebook=torch.full((1, 4, 3), 2e4, dtype=torch.float16))
-    with pytest.raises(GumbenchError, match=r"max \|input\| \+ 4 x max \|code\| must be at most 4.91e\+04 for float16 with G \* D = 3 .* got 1e\+03 \+ 4 x 2e\+04"):
-        est(torch.full((2, 1, 3), 1e3, dtype=torch.float16), lambda v: v.sum((-2, -1)), codebook=torch.full((1, 4, 3), 2e4, dtype=torch.float16))
+    with pytest.raises(
+        GumbenchError,
+        match=r"max \|input\| \+ 4 x max \|code\| must be at most 4.91e\+04 for float16 with G \* D = 3 .* "
+        r"got 1e\+03 \+ 4 x 2e\+04",
+    ):
+        est(
+            torch.full((2, 1, 3), 1e3, dtype=torch.float16),
+            lambda v: v.sum((-2, -1)),
+            codebook=torch.full((1, 4, 3), 2e4, dtype=torch.float16),
+        )
 
 
 def test_trains_a_few_steps_on_gmm_vq():
     frame = train("gmm-vq[batch=64]", "residual-vq[stages=2]", steps=30, seed=0, eval_every=30)
     assert len(frame) == 30 and frame["loss"].notna().all()
     assert frame["loss_reconstruction"].iloc[-5:].mean() < 0.8 * frame["loss_reconstruction"].iloc[:5].mean()
-    assert {"loss_commitment", "loss_codebook"} <= set(frame.columns)  # summed over the stages under the quantizer's names
+    assert {"loss_commitment", "loss_codebook"} <= set(
+        frame.columns
+    )  # summed over the stages under the quantizer's names
 
 
 def test_local_stage_codes_are_codes_of_each_stages_book():

@@ -8,7 +8,9 @@ from tests.estimators.enumeration import SAMPLES, reinforce_variance_closed_form
 
 
 @pytest.mark.parametrize("baseline", ["none", "ema", "loo"])
-@pytest.mark.parametrize("task", ["categorical[groups=2,categories=4]", "categorical[loss=linear,groups=3,categories=3]", "bernoulli"])
+@pytest.mark.parametrize(
+    "task", ["categorical[groups=2,categories=4]", "categorical[loss=linear,groups=3,categories=3]", "bernoulli"]
+)
 def test_reinforce_is_unbiased(baseline, task):
     toy = make_task(task)
     s = gradient_statistics(f"reinforce[baseline={baseline}]", toy.logits, toy.loss, SAMPLES, seed=3)
@@ -19,7 +21,9 @@ def test_reinforce_is_unbiased(baseline, task):
     assert ((s.mean_gradient - s.exact_gradient).abs() <= 4 * se + 1e-12).all()
 
 
-@pytest.mark.parametrize("task", ["categorical[groups=1,categories=6]", "categorical[groups=2,categories=4]", "polynomial[L=4,p=3]"])
+@pytest.mark.parametrize(
+    "task", ["categorical[groups=1,categories=6]", "categorical[groups=2,categories=4]", "polynomial[L=4,p=3]"]
+)
 def test_reinforce_variance_matches_closed_form(task):
     toy = make_task(task)
     closed = reinforce_variance_closed_form(toy.logits, toy.loss)

@@ -3,12 +3,12 @@ trainable parameter of the model; errors; a short training run."""
 
 import pytest
 import torch
+from torch.nn.parameter import UninitializedParameter
 
 from gumbench.benchmarks.training import DiscreteBottleneck, make_training_task, train
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch")
+from tests.conftest import require_package
 
 B, N, D, K, BETA = 3, 5, 4, 7, 0.25
 
@@ -19,6 +19,7 @@ def gen(seed):
 
 @pytest.mark.parametrize("rotation", [False, True])
 def test_values_indices_losses_and_gradients_match_vector_quantize_pytorch(rotation):
+    vqp = require_package("vector_quantize_pytorch")
     z = torch.randn(B, N, 1, D, generator=gen(0))
     frozen = torch.randn(1, K, D, generator=gen(1))
     weight = torch.eye(D) + 0.3 * torch.randn(D, D, generator=gen(2))
@@ -69,7 +70,9 @@ def test_nearest_code_of_the_effective_codebook_by_hand():
 
 def test_w_is_a_model_parameter_trained_and_fresh_per_estimator():
     est = make_estimator("simvq")
-    assert list(est.parameters()) == []  # W is created lazily, on the first call ...
+    # W is its one parameter from the start, uninitialized (no shape) until the first call ...
+    assert [type(p) for p in est.parameters()] == [UninitializedParameter] and next(est.parameters()) is est.weight
+    assert list(est.state_dict()) == []  # ... and left out of the state until it is made
     bottleneck = DiscreteBottleneck(est, in_dim=5, groups=2, codes=6, code_dim=3)
     optimizer = torch.optim.Adam(bottleneck.parameters(), lr=0.1)  # ... but the parent module still collects W
     assert any(p is est.weight for p in bottleneck.parameters())
@@ -79,6 +82,7 @@ def test_w_is_a_model_parameter_trained_and_fresh_per_estimator():
     optimizer.zero_grad()
     out.surrogate.mean().backward()
     assert "estimator.weight" in dict(bottleneck.named_parameters())
+    assert [type(p) for p in est.parameters()] == [torch.nn.Parameter] and est.weight.shape == (3, 3)  # made: D x D
     assert est.weight.grad is not None and est.weight.grad.abs().sum() > 0 and bottleneck.codebook.grad is None
     optimizer.step()
     assert not torch.equal(est.weight.detach(), torch.eye(3)) and torch.equal(bottleneck.codebook.detach(), frozen)
@@ -94,7 +98,10 @@ def test_trains_a_few_steps_on_gmm_vq_and_moves_only_w():
 
     def keep(step, model):
         if step in (1, 30):
-            seen[step] = (model.bottleneck.codebook.detach().clone(), model.bottleneck.estimator.weight.detach().clone())
+            seen[step] = (
+                model.bottleneck.codebook.detach().clone(),
+                model.bottleneck.estimator.weight.detach().clone(),
+            )
 
     frame = train("gmm-vq[batch=64]", "simvq", steps=30, seed=0, eval_every=30, callback=keep)
     assert frame["loss_reconstruction"].iloc[-5:].mean() < 0.8 * frame["loss_reconstruction"].iloc[:5].mean()
@@ -105,15 +112,23 @@ def test_trains_a_few_steps_on_gmm_vq_and_moves_only_w():
 def test_errors_name_what_is_allowed():
     est = make_estimator("simvq")
     est(torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.randn(1, 4, 3))
-    with pytest.raises(GumbenchError, match=r"simvq: its linear map W was made for vectors of D = 3 on the first call; got D = 4"):
+    with pytest.raises(
+        GumbenchError, match=r"simvq: its linear map W was made for vectors of D = 3 on the first call; got D = 4"
+    ):
         est(torch.randn(2, 1, 4), lambda v: v.sum((-2, -1)), codebook=torch.randn(1, 4, 4))
     with pytest.raises(GumbenchError, match="simvq: the linear map W is made on the first forward call"):
         make_estimator("simvq").assign_codes(torch.randn(2, 1, 3), torch.randn(1, 4, 3))
     with torch.no_grad():
         est.weight.fill_(float("inf"))
-    with pytest.raises(GumbenchError, match="simvq: NaN or inf in the effective codebook C W; allowed are finite values"):
+    with pytest.raises(
+        GumbenchError, match="simvq: NaN or inf in the effective codebook C W; allowed are finite values"
+    ):
         est(torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.randn(1, 4, 3))
     with pytest.raises(GumbenchError, match="simvq: NaN or inf in the frozen codebook C"):
-        make_estimator("simvq")(torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.full((1, 4, 3), float("nan")))
-    with pytest.raises(GumbenchError, match=r"simvq: beta \(commitment weight\) must be a finite number in \[0, 100\], got -1.0"):
+        make_estimator("simvq")(
+            torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.full((1, 4, 3), float("nan"))
+        )
+    with pytest.raises(
+        GumbenchError, match=r"simvq: beta \(commitment weight\) must be a finite number in \[0, 100\], got -1.0"
+    ):
         make_estimator("simvq[beta=-1]")

@@ -1,4 +1,5 @@
-"""vq-commitment: nearest code, losses, straight-through, EMA codebook, and each codebook-care option against a hand-built reference.
+"""vq-commitment: nearest code, losses, straight-through, EMA codebook, and each codebook-care option against a
+hand-built reference.
 
 Codebook care: rotation trick, k-means init, dead-code restart, cosine codebooks (exact up to float64 rounding).
 """
@@ -93,7 +94,9 @@ def test_rotation_trick_degenerate_directions_stay_finite():
     z = torch.tensor([[[-2.0, 0.0, 0.0]]], dtype=torch.float64, requires_grad=True)
     est(z, linear_loss(upstream), codebook=codebook).surrogate.sum().backward()
     u = torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64)
-    torch.testing.assert_close(z.grad[0, 0], 1.5 * (torch.eye(3, dtype=torch.float64) - 2 * torch.outer(u, u)) @ upstream[0, 0])
+    torch.testing.assert_close(
+        z.grad[0, 0], 1.5 * (torch.eye(3, dtype=torch.float64) - 2 * torch.outer(u, u)) @ upstream[0, 0]
+    )
     # z = 0 has no direction: plain straight-through
     z = torch.zeros(1, 1, 3, dtype=torch.float64, requires_grad=True)
     est(z, linear_loss(upstream), codebook=codebook).surrogate.sum().backward()
@@ -102,7 +105,9 @@ def test_rotation_trick_degenerate_directions_stay_finite():
 
 def mixture(centres, per_cluster, generator, spread=0.1):
     labels = torch.arange(len(centres)).repeat(per_cluster)
-    return centres[labels] + spread * torch.randn(len(labels), centres.shape[-1], generator=generator, dtype=centres.dtype), labels
+    return centres[labels] + spread * torch.randn(
+        len(labels), centres.shape[-1], generator=generator, dtype=centres.dtype
+    ), labels
 
 
 def test_kmeans_init_puts_codes_at_the_cluster_centres():
@@ -134,7 +139,9 @@ def test_kmeans_pools_groups_for_a_shared_codebook_and_survives_few_points():
     centres = torch.tensor([[5.0, 0], [-5, 0], [0, 5]], dtype=torch.float64)
     points, labels = mixture(centres, 50, gen(0))
     codebook = torch.zeros(3, 2, dtype=torch.float64)  # (K, D), shared by the 2 groups
-    make_estimator("vq-commitment[init=kmeans]")(points.reshape(75, 2, 2), lambda q: q.sum((-2, -1)), codebook=codebook, generator=gen(1))
+    make_estimator("vq-commitment[init=kmeans]")(
+        points.reshape(75, 2, 2), lambda q: q.sum((-2, -1)), codebook=codebook, generator=gen(1)
+    )
     means = torch.stack([points[labels == k].mean(0) for k in range(3)])
     match = torch.cdist(means, codebook).argmin(-1)
     assert sorted(match.tolist()) == [0, 1, 2]
@@ -186,11 +193,15 @@ def test_cosine_codebook_picks_by_angle():
     assert out.indices.item() == 1, "cosine picks the code at the smaller angle"
     q = codebook.detach()[0, 1] / codebook.detach()[0, 1].norm()
     torch.testing.assert_close(out.value[0, 0], q)
-    torch.testing.assert_close(out.aux["codebook"], (torch.tensor([1.0, 0.0], dtype=torch.float64) - q).pow(2).mean().reshape(1))
+    torch.testing.assert_close(
+        out.aux["codebook"], (torch.tensor([1.0, 0.0], dtype=torch.float64) - q).pow(2).mean().reshape(1)
+    )
     out.surrogate.sum().backward()
     # straight-through to the normalized vector: grad = (I - u u^T) upstream / |z|, orthogonal to z
     u = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    torch.testing.assert_close(z.grad[0, 0], (torch.eye(2, dtype=torch.float64) - torch.outer(u, u)) @ upstream[0, 0] / 2)
+    torch.testing.assert_close(
+        z.grad[0, 0], (torch.eye(2, dtype=torch.float64) - torch.outer(u, u)) @ upstream[0, 0] / 2
+    )
     assert make_estimator("vq-commitment[cosine=true]").assign_codes(z, codebook).item() == 1
 
 

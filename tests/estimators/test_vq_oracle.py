@@ -25,8 +25,7 @@ import pytest
 import torch
 
 from gumbench.estimators import make_estimator
-
-vqp = pytest.importorskip("vector_quantize_pytorch", reason="vector-quantize-pytorch (test extra) is not installed")
+from tests.conftest import require_package
 
 B, N, G, D, K = 4, 6, 3, 5, 7
 TOL = dict(rtol=1e-5, atol=1e-6)  # float32: vqp computes in float32 whatever the input
@@ -45,10 +44,13 @@ def data(seed=0):
 
 def oracle(*, shared=False, **options):
     """vqp's VectorQuantize laid out like gumbench's (..., G, D), every extra off unless given."""
+    vqp = require_package("vector_quantize_pytorch")
     settings = dict(kmeans_init=False, threshold_ema_dead_code=0, rotation_trick=False, learnable_codebook=False,
                     ema_update=False, commitment_weight=0.25)
     settings.update(options)
-    vq = vqp.VectorQuantize(dim=G * D, codebook_size=K, codebook_dim=D, heads=G, separate_codebook_per_head=not shared, **settings)
+    vq = vqp.VectorQuantize(
+        dim=G * D, codebook_size=K, codebook_dim=D, heads=G, separate_codebook_per_head=not shared, **settings
+    )
     return vq.train()
 
 
@@ -161,7 +163,9 @@ def test_ema_update_is_laplace_smoothed_in_vqp(eps):
     """After one training call, vqp's code k is M_k / N~_k with N~_k = (N_k + eps) n / (n + K eps),
     n = sum_k N_k, where gumbench's is M_k / N_k; counts N and sums M themselves agree."""
     z, codebook, upstream = data(40)
-    est, out, z_grad, book_grad, gb_book = run_gumbench("vq-commitment[beta=0.25,ema=true,decay=0.7]", z, codebook, upstream)
+    est, out, z_grad, book_grad, gb_book = run_gumbench(
+        "vq-commitment[beta=0.25,ema=true,decay=0.7]", z, codebook, upstream
+    )
     vq = oracle(ema_update=True, decay=0.7, eps=eps)
     load(vq, codebook)
     value, indices, loss, _, x_grad, _, vqp_book = run_vqp(vq, z, upstream)
@@ -178,7 +182,9 @@ def test_ema_update_is_laplace_smoothed_in_vqp(eps):
     smoothed = (counts + eps) * total / (total + K * eps)
     torch.testing.assert_close(vqp_book, sums / smoothed.unsqueeze(-1), **TOL)
     # equivalently vqp = gumbench * N_k (n + K eps) / ((N_k + eps) n): an unused code (N_k < n / K) shrinks
-    torch.testing.assert_close(vqp_book, gb_book * (counts * (total + K * eps) / ((counts + eps) * total)).unsqueeze(-1), **TOL)
+    torch.testing.assert_close(
+        vqp_book, gb_book * (counts * (total + K * eps) / ((counts + eps) * total)).unsqueeze(-1), **TOL
+    )
     if eps == 0.5:
         assert (vqp_book - gb_book).abs().max() > 1e-2
 

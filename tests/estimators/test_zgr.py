@@ -12,7 +12,13 @@ from scipy.special import expit
 from gumbench.benchmarks import exact_gradient, gradient_statistics, make_task
 from gumbench.estimators import make_estimator
 from gumbench.kernels.reference import sample_categorical
-from tests.estimators.enumeration import LEVEL, SAMPLES, check_against_enumeration, enumerate_estimates, jacobian_product
+from tests.estimators.enumeration import (
+    LEVEL,
+    SAMPLES,
+    check_against_enumeration,
+    enumerate_estimates,
+    jacobian_product,
+)
 
 
 def gen(seed):
@@ -91,7 +97,9 @@ def test_zgr_is_the_zero_temperature_limit_of_gumbel_rao_for_a_binary_variable(a
         assert torch.equal(coefficient, torch.full_like(coefficient, float(coefficient[0])))  # a function of D only
         limit = gumbel_rao_binary_limit(a, chosen, tau=1e-4)
         assert abs(float(coefficient[0]) - limit) <= 1e-3 * limit, (chosen, float(coefficient[0]), limit)
-        assert abs(gumbel_rao_binary_limit(a, chosen, tau=0.5) - limit) > 1e-2 * limit  # at tau = 0.5 it is not there yet
+        assert (
+            abs(gumbel_rao_binary_limit(a, chosen, tau=0.5) - limit) > 1e-2 * limit
+        )  # at tau = 0.5 it is not there yet
 
 
 @pytest.mark.parametrize("task", ["categorical[groups=2,categories=4]", "polynomial[L=4,p=2]", "bernoulli",

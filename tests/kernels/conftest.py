@@ -1,4 +1,6 @@
-"""Kernel tests run on CPU through Triton's interpreter.
+"""Kernel tests run on CPU through Triton's interpreter; the PyTorch reference, launch and dispatch
+tests run without triton, the tests that launch a kernel ask for it (``require_package("triton")``;
+every test under fused/ through its conftest).
 
 TRITON_INTERPRET must be set before anything imports triton (Triton decides compiled vs
 interpreted when it decorates, its own library included): tests/conftest.py sets it before any
@@ -10,8 +12,6 @@ import os
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-
-pytest.importorskip("triton")
 
 from gumbench.kernels import launch  # noqa: E402
 

@@ -10,6 +10,7 @@ import torch
 from gumbench.errors import GumbenchError
 from gumbench.kernels import BACKENDS, dispatch, get_backend, gumbel_argmax, gumbel_softmax, set_backend
 from gumbench.kernels.reference import gumbel_softmax_reference
+from tests.conftest import require_package
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +39,7 @@ def test_reference_backend_uses_generator_then_seed_then_global_rng():
 
 
 def test_set_backend_as_setter_and_context_manager():
+    require_package("triton")
     x = torch.randn(2, 5)
     with set_backend("triton"):
         assert get_backend() == "triton"
@@ -73,12 +75,14 @@ def test_unknown_backend_names_the_allowed_ones():
 
 
 def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    require_package("triton")
     monkeypatch.setattr(dispatch, "triton_interpreting", lambda: False)
     with pytest.raises(GumbenchError, match="needs a CUDA tensor.*TRITON_INTERPRET=1"):
         gumbel_softmax(torch.randn(2, 3), backend="triton")
 
 
 def test_triton_rejects_float64():
+    require_package("triton")
     with pytest.raises(GumbenchError, match="float32, float16, bfloat16"):
         gumbel_softmax(torch.randn(2, 3, dtype=torch.float64), backend="triton")
     assert gumbel_softmax(torch.randn(2, 3, dtype=torch.float64)).dtype == torch.float64  # auto: reference
@@ -86,6 +90,8 @@ def test_triton_rejects_float64():
 
 @pytest.mark.parametrize("backend", ["triton", "reference"])
 def test_input_validation(backend):
+    if backend == "triton":
+        require_package("triton")
     with pytest.raises(GumbenchError, match="tau"):
         gumbel_softmax(torch.randn(2, 3), tau=0.0, backend=backend)
     with pytest.raises(GumbenchError, match="tau"):
@@ -105,6 +111,7 @@ def test_input_validation(backend):
 
 
 def test_uniforms_need_a_gpu_or_the_interpreter(monkeypatch):
+    require_package("triton")
     monkeypatch.setattr(dispatch, "triton_interpreting", lambda: False)
     with pytest.raises(GumbenchError, match="TRITON_INTERPRET=1"):
         dispatch.gumbel_uniforms((2, 3), 0)
@@ -116,6 +123,7 @@ def run_python(code: str, **env):
 
 
 def test_importing_the_package_imports_no_triton():
+    require_package("triton")  # gumbench.kernels.fused imports it
     code = (
         "import sys, gumbench.kernels as k; assert 'triton' not in sys.modules, 'imported triton';"
         "from gumbench.kernels.fused import GumbelSoftmaxFunction;"
@@ -147,6 +155,7 @@ except GumbenchError as error:
 
 
 def test_interpret_set_after_triton_import_is_a_clear_error():
+    require_package("triton")
     code = (
         "import os, triton, torch; os.environ['TRITON_INTERPRET'] = '1';"
         "from gumbench.kernels import gumbel_softmax; gumbel_softmax(torch.randn(2, 3), backend='triton')"
@@ -157,6 +166,7 @@ def test_interpret_set_after_triton_import_is_a_clear_error():
 
 
 def test_interpret_changed_after_the_kernels_loaded_is_a_clear_error(monkeypatch):
+    require_package("triton")
     assert dispatch.triton_interpreting()  # loads the kernels, interpreted (conftest)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(GumbenchError, match="TRITON_INTERPRET changed after the gumbench kernels were loaded"):

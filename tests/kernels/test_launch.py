@@ -1,4 +1,5 @@
-"""Launch configuration (pure Python): tiles cover K without waste, rows merge without copies, seeds split losslessly."""
+"""Launch configuration (pure Python): tiles cover K without waste, rows merge without copies, seeds split
+losslessly."""
 
 import pytest
 import torch
@@ -21,7 +22,9 @@ def test_the_wav2vec_row_has_no_padding_and_short_rows_share_a_program():
     assert (cfg.block_a, cfg.block_b) == (256, 64)
     assert cfg.rows_per_program * (cfg.block_a + cfg.block_b) <= launch.ROWS_TILE
     assert launch.launch_config(20, 320).grid(20) == (3,), "8 rows per program: 20 rows in 3 programs"
-    assert launch.launch_config(3, 320).rows_per_program == 4, "no more rows per program than the input has (rounded up)"
+    assert launch.launch_config(3, 320).rows_per_program == 4, (
+        "no more rows per program than the input has (rounded up)"
+    )
     assert cfg.options() == {"num_warps": cfg.num_warps, "enable_fp_fusion": True}
 
 

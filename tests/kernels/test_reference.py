@@ -56,7 +56,9 @@ def test_conditional_sampler_is_finite_for_extreme_and_masked_logits():
         k = sample_categorical(rows, gen(0))
         g = conditional_gumbel(rows, k, 3, generator=gen(1))
         assert torch.isfinite(g).all() and not (k == 3).any()
-        if dtype == torch.float64:  # in fp32 two logits of 1e4 sit 1e-3 apart, below the rounding of the perturbed values
+        if (
+            dtype == torch.float64
+        ):  # in fp32 two logits of 1e4 sit 1e-3 apart, below the rounding of the perturbed values
             assert (torch.argmax(rows + g, -1) == k).all()
 
 
@@ -72,8 +74,12 @@ def chi_square_pvalue(index: torch.Tensor, logits: torch.Tensor) -> float:
 
 def test_inverse_cdf_sampler_draws_the_softmax_categorical():
     """Chi-square goodness of fit over 200,000 draws (alpha 1e-3 per case), one-at-a-time and several per row."""
-    for logits in (torch.tensor([1.5, 0.2, -0.7, 0.0, 2.0, -3.0]), torch.tensor([float("-inf"), 0.0, 3.0, float("-inf"), -2.0]),
-                   torch.randn(64, generator=gen(3)), torch.tensor([0.3])):
+    for logits in (
+        torch.tensor([1.5, 0.2, -0.7, 0.0, 2.0, -3.0]),
+        torch.tensor([float("-inf"), 0.0, 3.0, float("-inf"), -2.0]),
+        torch.randn(64, generator=gen(3)),
+        torch.tensor([0.3]),
+    ):
         rows = logits.expand(200_000, logits.numel())
         assert chi_square_pvalue(sample_categorical(rows, gen(0)), logits) > 1e-3
         several = sample_categorical(logits.expand(50_000, logits.numel()), gen(1), samples=4)

@@ -36,7 +36,9 @@ from gumbench.plugin import MAX_ELEMENTS
 # (10,000 estimates, V = 64 to 4,096): 2^18 was fastest for one draw per estimate (straight-through,
 # st-gumbel), 2^19 to 2^20 elements with the draws for REINFORCE-RLOO (4 draws) and Gumbel-Rao (10).
 CHUNK_ELEMENTS = 2**18
-WARMUP_ROWS = 256  # rows of the discarded first draw that brings stateful estimators (an EMA baseline) to their running state
+WARMUP_ROWS = (
+    256  # rows of the discarded first draw that brings stateful estimators (an EMA baseline) to their running state
+)
 
 
 class Reference(NamedTuple):
@@ -111,12 +113,16 @@ def rows_at_once(owner: str, key: str, estimator, logits: torch.Tensor, rows: in
     if rows is None:
         rows = max(1, int(CHUNK_ELEMENTS * math.sqrt(draws_per_estimate(estimator))) // per_row)
     if per_row > MAX_ELEMENTS:
-        raise GumbenchError(f"{owner}: one estimate of {estimator.label} draws {draws_per_estimate(estimator)} samples of "
-                            f"{logits.numel()} logits, {per_row:,} elements; at most {MAX_ELEMENTS:,} are allowed (lower its samples)")
+        raise GumbenchError(
+            f"{owner}: one estimate of {estimator.label} draws {draws_per_estimate(estimator)} samples of "
+            f"{logits.numel()} logits, {per_row:,} elements; at most {MAX_ELEMENTS:,} are allowed (lower its samples)"
+        )
     if rows * per_row > MAX_ELEMENTS:
-        raise GumbenchError(f"{owner}: {key} x logits x draws per estimate of {estimator.label} = {rows} x {logits.numel()} x "
-                            f"{draws_per_estimate(estimator)} elements at once; at most {MAX_ELEMENTS:,} are allowed "
-                            f"(use {key} <= {MAX_ELEMENTS // per_row})")
+        raise GumbenchError(
+            f"{owner}: {key} x logits x draws per estimate of {estimator.label} = {rows} x {logits.numel()} x "
+            f"{draws_per_estimate(estimator)} elements at once; at most {MAX_ELEMENTS:,} are allowed "
+            f"(use {key} <= {MAX_ELEMENTS // per_row})"
+        )
     return rows
 
 
@@ -139,7 +145,9 @@ def draw_estimates(estimator, logits: torch.Tensor, loss_fn, rows: int, generato
     if not torch.isfinite(loss).all():
         raise GumbenchError(f"{estimator.spec}: loss_fn returned {float(loss[~torch.isfinite(loss)][0])} on a drawn "
                             "configuration; it must be finite for every configuration")
-    (grad,) = torch.autograd.grad(out.surrogate.sum(), leaf, allow_unused=True) if out.surrogate.requires_grad else (None,)
+    (grad,) = (
+        torch.autograd.grad(out.surrogate.sum(), leaf, allow_unused=True) if out.surrogate.requires_grad else (None,)
+    )
     if grad is None:
         raise GumbenchError(f"{estimator.spec} got no gradient at the logits: loss_fn's value does not depend on its "
                             "input through autograd (detached or constant); a relaxation needs a differentiable loss")
@@ -179,8 +187,10 @@ class LogitsGradient(GradientProblem):
         index, values = enumerated_losses(self.logits, self.loss)
         possible = torch.isfinite(self.logits)[torch.arange(self.logits.shape[0]), index].all(-1)
         if values[possible].unique().numel() == 1:
-            raise GumbenchError(f"the exact gradient is zero: loss_fn takes the same value ({float(values[possible][0]):g}) on "
-                                "every configuration of positive probability, so there is nothing to estimate")
+            raise GumbenchError(
+                f"the exact gradient is zero: loss_fn takes the same value ({float(values[possible][0]):g}) on "
+                "every configuration of positive probability, so there is nothing to estimate"
+            )
 
     def incompatibility(self, estimator) -> str | None:
         """Why ``estimator`` cannot be measured on these logits (a VQ estimator, DisARM on V != 2), or None."""
@@ -199,12 +209,16 @@ class LogitsGradient(GradientProblem):
         from gumbench.estimators import CategoricalEstimator
 
         if not isinstance(estimator, CategoricalEstimator):
-            raise GumbenchError(f"{estimator.label} is a VQ estimator: it takes vectors and a codebook, not logits; measure it on "
-                                "a quantizer problem (-t vq-distance or quantizer-smoothed) or in a training task")
+            raise GumbenchError(
+                f"{estimator.label} is a VQ estimator: it takes vectors and a codebook, not logits; measure it on "
+                "a quantizer problem (-t vq-distance or quantizer-smoothed) or in a training task"
+            )
         estimator.check_input(self.logits)
 
     def rows_at_once(self, estimator, chunk_size: int | None, samples: int, owner: str = "gradient_statistics") -> int:
-        return rows_at_once(owner, "chunk_size", estimator, self.logits, None if chunk_size is None else min(chunk_size, samples))
+        return rows_at_once(
+            owner, "chunk_size", estimator, self.logits, None if chunk_size is None else min(chunk_size, samples)
+        )
 
     def warmup_rows(self, estimator, samples: int, rows: int) -> int:
         return min(samples, WARMUP_ROWS, max(1, MAX_ELEMENTS // (self.logits.numel() * draws_per_estimate(estimator))))
@@ -224,26 +238,47 @@ class LogitsProblem(LogitsGradient):
     ``exact_gradient`` (a callable giving it) replaces enumeration where V^G is too large. Checked on construction.
     The speech tasks' quantizer probe is one (every quantizer group of a frozen batch as one row)."""
 
-    def __init__(self, logits: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor], reference: torch.Tensor | None = None,
-                 *, name: str = "logits", owner: str = "gradient_statistics",
-                 exact_gradient: Callable[[], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        logits: torch.Tensor,
+        loss_fn: Callable[[torch.Tensor], torch.Tensor],
+        reference: torch.Tensor | None = None,
+        *,
+        name: str = "logits",
+        owner: str = "gradient_statistics",
+        exact_gradient: Callable[[], torch.Tensor] | None = None,
+    ):
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            raise GumbenchError(f"{owner}: logits must be a tensor of shape (G, V), got {getattr(logits, 'shape', type(logits).__name__)}")
+            raise GumbenchError(
+                f"{owner}: logits must be a tensor of shape (G, V), got {getattr(logits, 'shape', type(logits).__name__)}"
+            )
         check_logits(logits)
         if logits.numel() == 0:
-            raise GumbenchError(f"{owner}: logits must have at least one group and one category, got shape {tuple(logits.shape)}")
+            raise GumbenchError(
+                f"{owner}: logits must have at least one group and one category, got shape {tuple(logits.shape)}"
+            )
         if reference is not None:
             if not isinstance(reference, torch.Tensor) or tuple(reference.shape) != tuple(logits.shape):
-                raise GumbenchError(f"{owner}: reference gradient must be a tensor of the shape of logits {tuple(logits.shape)}, "
-                                    f"got {getattr(reference, 'shape', type(reference).__name__)}")
+                raise GumbenchError(
+                    f"{owner}: reference gradient must be a tensor of the shape of logits {tuple(logits.shape)}, "
+                    f"got {getattr(reference, 'shape', type(reference).__name__)}"
+                )
             if not torch.isfinite(reference).all():
                 raise GumbenchError(f"{owner}: reference gradient must be finite")
         self.logits, self.loss_fn, self.given_reference, self.name = logits, loss_fn, reference, name
-        self.exact_gradient = exact_gradient  # d E[loss] / d logits by a route cheaper than enumerating V^G (a per-frame sum)
+        self.exact_gradient = (
+            exact_gradient  # d E[loss] / d logits by a route cheaper than enumerating V^G (a per-frame sum)
+        )
 
     def reference(self) -> Reference:
-        if self.given_reference is None and self.exact_gradient is not None and "_cached_reference" not in self.__dict__:
-            self.__dict__["_cached_reference"] = Reference(self.exact_gradient().detach().to(torch.float64).cpu(), None, None)
+        if (
+            self.given_reference is None
+            and self.exact_gradient is not None
+            and "_cached_reference" not in self.__dict__
+        ):
+            self.__dict__["_cached_reference"] = Reference(
+                self.exact_gradient().detach().to(torch.float64).cpu(), None, None
+            )
         return super().reference()
 
     @property

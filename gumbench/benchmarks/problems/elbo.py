@@ -12,7 +12,10 @@ import torch
 from gumbench.benchmarks.problems.base import LogitsGradient
 from gumbench.errors import GumbenchError
 
-VAE_TASKS = ("digits-vae", "fashion-vae")  # tasks with eval_images, reconstruction_loss, and encoder/decoder around the bottleneck
+VAE_TASKS = (
+    "digits-vae",
+    "fashion-vae",
+)  # tasks with eval_images, reconstruction_loss, and encoder/decoder around the bottleneck
 MAX_CODES = 65_536  # C^L configurations enumerated per image
 
 
@@ -49,10 +52,14 @@ def checked_study(task, estimator):
 
     task = make_training_task(task)
     if task.name not in VAE_TASKS:
-        raise GumbenchError(f"elbo_gradient_study: task must be one of {', '.join(VAE_TASKS)} (a categorical VAE), got {task.spec}")
+        raise GumbenchError(
+            f"elbo_gradient_study: task must be one of {', '.join(VAE_TASKS)} (a categorical VAE), got {task.spec}"
+        )
     if task.codes ** task.groups > MAX_CODES:
-        raise GumbenchError(f"elbo_gradient_study: {task.spec} has {task.codes}^{task.groups} codes; at most {MAX_CODES:,} "
-                            f"can be enumerated (e.g. categories=8,latents=4)")
+        raise GumbenchError(
+            f"elbo_gradient_study: {task.spec} has {task.codes}^{task.groups} codes; at most {MAX_CODES:,} "
+            f"can be enumerated (e.g. categories=8,latents=4)"
+        )
     est = make_estimator(estimator)
     if isinstance(est, VQEstimator):
         raise GumbenchError(f"{est.spec}: the ELBO gradient w.r.t. encoder logits needs a categorical estimator")

@@ -24,10 +24,14 @@ def enumerate_configurations(groups: int, categories: int) -> torch.Tensor:
             f"exact gradients enumerate V^G = {categories}^{groups} = {count} configurations; "
             f"at most {MAX_ENUMERATION} are allowed (use fewer groups or categories)"
         )
-    return torch.tensor(list(itertools.product(range(categories), repeat=groups)), dtype=torch.long).reshape(count, groups)
+    return torch.tensor(list(itertools.product(range(categories), repeat=groups)), dtype=torch.long).reshape(
+        count, groups
+    )
 
 
-def enumerated_losses(logits: torch.Tensor, loss_fn, sample_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def enumerated_losses(
+    logits: torch.Tensor, loss_fn, sample_dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every configuration of logits (G, V) as indices (V^G, G) and ``loss_fn`` on its one-hots (V^G,),
     checked: a tensor of that shape, finite for every configuration."""
     if logits.dim() != 2:

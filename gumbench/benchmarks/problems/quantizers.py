@@ -51,7 +51,7 @@ import torch
 from gumbench.benchmarks.problems.base import GradientProblem, Reference
 from gumbench.benchmarks.problems.enumeration import MAX_ENUMERATION, enumerate_configurations
 from gumbench.errors import GumbenchError
-from gumbench.plugin import AT_LEAST_ONE, SEED, Plugin, Range
+from gumbench.plugin import SEED, Plugin, Range
 
 INPUT_DIM, HIDDEN, OUTPUT_DIM = 8, 16, 4
 PROBLEM_ELEMENTS = 2**18  # elements (rows x the tensors of one row) of one batched draw
@@ -66,8 +66,12 @@ class QuantizerProblem(Plugin, GradientProblem):
 
     formula: ClassVar[str] = ""
     common = {"encoder": "linear", "decoder": "mlp", "loss": "quadratic", "groups": 2, "dim": 4, "wrt": "z", "seed": 0}
-    common_choices = {"encoder": ("linear", "mlp"), "decoder": ("linear", "mlp"), "loss": ("quadratic", "linear", "cross-entropy"),
-                      "wrt": ("z", "codebook")}
+    common_choices = {
+        "encoder": ("linear", "mlp"),
+        "decoder": ("linear", "mlp"),
+        "loss": ("quadratic", "linear", "cross-entropy"),
+        "wrt": ("z", "codebook"),
+    }
     common_ranges = {"groups": Range(1, 16), "dim": Range(1, 16), "seed": SEED}
 
     def __init__(self, **params):
@@ -140,9 +144,11 @@ class QuantizerProblem(Plugin, GradientProblem):
         """Refuse a reference gradient at rounding level: relative statistics against it would be noise."""
         norm = float(reference.gradient.norm())
         if norm <= 1e-10 * max(abs(reference.expected or 0.0), 1.0):
-            raise GumbenchError(f"{self.spec}: the reference gradient in {self.params['wrt']} is {norm:.3g}, zero to rounding "
-                                "(at small T the nearest code does not move with z; with one code per stage nothing is chosen); "
-                                "measure wrt=codebook, a larger T, or more codes")
+            raise GumbenchError(
+                f"{self.spec}: the reference gradient in {self.params['wrt']} is {norm:.3g}, zero to rounding "
+                "(at small T the nearest code does not move with z; with one code per stage nothing is chosen); "
+                "measure wrt=codebook, a larger T, or more codes"
+            )
 
     def draws_per_row(self, estimator) -> int:
         return int(estimator.params.get("samples", 1) or 1)
@@ -201,8 +207,12 @@ class QuantizerProblem(Plugin, GradientProblem):
             def loss_fn(value):  # (1, rows x G, D) -> (1,)
                 return self.decoded_loss(value.reshape(rows, groups, dim)).sum().reshape(1)
 
-            objective = estimator(z.reshape(1, rows * groups, dim), loss_fn, codebook=book.reshape(rows * groups, *book.shape[-2:]),
-                                  generator=generator).loss
+            objective = estimator(
+                z.reshape(1, rows * groups, dim),
+                loss_fn,
+                codebook=book.reshape(rows * groups, *book.shape[-2:]),
+                generator=generator,
+            ).loss
         if not torch.isfinite(objective).all():
             raise GumbenchError(f"{estimator.label} on {self.spec}: the loss was not finite")
         (grad,) = torch.autograd.grad(objective.sum(), leaf, allow_unused=True) if objective.requires_grad else (None,)
@@ -235,13 +245,17 @@ class DistanceVQ(QuantizerProblem):
     def validate(self) -> None:
         p = self.params
         if p["stages"] == 2 and (p["codes"] % 2 or p["codes"] < 4):
-            raise GumbenchError(f"{self.name}: stages=2 splits the codes into two books of codes/2, each with a choice; codes "
-                                f"must be even and at least 4, got {p['codes']}")
+            raise GumbenchError(
+                f"{self.name}: stages=2 splits the codes into two books of codes/2, each with a choice; codes "
+                f"must be even and at least 4, got {p['codes']}"
+            )
         per_group = p["codes"] if p["stages"] == 1 else (p["codes"] // 2) ** 2
         count = per_group ** p["groups"]
         if count > MAX_ENUMERATION:
-            raise GumbenchError(f"{self.name}: the exact gradient enumerates {per_group}^{p['groups']} = {count:,} configurations; "
-                                f"at most {MAX_ENUMERATION:,} are allowed (fewer groups or codes)")
+            raise GumbenchError(
+                f"{self.name}: the exact gradient enumerates {per_group}^{p['groups']} = {count:,} configurations; "
+                f"at most {MAX_ENUMERATION:,} are allowed (fewer groups or codes)"
+            )
 
     def reference_peak(self):
         """Enumeration holds each configuration's decoded vectors (N, G, D) in float64, with their graph."""
@@ -260,7 +274,9 @@ class DistanceVQ(QuantizerProblem):
         first, second = book[:, :half], book[:, half:]
         log_first = torch.log_softmax(self.distance_logits(z, first), -1)  # (G, K/2)
         residual = z.unsqueeze(1) - first  # (G, K/2, D): what stage 2 quantizes after each first code
-        log_second = torch.log_softmax(-(residual.unsqueeze(2) - second.unsqueeze(1)).pow(2).sum(-1) / self.params["T"], -1)
+        log_second = torch.log_softmax(
+            -(residual.unsqueeze(2) - second.unsqueeze(1)).pow(2).sum(-1) / self.params["T"], -1
+        )
         log_pair = (log_first.unsqueeze(-1) + log_second).reshape(z.shape[0], -1)  # (G, K/2 * K/2): k1 major
         decoded = (first.unsqueeze(2) + second.unsqueeze(1)).reshape(z.shape[0], -1, z.shape[-1])
         return log_pair, decoded
@@ -286,7 +302,6 @@ class DistanceVQ(QuantizerProblem):
 
     def incompatibility(self, estimator) -> str | None:
         from gumbench.estimators import CategoricalEstimator, make_estimator
-        from gumbench.estimators.implicit import ImplicitCodebookVQ
         from gumbench.estimators.residual import ResidualVQ
 
         if self.params["stages"] == 2:
@@ -295,10 +310,10 @@ class DistanceVQ(QuantizerProblem):
             return "stages=2 measures residual-vq[stages=2] only (the choices of its two stages are not independent groups)"
         if isinstance(estimator, CategoricalEstimator):
             return estimator.incompatibility(self.codes)
-        if isinstance(estimator, ImplicitCodebookVQ):
-            return "its codes are implicit (a grid or a cube), not the rows of a codebook; see quantizer-smoothed"
         if isinstance(estimator, ResidualVQ):
             return "residual VQ is measured with stages=2"
+        if estimator.implicit_codes:
+            return "its codes are implicit (a grid or a cube), not the rows of a codebook; see quantizer-smoothed"
         return codebook_care(estimator)
 
     def default_estimators(self) -> list[str]:
@@ -317,12 +332,18 @@ class SmoothedQuantizer(QuantizerProblem):
     name = "quantizer-smoothed"
     description = ("A deterministic quantizer (nearest-code VQ, FSQ, LFQ) smoothed by Gaussian noise: gradient of "
                    "E_eps[L(Q(z + sigma eps))] in z from many antithetic samples, with its error bar.")
-    formula = ("J_sigma(z) = E_eps[L(dec(Q(z + sigma eps)))], eps ~ N(0, I); grad = E[L(Q(z + sigma eps)) eps] / sigma, "
-               "estimated from reference_samples antithetic pairs")
+    formula = (
+        "J_sigma(z) = E_eps[L(dec(Q(z + sigma eps)))], eps ~ N(0, I); grad = E[L(Q(z + sigma eps)) eps] / sigma, "
+        "estimated from reference_samples antithetic pairs"
+    )
     defaults = _common(quantizer="vq", codes=16, levels="5-5-5-5", sigma=0.1, reference_samples=2**20)
     choices = {**QuantizerProblem.common_choices, "quantizer": ("vq", "fsq", "lfq"), "wrt": ("z",)}
-    ranges = {**QuantizerProblem.common_ranges, "codes": Range(2, MAX_ENUMERATION), "sigma": Range(0, 100, low_open=True),
-              "reference_samples": Range(2**10, 2**26, meaning="antithetic pairs of the Monte Carlo reference")}
+    ranges = {
+        **QuantizerProblem.common_ranges,
+        "codes": Range(2, MAX_ENUMERATION),
+        "sigma": Range(0, 100, low_open=True),
+        "reference_samples": Range(2**10, 2**26, meaning="antithetic pairs of the Monte Carlo reference"),
+    }
     requires = {"codes": ("quantizer", "vq"), "levels": ("quantizer", "fsq")}
 
     def validate(self) -> None:
@@ -420,7 +441,11 @@ def codebook_care(estimator) -> str | None:
     if estimator.name != "vq-commitment":
         return None
     p = estimator.params
-    changed = [name for name, on in (("ema=true", p["ema"]), ("init=kmeans", p["init"] == "kmeans"), ("restart=true", p["restart"])) if on]
+    changed = [
+        name
+        for name, on in (("ema=true", p["ema"]), ("init=kmeans", p["init"] == "kmeans"), ("restart=true", p["restart"]))
+        if on
+    ]
     if changed:
         return f"{', '.join(changed)} rewrites the codebook in training calls; the problems hold it fixed"
     if p["cosine"]:

@@ -14,7 +14,12 @@ from pathlib import Path
 
 from gumbench.benchmarks.studies.elbo import elbo_gradient_study, elbo_study, format_elbo_study
 from gumbench.benchmarks.studies.explain import format_explanation
-from gumbench.benchmarks.studies.speech_quantizers import format_study, measure, quantizer_gradient_study, reference_gradient
+from gumbench.benchmarks.studies.speech_quantizers import (
+    format_study,
+    measure,
+    quantizer_gradient_study,
+    reference_gradient,
+)
 
 __all__ = ["elbo_gradient_study", "elbo_study", "format_elbo_study", "format_explanation", "format_study", "measure",
            "quantizer_gradient_study", "reference_gradient", "save_study"]

@@ -14,10 +14,18 @@ from __future__ import annotations
 from gumbench.benchmarks.probes import checked_checkpoints, gradient_probe
 from gumbench.benchmarks.problems.elbo import checked_study
 
-DEFAULT_ESTIMATORS = ("st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=ema]", "reinforce[baseline=loo]")
+DEFAULT_ESTIMATORS = (
+    "st-gumbel",
+    "soft-gumbel",
+    "straight-through",
+    "reinforce[baseline=ema]",
+    "reinforce[baseline=loo]",
+)
 
 
-def elbo_gradient_study(estimator, *, task="digits-vae", checkpoints=(0, 150, 300), points: int = 4, samples: int = 2000, seed: int = 0):
+def elbo_gradient_study(
+    estimator, *, task="digits-vae", checkpoints=(0, 150, 300), points: int = 4, samples: int = 2000, seed: int = 0
+):
     """Bias, relative standard deviation and cosine of ``estimator`` inside a categorical VAE
     (``task``: a ``digits-vae`` or ``fashion-vae`` spec, or such a task).
 
@@ -55,6 +63,12 @@ def format_elbo_study(frame, width: int | None = None) -> str:
     images, samples = frame["image"].nunique(), int(frame["samples"].iloc[0])
     columns = ["relative_bias", "relative_std", "cosine"]
     means = frame.groupby(["label", "step"])[columns].mean()
-    rows = [(label, step, *(f"{x:.3f}" for x in values)) for (label, step), values in zip(means.index, means.to_numpy())]
-    return render(f"Mean over {images} evaluation images; {samples:,} estimates each; exact gradient by enumeration ({task}).",
-                  ["estimator", "step", *columns], rows, width=width)
+    rows = [
+        (label, step, *(f"{x:.3f}" for x in values)) for (label, step), values in zip(means.index, means.to_numpy())
+    ]
+    return render(
+        f"Mean over {images} evaluation images; {samples:,} estimates each; exact gradient by enumeration ({task}).",
+        ["estimator", "step", *columns],
+        rows,
+        width=width,
+    )

@@ -37,6 +37,7 @@ import math
 
 import torch
 
+from gumbench.benchmarks.studies.explain_answers import answers
 from gumbench.errors import GumbenchError
 from gumbench.plugin import SEED, check_integer
 
@@ -62,10 +63,6 @@ STRAIGHT_THROUGH = (
     "The straight-through step: soft = softmax((logits + g)/tau), hard = one-hot of argmax(logits + g), and the "
     "quantizer's output is hard + soft - stop_gradient(soft). Its forward value is the hard one-hot (the soft terms "
     "cancel); its gradient is soft's, J^T u with J the Jacobian of that softmax. The one-hot selects codebook rows.")
-# Tolerances. Float32 results compared with a float64 recomputation: a relative error of 1e-5 is about
-# 100 float32 roundings (eps = 1.2e-7); the wrong noise or no noise is off by tens of percent.
-SAME = 1e-5
-WRONG = 0.1
 
 
 def explain(audio_dir=None, seed: int = 0, variant: str = "both") -> dict:
@@ -119,7 +116,9 @@ class _Step:
         generator = torch.Generator().manual_seed(0)
         generator.set_state(self.noise_state)
         seen = {}
-        hook = bottleneck.estimator.register_forward_hook(lambda module, args, out: seen.update(value=out.value, indices=out.indices))
+        hook = bottleneck.estimator.register_forward_hook(
+            lambda module, args, out: seen.update(value=out.value, indices=out.indices)
+        )
         try:
             terms = self.task.quantize(self.model, self.prepared, generator)
         finally:
@@ -138,7 +137,9 @@ class _Step:
         lookup = self.model.bottleneck.lookup
         if self.variant == "wav2vec2":
             return self.task.contrastive(self.model, self.prepared, lookup(target_onehot)).loss.mean()
-        return self.task.predict(self.model, lookup(context_onehot), lookup(target_onehot), self.prepared.negatives).loss.mean()
+        return self.task.predict(
+            self.model, lookup(context_onehot), lookup(target_onehot), self.prepared.negatives
+        ).loss.mean()
 
     def encoder_parameters(self):
         return list(self.model.feature_encoder.parameters())
@@ -160,12 +161,20 @@ def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) ->
     actual = per_term["contrastive"][0].double()
     shape = {"wav2vec2": "masked frames", "vq-wav2vec": "frames"}[variant]
     result = {
-        "variant": variant, "architecture": ARCHITECTURES[variant], "task": step.task.label, "tau": step.tau,
-        "groups": groups, "codes": codes, "quantized_rows": int(step.indices.reshape(-1, groups).shape[0]), "rows_are": shape,
+        "variant": variant,
+        "architecture": ARCHITECTURES[variant],
+        "task": step.task.label,
+        "tau": step.tau,
+        "groups": groups,
+        "codes": codes,
+        "quantized_rows": int(step.indices.reshape(-1, groups).shape[0]),
+        "rows_are": shape,
         "crops": int(step.wave.shape[0]),
         "weights": step.weights(),
         "values": {name: float(step.term(terms, name).detach()) for name in (*TERMS[variant], "total")},
-        "gradient_norms": norms, "sum_check": sums, "forward": forward,
+        "gradient_norms": norms,
+        "sum_check": sums,
+        "forward": forward,
         "backward": _backward_check(step, g, actual, seed),
         "temperature": _temperature_check(step),
         "hard_rows": _hard_rows_check(step),
@@ -173,7 +182,7 @@ def explain_step(variant: str = "wav2vec2", *, audio_dir=None, seed: int = 0) ->
         "diversity": _diversity_check(step, g, per_term),
         "eval": _eval_check(step),
     }
-    result["answers"] = _answers(result)
+    result["answers"] = answers(result)
     return result
 
 
@@ -196,7 +205,11 @@ def _grad(loss, tensors) -> list[torch.Tensor]:
 
 def _term_gradients(step):
     """Each term's gradient at the logits, the codebook and the encoder: (per-term gradients, norms, sum check)."""
-    targets = {"logits": [step.logits], "codebook": [step.model.bottleneck.codebook], "encoder": step.encoder_parameters()}
+    targets = {
+        "logits": [step.logits],
+        "codebook": [step.model.bottleneck.codebook],
+        "encoder": step.encoder_parameters(),
+    }
     flat = [t for ts in targets.values() for t in ts]
     split = [0]
     for ts in targets.values():
@@ -226,10 +239,14 @@ def _forward_check(logits, value, indices, noise_state):
     sample = (logits.detach().float() + g).argmax(-1)
     noiseless = logits.detach().argmax(-1)
     return {
-        "max_abs_difference_from_one_hot": float((value.detach().float() - one_hot(sample, codes, torch.float32)).abs().max()),
+        "max_abs_difference_from_one_hot": float(
+            (value.detach().float() - one_hot(sample, codes, torch.float32)).abs().max()
+        ),
         "indices_equal_argmax_logits_plus_g": bool(torch.equal(indices, sample)),
         "share_differing_from_noiseless_argmax": float((sample != noiseless).double().mean()),
-        "pairs": int(sample.numel()), "noise_draws": int(g.numel()), "noise_shape": list(g.shape),
+        "pairs": int(sample.numel()),
+        "noise_draws": int(g.numel()),
+        "noise_shape": list(g.shape),
     }, g
 
 
@@ -248,7 +265,9 @@ def _backward_check(step, g, actual, seed) -> dict:
     fresh = gumbel_noise(step.logits.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float32)
     return {
         "relative_error_same_noise": _relative(_jacobian_vector(step.logits, g, step.tau, upstream), actual),
-        "relative_error_without_noise": _relative(_jacobian_vector(step.logits, torch.zeros_like(g), step.tau, upstream), actual),
+        "relative_error_without_noise": _relative(
+            _jacobian_vector(step.logits, torch.zeros_like(g), step.tau, upstream), actual
+        ),
         "relative_error_fresh_noise": _relative(_jacobian_vector(step.logits, fresh, step.tau, upstream), actual),
         "contrastive_gradient_norm_at_logits": float(actual.norm()),
     }
@@ -261,8 +280,10 @@ def _temperature_check(step) -> dict:
     terms, seen = step.run(other)
     (gradient,) = _grad(terms.contrastive, [terms.bottleneck.logits])
     out = {
-        "tau": step.tau, "other_tau": other,
-        "contrastive": float(step.terms.contrastive.detach()), "contrastive_at_other_tau": float(terms.contrastive.detach()),
+        "tau": step.tau,
+        "other_tau": other,
+        "contrastive": float(step.terms.contrastive.detach()),
+        "contrastive_at_other_tau": float(terms.contrastive.detach()),
         "contrastive_abs_difference": abs(float(step.terms.contrastive.detach()) - float(terms.contrastive.detach())),
         "same_codes": bool(torch.equal(seen["indices"], step.indices)),
         "gradient_norm_at_logits": _norm(_grad(step.terms.contrastive, [step.logits])),
@@ -325,11 +346,17 @@ def _diversity_check(step, g, per_term) -> dict:
     guarded = weight * (groups * codes - torch.exp(-(mean * torch.log(mean + 1e-7)).sum(-1)).sum()) / (groups * codes)
     value = float(step.terms.diversity.detach())
     return {
-        "weight": weight, "value": value, "unweighted": value / weight, "by_hand_noiseless": float(by_hand),
+        "weight": weight,
+        "value": value,
+        "unweighted": value / weight,
+        "by_hand_noiseless": float(by_hand),
         "abs_difference": abs(value - float(by_hand)),
         "gradient_relative_difference": _relative(hand_gradient, per_term["diversity"][0]),
-        "by_hand_noisy_softmax": float(weight * _exact_diversity(torch.softmax((logits.double() + g.double()) / step.tau, dim=-1))),
-        "fairseq_log_guard": float(guarded), "frames_averaged": int(logits.shape[0]),
+        "by_hand_noisy_softmax": float(
+            weight * _exact_diversity(torch.softmax((logits.double() + g.double()) / step.tau, dim=-1))
+        ),
+        "fairseq_log_guard": float(guarded),
+        "frames_averaged": int(logits.shape[0]),
     }
 
 
@@ -345,97 +372,6 @@ def _eval_check(step) -> dict:
         "share_differing_from_training_sample": float((seen["indices"] != step.indices).double().mean()),
         "contrastive": float(terms.contrastive.detach()),
     }
-
-
-# --- answers ----------------------------------------------------------------------------
-
-def _answers(r: dict) -> dict:
-    """Each question's direct answer, whether the measurements support it (``holds``) and the sentence
-    that proves it with the numbers."""
-    f, b, t, h, p, e = r["forward"], r["backward"], r["temperature"], r["hard_rows"], r["paths"], r["eval"]
-    vq = r["variant"] == "vq-wav2vec"
-    noise = {
-        "answer": "yes, per (frame, group, code) rather than per example, and the backward reuses the same draw",
-        "holds": (f["max_abs_difference_from_one_hot"] == 0 and f["indices_equal_argmax_logits_plus_g"]
-                  and b["relative_error_same_noise"] < SAME and min(b["relative_error_without_noise"], b["relative_error_fresh_noise"]) > WRONG),
-        "proof": (f"g is a tensor of {f['noise_draws']:,} independent Gumbel(0, 1) draws, one per {r['rows_are'][:-1]}, group and "
-                  f"code ({' x '.join(map(str, f['noise_shape']))}), drawn once in the forward pass: the forward value is exactly "
-                  f"the one-hot of argmax(logits + g) with g replayed from the generator (max |difference| "
-                  f"{f['max_abs_difference_from_one_hot']:.1e}; a sample, not the mode: it differs from the noiseless argmax in "
-                  f"{100 * f['share_differing_from_noiseless_argmax']:.1f}% of {f['pairs']} ({r['rows_are'][:-1]}, group) pairs). "
-                  f"The backward uses the same g: the contrastive gradient at the logits equals J^T u, J the Jacobian of "
-                  f"softmax((logits + g)/tau), relative error {b['relative_error_same_noise']:.1e}; with g = 0 it would be off by "
-                  f"{100 * b['relative_error_without_noise']:.0f}%, with fresh noise by {100 * b['relative_error_fresh_noise']:.0f}%."),
-    }
-    contrastive = {
-        "answer": "its value, yes: only the hard vectors; its backpropagation, no: the gradient reaches the logits "
-                  "through the softmax Jacobian of the straight-through step",
-        "holds": (h["abs_difference"] == 0 and t["contrastive_abs_difference"] == 0 and t["same_codes"]
-                  and b["contrastive_gradient_norm_at_logits"] > 0 and b["relative_error_same_noise"] < SAME
-                  and abs(t["gradient_norm_at_logits_other_tau"] - t["gradient_norm_at_logits"]) > WRONG * t["gradient_norm_at_logits"]),
-        "proof": (f"Recomputed from the codebook rows the indices select, with nothing soft in it, the contrastive loss is "
-                  f"{h['value']:.6g} (|difference| {h['abs_difference']:.1e}); rerun with the same g at tau = {t['other_tau']:.5g} "
-                  f"instead of {t['tau']:.5g} it is {t['contrastive_at_other_tau']:.6g} (|difference| {t['contrastive_abs_difference']:.1e}): "
-                  f"the probabilities are not in its value. Its gradient at the logits is not 0 but J^T u (norm "
-                  f"{b['contrastive_gradient_norm_at_logits']:.3e}, relative error {b['relative_error_same_noise']:.1e}): "
-                  f"the soft - stop_gradient(soft) term adds 0 to the value and softmax((logits + g)/tau)'s Jacobian to the "
-                  f"gradient, whose norm becomes {t['gradient_norm_at_logits_other_tau']:.3e} at tau = {t['other_tau']:.5g}."),
-    }
-    if vq:
-        diversity = {
-            "answer": "there is no diversity loss, and no term's value uses the probabilities",
-            "holds": r["weights"] == {"contrastive": 1.0} and t["contrastive_abs_difference"] == 0,
-            "proof": (f"The loss is the contrastive term alone (total {r['values']['total']:.6g} = contrastive "
-                      f"{r['values']['contrastive']:.6g}); its value does not move with tau (answer 2)."),
-        }
-        where = {
-            "answer": "only in the backward pass, in the straight-through step; the hard one-hot's codebook rows are both "
-                      "the context network's input and the targets and distractors, and the gradient reaches the logits through both",
-            "holds": (t["contrastive_abs_difference"] == 0 and p["context_input_norm_at_logits"] > 0 and p["targets_norm_at_logits"] > 0
-                      and p["sum_relative_error"] < SAME and p["value_abs_difference"] == 0),
-            "proof": (f"The loss value holds no probability (answer 2). The contrastive gradient at the forward value splits "
-                      f"into the context network's input and the targets and distractors (their sum matches autograd to "
-                      f"{p['upstream_split_relative_error']:.1e}); through the softmax Jacobian they reach the logits with "
-                      f"norms {p['context_input_norm_at_logits']:.3e} (context input) and {p['targets_norm_at_logits']:.3e} "
-                      f"(targets), together the gradient at the logits (relative error {p['sum_relative_error']:.1e})."),
-        }
-    else:
-        d = r["diversity"]
-        diversity = {
-            "answer": "in the loss value, yes: of the three terms only the diversity term is a function of probabilities "
-                      "(the noiseless softmax averaged over the masked frames, without g or tau); in the gradient, no: "
-                      "the contrastive term's gradient passes through softmax((logits + g)/tau) (answer 2)",
-            "holds": (d["abs_difference"] < SAME * max(d["value"], 1e-12) and d["gradient_relative_difference"] < SAME
-                      and t["diversity_abs_difference"] == 0 and r["gradient_norms"]["feature_penalty"]["logits"] == 0
-                      and r["gradient_norms"]["contrastive"]["logits"] > 0),
-            "proof": (f"The diversity term, {d['value']:.4g} as weighted (x{d['weight']:g}; {d['unweighted']:.4g} unweighted), "
-                      f"equals (GV - sum_g exp(H(mean over the {d['frames_averaged']} masked frames of softmax(logits))))/GV x "
-                      f"{d['weight']:g} recomputed by hand (|difference| {d['abs_difference']:.1e}, gradient relative difference "
-                      f"{d['gradient_relative_difference']:.1e}); it does not move with tau (|difference| "
-                      f"{t['diversity_abs_difference']:.1e}), and on softmax((logits + g)/tau) it would read "
-                      f"{d['by_hand_noisy_softmax']:.4g}. fairseq's log(p + 1e-7) would read {d['fairseq_log_guard']:.6g}. "
-                      f"The feature penalty's gradient at the logits is {r['gradient_norms']['feature_penalty']['logits']:g}; "
-                      f"the contrastive term's is {r['gradient_norms']['contrastive']['logits']:.3e}, the diversity term's "
-                      f"{r['gradient_norms']['diversity']['logits']:.3e} (x{d['weight']:g})."),
-        }
-        where = {
-            "answer": "(asked of vq-wav2vec) here the quantized vectors are only targets and distractors, so the contrastive "
-                      "gradient reaches the logits through that one path, in the straight-through step; the diversity term adds "
-                      "its own probabilities",
-            "holds": p["context_input_norm_at_logits"] == 0 and p["sum_relative_error"] < SAME and p["value_abs_difference"] == 0,
-            "proof": (f"Through the targets and distractors the gradient at the logits has norm {p['targets_norm_at_logits']:.3e} "
-                      f"(relative error {p['sum_relative_error']:.1e} against autograd); through the context network "
-                      f"{p['context_input_norm_at_logits']:g}, as the context network never reads the quantized vectors."),
-        }
-    evaluation = {
-        "answer": "in eval the quantizer takes the noiseless argmax(logits): no noise is drawn and no gradient reaches the logits",
-        "holds": e["indices_equal_noiseless_argmax"] and e["generator_untouched"] and e["gradient_norm_at_logits"] == 0,
-        "proof": (f"The same step in eval mode: codes equal to argmax(logits): {e['indices_equal_noiseless_argmax']}; the generator "
-                  f"left untouched: {e['generator_untouched']}; gradient norm at the logits {e['gradient_norm_at_logits']:g}; the "
-                  f"codes differ from the training sample in {100 * e['share_differing_from_training_sample']:.1f}% of pairs and "
-                  f"the contrastive loss on them is {e['contrastive']:.6g}."),
-    }
-    return {"noise": noise, "contrastive": contrastive, "diversity": diversity, "where": where, "eval": evaluation}
 
 
 # --- text -------------------------------------------------------------------------------
@@ -468,19 +404,40 @@ def format_explanation(d: dict, width: int | None = None) -> str:
             flag = "" if a["holds"] else " [NOT SUPPORTED by the measurement below]"
             out.append(para(f"{NUMBERS[key]} {NAMES[name]}: {a['answer']}.{flag}"))
     for name, v in d["variants"].items():
-        title = (f"{NAMES[name]} ({v['task']}): G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
-                 f"{v['quantized_rows']} quantized {v['rows_are']} of {v['crops']} crops")
+        title = (
+            f"{NAMES[name]} ({v['task']}): G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
+            f"{v['quantized_rows']} quantized {v['rows_are']} of {v['crops']} crops"
+        )
         rows = []
         for term in (*TERMS[name], "total"):
             weight = "" if term == "total" else f" (x{v['weights'][term]:g})"
             n = v["gradient_norms"][term]
-            rows.append((term.replace("_", " ") + weight, f"{v['values'][term]:.4g}", f"{n['logits']:.3e}", f"{n['codebook']:.3e}",
-                         f"{n['encoder']:.3e}"))
-        out += ["", para(f"Proof, {NAMES[name]}: {v['architecture']}.", ""),
-                render(title, ("loss term (weight)", "value (weighted)", "|grad|: logits", "codebook", "encoder"), rows, width=width)]
+            rows.append(
+                (
+                    term.replace("_", " ") + weight,
+                    f"{v['values'][term]:.4g}",
+                    f"{n['logits']:.3e}",
+                    f"{n['codebook']:.3e}",
+                    f"{n['encoder']:.3e}",
+                )
+            )
+        out += [
+            "",
+            para(f"Proof, {NAMES[name]}: {v['architecture']}.", ""),
+            render(
+                title,
+                ("loss term (weight)", "value (weighted)", "|grad|: logits", "codebook", "encoder"),
+                rows,
+                width=width,
+            ),
+        ]
         worst = max(s["max_abs_difference"] for s in v["sum_check"].values())
-        out.append(para(f"The terms' gradients add up to the total's: largest |difference| {worst:.1e} over every entry at the "
-                        "logits, the codebook and the encoder."))
+        out.append(
+            para(
+                f"The terms' gradients add up to the total's: largest |difference| {worst:.1e} over every entry at the "
+                "logits, the codebook and the encoder."
+            )
+        )
         for key in (*QUESTIONS, "eval"):
             out.append(para(f"{NUMBERS[key]} {v['answers'][key]['proof']}"))
     return "\n".join(out)

@@ -40,10 +40,9 @@ import math
 
 import torch
 
-from gumbench.plugin import SAMPLES
 from gumbench.benchmarks.probes import checked_checkpoints
 from gumbench.errors import GumbenchError
-from gumbench.plugin import SEED, Range, check_integer, check_number
+from gumbench.plugin import SAMPLES, SEED, Range, check_integer, check_number
 
 DEFAULT_ESTIMATORS = ("st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]")
 DEFAULT_REFERENCE = "reinforce[baseline=loo,samples=16]"
@@ -73,32 +72,57 @@ def _chunk(estimator, logits) -> int:
 def _interval(prefix: str, interval, scale: float = 1.0) -> dict:
     if interval is None:
         return {prefix: None, f"{prefix}_low": None, f"{prefix}_high": None}
-    return {prefix: interval.value / scale, f"{prefix}_low": interval.low / scale, f"{prefix}_high": interval.high / scale}
+    return {
+        prefix: interval.value / scale,
+        f"{prefix}_low": interval.low / scale,
+        f"{prefix}_high": interval.high / scale,
+    }
 
 
-def reference_gradient(logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples: int = 8000, seed: int = 0, confidence: float = 0.95):
+def reference_gradient(
+    logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples: int = 8000, seed: int = 0, confidence: float = 0.95
+):
     """Mean of ``samples`` unbiased estimates and its error bar; returns (gradient (R, V), dict of figures)."""
     from gumbench.benchmarks.gradstats import gradient_statistics
     from gumbench.estimators import make_estimator
 
     est = make_estimator(reference)
     if est.family != "score-function":
-        raise GumbenchError(f"the reference must be an unbiased score-function estimator (e.g. {DEFAULT_REFERENCE}), got {est.spec}")
+        raise GumbenchError(
+            f"the reference must be an unbiased score-function estimator (e.g. {DEFAULT_REFERENCE}), got {est.spec}"
+        )
     s = gradient_statistics(est, logits, loss_fn, samples, seed, confidence=confidence, chunk_size=_chunk(est, logits),
                             reference=torch.zeros_like(logits, dtype=torch.float64))
     mean = s.mean_gradient
     norm = float(mean.norm())
     error = {k: math.sqrt(max(v, 0.0) / samples) for k, v in
              (("value", s.total_variance.value), ("low", s.total_variance.low), ("high", s.total_variance.high))}
-    figures = {"reference": s.estimator, "reference_samples": samples, "reference_norm": norm,
-               "reference_error": error["value"], "reference_error_low": error["low"], "reference_error_high": error["high"],
-               "reference_relative_error": error["value"] / norm if norm > 0 else None,
-               "reference_relative_error_high": error["high"] / norm if norm > 0 else None}
+    figures = {
+        "reference": s.estimator,
+        "reference_samples": samples,
+        "reference_norm": norm,
+        "reference_error": error["value"],
+        "reference_error_low": error["low"],
+        "reference_error_high": error["high"],
+        "reference_relative_error": error["value"] / norm if norm > 0 else None,
+        "reference_relative_error_high": error["high"] / norm if norm > 0 else None,
+    }
     return mean, figures
 
 
-def measure(estimators, logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples: int = 2000, reference_samples: int = 8000,
-            seed: int = 0, tau: float | None = None, confidence: float = 0.95, exact_gradient=None) -> list[dict]:
+def measure(
+    estimators,
+    logits,
+    loss_fn,
+    *,
+    reference=DEFAULT_REFERENCE,
+    samples: int = 2000,
+    reference_samples: int = 8000,
+    seed: int = 0,
+    tau: float | None = None,
+    confidence: float = 0.95,
+    exact_gradient=None,
+) -> list[dict]:
     """One row per estimator (after one row for the reference itself) on fixed logits (R, V) and a whole-batch loss.
 
     ``exact_gradient`` (a callable giving d E[loss] / d logits), where the loss allows enumeration,
@@ -114,21 +138,41 @@ def measure(estimators, logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples
                    "reference_error": 0.0, "reference_error_low": 0.0, "reference_error_high": 0.0,
                    "reference_relative_error": 0.0, "reference_relative_error_high": 0.0}
     else:
-        ref, figures = reference_gradient(logits, loss_fn, reference=reference, samples=reference_samples, seed=seed + 100_003,
-                                          confidence=confidence)
+        ref, figures = reference_gradient(
+            logits, loss_fn, reference=reference, samples=reference_samples, seed=seed + 100_003, confidence=confidence
+        )
     norm = figures["reference_norm"]
     if norm == 0:
         raise GumbenchError("the reference gradient is zero: the loss does not depend on the quantizer's choices here")
-    rows = [{"role": "reference", "estimator": figures["reference"], "label": figures["reference"], "samples": figures["reference_samples"],
-             **figures, "rows": logits.shape[0], "categories": logits.shape[1]}]
+    rows = [
+        {
+            "role": "reference",
+            "estimator": figures["reference"],
+            "label": figures["reference"],
+            "samples": figures["reference_samples"],
+            **figures,
+            "rows": logits.shape[0],
+            "categories": logits.shape[1],
+        }
+    ]
     for i, spec in enumerate(estimators):
         est = make_estimator(spec)
         if tau is not None and est.has_temperature and "tau" not in est.given:
             est = est.with_params(tau=tau)
         if isinstance(est, VQEstimator):
-            raise GumbenchError(f"{est.spec} is a VQ estimator: it takes vectors, not logits; the study measures categorical estimators")
-        s = gradient_statistics(est, logits, loss_fn, samples, seed + 1 + i, confidence=confidence, chunk_size=_chunk(est, logits),
-                                reference=ref)
+            raise GumbenchError(
+                f"{est.spec} is a VQ estimator: it takes vectors, not logits; the study measures categorical estimators"
+            )
+        s = gradient_statistics(
+            est,
+            logits,
+            loss_fn,
+            samples,
+            seed + 1 + i,
+            confidence=confidence,
+            chunk_size=_chunk(est, logits),
+            reference=ref,
+        )
         bias_sq = s.bias.value ** 2 - figures["reference_error"] ** 2
         rows.append({
             "role": "estimator", "estimator": s.estimator, "label": est.label, "samples": samples, **figures,
@@ -142,9 +186,20 @@ def measure(estimators, logits, loss_fn, *, reference=DEFAULT_REFERENCE, samples
     return rows
 
 
-def quantizer_gradient_study(task="wav2vec2", estimators=DEFAULT_ESTIMATORS, *, trained_with="st-gumbel", checkpoints=(0, 150, 300),
-                             crops: int = 2, samples: int = 2000, reference=DEFAULT_REFERENCE, reference_samples: int = 8000,
-                             seed: int = 0, confidence: float = 0.95, use_exact: bool = True):
+def quantizer_gradient_study(
+    task="wav2vec2",
+    estimators=DEFAULT_ESTIMATORS,
+    *,
+    trained_with="st-gumbel",
+    checkpoints=(0, 150, 300),
+    crops: int = 2,
+    samples: int = 2000,
+    reference=DEFAULT_REFERENCE,
+    reference_samples: int = 8000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    use_exact: bool = True,
+):
     """Variance, bias and cosine of each estimator at the quantizer logits, at checkpoints of training; a DataFrame.
 
     One row per (checkpoint, estimator) plus one ``role == "reference"`` row per checkpoint.
@@ -179,8 +234,18 @@ def quantizer_gradient_study(task="wav2vec2", estimators=DEFAULT_ESTIMATORS, *, 
             problem = task.quantizer_problem(model, batch, torch.Generator().manual_seed(seed))
             tau = task.temperature(max(step, 1))
             exact = problem.exact_gradient if use_exact else None
-            for row in measure(estimators, problem.logits, problem.loss_fn, reference=reference, samples=samples,
-                               reference_samples=reference_samples, seed=seed, tau=tau, confidence=confidence, exact_gradient=exact):
+            for row in measure(
+                estimators,
+                problem.logits,
+                problem.loss_fn,
+                reference=reference,
+                samples=samples,
+                reference_samples=reference_samples,
+                seed=seed,
+                tau=tau,
+                confidence=confidence,
+                exact_gradient=exact,
+            ):
                 rows.append({"task": task.label, "trained_with": make_estimator(trained_with).spec, "step": step,
                              "tau": tau, **row})
 
@@ -198,13 +263,22 @@ def format_study(frame, width: int | None = None) -> str:
         ref = part[part.role == "reference"].iloc[0]
         head = f"{task} at step {step}: {int(ref.rows)} quantizer groups x {int(ref.categories)} codes as one row; "
         if ref.reference_samples:
-            head += (f"reference: mean of {int(ref.reference_samples)} x {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}, "
-                     f"its error bar {ref.reference_relative_error:.3f} of ||ref|| "
-                     f"[{ref.reference_error_low / ref.reference_norm:.3f}, {ref.reference_error_high / ref.reference_norm:.3f}]")
+            head += (
+                f"reference: mean of {int(ref.reference_samples)} x {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}, "
+                f"its error bar {ref.reference_relative_error:.3f} of ||ref|| "
+                f"[{ref.reference_error_low / ref.reference_norm:.3f}, {ref.reference_error_high / ref.reference_norm:.3f}]"
+            )
         else:
             head += f"reference: {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}"
-        rows = [(r.label, f"{r.relative_bias:.3f} [{r.relative_bias_low:.3f}, {r.relative_bias_high:.3f}]",
-                 f"{r.relative_bias_corrected:.3f}", f"{r.relative_std:.3g}", f"{r.cosine:.3f} [{r.cosine_low:.3f}, {r.cosine_high:.3f}]")
-                for _, r in part[part.role == "estimator"].iterrows()]
+        rows = [
+            (
+                r.label,
+                f"{r.relative_bias:.3f} [{r.relative_bias_low:.3f}, {r.relative_bias_high:.3f}]",
+                f"{r.relative_bias_corrected:.3f}",
+                f"{r.relative_std:.3g}",
+                f"{r.cosine:.3f} [{r.cosine_low:.3f}, {r.cosine_high:.3f}]",
+            )
+            for _, r in part[part.role == "estimator"].iterrows()
+        ]
         tables.append(render(head, columns, rows, width=width))
     return "\n\n".join(tables)

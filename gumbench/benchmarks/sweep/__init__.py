@@ -7,7 +7,14 @@ store     atomic writes, run metadata, the parquet results of runs
 report    HTML and Markdown reports from stored results
 """
 
-from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, apply_overrides, derive_seed, expand_units, load_config
+from gumbench.benchmarks.sweep.config import (
+           DEFAULT_CONFIG,
+           Unit,
+           apply_overrides,
+           derive_seed,
+           expand_units,
+           load_config,
+)
 from gumbench.benchmarks.sweep.runner import SweepRun, run_sweep, run_unit
 from gumbench.benchmarks.sweep.store import load_results
 

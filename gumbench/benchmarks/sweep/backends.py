@@ -90,9 +90,12 @@ def check_execution(backend: str, jobs: int, slurm_partition: str | None = None,
     if backend == "slurm":
         if not slurm_partition:
             raise GumbenchError("--backend slurm needs --partition NAME")
-        if slurm_time is not None and (isinstance(slurm_time, bool) or not isinstance(slurm_time, int)
-                                       or not 1 <= slurm_time <= MAX_SLURM_MINUTES):
-            raise GumbenchError(f"the SLURM time limit must be from 1 to {MAX_SLURM_MINUTES} minutes, got {slurm_time!r}")
+        if slurm_time is not None and (
+            isinstance(slurm_time, bool) or not isinstance(slurm_time, int) or not 1 <= slurm_time <= MAX_SLURM_MINUTES
+        ):
+            raise GumbenchError(
+                f"the SLURM time limit must be from 1 to {MAX_SLURM_MINUTES} minutes, got {slurm_time!r}"
+            )
 
 
 def check_backend(backend: str, *, scheduler: str | None = None, slurm_partition: str | None = None,
@@ -139,11 +142,17 @@ def _dask(run, items, jobs, scheduler, threads, timeout):
         from gumbench.benchmarks.sweep.probes import probe_dask
 
         probe_dask(scheduler, timeout)  # Client would wait for a handshake that a web server never sends
-    cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = (
+        None
+        if scheduler
+        else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+    )
     try:
         client = Client(scheduler or cluster, timeout=timeout)
     except (OSError, ValueError, TimeoutError) as exc:
-        raise GumbenchError(f"cannot reach the Dask scheduler {scheduler!r}: {' '.join(str(exc).split())[:160]}") from None
+        raise GumbenchError(
+            f"cannot reach the Dask scheduler {scheduler!r}: {' '.join(str(exc).split())[:160]}"
+        ) from None
     try:
         futures = client.map(_tagged, [run] * len(items), items, threads=threads, pure=False)
         for future in as_completed(futures):

@@ -38,10 +38,11 @@ import hashlib
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from gumbench.errors import GumbenchError
 from gumbench.plugin import LEARNING_RATE, SAMPLES, SEED, STEPS
@@ -55,63 +56,66 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "name": "default",
     "base_seed": 0,
     "repetitions": 3,
-    "gradstats": [{
-        "tasks": [
-            "categorical[loss=quadratic]",
-            "categorical[loss=linear]",
-            "polynomial[p=[1.5,2,3],L=8]",
-            "bernoulli",
-        ],
-        "estimators": [
-            f"soft-gumbel[tau={TEMPERATURES}]",
-            f"st-gumbel[tau={TEMPERATURES}]",
-            f"straight-through[tau={TEMPERATURES}]",
-            f"gumbel-rao[tau={TEMPERATURES}]",
-            f"gst[tau={TEMPERATURES},variant=[1.0,p]]",
-            "reinmax[tau=[1,2]]",
-            "reinforce[baseline=[none,ema,loo]]",
-            "disarm",
-            "zgr",
-            "decoupled-st-gumbel[tau=2]",
-            "decoupled-st-gumbel[tau=1.3,tau_forward=1.6]",
-            "indecater",
-        ],
-        "samples": 4000,
-    }, {
-        # VQ as a categorical choice (gumbench.benchmarks.problems.quantizers): the exact gradient of J_T in z and in
-        # the codebook from large to small T (at T = 0.01 the gradient in z has vanished, so only the codebook's),
-        # and the Gaussian-smoothed objectives of the deterministic quantizers; estimators that do not apply to a
-        # problem are left out with the reason
-        "tasks": [
-            "vq-distance[T=[10,1,0.1],wrt=[z,codebook]]",
-            "vq-distance[T=0.01,wrt=codebook]",
-            "vq-distance[encoder=mlp,loss=cross-entropy,T=[10,1,0.1],wrt=[z,codebook]]",
-            "vq-distance[stages=2,T=[10,1,0.1],wrt=[z,codebook]]",
-            "quantizer-smoothed[quantizer=[vq,fsq,lfq],sigma=[0.1,0.5]]",
-        ],
-        "estimators": [
-            "vq-commitment",
-            "vq-commitment[rotation=true]",
-            "nsvq",
-            "ibq",
-            "simvq",
-            "residual-vq[stages=2]",
-            "residual-vq[stages=2,quantizer=nsvq]",
-            "fsq[levels=5-5-5-5]",
-            "lfq",
-            "st-gumbel",
-            "soft-gumbel",
-            "straight-through",
-            "gumbel-rao",
-            "gst",
-            "reinmax",
-            "reinforce[baseline=loo]",
-            "zgr",
-            "decoupled-st-gumbel[tau=1.3,tau_forward=1.6]",
-            "indecater",
-        ],
-        "samples": 4000,
-    }],
+    "gradstats": [
+        {
+            "tasks": [
+                "categorical[loss=quadratic]",
+                "categorical[loss=linear]",
+                "polynomial[p=[1.5,2,3],L=8]",
+                "bernoulli",
+            ],
+            "estimators": [
+                f"soft-gumbel[tau={TEMPERATURES}]",
+                f"st-gumbel[tau={TEMPERATURES}]",
+                f"straight-through[tau={TEMPERATURES}]",
+                f"gumbel-rao[tau={TEMPERATURES}]",
+                f"gst[tau={TEMPERATURES},variant=[1.0,p]]",
+                "reinmax[tau=[1,2]]",
+                "reinforce[baseline=[none,ema,loo]]",
+                "disarm",
+                "zgr",
+                "decoupled-st-gumbel[tau=2]",
+                "decoupled-st-gumbel[tau=1.3,tau_forward=1.6]",
+                "indecater",
+            ],
+            "samples": 4000,
+        },
+        {
+            # VQ as a categorical choice (gumbench.benchmarks.problems.quantizers): the exact gradient of J_T in z and in
+            # the codebook from large to small T (at T = 0.01 the gradient in z has vanished, so only the codebook's),
+            # and the Gaussian-smoothed objectives of the deterministic quantizers; estimators that do not apply to a
+            # problem are left out with the reason
+            "tasks": [
+                "vq-distance[T=[10,1,0.1],wrt=[z,codebook]]",
+                "vq-distance[T=0.01,wrt=codebook]",
+                "vq-distance[encoder=mlp,loss=cross-entropy,T=[10,1,0.1],wrt=[z,codebook]]",
+                "vq-distance[stages=2,T=[10,1,0.1],wrt=[z,codebook]]",
+                "quantizer-smoothed[quantizer=[vq,fsq,lfq],sigma=[0.1,0.5]]",
+            ],
+            "estimators": [
+                "vq-commitment",
+                "vq-commitment[rotation=true]",
+                "nsvq",
+                "ibq",
+                "simvq",
+                "residual-vq[stages=2]",
+                "residual-vq[stages=2,quantizer=nsvq]",
+                "fsq[levels=5-5-5-5]",
+                "lfq",
+                "st-gumbel",
+                "soft-gumbel",
+                "straight-through",
+                "gumbel-rao",
+                "gst",
+                "reinmax",
+                "reinforce[baseline=loo]",
+                "zgr",
+                "decoupled-st-gumbel[tau=1.3,tau_forward=1.6]",
+                "indecater",
+            ],
+            "samples": 4000,
+        },
+    ],
     "training": [
         {
             "tasks": ["digits-vae", "tones", "gmm-vq"],
@@ -139,7 +143,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "steps": 150,
             "eval_every": 25,
         },
-        {   # implicit codebooks against vq-commitment at the same code count, so the same bits per group:
+        {  # implicit codebooks against vq-commitment at the same code count, so the same bits per group:
             # 8 codes (digits-vae's latents), 16 (tones), 32 (gmm-vq); LFQ and BSQ need log2(codes) dimensions
             "tasks": ["digits-vae[code_dim=3]", "tones[code_dim=4]", "gmm-vq[code_dim=5]"],
             "estimators": ["vq-commitment", "lfq", "bsq"],
@@ -147,24 +151,55 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "eval_every": 25,
         },
         # FSQ needs one dimension per level (each level at least 3): one block per task
-        {"tasks": ["digits-vae[code_dim=1]"], "estimators": ["vq-commitment", "fsq[levels=8]"], "steps": 150, "eval_every": 25},
-        {"tasks": ["tones[code_dim=2]"], "estimators": ["vq-commitment", "fsq[levels=4-4]"], "steps": 150, "eval_every": 25},
-        {"tasks": ["gmm-vq[code_dim=2]"], "estimators": ["vq-commitment", "fsq[levels=8-4]"], "steps": 150, "eval_every": 25},
-        {   # real speech, vendored: a wav2vec 2.0-style model and a VQ-VAE on log-mel frames
+        {
+            "tasks": ["digits-vae[code_dim=1]"],
+            "estimators": ["vq-commitment", "fsq[levels=8]"],
+            "steps": 150,
+            "eval_every": 25,
+        },
+        {
+            "tasks": ["tones[code_dim=2]"],
+            "estimators": ["vq-commitment", "fsq[levels=4-4]"],
+            "steps": 150,
+            "eval_every": 25,
+        },
+        {
+            "tasks": ["gmm-vq[code_dim=2]"],
+            "estimators": ["vq-commitment", "fsq[levels=8-4]"],
+            "steps": 150,
+            "eval_every": 25,
+        },
+        {  # real speech, vendored: a wav2vec 2.0-style model and a VQ-VAE on log-mel frames
             "tasks": ["wav2vec2[batch=4,crop=0.5]", "logmel-vqvae"],
-            "estimators": ["st-gumbel", "gumbel-rao", "reinforce[baseline=loo]", "vq-commitment", "vq-commitment[restart=true]"],
+            "estimators": [
+                "st-gumbel",
+                "gumbel-rao",
+                "reinforce[baseline=loo]",
+                "vq-commitment",
+                "vq-commitment[restart=true]",
+            ],
             "steps": 100,
             "eval_every": 25,
         },
-        {   # today's quantizers on the log-mel VQ-VAE (128 codes): learned codebooks at its 16 dimensions,
+        {  # today's quantizers on the log-mel VQ-VAE (128 codes): learned codebooks at its 16 dimensions,
             # LFQ and BSQ at 7 (2^7 codes), FSQ 8-4-4 at 3, each beside vq-commitment at the same dimension
             "tasks": ["logmel-vqvae"],
             "estimators": ["residual-vq[stages=2]", "simvq", "ibq", "nsvq"],
             "steps": 100,
             "eval_every": 25,
         },
-        {"tasks": ["logmel-vqvae[code_dim=7]"], "estimators": ["vq-commitment", "lfq", "bsq"], "steps": 100, "eval_every": 25},
-        {"tasks": ["logmel-vqvae[code_dim=3]"], "estimators": ["vq-commitment", "fsq[levels=8-4-4]"], "steps": 100, "eval_every": 25},
+        {
+            "tasks": ["logmel-vqvae[code_dim=7]"],
+            "estimators": ["vq-commitment", "lfq", "bsq"],
+            "steps": 100,
+            "eval_every": 25,
+        },
+        {
+            "tasks": ["logmel-vqvae[code_dim=3]"],
+            "estimators": ["vq-commitment", "fsq[levels=8-4-4]"],
+            "steps": 100,
+            "eval_every": 25,
+        },
     ],
 }
 
@@ -177,7 +212,13 @@ OPTIMIZERS = ("adam", "radam")  # gumbench.benchmarks.training.base.OPTIMIZERS, 
 GRADIENT_POINTS, GRADIENT_SAMPLES = 4, 1000  # per gradient checkpoint: evaluation images, estimates per image
 MAX_UNITS = 100_000  # a grid past this is refused before any unit is built
 # the largest values a config may ask for: sizes beyond these are refused before anything runs
-LIMITS = {"samples": SAMPLES.high, "steps": STEPS.high, "eval_every": STEPS.high, "repetitions": 1000, "base_seed": SEED.high}
+LIMITS = {
+    "samples": SAMPLES.high,
+    "steps": STEPS.high,
+    "eval_every": STEPS.high,
+    "repetitions": 1000,
+    "base_seed": SEED.high,
+}
 LOWEST = {"samples": int(SAMPLES.low)}  # the smallest values (others: 1): fewer than 4 estimates give no interval
 TOP_KEYS = {"name": str, "base_seed": int, "repetitions": int, "gradstats": (dict, list), "training": (dict, list)}
 
@@ -243,7 +284,9 @@ def load_config(path: str | Path | None) -> dict:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise GumbenchError(f"config {path.name!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+        raise GumbenchError(
+            f"config {path.name!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -256,7 +299,9 @@ def load_config(path: str | Path | None) -> dict:
     except RecursionError:
         raise GumbenchError(f"config {path.name!r} nests too deeply to be a sweep config") from None
     except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise GumbenchError(f"config {path.name!r} is not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+        raise GumbenchError(
+            f"config {path.name!r} is not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}"
+        ) from None
     except Exception as exc:  # yaml.YAMLError has no common base with ValueError
         if type(exc).__module__.startswith("yaml"):
             raise GumbenchError(f"config {path.name!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
@@ -298,11 +343,19 @@ def check_config(config: dict) -> None:
                 raise GumbenchError(f"unknown key {key!r} in [{section}]; valid keys: {', '.join(allowed)}")
             if key == "optimizer":
                 if not isinstance(value, str) or value not in OPTIMIZERS:
-                    raise GumbenchError(f"[{section}] optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {value!r}")
+                    raise GumbenchError(
+                        f"[{section}] optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {value!r}"
+                    )
                 continue
             if allowed[key] is tuple:  # a list of steps
-                if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                    raise GumbenchError(f"[{section}] {key} must be a non-empty list of steps (integers), got {value!r}")
+                if (
+                    not isinstance(value, list)
+                    or not value
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                ):
+                    raise GumbenchError(
+                        f"[{section}] {key} must be a non-empty list of steps (integers), got {value!r}"
+                    )
                 if not all(0 <= v <= LIMITS["steps"] for v in value):
                     raise GumbenchError(f"[{section}] {key} must be steps from 0 to {LIMITS['steps']:,}, got {value!r}")
                 continue
@@ -321,7 +374,9 @@ def check_config(config: dict) -> None:
     if not 1 <= config.get("repetitions", 1) <= LIMITS["repetitions"]:
         raise GumbenchError(f"repetitions must be from 1 to {LIMITS['repetitions']:,}, got {config['repetitions']}")
     if not 0 <= config.get("base_seed", 0) <= LIMITS["base_seed"]:
-        raise GumbenchError(f"base_seed must be from 0 to {LIMITS['base_seed']:,} (2**63 - 1), got {config['base_seed']}")
+        raise GumbenchError(
+            f"base_seed must be from 0 to {LIMITS['base_seed']:,} (2**63 - 1), got {config['base_seed']}"
+        )
 
 
 def apply_overrides(config: dict, **overrides) -> dict:
@@ -344,7 +399,9 @@ def apply_overrides(config: dict, **overrides) -> dict:
 
 def _grid_size(specs: list[str]) -> int:
     """How many single names the specs expand into, counted without expanding them."""
-    return sum(math.prod(len(v) if isinstance(v, list) else 1 for v in parse_spec(text).params.values()) for text in specs)
+    return sum(
+        math.prod(len(v) if isinstance(v, list) else 1 for v in parse_spec(text).params.values()) for text in specs
+    )
 
 
 def _expand(specs: list[str], make) -> list[Any]:
@@ -416,8 +473,10 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
         for task in tasks:
             steps = int(budget if budget is not None else task.default_steps)
             if probes and kind == "training" and probes[-1] > steps:
-                raise GumbenchError(f"[training] gradient_checkpoints must be steps from 0 to the section's {steps:,} steps, "
-                                    f"got {probes[-1]:,}")
+                raise GumbenchError(
+                    f"[training] gradient_checkpoints must be steps from 0 to the section's {steps:,} steps, "
+                    f"got {probes[-1]:,}"
+                )
             for est in estimators:
                 if probes and kind == "training":
                     from gumbench.benchmarks.problems.elbo import checked_study
@@ -435,12 +494,16 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
                                       steps if kind == "training" else int(budget), int(section.get("eval_every", 25)),
                                       lr, probes, optimizer))
     if not units:
-        raise GumbenchError("the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks or "
-                            "the quantizer problems vq-distance and quantizer-smoothed; binary-only estimators need tasks with "
-                            "2 categories)")
+        raise GumbenchError(
+            "the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks or "
+            "the quantizer problems vq-distance and quantizer-smoothed; binary-only estimators need tasks with "
+            "2 categories)"
+        )
     ids = [u.unit_id for u in units]
     if len(set(ids)) != len(ids):
-        raise GumbenchError("the sweep grid lists the same (task, estimator, learning rate, optimizer, repetition) twice")
+        raise GumbenchError(
+            "the sweep grid lists the same (task, estimator, learning rate, optimizer, repetition) twice"
+        )
     return units, skipped
 
 

@@ -27,7 +27,17 @@ from gumbench.errors import GumbenchError
 from gumbench.files import write_bytes, write_text
 from gumbench.intervals import mean_interval
 
-FAMILIES = ("st-gumbel", "soft-gumbel", "straight-through", "gumbel-rao", "gst", "reinmax", "reinforce", "disarm", "vq-commitment")
+FAMILIES = (
+    "st-gumbel",
+    "soft-gumbel",
+    "straight-through",
+    "gumbel-rao",
+    "gst",
+    "reinmax",
+    "reinforce",
+    "disarm",
+    "vq-commitment",
+)
 WIDTH_IN, DPI = 11.6, 110  # 1,276 px: readable at 100% in a 1,400 px window
 LINESTYLES = ("-", "--", ":", "-.")
 
@@ -138,7 +148,9 @@ def bias_variance_figure(wide, compared, palette):
     Points beyond an axis (a variance of 0, a bias far off the healthy ones) sit on its edge."""
     import numpy as np
 
-    means = wide.groupby(["task", "label", "estimator_name"], as_index=False)[["total_variance", "relative_bias"]].mean()
+    means = wide.groupby(["task", "label", "estimator_name"], as_index=False)[
+        ["total_variance", "relative_bias"]
+    ].mean()
     standing = compared.set_index(["task", "label"])["standing"].to_dict() if not compared.empty else {}
     means["degenerate"] = [standing.get((t, l)) == "degenerate" for t, l in zip(means["task"], means["label"])]
     tasks = list(dict.fromkeys(wide["task"]))
@@ -204,7 +216,9 @@ def temperature_figure(wide, metric: str, label: str, palette, log: bool):
             points = [(tau, *mean_interval(g[metric])) for tau, g in group.groupby("tau")]
             if points:
                 tau, mean, low, high = map(np.array, zip(*points))
-                line, = ax.plot(tau, mean, marker="o", markersize=3, color=color, linestyle=styles[series], label=series)
+                (line,) = ax.plot(
+                    tau, mean, marker="o", markersize=3, color=color, linestyle=styles[series], label=series
+                )
                 ax.fill_between(tau, low, high, color=color, alpha=0.15, linewidth=0)
             else:
                 mean, low, high = mean_interval(group[metric])
@@ -221,8 +235,13 @@ def temperature_figure(wide, metric: str, label: str, palette, log: bool):
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("temperature τ (log)")
         ax.set_ylabel(label)
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=legend_columns(handles, 8, 6), fontsize=8,
-               frameon=False)
+    fig.legend(
+        handles=list(handles.values()),
+        loc="outside lower center",
+        ncol=legend_columns(handles, 8, 6),
+        fontsize=8,
+        frameon=False,
+    )
     return fig
 
 
@@ -249,8 +268,13 @@ def training_figure(training, metric: str, label: str, palette):
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
-    fig.legend(handles=list(handles.values()), loc="outside lower center", ncol=legend_columns(handles, 7.5, 5), fontsize=7.5,
-               frameon=False)
+    fig.legend(
+        handles=list(handles.values()),
+        loc="outside lower center",
+        ncol=legend_columns(handles, 7.5, 5),
+        fontsize=7.5,
+        frameon=False,
+    )
     return fig
 
 
@@ -269,7 +293,9 @@ def read_kernel_profile(path: str | Path):
     needed = {"provider", "metric", "x"}
     value = "median" if "median" in frame.columns else "value"
     if not needed | {value} <= set(frame.columns) or frame.empty:
-        raise GumbenchError(f"{path} is not a kernel profile (needs rows and columns {', '.join(sorted(needed | {value}))})")
+        raise GumbenchError(
+            f"{path} is not a kernel profile (needs rows and columns {', '.join(sorted(needed | {value}))})"
+        )
     if not (pd.api.types.is_numeric_dtype(frame["x"]) and pd.api.types.is_numeric_dtype(frame[value])):
         raise GumbenchError(f"{path} is not a kernel profile: columns x and {value} must be numbers")
     return frame
@@ -312,14 +338,24 @@ def draw_figures(grad, training, compared, kernel=None) -> list[tuple[str, str, 
     if not grad.empty:
         wide = _wide_gradstats(grad)
         seeds = int(wide.groupby(["task", "label"]).size().max())
-        figures.append(("bias-variance", BIAS_VARIANCE.format(seeds=seeds) + grad_note,
-                        _png(bias_variance_figure(wide, compared, palette))))
-        for what, metric, log in (("Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", "relative_bias", False),
-                                  ("Total variance tr(Σ) of one estimate (log scale)", "total_variance", True)):
+        figures.append(
+            (
+                "bias-variance",
+                BIAS_VARIANCE.format(seeds=seeds) + grad_note,
+                _png(bias_variance_figure(wide, compared, palette)),
+            )
+        )
+        for what, metric, log in (
+            ("Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", "relative_bias", False),
+            ("Total variance tr(Σ) of one estimate (log scale)", "total_variance", True),
+        ):
             caption = TEMPERATURE.format(what=what, better="lower", seeds=seeds) + grad_note
             figure = temperature_figure(wide, metric, metric.replace("_", " "), palette, log=log)
             figures.append((metric.replace("_", "-"), caption, _png(figure)))
-    for metric, label, caption in (("loss", "training loss", LOSS), ("eval_code_perplexity", "eval code perplexity", PERPLEXITY)):
+    for metric, label, caption in (
+        ("loss", "training loss", LOSS),
+        ("eval_code_perplexity", "eval code perplexity", PERPLEXITY),
+    ):
         fig = training_figure(training, metric, label, palette)
         if fig is not None:
             seeds = int(training.drop_duplicates("unit_id").groupby(["task", "label"]).size().max())
@@ -327,17 +363,23 @@ def draw_figures(grad, training, compared, kernel=None) -> list[tuple[str, str, 
             figures.append((name, caption.format(seeds=seeds) + training_note, _png(fig)))
     if kernel is not None:
         frame, name = kernel
-        figures.append(("kernel-profile", "Kernel throughput by provider (higher is better).", _png(kernel_figure(frame, name))))
+        figures.append(
+            ("kernel-profile", "Kernel throughput by provider (higher is better).", _png(kernel_figure(frame, name)))
+        )
     return figures
 
 
-BIAS_VARIANCE = ("Bias against variance, per toy: each point is one estimator (mean of {seeds} seeds), the total variance of "
-                 "one gradient estimate (log) against its bias relative to the exact gradient's norm. Lower left is better. "
-                 "The black steps join the Pareto front (no other healthy estimator has both less variance and less bias); "
-                 "✕ marks degenerate results; points beyond an axis sit on its edge. Colour: family; shade: variant, "
-                 "darker at higher temperature.")
-TEMPERATURE = ("{what} against the temperature, per toy run at several temperatures; {better} is better. Lines: mean over {seeds} seeds, band: 95% "
-               "t interval across seeds; estimators without a temperature are dashed levels across the plot.")
+BIAS_VARIANCE = (
+    "Bias against variance, per toy: each point is one estimator (mean of {seeds} seeds), the total variance of "
+    "one gradient estimate (log) against its bias relative to the exact gradient's norm. Lower left is better. "
+    "The black steps join the Pareto front (no other healthy estimator has both less variance and less bias); "
+    "✕ marks degenerate results; points beyond an axis sit on its edge. Colour: family; shade: variant, "
+    "darker at higher temperature."
+)
+TEMPERATURE = (
+    "{what} against the temperature, per toy run at several temperatures; {better} is better. Lines: mean over {seeds} seeds, band: 95% "
+    "t interval across seeds; estimators without a temperature are dashed levels across the plot."
+)
 LOSS = ("Training loss per step, per task; lower is better (tasks differ in their loss, so compare within a panel). "
         "Line: mean over {seeds} seeds; band: from the lowest to the highest seed.")
 PERPLEXITY = ("Evaluation code perplexity per step (exp of the entropy of hard code usage, summed over groups): higher "
@@ -365,7 +407,9 @@ def full_tables(frame, compared):
         extras = extras.pivot_table(index=["task", "label"], columns="metric", values="value", aggfunc="mean")
         table = rows.join(extras, on=["task", "label"])
         table["value"] = [interval_text(m, lo, hi) for m, lo, hi in zip(table["mean"], table["low"], table["high"])]
-        columns = ["task", "rank", "label", "standing", "measure", "value", "n", "warning"] + [c for c in extra if c in table]
+        columns = ["task", "rank", "label", "standing", "measure", "value", "n", "warning"] + [
+            c for c in extra if c in table
+        ]
         out = table[columns].rename(columns={"n": "seeds"})
         for c in extra:
             if c in out:
@@ -376,7 +420,9 @@ def full_tables(frame, compared):
 
 # --- pages -----------------------------------------------------------------------------------
 
-def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None = None, title: str = "gumbench report") -> tuple[Path, Path]:
+def build_report(
+    results, out_dir: str | Path, *, kernel_csv: str | Path | None = None, title: str = "gumbench report"
+) -> tuple[Path, Path]:
     """Write ``report.html`` (figures embedded) and ``report.md`` (+ figures/*.png) to ``out_dir``.
 
     ``results``: a run (see :func:`gumbench.benchmarks.sweep.run_sweep`), a results file or run
@@ -398,9 +444,11 @@ def build_report(results, out_dir: str | Path, *, kernel_csv: str | Path | None 
         write_bytes(out_dir / "figures" / f"{name}.png", data)
     tables = full_tables(frame, compared)
     meta = frame.iloc[0]
-    provenance = (f"gumbench {meta['gumbench_version']}, commit {str(meta['git_commit'])[:10]}, code {meta.get('code_hash', '?')}, "
-                  f"torch {meta['torch_version']}, device {meta['device']}, {_threads(frame)}base seed {meta['base_seed']}, "
-                  f"{frame['unit_id'].nunique()} units")
+    provenance = (
+        f"gumbench {meta['gumbench_version']}, commit {str(meta['git_commit'])[:10]}, code {meta.get('code_hash', '?')}, "
+        f"torch {meta['torch_version']}, device {meta['device']}, {_threads(frame)}base seed {meta['base_seed']}, "
+        f"{frame['unit_id'].nunique()} units"
+    )
     html_path = write_text(out_dir / "report.html", html_page(title, provenance, answers, figures, tables))
     md_path = write_text(out_dir / "report.md", markdown_page(title, provenance, answers, figures, tables))
     return html_path, md_path
@@ -412,10 +460,12 @@ def _threads(frame) -> str:
     return f"torch threads {'/'.join(map(str, counts))}, " if counts else ""
 
 
-VERDICT_NOTE = ("Best: the healthy estimator with the lowest mean (95% t interval across seeds in brackets); tied with it: "
-                "those whose Welch 95% interval of the difference reaches 0. Warnings name degenerate results "
-                "(shrinks or misses the gradient, collapsed, diverged) that would otherwise rank first; they rank after every healthy one. "
-                "In the HTML page each question is one line (hover a cell, or open the verdict in full below, for every name).")
+VERDICT_NOTE = (
+    "Best: the healthy estimator with the lowest mean (95% t interval across seeds in brackets); tied with it: "
+    "those whose Welch 95% interval of the difference reaches 0. Warnings name degenerate results "
+    "(shrinks or misses the gradient, collapsed, diverged) that would otherwise rank first; they rank after every healthy one. "
+    "In the HTML page each question is one line (hover a cell, or open the verdict in full below, for every name)."
+)
 
 
 def question(row) -> str:
@@ -425,35 +475,50 @@ def question(row) -> str:
 
 def html_page(title: str, provenance: str, answers, figures, tables) -> str:
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
-             "body{font-family:sans-serif;font-size:14px;max-width:1300px;margin:0 auto;padding:6px 16px}"
-             "h1{font-size:20px;margin:4px 0}h2{font-size:17px;margin:22px 0 6px}.provenance{color:#555;font-size:11px;margin:0 0 6px}"
-             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
-             "#verdict{font-size:11.5px}#verdict td,#verdict th{padding:1px 5px;line-height:1.2;white-space:nowrap}"
-             ".tied{color:#555}.warning{color:#a30000}.note{font-size:11.5px;color:#444;margin:4px 0}"
-             "figure{margin:10px 0 24px}figure img{max-width:100%;height:auto;display:block}"
-             "figcaption{font-size:13px;color:#333;max-width:1000px;margin-top:4px}summary{cursor:pointer;font-weight:bold}"
-             "</style></head><body>",
-             f"<h1>{esc(title)}</h1><p class='provenance'>{esc(provenance)}</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
+        "body{font-family:sans-serif;font-size:14px;max-width:1300px;margin:0 auto;padding:6px 16px}"
+        "h1{font-size:20px;margin:4px 0}h2{font-size:17px;margin:22px 0 6px}.provenance{color:#555;font-size:11px;margin:0 0 6px}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
+        "#verdict{font-size:11.5px}#verdict td,#verdict th{padding:1px 5px;line-height:1.2;white-space:nowrap}"
+        ".tied{color:#555}.warning{color:#a30000}.note{font-size:11.5px;color:#444;margin:4px 0}"
+        "figure{margin:10px 0 24px}figure img{max-width:100%;height:auto;display:block}"
+        "figcaption{font-size:13px;color:#333;max-width:1000px;margin-top:4px}summary{cursor:pointer;font-weight:bold}"
+        "</style></head><body>",
+        f"<h1>{esc(title)}</h1><p class='provenance'>{esc(provenance)}</p>",
+    ]
     if answers is not None:
         # one line per question, so that the whole verdict fits the first screen; the lists in full follow
         parts.append("<table id='verdict'><tr><th>question</th><th>measure (lower is better)</th><th>seeds</th>"
                      "<th>best (and how many tied with it)</th><th>warnings</th></tr>")
         for row in answers.to_dict("records"):
-            best = esc(row["best"][0]) + (f" <span class='tied'>+{row['tied']} tied</span>" if row["tied"] else "") if row["best"] \
+            best = (
+                esc(row["best"][0]) + (f" <span class='tied'>+{row['tied']} tied</span>" if row["tied"] else "")
+                if row["best"]
                 else "no healthy result"
-            warn = "; ".join(part for part in ("no estimator beats a zero estimate" if row.get("no_better_than_zero") else "",
-                                               f"{row['degenerate']} degenerate" if row.get("degenerate") else "") if part)
+            )
+            warn = "; ".join(
+                part
+                for part in (
+                    "no estimator beats a zero estimate" if row.get("no_better_than_zero") else "",
+                    f"{row['degenerate']} degenerate" if row.get("degenerate") else "",
+                )
+                if part
+            )
             parts.append(f"<tr><td>{esc(question(row))}</td><td>{esc(row['measure'])}</td><td>{row['seeds']}</td>"
                          f"<td title='{esc(' / '.join(row['best']))}'>{best}</td>"
                          f"<td class='warning' title='{esc(' / '.join(row['warnings']))}'>{warn}</td></tr>")
         parts.append(f"</table><p class='note'>{esc(VERDICT_NOTE)}</p>")
-        parts.append("<details id='verdict-full'><summary>The verdict in full: every tied estimator and every warning</summary>"
-                     "<table><tr><th>question</th><th>best, then tied with it</th><th>warnings</th></tr>"
-                     + "".join(f"<tr><td>{esc(question(row))}</td><td>{'<br>'.join(esc(b) for b in row['best']) or 'no healthy result'}</td>"
-                               f"<td class='warning'>{'<br>'.join(esc(w) for w in row['warnings'])}</td></tr>"
-                               for row in answers.to_dict("records"))
-                     + "</table></details>")
+        parts.append(
+            "<details id='verdict-full'><summary>The verdict in full: every tied estimator and every warning</summary>"
+            "<table><tr><th>question</th><th>best, then tied with it</th><th>warnings</th></tr>"
+            + "".join(
+                f"<tr><td>{esc(question(row))}</td><td>{'<br>'.join(esc(b) for b in row['best']) or 'no healthy result'}</td>"
+                f"<td class='warning'>{'<br>'.join(esc(w) for w in row['warnings'])}</td></tr>"
+                for row in answers.to_dict("records")
+            )
+            + "</table></details>"
+        )
     for name, caption, data in figures:
         encoded = base64.b64encode(data).decode()
         parts.append(f"<figure id='{name}'><img alt='{name}' src='data:image/png;base64,{encoded}'>"
@@ -484,9 +549,19 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def verdict_markdown(answers) -> str:
     """The verdict as a Markdown table (also what the README quotes)."""
-    return markdown_table(["question", "measure (lower is better)", "seeds", "best, then tied with it", "warnings"],
-                          [[question(r), r["measure"], r["seeds"], "\n".join(r["best"]) or "no healthy result", "\n".join(r["warnings"])]
-                           for r in answers.to_dict("records")])
+    return markdown_table(
+        ["question", "measure (lower is better)", "seeds", "best, then tied with it", "warnings"],
+        [
+            [
+                question(r),
+                r["measure"],
+                r["seeds"],
+                "\n".join(r["best"]) or "no healthy result",
+                "\n".join(r["warnings"]),
+            ]
+            for r in answers.to_dict("records")
+        ],
+    )
 
 
 def markdown_page(title: str, provenance: str, answers, figures, tables) -> str:

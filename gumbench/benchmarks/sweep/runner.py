@@ -64,9 +64,19 @@ def run_unit(unit: Unit, threads: int | None = None):
     from gumbench.estimators import make_estimator
 
     est = make_estimator(unit.estimator)
-    base = {"kind": unit.kind, "task": unit.task, "task_name": parse_spec(unit.task).name, "estimator": unit.estimator,
-            "estimator_name": est.name, "label": est.label, "tau": est.temperature,
-            "repetition": unit.repetition, "seed": unit.seed, "unit_id": unit.unit_id, "torch_threads": torch.get_num_threads()}
+    base = {
+        "kind": unit.kind,
+        "task": unit.task,
+        "task_name": parse_spec(unit.task).name,
+        "estimator": unit.estimator,
+        "estimator_name": est.name,
+        "label": est.label,
+        "tau": est.temperature,
+        "repetition": unit.repetition,
+        "seed": unit.seed,
+        "unit_id": unit.unit_id,
+        "torch_threads": torch.get_num_threads(),
+    }
     if unit.lr is not None:  # a column only where a config set it: rows of units without one stay as they were
         base["lr"] = unit.lr
     if unit.optimizer is not None:  # likewise
@@ -95,8 +105,21 @@ def _gradstats_rows(unit: Unit, est, base: dict):
     for metric in stats.SCALARS:
         interval = getattr(stats, metric)
         if interval is not None:
-            rows.append({**base, "step": -1, "metric": metric, "value": interval.value, "low": interval.low, "high": interval.high})
-    extra = {"expected_loss": stats.expected_loss, "exact_norm": stats.exact_norm, "mean_norm": float(stats.mean_gradient.norm())}
+            rows.append(
+                {
+                    **base,
+                    "step": -1,
+                    "metric": metric,
+                    "value": interval.value,
+                    "low": interval.low,
+                    "high": interval.high,
+                }
+            )
+    extra = {
+        "expected_loss": stats.expected_loss,
+        "exact_norm": stats.exact_norm,
+        "mean_norm": float(stats.mean_gradient.norm()),
+    }
     if stats.reference_error is not None:
         extra["reference_error"] = stats.reference_error
     for metric, value in extra.items():
@@ -121,8 +144,14 @@ def _training_rows(unit: Unit, est, base: dict):
                                           samples=GRADIENT_SAMPLES, seed=unit.seed % (2**31))
     frame = train(task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every, lr=unit.lr,
                   optimizer=unit.optimizer or "adam", callback=callback)
-    numeric = [c for c in frame.columns if c not in ("task", "estimator", "label", "seed", "step") and pd.api.types.is_numeric_dtype(frame[c])]
-    long = frame.melt(id_vars=["step"], value_vars=numeric, var_name="metric", value_name="value").dropna(subset=["value"])
+    numeric = [
+        c
+        for c in frame.columns
+        if c not in ("task", "estimator", "label", "seed", "step") and pd.api.types.is_numeric_dtype(frame[c])
+    ]
+    long = frame.melt(id_vars=["step"], value_vars=numeric, var_name="metric", value_name="value").dropna(
+        subset=["value"]
+    )
     long["value"] = long["value"].astype(float)
     for key, value in base.items():
         long[key] = value
@@ -146,10 +175,18 @@ class Progress:
         self.bar = None
         if enabled and self.stream.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
-            self.bar = RichProgress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                    TimeRemainingColumn(), TextColumn("{task.description}"), console=Console(file=self.stream))
+            self.bar = RichProgress(
+                TextColumn("sweep"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                console=Console(file=self.stream),
+            )
             self.task = self.bar.add_task("", total=total)
 
     def __enter__(self):
@@ -202,24 +239,46 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
     metadata = run_metadata(config, config_hash(config)) | {"torch_threads": threads}
     ids = [u.unit_id for u in units]
     began, load_before = time.perf_counter(), os.getloadavg()
-    with RunStore(Path(out), str(config.get("name", "sweep")), metadata) as store, Progress(len(units), enabled=progress) as bar:
+    with (
+        RunStore(Path(out), str(config.get("name", "sweep")), metadata) as store,
+        Progress(len(units), enabled=progress) as bar,
+    ):
         finished = store.finished(ids, note=bar.note)
         todo = [u for u in units if u.unit_id not in finished]
         bar.note(f"sweep {store.folder}: {len(units)} units, {len(units) - len(todo)} already done"
                  + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
         bar.done = len(units) - len(todo)
         start = time.perf_counter()
-        for unit, rows in execute(run_unit, todo, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=slurm_partition,
-                                  slurm_time=slurm_time, slurm_folder=store.folder / "slurm", threads=threads,
-                                  connect_timeout=connect_timeout):
+        for unit, rows in execute(
+            run_unit,
+            todo,
+            backend=backend,
+            jobs=jobs,
+            scheduler=scheduler,
+            slurm_partition=slurm_partition,
+            slurm_time=slurm_time,
+            slurm_folder=store.folder / "slurm",
+            threads=threads,
+            connect_timeout=connect_timeout,
+        ):
             store.write_unit(unit.unit_id, rows)
             bar.advance(unit, time.perf_counter() - start)
             start = time.perf_counter()
         store.finalize(ids, note=bar.note)
         if todo:  # how long this invocation took, on what, under which load (README's timings come from here)
-            write_json(store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json", {
-                "units_run": len(todo), "units": len(units), "wall_seconds": round(time.perf_counter() - began, 1),
-                "backend": backend, "jobs": jobs, "torch_threads": threads, "device": metadata["device"], "git_commit": metadata["git_commit"],
-                "load_average_before": [round(x, 2) for x in load_before],
-                "load_average_after": [round(x, 2) for x in os.getloadavg()]})
+            write_json(
+                store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json",
+                {
+                    "units_run": len(todo),
+                    "units": len(units),
+                    "wall_seconds": round(time.perf_counter() - began, 1),
+                    "backend": backend,
+                    "jobs": jobs,
+                    "torch_threads": threads,
+                    "device": metadata["device"],
+                    "git_commit": metadata["git_commit"],
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                },
+            )
     return SweepRun(store, tuple(units), tuple(skipped))

@@ -36,11 +36,34 @@ from gumbench.files import write_atomic
 from gumbench.provenance import code_hash, git_commit
 
 METADATA_KEY = b"gumbench"
-METADATA_COLUMNS = ("gumbench_version", "git_commit", "code_hash", "torch_version", "triton_version", "device", "base_seed",
-                    "config_hash")
+METADATA_COLUMNS = (
+    "gumbench_version",
+    "git_commit",
+    "code_hash",
+    "torch_version",
+    "triton_version",
+    "device",
+    "base_seed",
+    "config_hash",
+)
 IDENTITY = ("config_hash", "code_hash")
-ROW_COLUMNS = ("kind", "task", "task_name", "estimator", "estimator_name", "label", "tau", "repetition", "seed", "unit_id",
-               "step", "metric", "value", "low", "high")
+ROW_COLUMNS = (
+    "kind",
+    "task",
+    "task_name",
+    "estimator",
+    "estimator_name",
+    "label",
+    "tau",
+    "repetition",
+    "seed",
+    "unit_id",
+    "step",
+    "metric",
+    "value",
+    "low",
+    "high",
+)
 
 
 # --- results files -------------------------------------------------------------------------
@@ -57,7 +80,9 @@ def write_parquet(frame, path: Path, metadata: dict) -> Path:
     for key in METADATA_COLUMNS:
         frame[key] = metadata[key]
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()}
+    )
     return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
@@ -81,7 +106,9 @@ def environment(device: str = "cpu") -> dict:
         "torch_version": torch.__version__,
         "triton_version": triton_version,
         "python_version": platform.python_version(),
-        "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "device": device
+        if device != "cpu"
+        else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -89,7 +116,9 @@ def environment(device: str = "cpu") -> dict:
 def run_metadata(config: dict, config_hash: str, device: str = "cpu") -> dict:
     """What every results file of a sweep run carries (see the module docstring)."""
     env = environment(device)
-    return {key: env[key] for key in ("gumbench_version", "git_commit", "torch_version", "triton_version", "device")} | {
+    return {
+        key: env[key] for key in ("gumbench_version", "git_commit", "torch_version", "triton_version", "device")
+    } | {
         "code_hash": code_hash(),
         "base_seed": int(config.get("base_seed", 0)),
         "config_hash": config_hash,
@@ -126,7 +155,9 @@ def read_results(path: Path, metadata: dict | None = None):
     if metadata is not None:
         for key in IDENTITY:
             if found.get(key) != metadata[key]:
-                raise GumbenchError(f"{path} belongs to another run ({key} {found.get(key)}, this run's {metadata[key]})")
+                raise GumbenchError(
+                    f"{path} belongs to another run ({key} {found.get(key)}, this run's {metadata[key]})"
+                )
     try:
         frame = pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError) as exc:
@@ -173,7 +204,9 @@ class RunStore:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise GumbenchError(f"run folder {self.folder} is in use by {holder}; wait for it to finish or stop it") from None
+            raise GumbenchError(
+                f"run folder {self.folder} is in use by {holder}; wait for it to finish or stop it"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {socket.gethostname()} (started {time.strftime('%Y-%m-%d %H:%M:%S')})")
@@ -274,7 +307,9 @@ def load_results(paths):
         elif path.is_dir() and any(path.glob("*/results.parquet")):
             files.extend(sorted(path.glob("*/results.parquet")))
         else:
-            raise GumbenchError(f"{raw}: not a results file or run folder (expected results.parquet or units/*.parquet)")
+            raise GumbenchError(
+                f"{raw}: not a results file or run folder (expected results.parquet or units/*.parquet)"
+            )
     if not files:
         raise GumbenchError("no results to read")
     frame = pd.concat([read_results(f) for f in files], ignore_index=True)

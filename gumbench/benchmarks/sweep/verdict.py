@@ -34,7 +34,11 @@ from gumbench.intervals import t_half_width, welch_interval
 SHRINKS, MISSES, COLLAPSED, DIVERGED = "shrinks the gradient", "misses the gradient", "collapsed", "diverged"
 LOSS_WINDOW = 10
 NO_BETTER_THAN_ZERO = "no estimator beats a zero estimate here (MSE / ‖grad‖² >= 1)"
-GRADIENT_MEASURE, RECONSTRUCTION, TAIL_LOSS = "MSE / ‖grad‖²", "final eval reconstruction", f"loss, last {LOSS_WINDOW} steps"
+GRADIENT_MEASURE, RECONSTRUCTION, TAIL_LOSS = (
+    "MSE / ‖grad‖²",
+    "final eval reconstruction",
+    f"loss, last {LOSS_WINDOW} steps",
+)
 
 
 def _last(frame, metric: str):
@@ -87,10 +91,14 @@ def training_outcomes(frame):
     group_ppl = [m for m in frame["metric"].unique() if m.startswith("eval_code_perplexity_g")]
     if not group_ppl:
         group_ppl = [m for m in frame["metric"].unique() if m.startswith("code_perplexity_g")]
-    lowest = pd.concat([_last(frame, m) for m in group_ppl], axis=1).min(axis=1) if group_ppl else pd.Series(dtype=float)
+    lowest = (
+        pd.concat([_last(frame, m) for m in group_ppl], axis=1).min(axis=1) if group_ppl else pd.Series(dtype=float)
+    )
     identical = _last(frame, "loss_identical_distractors")
     collapsed = (lowest.reindex(score.index) <= 2) | (identical.reindex(score.index) >= 0.5)
-    warning = np.where(diverged.reindex(score.index).fillna(True), DIVERGED, np.where(collapsed.fillna(False), COLLAPSED, ""))
+    warning = np.where(
+        diverged.reindex(score.index).fillna(True), DIVERGED, np.where(collapsed.fillna(False), COLLAPSED, "")
+    )
     return score.rename("score").to_frame().assign(warning=warning, measure=measure)
 
 
@@ -114,12 +122,15 @@ def outcomes(frame):
         rows = frame[frame["kind"] == kind]
         if rows.empty:
             continue
-        ident = rows.drop_duplicates("unit_id").set_index("unit_id")[["kind", "task", "label", "estimator_name", "repetition"]]
+        ident = rows.drop_duplicates("unit_id").set_index("unit_id")[
+            ["kind", "task", "label", "estimator_name", "repetition"]
+        ]
         ident["task"] = ident["task"].map({t: short_task(kind, t) for t in ident["task"].unique()})
         parts.append(ident.join(make(rows)).reset_index())
     if not parts:
-        return pd.DataFrame(columns=["unit_id", "kind", "task", "label", "estimator_name", "repetition", "score", "warning",
-                                     "measure"])
+        return pd.DataFrame(
+            columns=["unit_id", "kind", "task", "label", "estimator_name", "repetition", "score", "warning", "measure"]
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -138,10 +149,18 @@ def compare(outcome_rows, confidence: float = 0.95):
 
     if outcome_rows.empty:
         return pd.DataFrame()
-    stats = (outcome_rows.groupby(["kind", "task", "label"], sort=False)
-             .agg(family=("estimator_name", "first"), measure=("measure", "first"), n=("score", "size"), mean=("score", "mean"), sd=("score", "std"),
-                  warning=("warning", lambda w: "; ".join(sorted(set(w) - {""}))))
-             .reset_index())
+    stats = (
+        outcome_rows.groupby(["kind", "task", "label"], sort=False)
+        .agg(
+            family=("estimator_name", "first"),
+            measure=("measure", "first"),
+            n=("score", "size"),
+            mean=("score", "mean"),
+            sd=("score", "std"),
+            warning=("warning", lambda w: "; ".join(sorted(set(w) - {""}))),
+        )
+        .reset_index()
+    )
     half = [t_half_width(sd, n, confidence) for n, sd in zip(stats["n"], stats["sd"])]
     stats["low"], stats["high"] = stats["mean"] - half, stats["mean"] + half
     if (outcome_rows["score"] >= 0).all():  # both measures are non-negative: so are their intervals
@@ -152,8 +171,16 @@ def compare(outcome_rows, confidence: float = 0.95):
         group = group.sort_values(["degenerate", "mean"], kind="stable").reset_index(drop=True)
         best = group.iloc[0]
         group["rank"] = range(1, len(group) + 1)
-        group["standing"] = ["degenerate" if row["degenerate"] else "best" if i == 0 else
-                             "tied" if _welch_reaches_zero(row, best, confidence) else "worse" for i, row in group.iterrows()]
+        group["standing"] = [
+            "degenerate"
+            if row["degenerate"]
+            else "best"
+            if i == 0
+            else "tied"
+            if _welch_reaches_zero(row, best, confidence)
+            else "worse"
+            for i, row in group.iterrows()
+        ]
         ranked.append(group)
     return pd.concat(ranked, ignore_index=True)
 
@@ -178,9 +205,15 @@ def verdict(compared, shown: int = 3):
         beating = degenerate[degenerate["mean"] < best_mean]
         named = [f"{r.label}: {r.warning}" for r in beating.head(shown).itertuples()]
         others = len(degenerate) - len(named)
-        warnings = ([NO_BETTER_THAN_ZERO] if group["measure"].iloc[0] == GRADIENT_MEASURE and len(top) and best_mean >= 1 else []) + named
+        warnings = (
+            [NO_BETTER_THAN_ZERO]
+            if group["measure"].iloc[0] == GRADIENT_MEASURE and len(top) and best_mean >= 1
+            else []
+        ) + named
         if others:
-            warnings.append(f"{others} {'more ' if named else ''}degenerate ({', '.join(sorted(set(degenerate['warning'])))})")
+            warnings.append(
+                f"{others} {'more ' if named else ''}degenerate ({', '.join(sorted(set(degenerate['warning'])))})"
+            )
         rows.append({"kind": kind, "task": task, "measure": group["measure"].iloc[0], "seeds": int(group["n"].max()),
                      "best": names, "tied": len(top) - 1, "of": len(group), "warnings": warnings,
                      "degenerate": len(degenerate), "no_better_than_zero": bool(warnings[:1] == [NO_BETTER_THAN_ZERO])})

@@ -3,6 +3,7 @@
 The built-in tasks register when this package imports their modules.
 """
 
+from gumbench.benchmarks.training import images, speech, synthetic, vq_wav2vec  # noqa: F401  (registers the tasks)
 from gumbench.benchmarks.training.base import (
     DiscreteBottleneck,
     StepOutput,
@@ -12,6 +13,5 @@ from gumbench.benchmarks.training.base import (
     registry,
     train,
 )
-from gumbench.benchmarks.training import images, speech, synthetic, vq_wav2vec  # noqa: F401  (registers the tasks)
 
 __all__ = ["DiscreteBottleneck", "StepOutput", "TrainingTask", "make_training_task", "register", "registry", "train"]

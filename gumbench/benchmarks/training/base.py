@@ -30,12 +30,19 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from gumbench.benchmarks.utilization import (StageUsageTracker, UsageTracker, code_churn, code_perplexity, implicit_usage, stage_usage,
-                                             summarize)
+from gumbench.benchmarks.utilization import (
+    StageUsageTracker,
+    UsageTracker,
+    code_churn,
+    code_perplexity,
+    implicit_usage,
+    stage_usage,
+    summarize,
+)
 from gumbench.errors import GumbenchError
 from gumbench.estimators import VQEstimator, make_estimator
 from gumbench.plugin import LEARNING_RATE, SEED, STEPS, Plugin, Range, check_integer, check_number
-from gumbench.registry import Registry
+from gumbench.registry import Registry, format_spec, format_value
 
 # Ranges of the sizes the tasks share; the tasks' ``limits`` bound the products that size one
 # step's tensors and weights together by gumbench.plugin.MAX_ELEMENTS.
@@ -76,6 +83,7 @@ class DiscreteBottleneck(nn.Module):
         self.is_vq = isinstance(estimator, VQEstimator)
         self.project = nn.Linear(in_dim, groups * (code_dim if self.is_vq else codes))
         self.codebook = nn.Parameter(torch.randn(groups, codes, code_dim) / math.sqrt(code_dim))
+        self._encoded = None  # (indices, vectors) of the last encode(), for decode()
 
     def logits_or_vectors(self, features: torch.Tensor) -> torch.Tensor:
         out = self.project(features)
@@ -85,7 +93,9 @@ class DiscreteBottleneck(nn.Module):
         """(..., G, V) (relaxed) one-hots -> (..., G * code_dim) codebook vectors."""
         return torch.einsum("...gv,gvd->...gd", onehot, self.codebook).flatten(-2)
 
-    def forward(self, features: torch.Tensor, downstream: Callable[[torch.Tensor], torch.Tensor], generator=None) -> BottleneckOutput:
+    def forward(
+        self, features: torch.Tensor, downstream: Callable[[torch.Tensor], torch.Tensor], generator=None
+    ) -> BottleneckOutput:
         """``downstream`` maps quantized (..., G * code_dim) to a per-row loss (...)."""
         x = self.logits_or_vectors(features)
         kept = {}
@@ -104,7 +114,7 @@ class DiscreteBottleneck(nn.Module):
             out = self.estimator(x, loss_fn, generator=generator)
             logits = x
         return BottleneckOutput(kept["quantized"], out.indices, logits, out.surrogate, out.loss, dict(out.aux),
-                                getattr(out, "stage_indices", None))
+                                out.stage_indices)
 
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
@@ -124,7 +134,7 @@ class DiscreteBottleneck(nn.Module):
         with these very indices, as residual stages are not determined by the first stage's code)."""
         if not self.is_vq:
             return self.lookup(torch.nn.functional.one_hot(indices, self.codes).to(self.codebook.dtype))
-        encoded = getattr(self, "_encoded", None)
+        encoded = self._encoded
         if encoded is not None and encoded[0] is indices:
             return encoded[1].flatten(-2)
         return self.estimator.decode(indices, self.codebook).flatten(-2)
@@ -139,11 +149,20 @@ class StepOutput:
 
 class TrainingTask(Plugin):
     """Base class of training tasks; see the module docstring. ``has_quantizer_problem``: the
-    task defines ``quantizer_problem`` (the speech quantizer gradient study needs it)."""
+    task defines ``quantizer_problem`` (the speech quantizer gradient study needs it).
+
+    The bottleneck's sizes are parameters: ``codes_key`` names the one holding the codes per group and
+    ``code_dim_key`` the one the code dimension follows from (the dimension itself, or with
+    ``code_dim_per_group`` False a width of groups x code dimension, as wav2vec2's final_dim). A quantizer
+    with an implicit code space (``VQEstimator.implicit_codes``: fsq, lfq, bsq, residual stages of these)
+    sizes the bottleneck (:meth:`sized_for`) unless the task's spec sets these parameters."""
 
     default_steps: ClassVar[int] = 200
     default_lr: ClassVar[float] = 2e-3
     has_quantizer_problem: ClassVar[bool] = False
+    codes_key: ClassVar[str] = "codes"
+    code_dim_key: ClassVar[str] = "code_dim"
+    code_dim_per_group: ClassVar[bool] = True
 
     # --- to define in tasks -------------------------------------------------
     groups: int = 1
@@ -171,7 +190,48 @@ class TrainingTask(Plugin):
         return {}
 
     def check_estimator(self, estimator) -> None:
-        """Refuse (GumbenchError) an estimator this task cannot train with; called before any work."""
+        """Refuse (GumbenchError) an estimator this task cannot train with; called before any work. Here:
+        a quantizer whose implicit code space conflicts with the sizes the task's spec sets."""
+        self.quantizer_sizes(estimator)
+
+    def bottleneck_sizes(self) -> tuple[int, int]:
+        """(codes per group, code dimension) as the parameters set them."""
+        width = self.params[self.code_dim_key]
+        return self.params[self.codes_key], width if self.code_dim_per_group else width // self.groups
+
+    def size_settings(self, codes: int, code_dim: int) -> dict[str, int]:
+        """The parameters that give the bottleneck ``codes`` codes per group of dimension ``code_dim``."""
+        width = code_dim if self.code_dim_per_group else code_dim * self.groups
+        return {self.codes_key: codes, self.code_dim_key: width}
+
+    def quantizer_sizes(self, estimator) -> tuple[int, int] | None:
+        """(codes, code dimension) that ``estimator``'s implicit code space gives this task's bottleneck, None
+        for other estimators (the task's own sizes). A conflict with sizes the spec sets explicitly is one line
+        naming this task and settings that work."""
+        if not (isinstance(estimator, VQEstimator) and estimator.implicit_codes):
+            return None
+        codes = self.params[self.codes_key] if self.codes_key in self.given else None
+        code_dim = self.bottleneck_sizes()[1] if self.code_dim_key in self.given else None
+        space = estimator.code_space(codes, code_dim)
+        if space is not None:
+            return space
+        fit = estimator.code_space(None, code_dim) or estimator.code_space(codes, None) or estimator.code_space()
+        settings = {k: self.params[k] for k in self.given}  # the task as the user named it
+        named = format_spec(self.name, settings)
+        settings.update(self.size_settings(*fit))
+        set_keys = [k for k in (self.codes_key, self.code_dim_key) if k in self.given]
+        given, keys = ", ".join(f"{k}={format_value(self.params[k])}" for k in set_keys), " and ".join(set_keys)
+        raise GumbenchError(f"{named}: {estimator.label} quantizes to implicit codes that {given} do not fit; use "
+                            f"{format_spec(self.name, settings)} ({fit[0]} codes of dimension {fit[1]}), or leave "
+                            f"{keys} out to size the bottleneck from the quantizer")
+
+    def sized_for(self, estimator) -> "TrainingTask":
+        """This task with its bottleneck sized from ``estimator``'s implicit code space (a new task where the
+        sizes change; this one otherwise): see :meth:`quantizer_sizes`."""
+        space = self.quantizer_sizes(estimator)
+        if space is None or space == self.bottleneck_sizes():
+            return self
+        return self.with_params(**self.size_settings(*space))
 
     def temperature(self, step: int) -> float | None:
         """Temperature at ``step`` for estimators that have one; None keeps theirs."""
@@ -179,7 +239,10 @@ class TrainingTask(Plugin):
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         """Named groups whose gradient norms are recorded."""
-        return {"bottleneck_codebook": [model.bottleneck.codebook], "model": [p for n, p in model.named_parameters() if "bottleneck.codebook" not in n]}
+        return {
+            "bottleneck_codebook": [model.bottleneck.codebook],
+            "model": [p for n, p in model.named_parameters() if "bottleneck.codebook" not in n],
+        }
 
 
 def make_training_task(spec) -> TrainingTask:
@@ -228,23 +291,19 @@ def train(
     steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
     optimizer_class = OPTIMIZERS[check_optimizer("train", optimizer)]
     task.check_estimator(configured)
+    task = task.sized_for(configured)
     device = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # model initialization
-        model = task.build(configured).to(device)
-    if not isinstance(getattr(model, "bottleneck", None), DiscreteBottleneck):
-        raise GumbenchError(f"{task.spec}: build() must return a model with a DiscreteBottleneck at .bottleneck")
-    model.train()
+    model = _built_model(task, configured, seed, device)
     optimizer = optimizer_class([p for p in model.parameters() if p.requires_grad], lr=lr)
     generator = torch.Generator(device=device).manual_seed(seed)
     groups = task.parameter_groups(model)
     tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
-    stage_tracker = None  # made at the first step whose output carries stage indices
+    stage_columns = _StageColumns(model.bottleneck, dead_window)
     eval_batch = task.eval_batch()
     previous_eval = None
     rows = []
-    if callback is not None:
-        callback(0, model)
+    callback = callback or (lambda step, model: None)
+    callback(0, model)
     for step in range(1, steps + 1):
         est = _with_scheduled_temperature(task, model.bottleneck, step)
         out, norms, seconds = _optimizer_step(task, model, optimizer, generator, groups, est, step)
@@ -256,24 +315,42 @@ def train(
                **usage.as_row(), "sampled_code_perplexity": sampled, "dead_codes": float(tracker.dead_codes().sum()),
                "tau": est.temperature, **norms,
                "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
-        row.update(_implicit_columns(est, indices))
-        stages = out.bottleneck.stage_indices
-        if stages is not None:
-            sizes = model.bottleneck.codes
-            if hasattr(est, "local_stage_codes"):  # stages with books of their own (residual-vq splits the codebook)
-                stages, sizes = est.local_stage_codes(stages, model.bottleneck.codes)
-            if stage_tracker is None:
-                stage_tracker = StageUsageTracker(model.bottleneck.groups, sizes, stages.shape[-1], dead_window)
-            stage_tracker.update(stages)
-            row.update(stage_usage(stages, sizes).as_row(dead_codes=stage_tracker.dead_codes()))
+        row.update(_implicit_columns(est, indices, model.bottleneck),
+                   **stage_columns(est, out.bottleneck.stage_indices))
         if eval_batch is not None and (step % eval_every == 0 or step == steps):
             row.update(_evaluate(task, model, eval_batch, previous_eval))
             previous_eval = row.pop("_codes")
-            model.train()
         rows.append(row)
-        if callback is not None:
-            callback(step, model)
+        callback(step, model)
     return pd.DataFrame(rows)
+
+
+def _built_model(task: TrainingTask, estimator, seed: int, device: torch.device) -> nn.Module:
+    """The task's model around ``estimator``, initialized from ``seed`` (the global RNG left as it was), in
+    training mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # model initialization
+        model = task.build(estimator).to(device)
+    if not isinstance(getattr(model, "bottleneck", None), DiscreteBottleneck):
+        raise GumbenchError(f"{task.spec}: build() must return a model with a DiscreteBottleneck at .bottleneck")
+    return model.train()
+
+
+class _StageColumns:
+    """Per-stage usage columns of the steps whose output carries stage indices (residual quantizers), counted
+    in each stage's own book (``VQEstimator.local_stage_codes``); the tracker is made at the first such step."""
+
+    def __init__(self, bottleneck: DiscreteBottleneck, dead_window: int):
+        self.bottleneck, self.dead_window, self.tracker = bottleneck, dead_window, None
+
+    def __call__(self, est, stages: torch.Tensor | None) -> dict[str, float]:
+        if stages is None or not self.bottleneck.is_vq:
+            return {}
+        stages, sizes = est.local_stage_codes(stages, self.bottleneck.codes)
+        if self.tracker is None:
+            self.tracker = StageUsageTracker(self.bottleneck.groups, sizes, stages.shape[-1], self.dead_window)
+        self.tracker.update(stages)
+        return stage_usage(stages, sizes).as_row(dead_codes=self.tracker.dead_codes())
 
 
 def _usage(indices: torch.Tensor, logits: torch.Tensor | None, codes: int):
@@ -287,17 +364,13 @@ def _usage(indices: torch.Tensor, logits: torch.Tensor | None, codes: int):
     return summarize(logits.detach().argmax(-1), codes, logits), sampled
 
 
-def _implicit_columns(est, indices: torch.Tensor) -> dict[str, float]:
-    """Effective-bits and per-dimension columns for an implicit codebook (an estimator with
-    ``index_digits`` and ``levels``); none for other estimators."""
-    index_digits = getattr(est, "index_digits", None)
-    if index_digits is None:
+def _implicit_columns(est, indices: torch.Tensor, bottleneck: DiscreteBottleneck) -> dict[str, float]:
+    """Effective-bits and per-dimension columns for codes that are tuples of per-dimension levels (a VQ
+    estimator with ``has_code_digits``: the implicit codebooks); none for other estimators."""
+    if not (bottleneck.is_vq and est.has_code_digits):
         return {}
-    levels = getattr(est, "levels", None)
-    if levels is None:
-        raise GumbenchError(f"{est.spec}: an estimator with index_digits must also have levels (the level count of each dimension)")
-    levels = tuple(level.item() if isinstance(level, torch.Tensor) else level for level in levels)
-    return implicit_usage(indices, index_digits(indices), levels).as_row()
+    levels = est.digit_levels(bottleneck.code_dim)
+    return implicit_usage(indices, est.index_digits(indices, bottleneck.code_dim), levels).as_row()
 
 
 def check_optimizer(owner: str, name) -> str:
@@ -319,7 +392,9 @@ def _checked_settings(task, estimator, steps, lr, eval_every, seed, dead_window,
     except (RuntimeError, TypeError):
         raise GumbenchError(f"train: device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GumbenchError(f"train: device {str(device)!r} asks for CUDA, which this machine does not have; use device='cpu'")
+        raise GumbenchError(
+            f"train: device {str(device)!r} asks for CUDA, which this machine does not have; use device='cpu'"
+        )
     if estimator.has_temperature:
         scheduled = [tau for tau in map(task.temperature, range(1, steps + 1)) if tau is not None]
         for tau in {min(scheduled), max(scheduled)} if scheduled else ():  # ranges are intervals: the extremes decide
@@ -355,6 +430,7 @@ def _optimizer_step(task, model, optimizer, generator, groups, est, step):
 
 
 def _evaluate(task, model, batch, previous):
+    """The ``eval_`` columns on the evaluation batch, in eval mode (training mode again after), and ``_codes``."""
     model.eval()
     with torch.no_grad():
         features = task.features(model, batch)
@@ -366,4 +442,5 @@ def _evaluate(task, model, batch, previous):
     if churn is not None:
         row["eval_churn"] = churn
     row["_codes"] = codes
+    model.train()
     return row

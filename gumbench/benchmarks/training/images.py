@@ -42,13 +42,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from gumbench.benchmarks.training.base import BATCH, CODES, WIDTH, DiscreteBottleneck, StepOutput, TrainingTask, register
+from gumbench.benchmarks.training.base import (
+    BATCH,
+    DiscreteBottleneck,
+    StepOutput,
+    TrainingTask,
+    register,
+)
 from gumbench.errors import GumbenchError
 from gumbench.plugin import MAX_ELEMENTS, SEED, Range
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-HOW_TO_GET = ("apt-get install dataset-fashion-mnist, or give data_dir=FOLDER (--data-dir) holding the four IDX files "
-              "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (gzipped or not)")
+HOW_TO_GET = (
+    "apt-get install dataset-fashion-mnist, or give data_dir=FOLDER (--data-dir) holding the four IDX files "
+    "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (gzipped or not)"
+)
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 UNSIGNED_BYTE = 0x08  # the IDX type code of the image and label files
@@ -83,7 +91,9 @@ def read_idx(path, dimensions: int | None = None) -> np.ndarray:
                             f"({'images: count, rows, columns' if dimensions == 3 else 'labels: count'})")
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise GumbenchError(f"{path}: truncated: {len(raw)} bytes, fewer than the {header}-byte header of {ndim} dimensions")
+        raise GumbenchError(
+            f"{path}: truncated: {len(raw)} bytes, fewer than the {header}-byte header of {ndim} dimensions"
+        )
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     size = math.prod(shape)
     if len(raw) - header != size:
@@ -145,7 +155,9 @@ def load_idx_dataset(data_dir: str | Path | None = None) -> dict[str, np.ndarray
     paths = {key: idx_path(folder, stem) for key, stem in FILES.items()}
     missing = [FILES[key] for key, path in paths.items() if path is None]
     if missing:
-        raise GumbenchError(f"fashion-vae: {folder} lacks {', '.join(missing)} (or .gz); get the data with {HOW_TO_GET}")
+        raise GumbenchError(
+            f"fashion-vae: {folder} lacks {', '.join(missing)} (or .gz); get the data with {HOW_TO_GET}"
+        )
     key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths.values())
     if key not in _cache:
         arrays = {name: read_idx(path, 3 if name.endswith("images") else 1) for name, path in paths.items()}
@@ -155,8 +167,10 @@ def load_idx_dataset(data_dir: str | Path | None = None) -> dict[str, np.ndarray
                 raise GumbenchError(f"fashion-vae: {paths[part + '_images']} holds {len(images):,} images but "
                                     f"{paths[part + '_labels']} {len(labels):,} labels; they must match")
         if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
-            raise GumbenchError(f"fashion-vae: training images are {arrays['train_images'].shape[1:]} pixels, test images "
-                                f"{arrays['test_images'].shape[1:]}; they must have one size")
+            raise GumbenchError(
+                f"fashion-vae: training images are {arrays['train_images'].shape[1:]} pixels, test images "
+                f"{arrays['test_images'].shape[1:]}; they must have one size"
+            )
         for part in ("train_images", "test_images"):
             arrays[part] = arrays[part].reshape(len(arrays[part]), -1)
         _cache.clear()  # one dataset at a time (47 MB for Fashion-MNIST)
@@ -175,16 +189,25 @@ class _VAE(nn.Module):
         self.encoder = nn.Sequential(nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU())
         self.bottleneck = DiscreteBottleneck(estimator, hidden // 2, latents, categories, categories)
         # the decoder reads the one-hots: a fixed identity codebook (L, C, C) makes lookup() their concatenation
-        self.bottleneck.codebook = nn.Parameter(torch.eye(categories).expand(latents, -1, -1).clone(), requires_grad=False)
-        self.decoder = nn.Sequential(nn.Linear(latents * categories, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, pixels))
+        self.bottleneck.codebook = nn.Parameter(
+            torch.eye(categories).expand(latents, -1, -1).clone(), requires_grad=False
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latents * categories, hidden // 2),
+            nn.ReLU(),
+            nn.Linear(hidden // 2, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, pixels),
+        )
 
 
 @register
 class FashionVAE(TrainingTask):
     name = "fashion-vae"
-    description = ("Categorical VAE on dynamically binarized Fashion-MNIST (or any IDX folder) with the ReinMax paper's "
-                   "protocol; -ELBO, importance-weighted bound, exact gradients at 8 x 4.")
+    description = (
+        "Categorical VAE on dynamically binarized Fashion-MNIST (or any IDX folder) with the ReinMax paper's "
+        "protocol; -ELBO, importance-weighted bound, exact gradients at 8 x 4."
+    )
     defaults = {"categories": 8, "latents": 4, "batch": 100, "hidden": 512, "eval_images": 500, "iw_samples": 8,
                   "seed": 0, "data_dir": ""}
     ranges = {"categories": Range(2, 65_536), "latents": Range(1, 1024), "batch": BATCH,
@@ -205,9 +228,13 @@ class FashionVAE(TrainingTask):
         self.pixels = self.train_intensities.shape[1]
         test, labels = data["test_images"], data["test_labels"]
         if p["eval_images"] > len(test):
-            raise GumbenchError(f"{self.name}: eval_images must be at most the {len(test):,} test images, got {p['eval_images']}")
+            raise GumbenchError(
+                f"{self.name}: eval_images must be at most the {len(test):,} test images, got {p['eval_images']}"
+            )
         if p["hidden"] * self.pixels > MAX_ELEMENTS:
-            raise GumbenchError(f"{self.name}: hidden x pixels must be <= {MAX_ELEMENTS:,} (memory), got {p['hidden']} x {self.pixels}")
+            raise GumbenchError(
+                f"{self.name}: hidden x pixels must be <= {MAX_ELEMENTS:,} (memory), got {p['hidden']} x {self.pixels}"
+            )
         gen = torch.Generator().manual_seed(p["seed"])
         chosen = torch.randperm(len(test), generator=gen)[: p["eval_images"]]
         self.eval_images = binarize(torch.from_numpy(test[chosen.numpy()]), gen)
@@ -215,9 +242,11 @@ class FashionVAE(TrainingTask):
 
     def check_estimator(self, estimator):
         if _is_vq(estimator):
-            raise GumbenchError(f"{self.name}: {estimator.label} is a VQ estimator; this task follows the ReinMax protocol, whose "
-                                f"decoder reads the one-hot code (no codebook to learn): use a categorical estimator "
-                                f"(st-gumbel, reinmax, gst, gumbel-rao, straight-through, reinforce, ...), or digits-vae for VQ")
+            raise GumbenchError(
+                f"{self.name}: {estimator.label} is a VQ estimator; this task follows the ReinMax protocol, whose "
+                f"decoder reads the one-hot code (no codebook to learn): use a categorical estimator "
+                f"(st-gumbel, reinmax, gst, gumbel-rao, straight-through, reinforce, ...), or digits-vae for VQ"
+            )
         if estimator.required_categories not in (None, self.codes):
             raise GumbenchError(f"{self.name}: {estimator.label} needs categories={estimator.required_categories}, "
                                 f"got categories={self.codes}")
@@ -242,7 +271,9 @@ class FashionVAE(TrainingTask):
     @staticmethod
     def reconstruction_loss(output, target):
         """-log p(x|z) per row for Bernoulli pixels with logits ``output`` (..., P)."""
-        return nn.functional.binary_cross_entropy_with_logits(output, target.expand_as(output), reduction="none").sum(-1)
+        return nn.functional.binary_cross_entropy_with_logits(output, target.expand_as(output), reduction="none").sum(
+            -1
+        )
 
     def kl(self, logits: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) || uniform) per row from logits (..., L, C)."""
@@ -251,7 +282,9 @@ class FashionVAE(TrainingTask):
 
     def loss(self, model, batch, generator):
         x = batch[0]
-        out = model.bottleneck(self.features(model, batch), lambda q: self.reconstruction_loss(model.decoder(q), x), generator)
+        out = model.bottleneck(
+            self.features(model, batch), lambda q: self.reconstruction_loss(model.decoder(q), x), generator
+        )
         kl = self.kl(out.logits)
         terms = {"reconstruction": float(out.loss.detach().mean()), "kl": float(kl.detach().mean())}
         terms["negative_elbo"] = terms["reconstruction"] + terms["kl"]

@@ -55,10 +55,25 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gumbench.benchmarks.audio import (
+    DEFAULT_MAX_SECONDS,
+    MAX_SECONDS,
+    SAMPLE_RATE,
+    load_corpus,
+    log_mel_utterances,
+    split_corpus,
+)
 from gumbench.benchmarks.problems.base import LogitsProblem
-from gumbench.benchmarks.audio import DEFAULT_MAX_SECONDS, MAX_SECONDS, SAMPLE_RATE, load_corpus, log_mel_utterances, split_corpus
-from gumbench.benchmarks.training.base import (BATCH, CODES, WIDTH, BottleneckOutput, DiscreteBottleneck, StepOutput,
-                                               TrainingTask, register)
+from gumbench.benchmarks.training.base import (
+    BATCH,
+    CODES,
+    WIDTH,
+    BottleneckOutput,
+    DiscreteBottleneck,
+    StepOutput,
+    TrainingTask,
+    register,
+)
 from gumbench.benchmarks.utilization import diversity_loss
 from gumbench.errors import GumbenchError
 from gumbench.plugin import HALF_OPEN_UNIT, MAX_ELEMENTS, POSITIVE, Range
@@ -101,7 +116,9 @@ def sample_negatives(mask: torch.Tensor, count: int, generator: torch.Generator)
     """
     per_crop = mask.sum(1)
     if (per_crop < 2).any():
-        raise GumbenchError("every crop needs at least 2 masked frames to draw distractors; raise mask_length or the crop length")
+        raise GumbenchError(
+            "every crop needs at least 2 masked frames to draw distractors; raise mask_length or the crop length"
+        )
     offsets = torch.cumsum(per_crop, 0) - per_crop
     crop_of = torch.repeat_interleave(torch.arange(len(per_crop)), per_crop)
     local = torch.arange(int(per_crop.sum())) - offsets[crop_of]
@@ -147,7 +164,9 @@ class FeatureEncoder(nn.Module):
         layers, cin = [], 1
         for i, (kernel, stride) in enumerate(CONV_LAYERS):
             conv = nn.Conv1d(cin, channels, kernel, stride, bias=False)
-            nn.init.kaiming_normal_(conv.weight)  # as fairseq; the default init shrinks the signal ~1e3-fold over 7 layers
+            nn.init.kaiming_normal_(
+                conv.weight
+            )  # as fairseq; the default init shrinks the signal ~1e3-fold over 7 layers
             layers.append(conv)
             if i == 0:
                 layers.append(nn.GroupNorm(channels, channels))  # fairseq's "default" extractor mode
@@ -166,7 +185,9 @@ class ContextNetwork(nn.Module):
         super().__init__()
         self.positional = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=conv_groups)
         self.final_norm = nn.LayerNorm(dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, x):
@@ -248,7 +269,9 @@ class RawSpeechTask(TrainingTask):
         return self._normalize(torch.stack([wave[s : s + self.crop_samples] for s in starts.tolist()]))
 
     def batch(self, step, generator):
-        starts = torch.randint(0, len(self.train_wave) - self.crop_samples + 1, (self.params["batch"],), generator=generator)
+        starts = torch.randint(
+            0, len(self.train_wave) - self.crop_samples + 1, (self.params["batch"],), generator=generator
+        )
         return self.crops(self.train_wave, starts)
 
     def eval_batch(self):
@@ -270,9 +293,16 @@ class Wav2Vec2(RawSpeechTask):
     }
     choices = {"variant": ("wav2vec2", "vq-wav2vec")}
     ranges = {
-        "groups": Range(1, 64), "codes": CODES, "batch": Range(1, 256), "crop": Range(0, 30, low_open=True, meaning="seconds"),
-        "channels": Range(1, 1024), "dim": Range(1, 2048), "final_dim": Range(1, 2048), "layers": Range(1, 24),
-        "heads": Range(1, 64), "negatives": Range(1, 1024),
+        "groups": Range(1, 64),
+        "codes": CODES,
+        "batch": Range(1, 256),
+        "crop": Range(0, 30, low_open=True, meaning="seconds"),
+        "channels": Range(1, 1024),
+        "dim": Range(1, 2048),
+        "final_dim": Range(1, 2048),
+        "layers": Range(1, 24),
+        "heads": Range(1, 64),
+        "negatives": Range(1, 1024),
         **dict.fromkeys(("mask_prob", "tau_decay"), HALF_OPEN_UNIT),
         **dict.fromkeys(("logit_temp", "tau_max", "tau_min"), POSITIVE),
         **dict.fromkeys(("diversity", "feature_penalty"), Range(0, meaning="a loss weight")),
@@ -292,11 +322,14 @@ class Wav2Vec2(RawSpeechTask):
     default_steps = 300
     default_lr = 1e-3
     has_quantizer_problem = True
+    code_dim_key, code_dim_per_group = "final_dim", False  # quantized vectors: final_dim = groups x code dimension
 
     def validate(self):
         p = self.params
         if p["final_dim"] % p["groups"]:
-            raise GumbenchError(f"{self.name}: final_dim ({p['final_dim']}) must be a multiple of groups ({p['groups']})")
+            raise GumbenchError(
+                f"{self.name}: final_dim ({p['final_dim']}) must be a multiple of groups ({p['groups']})"
+            )
         if p["dim"] % p["heads"] or p["dim"] % 4:
             raise GumbenchError(f"{self.name}: dim ({p['dim']}) must be a multiple of heads ({p['heads']}) and of 4")
         if p["variant"] == "vq-wav2vec":
@@ -313,7 +346,9 @@ class Wav2Vec2(RawSpeechTask):
 
     def build(self, estimator):
         p = self.params
-        return Wav2Vec2Model(estimator, p["channels"], p["dim"], p["layers"], p["heads"], p["groups"], p["codes"], p["final_dim"])
+        return Wav2Vec2Model(
+            estimator, p["channels"], p["dim"], p["layers"], p["heads"], p["groups"], p["codes"], p["final_dim"]
+        )
 
     def encode_features(self, model, wave):
         """(features before the layer norm, layer-normed features), each (B, T, C)."""
@@ -352,7 +387,9 @@ class Wav2Vec2(RawSpeechTask):
         out = model.bottleneck(masked.features, downstream, generator)
         contrastive = out.surrogate.mean()
         zero = contrastive.new_zeros(())
-        diversity = p["diversity"] * diversity_loss(out.logits) if out.logits is not None and p["diversity"] > 0 else zero
+        diversity = (
+            p["diversity"] * diversity_loss(out.logits) if out.logits is not None and p["diversity"] > 0 else zero
+        )
         penalty = p["feature_penalty"] * masked.feature_penalty if p["feature_penalty"] > 0 else zero
         total = contrastive + diversity + penalty
         return Wav2Vec2Terms(total, contrastive, diversity, penalty, kept["accuracy"], kept["identical"], out, masked)
@@ -360,9 +397,13 @@ class Wav2Vec2(RawSpeechTask):
     def loss(self, model, batch, generator):
         terms = self.quantize(model, self.prepare(model, batch, generator), generator)
         out = terms.bottleneck
-        record = {"contrastive": float(out.loss.detach().mean()), "accuracy": terms.accuracy, "identical_distractors": terms.identical,
-                  "masked_share": float(terms.batch.mask.double().mean()),
-                  "feature_penalty": float(terms.batch.feature_penalty.detach())}
+        record = {
+            "contrastive": float(out.loss.detach().mean()),
+            "accuracy": terms.accuracy,
+            "identical_distractors": terms.identical,
+            "masked_share": float(terms.batch.mask.double().mean()),
+            "feature_penalty": float(terms.batch.feature_penalty.detach()),
+        }
         if out.logits is not None:
             record["diversity"] = float(diversity_loss(out.logits.detach()))
         record.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
@@ -388,7 +429,9 @@ class Wav2Vec2(RawSpeechTask):
 class LogMelVQVAE(nn.Module):
     def __init__(self, estimator, mels, hidden, groups, codes, code_dim):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Conv1d(mels, hidden, 5, padding=2), nn.GELU(), nn.Conv1d(hidden, hidden, 3, padding=1), nn.GELU())
+        self.encoder = nn.Sequential(
+            nn.Conv1d(mels, hidden, 5, padding=2), nn.GELU(), nn.Conv1d(hidden, hidden, 3, padding=1), nn.GELU()
+        )
         self.bottleneck = DiscreteBottleneck(estimator, hidden, groups, codes, code_dim)
         self.decoder = nn.Sequential(nn.Linear(groups * code_dim, hidden), nn.GELU(), nn.Linear(hidden, mels))
 
@@ -414,11 +457,15 @@ class LogMelVQVAETask(TrainingTask):
         self.groups, self.codes = p["groups"], p["codes"]
         train, held = split_corpus(load_corpus(p["audio_dir"] or None, max_seconds=p["max_seconds"]))
         mel = dict(n_mels=p["mels"], f_max=p["fmax"])
-        train_frames, eval_frames = (torch.cat(log_mel_utterances([u.wave for u in part], **mel)) for part in (train, held))
+        train_frames, eval_frames = (
+            torch.cat(log_mel_utterances([u.wave for u in part], **mel)) for part in (train, held)
+        )
         for part, frames in (("training", train_frames), ("evaluation", eval_frames)):
             if len(frames) < p["frames"]:
-                raise GumbenchError(f"{self.name}: the {part} audio of audio_dir={p['audio_dir'] or '(vendored)'} gives "
-                                    f"{len(frames)} log-mel frames, fewer than frames={p['frames']}; give more audio or fewer frames")
+                raise GumbenchError(
+                    f"{self.name}: the {part} audio of audio_dir={p['audio_dir'] or '(vendored)'} gives "
+                    f"{len(frames)} log-mel frames, fewer than frames={p['frames']}; give more audio or fewer frames"
+                )
         self.mean, self.std = train_frames.mean(0), train_frames.std(0).clamp_min(1e-3)
         self.train_frames = (train_frames - self.mean) / self.std
         self.eval_frames = (eval_frames - self.mean) / self.std
@@ -431,7 +478,9 @@ class LogMelVQVAETask(TrainingTask):
         return torch.stack([frames[s : s + self.params["frames"]] for s in starts.tolist()])  # (B, T, mels)
 
     def batch(self, step, generator):
-        starts = torch.randint(0, len(self.train_frames) - self.params["frames"] + 1, (self.params["batch"],), generator=generator)
+        starts = torch.randint(
+            0, len(self.train_frames) - self.params["frames"] + 1, (self.params["batch"],), generator=generator
+        )
         return self.segments(self.train_frames, starts)
 
     def eval_batch(self):
@@ -474,7 +523,9 @@ class LogMelVQVAETask(TrainingTask):
         def exact_gradient():
             groups, codes = shape[-2:]
             if codes ** groups > 65_536:
-                raise GumbenchError(f"{self.name}: {codes}^{groups} code combinations per frame are too many to enumerate")
+                raise GumbenchError(
+                    f"{self.name}: {codes}^{groups} code combinations per frame are too many to enumerate"
+                )
             combos = torch.cartesian_prod(*[torch.arange(codes)] * groups).reshape(-1, groups)  # (C, G)
             with torch.no_grad():
                 quantized = model.bottleneck.lookup(F.one_hot(combos, codes).to(logits.dtype))  # (C, G * code_dim)
@@ -484,4 +535,6 @@ class LogMelVQVAETask(TrainingTask):
             expected = (log_p.exp() * losses.permute(1, 2, 0)).sum(-1).mean()
             return torch.autograd.grad(expected, leaf)[0].reshape(-1, codes)
 
-        return LogitsProblem(logits.reshape(-1, shape[-1]), loss_fn, name=f"{self.label} quantizer", exact_gradient=exact_gradient)
+        return LogitsProblem(
+            logits.reshape(-1, shape[-1]), loss_fn, name=f"{self.label} quantizer", exact_gradient=exact_gradient
+        )

@@ -26,7 +26,15 @@ import math
 import torch
 from torch import nn
 
-from gumbench.benchmarks.training.base import BATCH, CODES, WIDTH, DiscreteBottleneck, StepOutput, TrainingTask, register
+from gumbench.benchmarks.training.base import (
+    BATCH,
+    CODES,
+    WIDTH,
+    DiscreteBottleneck,
+    StepOutput,
+    TrainingTask,
+    register,
+)
 from gumbench.plugin import MAX_ELEMENTS, SEED, Range
 
 CODE_DIM = Range(1, 1024, meaning="dimension of one group's code vector")
@@ -41,7 +49,9 @@ def mlp(*sizes: int) -> nn.Sequential:
 
 def purity(codes: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of items whose code's majority label is their own label."""
-    codes, labels = codes.reshape(-1).long(), labels.reshape(-1).long()
+    # codes renumbered 0..(distinct codes - 1): a table row per code used, not per code index (4 groups of
+    # 1,000 implicit codes make joint indices up to 10^12)
+    codes, labels = torch.unique(codes.reshape(-1), return_inverse=True)[1], labels.reshape(-1).long()
     table = torch.zeros(int(codes.max()) + 1, int(labels.max()) + 1)
     table.index_put_((codes, labels), torch.ones(len(codes)), accumulate=True)
     return float(table.max(1).values.sum() / len(codes))
@@ -63,11 +73,13 @@ class _Autoencoder(nn.Module):
 
 class _AutoencoderTask(TrainingTask):
     """Encoder -> bottleneck -> decoder; subclasses give data and the reconstruction loss. ``code_dim`` is
-    the dimension of one group's code vector (implicit codebooks need it to match their code: 4 for
-    ``fsq[levels=8-5-5-5]``, log2 of the codes for ``lfq`` and ``bsq``)."""
+    the dimension of one group's code vector; a quantizer with an implicit code space (fsq, lfq, bsq) sets it
+    and the codes unless the spec does (:meth:`TrainingTask.sized_for`)."""
 
     def build(self, estimator):
-        return _Autoencoder(estimator, self.in_dim, self.params["hidden"], self.groups, self.codes, self.params["code_dim"], self.in_dim)
+        return _Autoencoder(
+            estimator, self.in_dim, self.params["hidden"], self.groups, self.codes, self.params["code_dim"], self.in_dim
+        )
 
     def features(self, model, batch):
         return model.encoder(batch[0])
@@ -77,7 +89,9 @@ class _AutoencoderTask(TrainingTask):
 
     def loss(self, model, batch, generator):
         x = batch[0]
-        out = model.bottleneck(self.features(model, batch), lambda q: self.reconstruction_loss(model.decoder(q), x), generator)
+        out = model.bottleneck(
+            self.features(model, batch), lambda q: self.reconstruction_loss(model.decoder(q), x), generator
+        )
         total = out.surrogate.mean()
         terms = {"reconstruction": float(out.loss.detach().mean())}
         terms.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
@@ -88,7 +102,9 @@ class _AutoencoderTask(TrainingTask):
         recon = self.reconstruction_loss(model.decoder(model.bottleneck.decode(indices).to(x.dtype)), x)
         metrics = {"reconstruction": float(recon.mean())}
         if labels is not None:
-            joint = indices[..., 0] if self.groups == 1 else (indices * (self.codes ** torch.arange(self.groups))).sum(-1)
+            joint = (
+                indices[..., 0] if self.groups == 1 else (indices * (self.codes ** torch.arange(self.groups))).sum(-1)
+            )
             metrics.update(purity=purity(joint, labels), nmi=nmi(joint, labels))
         return metrics
 
@@ -104,6 +120,7 @@ class DigitsVAE(_AutoencoderTask):
               ("latents", "categories"): 1_048_576, ("latents", "categories", "code_dim"): MAX_ELEMENTS,
               ("hidden", "latents", "code_dim"): MAX_ELEMENTS}
     default_steps = 300
+    codes_key = "categories"  # the codes of each of the latents (groups)
 
     def validate(self):
         from sklearn.datasets import load_digits
@@ -124,7 +141,9 @@ class DigitsVAE(_AutoencoderTask):
 
     def reconstruction_loss(self, output, target):
         # -log p(x|z) for Bernoulli pixels with logits ``output``
-        return nn.functional.binary_cross_entropy_with_logits(output, target.expand_as(output), reduction="none").sum(-1)
+        return nn.functional.binary_cross_entropy_with_logits(output, target.expand_as(output), reduction="none").sum(
+            -1
+        )
 
     def kl(self, out) -> torch.Tensor:
         """KL(q(z|x) || uniform) per row; the constant sum_l log C for a VQ (point-mass) posterior."""
@@ -147,7 +166,16 @@ class GaussianMixtureVQ(_AutoencoderTask):
     name = "gmm-vq"
     description = "Autoencoder on a Gaussian mixture with a known number of clusters: utilization, purity and NMI against the truth."
     default_steps = 300
-    defaults = {"clusters": 8, "dim": 16, "codes": 32, "noise": 0.1, "hidden": 64, "batch": 256, "seed": 0, "code_dim": 8}
+    defaults = {
+        "clusters": 8,
+        "dim": 16,
+        "codes": 32,
+        "noise": 0.1,
+        "hidden": 64,
+        "batch": 256,
+        "seed": 0,
+        "code_dim": 8,
+    }
     ranges = {"clusters": CODES, "dim": WIDTH, "codes": CODES, "hidden": WIDTH, "batch": BATCH, "code_dim": CODE_DIM,
               "noise": Range(0, 1000, low_open=True, meaning="spread around centres of spread 1"), "seed": SEED}
     limits = {("batch", "codes"): MAX_ELEMENTS, ("hidden", "codes"): MAX_ELEMENTS, ("clusters", "dim"): MAX_ELEMENTS,
@@ -185,7 +213,16 @@ class Tones(_AutoencoderTask):
     name = "tones"
     description = "Waveform of symbols from a fixed set of pure tones: do the codes discover the tones (purity, NMI)?"
     default_steps = 300
-    defaults = {"symbols": 8, "codes": 16, "snr": 10.0, "frames": 4000, "hidden": 64, "batch": 128, "seed": 0, "code_dim": 8}
+    defaults = {
+        "symbols": 8,
+        "codes": 16,
+        "snr": 10.0,
+        "frames": 4000,
+        "hidden": 64,
+        "batch": 128,
+        "seed": 0,
+        "code_dim": 8,
+    }
     # snr=inf: no noise. frames: 200,000 of 20 ms are 67 minutes (256 MiB of float32 samples); the 80/20
     # train/evaluation split needs 8 and 2 at least.
     ranges = {"symbols": Range(1, 4096), "codes": CODES, "snr": Range(-100, math.inf, meaning="dB"),

@@ -106,8 +106,11 @@ class CausalContext(nn.Module):
     def __init__(self, channels: int, layers: int, residual_scale: float = 0.5):
         super().__init__()
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.ReplicationPad1d((k - 1, 0)), nn.Conv1d(channels, channels, k), nn.GroupNorm(1, channels), nn.GELU())
-            for k in range(2, layers + 2))
+            nn.Sequential(
+                nn.ReplicationPad1d((k - 1, 0)), nn.Conv1d(channels, channels, k), nn.GroupNorm(1, channels), nn.GELU()
+            )
+            for k in range(2, layers + 2)
+        )
         self.scale = math.sqrt(residual_scale)
 
     def forward(self, x):
@@ -124,12 +127,18 @@ class VqWav2VecModel(nn.Module):
         self.feature_encoder = WavEncoder(channels)
         # the Gumbel quantizer's logits come from an MLP of quantizer_depth layers (fairseq's weight_proj_depth:
         # Linear + GELU blocks of width 2C, then the layer that makes the logits); the k-means one projects linearly
-        widths = [channels] if isinstance(estimator, VQEstimator) else [channels] + [2 * channels] * (quantizer_depth - 1)
-        self.quantizer_hidden = nn.Sequential(*(layer for a, b in zip(widths, widths[1:]) for layer in (nn.Linear(a, b), nn.GELU())))
+        widths = (
+            [channels] if isinstance(estimator, VQEstimator) else [channels] + [2 * channels] * (quantizer_depth - 1)
+        )
+        self.quantizer_hidden = nn.Sequential(
+            *(layer for a, b in zip(widths, widths[1:]) for layer in (nn.Linear(a, b), nn.GELU()))
+        )
         self.bottleneck = DiscreteBottleneck(estimator, widths[-1], groups, codes, channels // groups)
         # k-means: DiscreteBottleneck's codebook N(0, 1/d) stays (fairseq's 0.01 N(0, 1) sits behind a GroupNorm'd
         # projection; with this linear one its codes collapsed in our runs)
-        if not self.bottleneck.is_vq:  # fairseq's GumbelVectorQuantizer: vars ~ U(0, 1); weight_proj N(0, 1), bias 0 only at depth 1
+        if (
+            not self.bottleneck.is_vq
+        ):  # fairseq's GumbelVectorQuantizer: vars ~ U(0, 1); weight_proj N(0, 1), bias 0 only at depth 1
             nn.init.uniform_(self.bottleneck.codebook, 0.0, 1.0)
             if quantizer_depth == 1:
                 nn.init.normal_(self.bottleneck.project.weight, 0.0, 1.0)
@@ -157,7 +166,9 @@ class VqWav2VecBatch:
 class VqWav2VecTerms:
     total: torch.Tensor
     contrastive: torch.Tensor  # mean over (i, k) pairs of the future-prediction loss
-    quantizer: torch.Tensor  # the estimator's own losses, weighted (codebook + 0.25 commitment for vq-commitment; 0 for st-gumbel)
+    quantizer: (
+        torch.Tensor
+    )  # the estimator's own losses, weighted (codebook + 0.25 commitment for vq-commitment; 0 for st-gumbel)
     accuracy: float
     identical: float  # share of distractors equal to their positive (wav2vec's loss keeps them)
     bottleneck: BottleneckOutput
@@ -167,18 +178,28 @@ class VqWav2VecTerms:
 @register
 class VqWav2Vec(RawSpeechTask):
     name = "vq-wav2vec"
-    description = ("vq-wav2vec on real speech: wav2vec's conv encoder, G x V quantizer (st-gumbel: Gumbel; vq-commitment: "
-                   "k-means), causal conv context network on the quantized frames, contrastive prediction k = 1..K steps ahead.")
+    description = (
+        "vq-wav2vec on real speech: wav2vec's conv encoder, G x V quantizer (st-gumbel: Gumbel; vq-commitment: "
+        "k-means), causal conv context network on the quantized frames, contrastive prediction k = 1..K steps ahead."
+    )
     defaults = {
         "audio_dir": "", "groups": 2, "codes": 320, "batch": 8, "crop": 1.0, "channels": 64, "context_layers": 6,
         "steps_ahead": 12, "negatives": 10, "quantizer_depth": 1, "tau_max": 2.0, "tau_min": 0.5, "tau_decay": 0.999995,
         "max_seconds": DEFAULT_MAX_SECONDS,
     }
     ranges = {
-        "groups": Range(1, 64), "codes": Range(1, 65_536), "batch": Range(1, 256),
-        "crop": Range(0, 30, low_open=True, meaning="seconds"), "channels": Range(2, 1024), "context_layers": Range(1, 24),
-        "steps_ahead": Range(1, 64), "negatives": Range(1, 256), "quantizer_depth": Range(1, 4),
-        "tau_decay": HALF_OPEN_UNIT, **dict.fromkeys(("tau_max", "tau_min"), POSITIVE), "max_seconds": MAX_SECONDS,
+        "groups": Range(1, 64),
+        "codes": Range(1, 65_536),
+        "batch": Range(1, 256),
+        "crop": Range(0, 30, low_open=True, meaning="seconds"),
+        "channels": Range(2, 1024),
+        "context_layers": Range(1, 24),
+        "steps_ahead": Range(1, 64),
+        "negatives": Range(1, 256),
+        "quantizer_depth": Range(1, 4),
+        "tau_decay": HALF_OPEN_UNIT,
+        **dict.fromkeys(("tau_max", "tau_min"), POSITIVE),
+        "max_seconds": MAX_SECONDS,
     }
     # Per step (a crop second is 3,199 first-layer and 98 encoder frames), each about MAX_ELEMENTS at most:
     limits = {
@@ -191,6 +212,7 @@ class VqWav2Vec(RawSpeechTask):
     }
     default_steps = 300
     default_lr = 1e-3
+    code_dim_key, code_dim_per_group = "channels", False  # the quantized frames are channels = groups x code dimension
 
     def validate(self):
         p = self.params
@@ -199,13 +221,23 @@ class VqWav2Vec(RawSpeechTask):
         self.crop_samples = int(round(p["crop"] * SAMPLE_RATE))
         self.frames = encoder_frames(self.crop_samples)
         if self.frames < p["steps_ahead"] + 2:
-            raise GumbenchError(f"{self.name}: a {p['crop']:g} s crop gives {self.frames} frames; predicting "
-                                f"steps_ahead={p['steps_ahead']} needs at least {p['steps_ahead'] + 2}: use a longer crop or fewer steps")
+            raise GumbenchError(
+                f"{self.name}: a {p['crop']:g} s crop gives {self.frames} frames; predicting "
+                f"steps_ahead={p['steps_ahead']} needs at least {p['steps_ahead'] + 2}: use a longer crop or fewer steps"
+            )
         self.load_audio()
 
     def build(self, estimator):
         p = self.params
-        return VqWav2VecModel(estimator, p["channels"], p["groups"], p["codes"], p["context_layers"], p["steps_ahead"], p["quantizer_depth"])
+        return VqWav2VecModel(
+            estimator,
+            p["channels"],
+            p["groups"],
+            p["codes"],
+            p["context_layers"],
+            p["steps_ahead"],
+            p["quantizer_depth"],
+        )
 
     def features(self, model, batch):
         """The quantizer's input for every frame, (B, T, C or 2C): z, through the logits MLP's hidden layers."""
@@ -237,7 +269,9 @@ class VqWav2Vec(RawSpeechTask):
         pairs = 0
         for k in range(1, steps + 1):
             pred = h[..., : frames - k, k - 1, :]  # h_k(c_i) for i + k < T
-            scores = torch.einsum("...tc,...tnc->...tn", pred, candidates[..., k:, :, :])  # one product for all, so ties are exact
+            scores = torch.einsum(
+                "...tc,...tnc->...tn", pred, candidates[..., k:, :, :]
+            )  # one product for all, so ties are exact
             positive, negative = scores[..., 0], scores[..., 1:]
             term = F.softplus(-positive) + F.softplus(negative).sum(-1)  # -log sigma(pos) - sum log sigma(-neg)
             total = total + F.pad(term, (0, k))
@@ -266,12 +300,18 @@ class VqWav2Vec(RawSpeechTask):
         contrastive = out.loss.mean()
         quantizer = sum((v.mean() for v in out.aux.values()), contrastive.new_zeros(()))
         # the total is the estimator's surrogate: contrastive + quantizer for st-gumbel and vq-commitment
-        return VqWav2VecTerms(out.surrogate.mean(), contrastive, quantizer, kept["accuracy"], kept["identical"], out, batch)
+        return VqWav2VecTerms(
+            out.surrogate.mean(), contrastive, quantizer, kept["accuracy"], kept["identical"], out, batch
+        )
 
     def loss(self, model, batch, generator):
         terms = self.quantize(model, self.prepare(model, batch, generator), generator)
         out = terms.bottleneck
-        record = {"contrastive": float(terms.contrastive.detach()), "accuracy": terms.accuracy, "identical_distractors": terms.identical}
+        record = {
+            "contrastive": float(terms.contrastive.detach()),
+            "accuracy": terms.accuracy,
+            "identical_distractors": terms.identical,
+        }
         record.update({k: float(v.detach().mean()) for k, v in out.aux.items()})
         return StepOutput(terms.total, record, out)
 

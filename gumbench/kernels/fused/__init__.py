@@ -31,7 +31,14 @@ from gumbench.kernels.fused.gumbel_softmax_op import (  # noqa: E402
 )
 from gumbench.kernels.fused.primitives import INTERPRETED  # noqa: E402
 
-__all__ = ["GumbelRaoFunction", "GumbelSoftmaxFunction", "INTERPRETED", "interpreting", "launch_forward", "launch_uniforms"]
+__all__ = [
+    "GumbelRaoFunction",
+    "GumbelSoftmaxFunction",
+    "INTERPRETED",
+    "interpreting",
+    "launch_forward",
+    "launch_uniforms",
+]
 
 
 def interpreting() -> bool:

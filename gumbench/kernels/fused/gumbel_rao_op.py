@@ -112,7 +112,21 @@ def gumbel_rao_bwd_kernel(
         stream = m + 1
         ek, log2_ek = _winner_exponential(seed_lo, seed_hi, rows, k, stream, FAST_MATH)
         ea = _draw_weights(
-            log2_pi_a, pi_a, cols_a, k, log2_ek, ek, seed_lo, seed_hi, rows, 0, stream, inv_tau, ROWS, BLOCK_A, FAST_MATH
+            log2_pi_a,
+            pi_a,
+            cols_a,
+            k,
+            log2_ek,
+            ek,
+            seed_lo,
+            seed_hi,
+            rows,
+            0,
+            stream,
+            inv_tau,
+            ROWS,
+            BLOCK_A,
+            FAST_MATH,
         )
         eb = _draw_weights(
             log2_pi_b, pi_b, cols_b, k, log2_ek, ek, seed_lo, seed_hi, rows, BLOCK_A, stream, inv_tau, ROWS, BLOCK_B,

@@ -88,13 +88,20 @@ def test_an_estimator_a_problem_refuses_is_refused_in_one_line_before_any_draw()
 def test_optimize_refuses_a_problem_without_logits_in_one_line():
     from gumbench.benchmarks.optimize import optimize
 
-    with pytest.raises(GumbenchError, match="has no logits to optimize; problems with logits: bernoulli, categorical, polynomial"):
+    with pytest.raises(
+        GumbenchError, match="has no logits to optimize; problems with logits: bernoulli, categorical, polynomial"
+    ):
         optimize("vq-distance", "st-gumbel", steps=2)
 
 
 def test_no_module_outside_the_problems_package_asks_which_kind_of_problem_it_holds():
     root = pathlib.Path(__file__).resolve().parents[3] / "gumbench"
     kinds = r"(QuantizerProblem|ToyTask|LogitsProblem|LogitsGradient|DistanceVQ|SmoothedQuantizer|ElboImageProblem)"
-    offenders = [f"{path.relative_to(root)}: {line.strip()}" for path in root.rglob("*.py") if "problems" not in path.parts
-                 for line in path.read_text().splitlines() if re.search(rf"isinstance\([^)]*{kinds}", line)]
+    offenders = [
+        f"{path.relative_to(root)}: {line.strip()}"
+        for path in root.rglob("*.py")
+        if "problems" not in path.parts
+        for line in path.read_text().splitlines()
+        if re.search(rf"isinstance\([^)]*{kinds}", line)
+    ]
     assert offenders == []

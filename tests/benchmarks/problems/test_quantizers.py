@@ -70,7 +70,9 @@ def test_as_T_goes_to_zero_J_is_the_hard_quantizers_loss(stages, quantizer):
     assert problem.expectation(problem.z64, problem.codebook64).item() == pytest.approx(hard, rel=1e-9)
     # the gradient in z vanishes (the nearest code does not move with z); in E it is dL/de at the chosen codes
     assert float(problem.with_params(wrt="z").reference()[0].norm()) < 1e-12 * hard
-    codes = make_estimator(quantizer).quantize(problem.z64.unsqueeze(0), problem.codebook64)[0][0] if stages == 1 else None
+    codes = (
+        make_estimator(quantizer).quantize(problem.z64.unsqueeze(0), problem.codebook64)[0][0] if stages == 1 else None
+    )
     if codes is not None:
         decoded = problem.codebook64[torch.arange(2), codes].clone().requires_grad_(True)
         (dl,) = torch.autograd.grad(problem.decoded_loss(decoded), decoded)
@@ -107,7 +109,9 @@ def test_straight_through_is_the_gradient_at_the_unquantized_vector_when_the_los
     curved = make_task("vq-distance")
     z = curved.z.clone().requires_grad_(True)
     (at_z,) = torch.autograd.grad(curved.decoded_loss(z), z)
-    assert not torch.allclose(curved.draw(make_estimator("vq-commitment"), 1, None)[0], at_z.double().flatten(), rtol=1e-3)
+    assert not torch.allclose(
+        curved.draw(make_estimator("vq-commitment"), 1, None)[0], at_z.double().flatten(), rtol=1e-3
+    )
 
 
 @pytest.mark.parametrize("name", ["vq-commitment[rotation=true]", "ibq", "simvq"])
@@ -161,10 +165,18 @@ def exact_smoothed_fsq(problem):
     return grad
 
 
-@pytest.mark.parametrize("spec, exact", [("quantizer-smoothed[quantizer=lfq,sigma=0.3,reference_samples=262144]", exact_smoothed_lfq),
-                                         ("quantizer-smoothed[quantizer=lfq,sigma=1,reference_samples=262144,loss=cross-entropy]", exact_smoothed_lfq),
-                                         ("quantizer-smoothed[quantizer=fsq,groups=1,sigma=0.2,reference_samples=262144]", exact_smoothed_fsq),
-                                         ("quantizer-smoothed[quantizer=fsq,groups=1,levels=3-4-5-6,sigma=0.5,reference_samples=262144]", exact_smoothed_fsq)])
+@pytest.mark.parametrize(
+    "spec, exact",
+    [
+        ("quantizer-smoothed[quantizer=lfq,sigma=0.3,reference_samples=262144]", exact_smoothed_lfq),
+        ("quantizer-smoothed[quantizer=lfq,sigma=1,reference_samples=262144,loss=cross-entropy]", exact_smoothed_lfq),
+        ("quantizer-smoothed[quantizer=fsq,groups=1,sigma=0.2,reference_samples=262144]", exact_smoothed_fsq),
+        (
+            "quantizer-smoothed[quantizer=fsq,groups=1,levels=3-4-5-6,sigma=0.5,reference_samples=262144]",
+            exact_smoothed_fsq,
+        ),
+    ],
+)
 def test_the_monte_carlo_reference_agrees_with_the_exact_smoothed_gradient_within_its_error(spec, exact):
     problem = make_task(spec)
     reference, _, error = problem.reference()
@@ -193,7 +205,15 @@ def test_incompatible_estimators_are_refused_with_the_reason():
 def test_default_estimators_run_and_deterministic_ones_have_no_variance():
     problem = make_task("vq-distance[T=0.1,stages=1]")
     names = problem.default_estimators()
-    assert {"vq-commitment", "vq-commitment[rotation=true]", "nsvq", "ibq", "simvq", "st-gumbel", "reinforce[baseline=loo]"} <= set(names)
+    assert {
+        "vq-commitment",
+        "vq-commitment[rotation=true]",
+        "nsvq",
+        "ibq",
+        "simvq",
+        "st-gumbel",
+        "reinforce[baseline=loo]",
+    } <= set(names)
     assert "disarm" not in names  # it needs two categories
     for name in ("vq-commitment", "ibq"):
         stats = problem_statistics(name, problem, samples=200)
@@ -201,7 +221,9 @@ def test_default_estimators_run_and_deterministic_ones_have_no_variance():
     # straight-through VQ passes no downstream gradient to the codes: a zero estimate, relative bias exactly 1
     stats = problem_statistics("vq-commitment", problem.with_params(wrt="codebook"), samples=200)
     assert stats.relative_bias.value == 1.0 and float(stats.mean_gradient.abs().max()) == 0.0
-    assert stats.total_variance.value == 0.0 and stats.cosine is None and stats.snr is None  # a zero mean has no direction
+    assert (
+        stats.total_variance.value == 0.0 and stats.cosine is None and stats.snr is None
+    )  # a zero mean has no direction
     assert stats.mse.value == pytest.approx(stats.exact_norm**2, rel=1e-12)
 
 
@@ -211,8 +233,16 @@ def test_a_reference_gradient_at_rounding_level_is_refused():
     problem_statistics("straight-through", "vq-distance[T=0.01,wrt=codebook]", samples=100)  # the codebook's is not
 
 
-@pytest.mark.parametrize("spec", ["vq-commitment[ema=true]", "vq-commitment[init=kmeans]", "vq-commitment[restart=true]",
-                                  "vq-commitment[cosine=true]", "residual-vq[stages=2,quantizer=vq-commitment[ema=true]]"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "vq-commitment[ema=true]",
+        "vq-commitment[init=kmeans]",
+        "vq-commitment[restart=true]",
+        "vq-commitment[cosine=true]",
+        "residual-vq[stages=2,quantizer=vq-commitment[ema=true]]",
+    ],
+)
 def test_codebook_care_that_rewrites_or_renormalizes_the_codebook_is_refused(spec):
     problem = "vq-distance[stages=2]" if spec.startswith("residual") else "vq-distance"
     with pytest.raises(GumbenchError, match="codebook|angle"):

@@ -90,15 +90,24 @@ def test_the_largest_allowed_toys_build():
     assert make_task("polynomial[L=524288]").shape == (524288, 2)
 
 
-@pytest.mark.parametrize("loss, message", [
-    (lambda y: 0.5, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got float"),
-    (lambda y: None, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got NoneType"),
-    (lambda y: y.sum(), "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got ()"),
-    (lambda y: torch.where(y[..., 2, 1] > 0.5, math.nan, y[..., 0, 0]),
-     "loss_fn returned nan for configuration (0, 0, 1) (the category of each group); it must be finite for every configuration"),
-    (lambda y: -torch.log(y[..., 1, 0]),
-     "loss_fn returned inf for configuration (0, 1, 0) (the category of each group); it must be finite for every configuration"),
-])
+@pytest.mark.parametrize(
+    "loss, message",
+    [
+        (lambda y: 0.5, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got float"),
+        (lambda y: None, "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got NoneType"),
+        (lambda y: y.sum(), "loss_fn must map (N, G, V) one-hots to a tensor of shape (N,), got ()"),
+        (
+            lambda y: torch.where(y[..., 2, 1] > 0.5, math.nan, y[..., 0, 0]),
+            "loss_fn returned nan for configuration (0, 0, 1) (the category of each group); "
+            "it must be finite for every configuration",
+        ),
+        (
+            lambda y: -torch.log(y[..., 1, 0]),
+            "loss_fn returned inf for configuration (0, 1, 0) (the category of each group); "
+            "it must be finite for every configuration",
+        ),
+    ],
+)
 def test_enumeration_names_a_loss_that_is_not_one_finite_value_per_configuration(loss, message):
     with pytest.raises(GumbenchError) as caught:
         exact_gradient(torch.zeros(3, 2), loss)

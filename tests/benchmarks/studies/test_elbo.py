@@ -20,13 +20,20 @@ def test_digits_elbo_gradient_study_reports_unbiased_reinforce():
 
 
 def test_format_elbo_study_averages_over_images_per_estimator_and_checkpoint():
-    rows = [("reinforce[baseline=loo]", 0, 0, 0.010, 2.000, 0.900), ("reinforce[baseline=loo]", 0, 1, 0.030, 4.000, 0.700),
-            ("reinforce[baseline=loo]", 5, 0, 0.000, 1.000, 0.950), ("reinforce[baseline=loo]", 5, 1, 0.002, 3.000, 0.850),
-            ("st-gumbel[tau=1]", 0, 0, 0.4004, 0.500, 0.600), ("st-gumbel[tau=1]", 0, 1, 0.2002, 0.300, 0.800)]
+    rows = [
+        ("reinforce[baseline=loo]", 0, 0, 0.010, 2.000, 0.900),
+        ("reinforce[baseline=loo]", 0, 1, 0.030, 4.000, 0.700),
+        ("reinforce[baseline=loo]", 5, 0, 0.000, 1.000, 0.950),
+        ("reinforce[baseline=loo]", 5, 1, 0.002, 3.000, 0.850),
+        ("st-gumbel[tau=1]", 0, 0, 0.4004, 0.500, 0.600),
+        ("st-gumbel[tau=1]", 0, 1, 0.2002, 0.300, 0.800),
+    ]
     frame = pd.DataFrame(rows, columns=["label", "step", "image", "relative_bias", "relative_std", "cosine"])
     frame["task"], frame["samples"] = "digits-vae", 2000
     lines = format_elbo_study(frame, width=200).splitlines()
-    assert lines[0] == "Mean over 2 evaluation images; 2,000 estimates each; exact gradient by enumeration (digits-vae)."
+    assert (
+        lines[0] == "Mean over 2 evaluation images; 2,000 estimates each; exact gradient by enumeration (digits-vae)."
+    )
     # one row per (label, step), means to 3 decimals
     cells = [[cell.strip() for cell in line.strip("│┃").split(line[0])] for line in lines if line[0] in "│┃"]
     assert cells == [["estimator", "step", "relative_bias", "relative_std", "cosine"],
@@ -34,7 +41,11 @@ def test_format_elbo_study_averages_over_images_per_estimator_and_checkpoint():
                      ["reinforce[baseline=loo]", "5", "0.001", "2.000", "0.900"],
                      ["st-gumbel[tau=1]", "0", "0.300", "0.400", "0.700"]]
     narrow = format_elbo_study(frame, width=40).splitlines()  # too narrow for the table: one block per row
-    assert max(map(len, narrow)) <= 40 and narrow.count("reinforce[baseline=loo]") == 2 and "  relative_std   3.000" in narrow
+    assert (
+        max(map(len, narrow)) <= 40
+        and narrow.count("reinforce[baseline=loo]") == 2
+        and "  relative_std   3.000" in narrow
+    )
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -113,11 +113,11 @@ def test_text_answers_first_then_proofs_and_json_carries_the_answers(report):
 
 
 def test_an_answer_without_its_measurement_is_flagged(report):
-    from gumbench.benchmarks.studies.explain import _answers
+    from gumbench.benchmarks.studies.explain_answers import answers as answer
 
     fake = json.loads(json.dumps(report["variants"]["vq-wav2vec"]))
     fake["temperature"]["contrastive_abs_difference"] = 1e-3  # as if the contrastive value depended on tau
-    answers = _answers(fake)
+    answers = answer(fake)
     assert not answers["contrastive"]["holds"] and not answers["where"]["holds"]
     text = format_explanation({**report, "variants": {"vq-wav2vec": {**fake, "answers": answers}}})
     assert "NOT SUPPORTED" in text

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from gumbench.benchmarks import training
-from gumbench.benchmarks.studies.speech_quantizers import format_study, measure, quantizer_gradient_study, reference_gradient
+from gumbench.benchmarks.studies.speech_quantizers import (
+    format_study,
+    measure,
+    quantizer_gradient_study,
+    reference_gradient,
+)
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from tests.benchmarks.speech import _logmel_model, gen, task_of
@@ -23,8 +28,9 @@ def test_sampled_reference_error_bar_is_honest():
 
 
 def test_logmel_study_finds_reinforce_unbiased_and_gumbel_biased():
-    frame = quantizer_gradient_study("logmel-vqvae", ["st-gumbel", "reinforce[baseline=loo]"], checkpoints=(0, 2), crops=1,
-                                     samples=500)
+    frame = quantizer_gradient_study(
+        "logmel-vqvae", ["st-gumbel", "reinforce[baseline=loo]"], checkpoints=(0, 2), crops=1, samples=500
+    )
     assert sorted(frame["step"].unique()) == [0, 2]
     ref = frame[frame.role == "reference"]
     assert (ref["reference_error"] == 0).all() and (ref["rows"] == 32).all()
@@ -32,7 +38,10 @@ def test_logmel_study_finds_reinforce_unbiased_and_gumbel_biased():
     for step in (0, 2):
         assert est.loc[(step, "reinforce[baseline=loo]"), "relative_bias_low"] == 0  # unbiased: CI reaches 0
         assert est.loc[(step, "st-gumbel"), "relative_bias_low"] > 0.05  # biased
-        assert est.loc[(step, "reinforce[baseline=loo]"), "total_variance"] > 10 * est.loc[(step, "st-gumbel"), "total_variance"]
+        assert (
+            est.loc[(step, "reinforce[baseline=loo]"), "total_variance"]
+            > 10 * est.loc[(step, "st-gumbel"), "total_variance"]
+        )
     assert "exact" in format_study(frame)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import gumbench
-from tests.conftest import require_program
+from tests.conftest import require_package, require_program
 
 SOURCE = str(Path(gumbench.__file__).resolve().parents[1])  # jobs and workers import the code under test
 
@@ -92,7 +92,9 @@ def job_steps(conf: Path) -> list[int]:
     pids = []
     for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError):
-            if (proc / "comm").read_text().strip() == "slurmstepd" and mark in (proc / "environ").read_bytes().split(b"\0"):
+            if (proc / "comm").read_text().strip() == "slurmstepd" and mark in (proc / "environ").read_bytes().split(
+                b"\0"
+            ):
                 pids.append(int(proc.name))
     return pids
 
@@ -103,14 +105,27 @@ def slurm_cluster(folder: Path, partition: str = "gumbench"):
     client commands (sbatch, sinfo) at it and PYTHONPATH makes jobs import this checkout's gumbench.
     No munge (auth/none), no cgroups (processes tracked through /proc), no accounting database.
     On exit its jobs are cancelled and waited for, then the daemons stop."""
-    packages = {"slurmctld": "slurmctld", "slurmd": "slurmd", **dict.fromkeys(["sinfo", "sbatch", "srun", "squeue", "scancel"], "slurm-client")}
+    packages = {
+        "slurmctld": "slurmctld",
+        "slurmd": "slurmd",
+        **dict.fromkeys(["sinfo", "sbatch", "srun", "squeue", "scancel"], "slurm-client"),
+    }
     path = {name: require_program(name, package) for name, package in packages.items()}
+    require_package("submitit")  # the slurm backend submits through it
     for sub in ("state", "spool"):
         (folder / sub).mkdir()
     conf = folder / "slurm.conf"
-    conf.write_text(SLURM_CONF.format(host=socket.gethostname().split(".")[0], ctld_port=free_port(), d_port=free_port(),
-                                      user=pwd.getpwuid(os.getuid()).pw_name, folder=folder, cpus=os.cpu_count() or 1,
-                                      partition=partition))
+    conf.write_text(
+        SLURM_CONF.format(
+            host=socket.gethostname().split(".")[0],
+            ctld_port=free_port(),
+            d_port=free_port(),
+            user=pwd.getpwuid(os.getuid()).pw_name,
+            folder=folder,
+            cpus=os.cpu_count() or 1,
+            partition=partition,
+        )
+    )
 
     def output(*command):
         return subprocess.run([path[command[0]], *command[1:]], capture_output=True, text=True).stdout.split()
@@ -120,12 +135,21 @@ def slurm_cluster(folder: Path, partition: str = "gumbench"):
         patch.setenv("PYTHONPATH", python_path())
         try:
             with daemons([(name, [path[name], "-D", "-f", str(conf)]) for name in ("slurmctld", "slurmd")], folder):
-                wait_for(lambda: output("sinfo", "-h", "-N", "-o", "%t") == ["idle"], "SLURM node (sinfo shows it idle)", folder)
+                wait_for(
+                    lambda: output("sinfo", "-h", "-N", "-o", "%t") == ["idle"],
+                    "SLURM node (sinfo shows it idle)",
+                    folder,
+                )
                 try:
                     yield partition
                 finally:
                     output("scancel", "--partition", partition)
-                    wait_for(lambda: not output("squeue", "-h") and not job_steps(conf), "SLURM jobs to end", folder, timeout=30)
+                    wait_for(
+                        lambda: not output("squeue", "-h") and not job_steps(conf),
+                        "SLURM jobs to end",
+                        folder,
+                        timeout=30,
+                    )
         finally:
             for pid in job_steps(conf):  # steps left behind by jobs that did not end: they would retry forever
                 os.kill(pid, signal.SIGKILL)
@@ -134,11 +158,16 @@ def slurm_cluster(folder: Path, partition: str = "gumbench"):
 @contextlib.contextmanager
 def dask_cluster(folder: Path, workers: int = 2):
     """`dask scheduler` and ``workers`` separate `dask worker` processes of one thread; yields the scheduler address."""
-    from distributed import Client
+    Client = require_package("dask.distributed").Client
 
     dask = str(Path(sys.executable).with_name("dask"))  # the CLI of the dask distributed package, beside this Python
     file = str(folder / "scheduler.json")
-    commands = [("scheduler", [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", file])]
+    commands = [
+        (
+            "scheduler",
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", file],
+        )
+    ]
     commands += [(f"worker-{i}", [dask, "worker", "--scheduler-file", file, "--nthreads", "1", "--no-dashboard",
                                   "--local-directory", str(folder / f"worker-{i}")]) for i in range(workers)]
     with daemons(commands, folder, env={**os.environ, "PYTHONPATH": python_path()}):

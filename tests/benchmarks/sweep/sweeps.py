@@ -7,8 +7,15 @@ TIMING = ["step_seconds", "peak_memory_mb"]
 
 
 def small_config(name="t", samples=400, estimators=("st-gumbel[tau=[0.5,1]]", "reinforce[baseline=loo]")):
-    return {"name": name, "repetitions": 2,
-            "gradstats": {"tasks": ["bernoulli", "categorical[groups=2,categories=3]"], "estimators": list(estimators), "samples": samples}}
+    return {
+        "name": name,
+        "repetitions": 2,
+        "gradstats": {
+            "tasks": ["bernoulli", "categorical[groups=2,categories=3]"],
+            "estimators": list(estimators),
+            "samples": samples,
+        },
+    }
 
 
 def comparable(frame):
@@ -18,7 +25,8 @@ def comparable(frame):
 
 
 def assert_training_key_refused(tmp_path, text: str, message: str) -> None:
-    """A [training] section with ``text`` (e.g. 'lr = 0') fails with exactly ``message``, one line, and writes nothing."""
+    """A [training] section with ``text`` (e.g. 'lr = 0') fails with exactly ``message``, one line, and writes
+    nothing."""
     from gumbench.benchmarks.sweep import load_config, run_sweep
     from gumbench.errors import GumbenchError
 

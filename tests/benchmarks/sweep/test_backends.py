@@ -11,6 +11,7 @@ from gumbench.benchmarks.sweep.backends import execute
 from gumbench.errors import GumbenchError
 from tests.benchmarks.sweep.clusters import dask_cluster, slurm_cluster
 from tests.benchmarks.sweep.sweeps import comparable, small_config
+from tests.conftest import require_package
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def assert_rows_equal_local(config, out, **backend):
 
 
 def test_dask_two_worker_local_cluster_equals_local(tmp_path):
+    require_package("dask.distributed")
     config = small_config()
     config["training"] = {"tasks": ["gmm-vq"], "estimators": ["st-gumbel"], "steps": 5}
     assert_rows_equal_local(config, tmp_path, backend="dask", jobs=2)
@@ -53,6 +55,7 @@ def test_slurm_job_array_on_a_one_node_cluster_equals_local(tmp_path, slurm_part
 def test_slurm_needs_sbatch_and_a_partition(tmp_path, monkeypatch):
     with pytest.raises(GumbenchError, match="^--backend slurm needs --partition NAME$"):
         run_sweep(small_config(), out=tmp_path, backend="slurm", progress=False)
+    require_package("submitit")  # imported before sbatch is looked for
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch: refused, not run locally by submitit's fallback
     with pytest.raises(GumbenchError, match="^--backend slurm needs SLURM's sbatch and srun on PATH"):
         run_sweep(small_config(), out=tmp_path, backend="slurm", slurm_partition="any", progress=False)
@@ -88,5 +91,7 @@ def test_execute_rejects_an_unknown_backend_and_no_jobs():
 
 
 def test_slurm_refusal_is_one_line(tmp_path, slurm_partition):
-    with pytest.raises(GumbenchError, match="^sbatch: error: Batch job submission failed: Invalid partition name specified$"):
+    with pytest.raises(
+        GumbenchError, match="^sbatch: error: Batch job submission failed: Invalid partition name specified$"
+    ):
         run_sweep(small_config(), out=tmp_path, backend="slurm", slurm_partition="no-such-partition", progress=False)

@@ -1,4 +1,5 @@
-"""Sweep configs: seeds are hashes of what a unit is, bad configs fail before anything is written, CLI flags win, the default grid is valid."""
+"""Sweep configs: seeds are hashes of what a unit is, bad configs fail before anything is written, CLI flags win, the
+default grid is valid."""
 
 import pytest
 
@@ -12,14 +13,20 @@ def test_seeds_are_hashes_not_positions():
     b, _ = expand_units(small_config(estimators=("reinforce[baseline=loo]", "st-gumbel[tau=[1,0.5]]")))
     assert {u.unit_id: u.seed for u in a} == {u.unit_id: u.seed for u in b}
     assert len({u.seed for u in a}) == len(a)
-    assert derive_seed(0, "gradstats", "bernoulli", "st-gumbel[tau=1]", 0) != derive_seed(1, "gradstats", "bernoulli", "st-gumbel[tau=1]", 0)
+    assert derive_seed(0, "gradstats", "bernoulli", "st-gumbel[tau=1]", 0) != derive_seed(
+        1, "gradstats", "bernoulli", "st-gumbel[tau=1]", 0
+    )
 
 
 @pytest.mark.parametrize(
     "text, suffix, fragment",
     [
         ("bogus = 1", ".toml", "unknown config key 'bogus'; valid keys: name"),
-        ("[gradstats]\nsampels = 3", ".toml", "unknown key 'sampels' in [gradstats]; valid keys: tasks, estimators, samples"),
+        (
+            "[gradstats]\nsampels = 3",
+            ".toml",
+            "unknown key 'sampels' in [gradstats]; valid keys: tasks, estimators, samples",
+        ),
         ("gradstats: {tasks: [bernoulli], estimators: [nope], samples: 10}", ".yaml", "unknown estimator 'nope'"),
         ("gradstats: {tasks: [bernoulli], estimators: [vq-commitment]}", ".yml", "grid is empty"),
         ("gradstats: [unclosed", ".yaml", "not valid YAML"),

@@ -21,8 +21,13 @@ def disk(tmp_path):
     """A 512 KiB tmpfs (mounting needs root: skipped with the reason otherwise, failed under CI)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True, text=True)
-    require(out.returncode == 0, f"needs a small tmpfs for a full disk (mount -t tmpfs, as root): {out.stderr.strip()[:100]}")
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    require(
+        out.returncode == 0,
+        f"needs a small tmpfs for a full disk (mount -t tmpfs, as root): {out.stderr.strip()[:100]}",
+    )
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=True)
 

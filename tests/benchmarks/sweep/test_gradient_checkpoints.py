@@ -1,7 +1,6 @@
 """ELBO-gradient accuracy inside sweep units (gradient_checkpoints): the rows equal the study's, the
 training run is the one without the probe, and configs that cannot be probed fail with one line."""
 
-import pandas as pd
 import pytest
 
 from gumbench.benchmarks.studies.elbo import elbo_gradient_study
@@ -33,7 +32,9 @@ def test_probed_rows_equal_the_elbo_study_and_training_is_unchanged(tmp_path):
     means = study.groupby("step")[["relative_bias", "relative_std", "cosine"]].mean()
     for metric in ("relative_bias", "relative_std", "cosine"):
         assert grad[f"elbo_gradient_{metric}"].tolist() == pytest.approx(means[metric].tolist(), rel=1e-9)
-    assert ((grad["elbo_gradient_cosine"] > -1) & (grad["elbo_gradient_cosine"] <= 1)).all() and (grad["elbo_gradient_relative_std"] > 0).all()
+    assert ((grad["elbo_gradient_cosine"] > -1) & (grad["elbo_gradient_cosine"] <= 1)).all() and (
+        grad["elbo_gradient_relative_std"] > 0
+    ).all()
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

@@ -14,8 +14,8 @@ import pytest
 from gumbench.benchmarks.sweep import load_results, run_sweep
 from gumbench.benchmarks.sweep.config import config_hash
 from gumbench.benchmarks.sweep.store import write_parquet
-from gumbench.provenance import code_hash
 from gumbench.errors import GumbenchError
+from gumbench.provenance import code_hash
 from tests.benchmarks.sweep.sweeps import comparable, small_config
 
 
@@ -35,11 +35,17 @@ def test_code_hash_changes_with_any_source_file(tmp_path, monkeypatch):
     import gumbench.provenance as provenance
 
     package = tmp_path / "gumbench"
-    shutil.copytree(provenance.Path(provenance.__file__).resolve().parent, package, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    shutil.copytree(
+        provenance.Path(provenance.__file__).resolve().parent,
+        package,
+        ignore=shutil.ignore_patterns("__pycache__", "data"),
+    )
     monkeypatch.setattr(provenance, "__file__", str(package / "provenance.py"))
     before = provenance.code_hash()
     assert before == code_hash(), "the same sources give the same hash"
-    (package / "estimators" / "gumbel.py").write_text((package / "estimators" / "gumbel.py").read_text() + "\n# changed\n")
+    (package / "estimators" / "gumbel.py").write_text(
+        (package / "estimators" / "gumbel.py").read_text() + "\n# changed\n"
+    )
     assert provenance.code_hash() != before
 
 
@@ -50,7 +56,9 @@ def copy_run(run, tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "no rows", "another unit's rows", "another code's"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "empty", "garbage", "no rows", "another unit's rows", "another code's"]
+)
 def test_a_damaged_unit_file_is_set_aside_and_its_unit_recomputed(tmp_path, reference, damage):
     run, expected = reference
     folder = copy_run(run, tmp_path)
@@ -66,8 +74,18 @@ def test_a_damaged_unit_file_is_set_aside_and_its_unit_recomputed(tmp_path, refe
         from gumbench.benchmarks.sweep.store import read_metadata
 
         meta = read_metadata(victim)
-        rows = pd.read_parquet(other if damage == "another unit's rows" else victim).drop(columns=["code_hash", "git_commit",
-            "gumbench_version", "torch_version", "triton_version", "device", "base_seed", "config_hash"])
+        rows = pd.read_parquet(other if damage == "another unit's rows" else victim).drop(
+            columns=[
+                "code_hash",
+                "git_commit",
+                "gumbench_version",
+                "torch_version",
+                "triton_version",
+                "device",
+                "base_seed",
+                "config_hash",
+            ]
+        )
         if damage == "no rows":
             rows = rows.iloc[:0]
         if damage == "another code's":
@@ -113,9 +131,13 @@ def test_a_second_sweep_on_a_held_folder_is_refused_naming_the_holder(tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(GumbenchError, match=rf"is in use by process {holder.pid} on .*started .*wait for it to finish"):
+        with pytest.raises(
+            GumbenchError, match=rf"is in use by process {holder.pid} on .*started .*wait for it to finish"
+        ):
             run_sweep(small_config(), out=tmp_path, progress=False)
-        assert not (tmp_path / f"t-{config_hash(small_config())}-{code_hash()}" / "units").exists(), "refused before any work"
+        assert not (tmp_path / f"t-{config_hash(small_config())}-{code_hash()}" / "units").exists(), (
+            "refused before any work"
+        )
     finally:
         holder.kill()
         holder.wait()

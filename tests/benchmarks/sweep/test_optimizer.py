@@ -32,7 +32,9 @@ def test_without_the_key_units_ids_and_seeds_are_as_before():
     for u in units:
         assert u.optimizer is None
         assert u.seed == derive_seed(0, "training", u.task, u.estimator, u.repetition, 5e-4)
-        before = Unit(u.kind, u.task, u.estimator, u.repetition, u.seed, u.budget, u.eval_every, u.lr, u.gradient_checkpoints)
+        before = Unit(
+            u.kind, u.task, u.estimator, u.repetition, u.seed, u.budget, u.eval_every, u.lr, u.gradient_checkpoints
+        )
         assert u.unit_id == before.unit_id  # a Unit made without the field, as before it existed
     assert derive_seed(0, "training", "x", "y", 0, None, None) == derive_seed(0, "training", "x", "y", 0)
 

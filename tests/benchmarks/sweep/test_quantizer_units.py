@@ -12,12 +12,20 @@ from gumbench.benchmarks.sweep.verdict import MISSES, compare, outcomes
 
 
 def config(tasks, estimators, samples=200):
-    return {"name": "problems", "repetitions": 2, "gradstats": {"tasks": tasks, "estimators": estimators, "samples": samples}}
+    return {
+        "name": "problems",
+        "repetitions": 2,
+        "gradstats": {"tasks": tasks, "estimators": estimators, "samples": samples},
+    }
 
 
 def test_incompatible_pairs_are_left_out_with_the_reason():
-    units, skipped = expand_units(config(["vq-distance", "quantizer-smoothed[quantizer=lfq,reference_samples=4096]", "categorical"],
-                                         ["vq-commitment", "st-gumbel", "lfq"]))
+    units, skipped = expand_units(
+        config(
+            ["vq-distance", "quantizer-smoothed[quantizer=lfq,reference_samples=4096]", "categorical"],
+            ["vq-commitment", "st-gumbel", "lfq"],
+        )
+    )
     pairs = {(u.task.split("[")[0], u.estimator.split("[")[0]) for u in units}
     assert pairs == {("vq-distance", "vq-commitment"), ("vq-distance", "st-gumbel"), ("quantizer-smoothed", "lfq"),
                      ("categorical", "st-gumbel")}
@@ -27,8 +35,12 @@ def test_incompatible_pairs_are_left_out_with_the_reason():
 
 
 def test_rows_carry_the_statistics_and_equal_problem_statistics():
-    units, _ = expand_units(config(["vq-distance[T=0.5,wrt=codebook]", "quantizer-smoothed[quantizer=lfq,reference_samples=4096]"],
-                                   ["st-gumbel", "lfq"]))
+    units, _ = expand_units(
+        config(
+            ["vq-distance[T=0.5,wrt=codebook]", "quantizer-smoothed[quantizer=lfq,reference_samples=4096]"],
+            ["st-gumbel", "lfq"],
+        )
+    )
     for unit in units[:1] + units[-1:]:
         rows = run_unit(unit).set_index("metric")
         stats = problem_statistics(unit.estimator, make_task(unit.task), unit.budget, unit.seed)
@@ -51,7 +63,18 @@ def test_the_default_sweep_measures_every_quantizer_problem_kind():
     assert any(t.startswith("quantizer-smoothed") for t in tasks)
     units, _ = expand_units(DEFAULT_CONFIG)
     measured = {(u.task.split("[")[0], u.estimator.split("[")[0]) for u in units if u.kind == "gradstats"}
-    for name in ("vq-commitment", "nsvq", "ibq", "simvq", "st-gumbel", "reinforce", "reinmax", "gumbel-rao", "zgr", "indecater"):
+    for name in (
+        "vq-commitment",
+        "nsvq",
+        "ibq",
+        "simvq",
+        "st-gumbel",
+        "reinforce",
+        "reinmax",
+        "gumbel-rao",
+        "zgr",
+        "indecater",
+    ):
         assert ("vq-distance", name) in measured, name
     for name in ("residual-vq", "fsq", "lfq"):
         assert any(task != "categorical" and est == name for task, est in measured), name

@@ -5,7 +5,6 @@ import html
 import json
 import re
 import subprocess
-
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,16 @@ FIGURES = ("bias-variance", "relative-bias", "total-variance", "training-loss", 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    config = {"name": "report", "repetitions": 3,
-              "gradstats": {"tasks": ["bernoulli", "categorical[groups=2,categories=3]"],
-                            "estimators": ["st-gumbel[tau=[0.5,1]]", "gst[tau=0.1]", "reinforce[baseline=[none,loo]]"], "samples": 300},
-              "training": {"tasks": ["gmm-vq"], "estimators": ["st-gumbel", "vq-commitment"], "steps": 30, "eval_every": 10}}
+    config = {
+        "name": "report",
+        "repetitions": 3,
+        "gradstats": {
+            "tasks": ["bernoulli", "categorical[groups=2,categories=3]"],
+            "estimators": ["st-gumbel[tau=[0.5,1]]", "gst[tau=0.1]", "reinforce[baseline=[none,loo]]"],
+            "samples": 300,
+        },
+        "training": {"tasks": ["gmm-vq"], "estimators": ["st-gumbel", "vq-commitment"], "steps": 30, "eval_every": 10},
+    }
     return run_sweep(config, out=tmp_path_factory.mktemp("runs"), progress=False)
 
 
@@ -49,7 +54,10 @@ def test_report_opens_with_the_verdict_then_figures_then_tables(report):
     assert page.index("id='verdict'") < page.index("<figure") < page.index("<details>")
     assert page.count("data:image/png;base64,") == len(FIGURES)
     assert page.count("<figcaption>") == len(FIGURES)
-    assert all(re.search(r"is better|higher\s+means", caption) for caption in re.findall(r"<figcaption>(.*?)</figcaption>", page))
+    assert all(
+        re.search(r"is better|higher\s+means", caption)
+        for caption in re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    )
     assert "src='figures/" not in page, "the HTML must be self-contained"
     assert ", torch threads 1, base seed 0, " in md, "the provenance names the thread count the units ran with"
 
@@ -79,7 +87,8 @@ PROBE = """<script>window.addEventListener('load', () => {
   document.body.dataset.probe = JSON.stringify({
     viewport: [innerWidth, innerHeight], verdictTop: verdict.top + scrollY, verdictBottom: verdict.bottom + scrollY,
     figures: images.length, decoded: images.filter(i => i.complete && i.naturalWidth > 0).length,
-    widest: Math.max(...images.map(i => i.getBoundingClientRect().width)), widestNatural: Math.max(...images.map(i => i.naturalWidth)),
+    widest: Math.max(...images.map(i => i.getBoundingClientRect().width)),
+    widestNatural: Math.max(...images.map(i => i.naturalWidth)),
     scrollWidth: document.documentElement.scrollWidth});
 });</script>"""
 
@@ -98,10 +107,26 @@ def test_report_as_seen_in_headless_chromium_at_1400_by_900(which, report, tmp_p
     page = tmp_path / "probe.html"  # the report plus a script that measures it; the report itself carries no test code
     page.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
     out = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--window-size=1400,900", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1400,900",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'data-probe="([^"]*)"', out.stdout)
     assert found, out.stderr[-2000:]
     probe = json.loads(html.unescape(found.group(1)))
@@ -115,10 +140,23 @@ def test_report_as_seen_in_headless_chromium_at_1400_by_900(which, report, tmp_p
 def test_kernel_profile_is_drawn_when_given(run, tmp_path):
     import pandas as pd
 
-    rows = [{"kernel": "gumbel_softmax", "provider": p, "mode": m, "metric": metric, "x": x, "value": v * x, "q20": v * x, "q80": v * x,
-             "device": "synthetic"}
-            for p, v in (("eager", 1.0), ("fused_recompute", 3.0)) for m in ("forward", "full")
-            for x in (1024, 4096) for metric in ("ms", "GB/s")]
+    rows = [
+        {
+            "kernel": "gumbel_softmax",
+            "provider": p,
+            "mode": m,
+            "metric": metric,
+            "x": x,
+            "value": v * x,
+            "q20": v * x,
+            "q80": v * x,
+            "device": "synthetic",
+        }
+        for p, v in (("eager", 1.0), ("fused_recompute", 3.0))
+        for m in ("forward", "full")
+        for x in (1024, 4096)
+        for metric in ("ms", "GB/s")
+    ]
     csv = tmp_path / "profile.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     _, md_path = build_report(run, tmp_path / "out", kernel_csv=csv)

@@ -16,7 +16,9 @@ def test_rows_do_not_depend_on_order(tmp_path):
     first = load_results([run_sweep(small_config(), out=tmp_path / "a", progress=False)])
     second = load_results([run_sweep(small_config(estimators=("reinforce[baseline=loo]", "st-gumbel[tau=[1,0.5]]")),
                                      out=tmp_path / "b", progress=False)])
-    pd.testing.assert_frame_equal(comparable(first).drop(columns="config_hash"), comparable(second).drop(columns="config_hash"))
+    pd.testing.assert_frame_equal(
+        comparable(first).drop(columns="config_hash"), comparable(second).drop(columns="config_hash")
+    )
 
 
 def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):

@@ -8,8 +8,18 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from gumbench.benchmarks.sweep.verdict import (COLLAPSED, DIVERGED, GRADIENT_MEASURE, MISSES, NO_BETTER_THAN_ZERO, SHRINKS, compare, gradstats_outcomes, training_outcomes,
-                                                verdict)
+from gumbench.benchmarks.sweep.verdict import (
+    COLLAPSED,
+    DIVERGED,
+    GRADIENT_MEASURE,
+    MISSES,
+    NO_BETTER_THAN_ZERO,
+    SHRINKS,
+    compare,
+    gradstats_outcomes,
+    training_outcomes,
+    verdict,
+)
 
 
 def scores(table: dict[str, list[float]], warnings: dict[str, str] | None = None, task="t"):
@@ -54,8 +64,16 @@ def test_a_degenerate_result_ranks_after_healthy_ones_and_is_named_when_it_would
 
 
 def gradstats_rows(unit, relative_bias, snr, total_variance=1.0, exact_norm=2.0, mse=1.0):
-    return [{"unit_id": unit, "metric": m, "value": v} for m, v in
-            (("relative_bias", relative_bias), ("snr", snr), ("total_variance", total_variance), ("exact_norm", exact_norm), ("mse", mse))]
+    return [
+        {"unit_id": unit, "metric": m, "value": v}
+        for m, v in (
+            ("relative_bias", relative_bias),
+            ("snr", snr),
+            ("total_variance", total_variance),
+            ("exact_norm", exact_norm),
+            ("mse", mse),
+        )
+    ]
 
 
 def test_shrinking_the_gradient_is_a_mean_near_zero_or_a_short_mean_with_a_relative_bias_of_09():
@@ -84,16 +102,28 @@ def training_rows(unit, losses, perplexities=(5.0, 6.0), identical=None, reconst
              for g, p in enumerate(perplexities)]
     rows.append({"unit_id": unit, "step": len(losses) - 1, "metric": "eval_reconstruction", "value": reconstruction})
     if identical is not None:
-        rows.append({"unit_id": unit, "step": len(losses) - 1, "metric": "loss_identical_distractors", "value": identical})
+        rows.append(
+            {"unit_id": unit, "step": len(losses) - 1, "metric": "loss_identical_distractors", "value": identical}
+        )
     return rows
 
 
 def test_collapse_and_divergence_are_found_in_training_rows():
-    frame = pd.DataFrame(training_rows("healthy", [3.0, 2.0, 1.0]) + training_rows("one group", [3.0, 2.0, 1.0], (2.0, 40.0))
-                         + training_rows("distractors", [3.0, 1.0, 0.1], identical=0.8)
-                         + training_rows("nan", [3.0, float("nan"), 1.0]) + training_rows("exploded", [1.0, 50.0, 11.0]))
+    frame = pd.DataFrame(
+        training_rows("healthy", [3.0, 2.0, 1.0])
+        + training_rows("one group", [3.0, 2.0, 1.0], (2.0, 40.0))
+        + training_rows("distractors", [3.0, 1.0, 0.1], identical=0.8)
+        + training_rows("nan", [3.0, float("nan"), 1.0])
+        + training_rows("exploded", [1.0, 50.0, 11.0])
+    )
     found = training_outcomes(frame)["warning"].to_dict()
-    assert found == {"healthy": "", "one group": COLLAPSED, "distractors": COLLAPSED, "nan": DIVERGED, "exploded": DIVERGED}
+    assert found == {
+        "healthy": "",
+        "one group": COLLAPSED,
+        "distractors": COLLAPSED,
+        "nan": DIVERGED,
+        "exploded": DIVERGED,
+    }
 
 
 def test_a_gradient_question_no_estimator_wins_against_zero_says_so():

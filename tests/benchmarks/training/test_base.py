@@ -1,4 +1,5 @@
-"""train(): deterministic from a seed with any task and estimator, bad input refused, temperature schedules through with_params."""
+"""train(): deterministic from a seed with any task and estimator, bad input refused, temperature schedules through
+with_params."""
 
 import pytest
 
@@ -18,7 +19,16 @@ def test_runs_deterministically_with_any_estimator(task, estimator):
     assert list(a["step"]) == [1, 2, 3, 4]
     timing = ["step_seconds", "peak_memory_mb"]
     assert a.drop(columns=timing).equals(b.drop(columns=timing))
-    for column in ("loss", "code_perplexity", "used_fraction", "dead_codes", "grad_norm_model", "step_seconds", "peak_memory_mb", "eval_churn"):
+    for column in (
+        "loss",
+        "code_perplexity",
+        "used_fraction",
+        "dead_codes",
+        "grad_norm_model",
+        "step_seconds",
+        "peak_memory_mb",
+        "eval_churn",
+    ):
         assert column in a, column
     assert (a["code_perplexity"] >= 1).all()
     c = train(task, estimator, steps=4, seed=4, eval_every=2)

@@ -3,7 +3,8 @@ with 1 and 2 torch threads, side by side.
 
 Timed benchmarks, skipped in the default test run (``--benchmark-skip`` in the pytest configuration):
 
-    pytest tests/benchmarks/training/test_fashion_throughput.py -o addopts="" --benchmark-only --benchmark-group-by=group
+    pytest tests/benchmarks/training/test_fashion_throughput.py -o addopts="" --benchmark-only \
+        --benchmark-group-by=group
 
 One round is STEPS optimizer steps (batch drawn and binarized, forward, backward, Adam), as
 :func:`gumbench.benchmarks.training.train` runs them, without evaluations; each benchmark's
@@ -48,7 +49,9 @@ def test_training_steps_per_second(benchmark, task, threads, estimator):
 
         def steps():
             for _ in range(STEPS):
-                out, _, _ = _optimizer_step(task, model, optimizer, generator, groups, model.bottleneck.estimator, next(step))
+                out, _, _ = _optimizer_step(
+                    task, model, optimizer, generator, groups, model.bottleneck.estimator, next(step)
+                )
             return out
 
         load_before = os.getloadavg()[0]

@@ -1,4 +1,5 @@
-"""Speech training tasks (wav2vec2, logmel-vqvae): parts by hand, deterministic training, any audio folder, exact gradient by brute force;
+"""Speech training tasks (wav2vec2, logmel-vqvae): parts by hand, deterministic training, any audio folder, exact
+gradient by brute force;
 parameters out of range refused before the audio loads."""
 
 import math
@@ -120,7 +121,9 @@ def test_speech_tasks_run_deterministically_from_a_seed(task, estimator):
     c = train(task, estimator, steps=3, seed=4, eval_every=2)
     assert not a["loss"].equals(c["loss"])
     if spec.startswith("wav2vec2"):
-        assert {"loss_contrastive", "loss_accuracy", "loss_identical_distractors", "loss_feature_penalty"} <= set(a.columns)
+        assert {"loss_contrastive", "loss_accuracy", "loss_identical_distractors", "loss_feature_penalty"} <= set(
+            a.columns
+        )
         if estimator == "st-gumbel":
             assert a["tau"].tolist() == pytest.approx([2 * 0.999995**s for s in (1, 2, 3)])
 
@@ -152,17 +155,31 @@ def test_bad_speech_parameters():
         make_training_task("logmel-vqvae[fmax=9000]")
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("wav2vec2[max_seconds=nan]", "wav2vec2: max_seconds (seconds of audio read) must be a finite number in (0, 14400], got nan"),
-    ("logmel-vqvae[max_seconds=inf]", "logmel-vqvae: max_seconds (seconds of audio read) must be a finite number in (0, 14400], got inf"),
-    ("wav2vec2[crop=inf]", "wav2vec2: crop (seconds) must be a finite number in (0, 30], got inf"),
-    ("wav2vec2[layers=10000]", "wav2vec2: layers must be in [1, 24], got 10000"),
-    ("wav2vec2[batch=128,crop=2]", "wav2vec2: batch x crop must be <= 128 (memory), got 128 x 2 = 256"),
-    ("wav2vec2[dim=2048,layers=2]", "wav2vec2: layers x dim x dim must be <= 4,194,304 (memory), got 2 x 2048 x 2048 = 8388608"),
-    ("logmel-vqvae[frames=1000000000]", "logmel-vqvae: frames must be in [1, 100000], got 1000000000"),
-    ("logmel-vqvae[batch=1024,frames=1024,hidden=128]",
-     "logmel-vqvae: batch x frames x hidden must be <= 67,108,864 (memory), got 1024 x 1024 x 128 = 134217728"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            "wav2vec2[max_seconds=nan]",
+            "wav2vec2: max_seconds (seconds of audio read) must be a finite number in (0, 14400], got nan",
+        ),
+        (
+            "logmel-vqvae[max_seconds=inf]",
+            "logmel-vqvae: max_seconds (seconds of audio read) must be a finite number in (0, 14400], got inf",
+        ),
+        ("wav2vec2[crop=inf]", "wav2vec2: crop (seconds) must be a finite number in (0, 30], got inf"),
+        ("wav2vec2[layers=10000]", "wav2vec2: layers must be in [1, 24], got 10000"),
+        ("wav2vec2[batch=128,crop=2]", "wav2vec2: batch x crop must be <= 128 (memory), got 128 x 2 = 256"),
+        (
+            "wav2vec2[dim=2048,layers=2]",
+            "wav2vec2: layers x dim x dim must be <= 4,194,304 (memory), got 2 x 2048 x 2048 = 8388608",
+        ),
+        ("logmel-vqvae[frames=1000000000]", "logmel-vqvae: frames must be in [1, 100000], got 1000000000"),
+        (
+            "logmel-vqvae[batch=1024,frames=1024,hidden=128]",
+            "logmel-vqvae: batch x frames x hidden must be <= 67,108,864 (memory), got 1024 x 1024 x 128 = 134217728",
+        ),
+    ],
+)
 def test_speech_parameters_are_refused_before_the_audio_loads(spec, message, monkeypatch):
     monkeypatch.setattr(speech, "load_corpus", lambda *a, **k: pytest.fail("the corpus was loaded"))
     with pytest.raises(GumbenchError) as caught:

@@ -1,5 +1,5 @@
-"""train() rows: effective-bits and per-dimension columns for implicit codebooks (estimators with
-``index_digits``), per-stage and joint columns for outputs with stage indices; existing columns unchanged.
+"""train() rows: effective-bits and per-dimension columns for implicit codebooks (VQ estimators that declare
+``has_code_digits``), per-stage and joint columns for outputs with stage indices; existing columns unchanged.
 
 The estimators here are stand-ins built on vq-commitment (not registered): one that declares levels
 (2, 4) over its 8 codes, one whose output carries two stages (its indices and a function of them).
@@ -12,11 +12,18 @@ import torch
 from gumbench.benchmarks.training import train
 from gumbench.benchmarks.training.base import DiscreteBottleneck
 from gumbench.benchmarks.utilization import implicit_usage, stage_usage
-from gumbench.errors import GumbenchError
 from gumbench.estimators.vq import VQCommitment
 
 TASK = "gmm-vq[clusters=4,codes=8]"
-BASE = {"code_perplexity", "used_fraction", "usage_entropy", "collapse", "dead_codes", "loss_commitment", "loss_codebook"}
+BASE = {
+    "code_perplexity",
+    "used_fraction",
+    "usage_entropy",
+    "collapse",
+    "dead_codes",
+    "loss_commitment",
+    "loss_codebook",
+}
 
 
 class Recording(VQCommitment):
@@ -32,9 +39,12 @@ class Recording(VQCommitment):
 
 
 class Implicit(Recording):
-    levels = (2, 4)
+    has_code_digits = True
 
-    def index_digits(self, indices):
+    def digit_levels(self, dim=None):
+        return (2, 4)
+
+    def index_digits(self, indices, dim=None):
         return torch.stack([indices % 2, indices // 2], -1)
 
 
@@ -68,16 +78,29 @@ def test_implicit_codebook_columns_match_implicit_usage():
     assert frame["code_bits"].eq(3.0).all() and frame["dim_max_bits_d1"].eq(2.0).all()
     # the existing columns are those of the same run without the stand-in's extras
     timing = ["step_seconds", "peak_memory_mb"]
-    assert frame[plain.columns].drop(columns=timing + ["estimator", "label"]).equals(plain.drop(columns=timing + ["estimator", "label"]))
+    assert (
+        frame[plain.columns]
+        .drop(columns=timing + ["estimator", "label"])
+        .equals(plain.drop(columns=timing + ["estimator", "label"]))
+    )
 
 
-def test_implicit_codebook_without_levels_is_refused():
-    class NoLevels(VQCommitment):
-        def index_digits(self, indices):
-            return indices.unsqueeze(-1)
+def test_the_capability_is_declared_not_probed():
+    class Undeclared(VQCommitment):  # digit methods without has_code_digits: no columns (nothing probes for them)
+        def digit_levels(self, dim=None):
+            return (2, 4)
 
-    with pytest.raises(GumbenchError, match="index_digits must also have levels"):
-        train(TASK, NoLevels(), steps=1, seed=0)
+        def index_digits(self, indices, dim=None):
+            raise AssertionError("index_digits is called only where has_code_digits is declared")
+
+    frame = train(TASK, Undeclared(), steps=1, seed=0)
+    assert not any(c.startswith(("effective_bits", "dim_")) for c in frame.columns)
+
+    class Declared(VQCommitment):  # declared without the methods: the base's NotImplementedError, not a silent skip
+        has_code_digits = True
+
+    with pytest.raises(NotImplementedError, match="per-dimension code digits"):
+        train(TASK, Declared(), steps=1, seed=0)
 
 
 def test_stage_columns_match_stage_usage_and_dead_codes_over_the_window():

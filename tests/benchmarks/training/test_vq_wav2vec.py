@@ -152,8 +152,15 @@ def test_trains_deterministically_with_eval_metrics(estimator):
     a = train(SMALL, estimator, steps=3, seed=0, eval_every=3)
     b = train(SMALL, estimator, steps=3, seed=0, eval_every=3)
     assert a.drop(columns=TIMING).equals(b.drop(columns=TIMING))
-    for column in ("loss_contrastive", "loss_accuracy", "code_perplexity", "sampled_code_perplexity", "eval_contrastive",
-                   "eval_accuracy", "eval_code_perplexity"):
+    for column in (
+        "loss_contrastive",
+        "loss_accuracy",
+        "code_perplexity",
+        "sampled_code_perplexity",
+        "eval_contrastive",
+        "eval_accuracy",
+        "eval_code_perplexity",
+    ):
         assert column in a, column
     assert a["loss"].notna().all()
 

@@ -34,11 +34,17 @@ def compare_with_reference(x, dy, tau, samples, seed, atol, rtol):
     y, index = gumbel_rao(xf, tau, samples, seed=seed, backend="triton")
     y.backward(dy)
     assert y.dtype == x.dtype and xf.grad.dtype == x.dtype and index.shape == x.shape[:-1]
-    assert torch.equal(index, gumbel_argmax(x.detach(), seed, backend="triton")), "the sample is the Gumbel-max of stream 0"
+    assert torch.equal(index, gumbel_argmax(x.detach(), seed, backend="triton")), (
+        "the sample is the Gumbel-max of stream 0"
+    )
     xr = x.detach().clone().requires_grad_(True)
-    y_ref, _ = gumbel_rao_reference(xr, tau, samples, index=index, exponentials=kernel_exponentials(x.shape, seed, samples))
+    y_ref, _ = gumbel_rao_reference(
+        xr, tau, samples, index=index, exponentials=kernel_exponentials(x.shape, seed, samples)
+    )
     y_ref.backward(dy)
-    assert torch.equal(y, torch.nn.functional.one_hot(index, x.shape[-1]).to(x.dtype)), "the forward is the exact one-hot"
+    assert torch.equal(y, torch.nn.functional.one_hot(index, x.shape[-1]).to(x.dtype)), (
+        "the forward is the exact one-hot"
+    )
     torch.testing.assert_close(xf.grad, xr.grad, atol=atol, rtol=rtol)
     return xf.grad
 
@@ -119,7 +125,9 @@ def test_conditional_noise_from_the_kernel_streams_is_iid_gumbel():
     index = gumbel_argmax(x, SEED, backend="triton")
     noise = conditional_gumbel(x, index, 2, exponentials=kernel_exponentials(x.shape, SEED, 2))
     assert (torch.argmax(x + noise, -1) == index).all(), "the condition holds for every draw"
-    pvalues = [stats.kstest(noise[m, :, j].double().numpy(), stats.gumbel_r.cdf).pvalue for m in range(2) for j in range(6)]
+    pvalues = [
+        stats.kstest(noise[m, :, j].double().numpy(), stats.gumbel_r.cdf).pvalue for m in range(2) for j in range(6)
+    ]
     assert min(pvalues) > P_MIN / len(pvalues), pvalues
 
 
@@ -153,7 +161,9 @@ def test_estimates_have_the_reference_mean_and_the_rao_blackwell_variance():
     tau = 0.5
 
     def kernel(samples, seed):
-        return replicate_estimates(gumbel_rao, logits, upstream, n_rows, tau=tau, samples=samples, seed=seed, backend="triton")
+        return replicate_estimates(
+            gumbel_rao, logits, upstream, n_rows, tau=tau, samples=samples, seed=seed, backend="triton"
+        )
 
     def st_gumbel(x, seed):
         return gumbel_softmax(x, tau, hard=True, seed=seed, backend="triton", return_index=True)
@@ -163,7 +173,9 @@ def test_estimates_have_the_reference_mean_and_the_rao_blackwell_variance():
 
     one, eight = kernel(1, 11), kernel(8, 12)
     st = replicate_estimates(st_gumbel, logits, upstream, n_rows, seed=13)
-    ref = replicate_estimates(reference, logits, upstream, 20_000, samples=8, generator=torch.Generator().manual_seed(14))
+    ref = replicate_estimates(
+        reference, logits, upstream, 20_000, samples=8, generator=torch.Generator().manual_seed(14)
+    )
     # one mean for all: E[J | D] does not depend on M, and M = 1 is st-gumbel in distribution
     assert_same_mean(eight, ref)
     assert_same_mean(one, st)

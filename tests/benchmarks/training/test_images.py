@@ -1,7 +1,9 @@
-"""fashion-vae: the IDX reader on small files written here (gzipped and raw, bad magic numbers, truncated
-files), the task on such a folder (runs everywhere), and on the real Fashion-MNIST where Debian's
-dataset-fashion-mnist is installed: shapes, learning, the bounds against their exact values by
-enumeration, the enumerated ELBO gradient against autograd, and the gradient study inside the model."""
+"""gumbench.benchmarks.training.images (fashion-vae): the IDX reader on small files written here (gzipped and raw,
+bad magic numbers, truncated files), the task on such a folder (runs everywhere), and on the real Fashion-MNIST
+where Debian's dataset-fashion-mnist is installed: shapes, learning, the bounds against their exact values by
+enumeration, the enumerated ELBO gradient against autograd, and the gradient study inside the model. On
+scikit-learn's digits written as IDX files (runs everywhere): learning, the KL, likelihood and exact bounds
+against torch.distributions summed code by code, the importance-weighted bound's bias with K, binarization."""
 
 import gzip
 import itertools
@@ -12,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from gumbench.benchmarks.studies import elbo_gradient_study
 from gumbench.benchmarks.problems.enumeration import exact_gradient
+from gumbench.benchmarks.studies import elbo_gradient_study
 from gumbench.benchmarks.training import images, make_training_task, train
 from gumbench.benchmarks.training.images import DEBIAN_DIR, binarize, load_idx_dataset, read_idx
 from gumbench.errors import GumbenchError
@@ -36,7 +38,11 @@ def one_thread():
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
-    return bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    return (
+        bytes([0, 0, type_code, array.ndim])
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.astype(np.uint8).tobytes()
+    )
 
 
 def write_idx(path, array, gz=False, type_code=0x08):
@@ -92,7 +98,9 @@ def test_read_idx_refuses_bad_files_naming_what_is_wrong(tmp_path, gz):
 def test_truncated_gzip_is_refused(tmp_path):
     path = tmp_path / "f.gz"
     path.write_bytes(gzip.compress(idx_bytes(np.zeros((50, 28, 28))))[:-30])
-    with pytest.raises(GumbenchError, match=r"not a readable gzip file .*; give the IDX file gzipped whole or uncompressed"):
+    with pytest.raises(
+        GumbenchError, match=r"not a readable gzip file .*; give the IDX file gzipped whole or uncompressed"
+    ):
         read_idx(path)
 
 
@@ -114,13 +122,22 @@ def test_missing_or_inconsistent_data_is_one_line_saying_how_to_get_it(tmp_path,
     with pytest.raises(GumbenchError) as caught:
         make_training_task("fashion-vae")
     message = str(caught.value)
-    assert message.startswith(f"fashion-vae: no Fashion-MNIST at {tmp_path / 'none'}; get it with apt-get install dataset-fashion-mnist, "
-                               "or give data_dir=FOLDER (--data-dir) holding the four IDX files") and "\n" not in message
-    with pytest.raises(GumbenchError, match=r"fashion-vae: data_dir=.*nowhere is not a folder; get it with apt-get install"):
+    assert (
+        message.startswith(
+            f"fashion-vae: no Fashion-MNIST at {tmp_path / 'none'}; get it with apt-get install dataset-fashion-mnist, "
+            "or give data_dir=FOLDER (--data-dir) holding the four IDX files"
+        )
+        and "\n" not in message
+    )
+    with pytest.raises(
+        GumbenchError, match=r"fashion-vae: data_dir=.*nowhere is not a folder; get it with apt-get install"
+    ):
         make_training_task(f"fashion-vae[data_dir={tmp_path / 'nowhere'}]")
     write_dataset(tmp_path / "data")
     (tmp_path / "data" / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(GumbenchError, match=r"data.? lacks t10k-labels-idx1-ubyte \(or \.gz\); get the data with apt-get"):
+    with pytest.raises(
+        GumbenchError, match=r"data.? lacks t10k-labels-idx1-ubyte \(or \.gz\); get the data with apt-get"
+    ):
         load_idx_dataset(tmp_path / "data")
     write_idx(tmp_path / "data" / "t10k-labels-idx1-ubyte", np.zeros(19))
     with pytest.raises(GumbenchError, match=r"holds 20 images but .*t10k-labels-idx1-ubyte 19 labels; they must match"):
@@ -147,11 +164,17 @@ def test_task_on_any_idx_folder(small):
     assert last["loss_negative_elbo"] == pytest.approx(last["loss_reconstruction"] + last["loss_kl"])
 
 
-@pytest.mark.parametrize("estimator, message", [
-    ("vq-commitment", "fashion-vae: vq-commitment is a VQ estimator; this task follows the ReinMax protocol, whose decoder reads the "
-                      "one-hot code (no codebook to learn): use a categorical estimator"),
-    ("disarm", "fashion-vae: disarm needs categories=2, got categories=8"),
-])
+@pytest.mark.parametrize(
+    "estimator, message",
+    [
+        (
+            "vq-commitment",
+            "fashion-vae: vq-commitment is a VQ estimator; this task follows the ReinMax protocol, "
+            "whose decoder reads the one-hot code (no codebook to learn): use a categorical estimator",
+        ),
+        ("disarm", "fashion-vae: disarm needs categories=2, got categories=8"),
+    ],
+)
 def test_estimators_it_cannot_train_are_refused_before_training(small, estimator, message):
     with pytest.raises(GumbenchError) as caught:
         train(small + "]", estimator, steps=1)
@@ -170,11 +193,17 @@ def test_every_categorical_estimator_trains(small, name):
     assert "eval_nll_exact" in frame  # 8^4 and 2^6 codes: enumerated
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("eval_images=21", "fashion-vae: eval_images must be at most the 20 test images, got 21"),
-    ("categories=1", "fashion-vae: categories must be in [2, 65536], got 1"),
-    ("iw_samples=0", "fashion-vae: iw_samples (draws per image of the importance-weighted bound) must be in [1, 100000], got 0"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("eval_images=21", "fashion-vae: eval_images must be at most the 20 test images, got 21"),
+        ("categories=1", "fashion-vae: categories must be in [2, 65536], got 1"),
+        (
+            "iw_samples=0",
+            "fashion-vae: iw_samples (draws per image of the importance-weighted bound) must be in [1, 100000], got 0",
+        ),
+    ],
+)
 def test_parameters_are_checked(small, spec, message):
     if spec.startswith("eval_images"):
         small = small.replace(",eval_images=20", "")
@@ -189,7 +218,9 @@ def test_elbo_study_refuses_what_it_cannot_enumerate(small, monkeypatch):
     monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(GumbenchError, match=r"has 16\^5 codes; at most 65,536 can be enumerated"):
         elbo_gradient_study("st-gumbel", task=small + ",categories=16,latents=5]")
-    with pytest.raises(GumbenchError, match=r"task must be one of digits-vae, fashion-vae \(a categorical VAE\), got gmm-vq"):
+    with pytest.raises(
+        GumbenchError, match=r"task must be one of digits-vae, fashion-vae \(a categorical VAE\), got gmm-vq"
+    ):
         elbo_gradient_study("st-gumbel", task="gmm-vq")
 
 
@@ -216,15 +247,20 @@ def test_real_data_shapes_and_dynamic_binarization():
     require_fashion()
     task = make_training_task("fashion-vae")
     assert task.train_intensities.shape == (60_000, 784) and task.pixels == 784
-    assert task.eval_images.shape == (500, 784) and torch.equal(task.eval_images, make_training_task("fashion-vae").eval_images)
+    assert task.eval_images.shape == (500, 784) and torch.equal(
+        task.eval_images, make_training_task("fashion-vae").eval_images
+    )
     x, _ = task.batch(1, torch.Generator().manual_seed(0))
     assert x.shape == (100, 784) and set(x.unique().tolist()) == {0.0, 1.0}
-    # Bernoulli(intensity): 200,000 draws of the same images average to their intensities (standard error <= 0.5/sqrt(n))
+    # Bernoulli(intensity): 200,000 draws of the same images average to their intensities
+    # (standard error <= 0.5/sqrt(n))
     intensities = task.train_intensities[:10]
     draws = torch.stack([binarize(intensities, torch.Generator().manual_seed(s)) for s in range(20)]).mean(0)
     mean_intensity = float(intensities.float().mean() / 255)
     assert abs(float(draws.mean()) - mean_intensity) < 4 * 0.5 / math.sqrt(draws.numel() * 20)
-    assert not torch.equal(task.batch(1, torch.Generator().manual_seed(0))[0], task.batch(1, torch.Generator().manual_seed(1))[0])
+    assert not torch.equal(
+        task.batch(1, torch.Generator().manual_seed(0))[0], task.batch(1, torch.Generator().manual_seed(1))[0]
+    )
 
 
 def test_a_few_steps_reduce_the_loss():
@@ -242,7 +278,9 @@ def test_bounds_against_their_exact_values(trained):
         mc_elbo, iw1 = task.importance_weighted(model, x, logits, 1, torch.Generator().manual_seed(5))
         _, iw64 = task.importance_weighted(model, x, logits, 64, torch.Generator().manual_seed(6))
     kl = task.kl(logits).double()
-    assert float((negative_elbo_exact - nll_exact).mean()) > 1.0, "the trained posterior is not the prior: the test has power"
+    assert float((negative_elbo_exact - nll_exact).mean()) > 1.0, (
+        "the trained posterior is not the prior: the test has power"
+    )
     assert (nll_exact <= negative_elbo_exact + 1e-6).all()
 
     def within(difference, count=4.0):  # |mean| <= count standard errors over the 400 images
@@ -282,7 +320,9 @@ def test_enumerated_gradient_agrees_with_autograd_of_the_enumerated_objective(tr
 def test_elbo_study_inside_the_fashion_vae():
     require_fashion()
     task = make_training_task("fashion-vae[eval_images=2,iw_samples=1]")
-    rloo = elbo_gradient_study("reinforce[baseline=loo]", task=task, checkpoints=(0, 20), points=2, samples=1000, seed=0)
+    rloo = elbo_gradient_study(
+        "reinforce[baseline=loo]", task=task, checkpoints=(0, 20), points=2, samples=1000, seed=0
+    )
     assert sorted(rloo["step"].unique()) == [0, 20] and len(rloo) == 4 and (rloo["task"] == task.spec).all()
     assert (rloo["relative_bias_low"] == 0).all() and (rloo["cosine"] > 0.5).all()
     st = elbo_gradient_study("st-gumbel", task=task, checkpoints=(20,), points=2, samples=1000, seed=0)
@@ -301,7 +341,9 @@ def test_the_study_configs_are_what_the_docs_say():
     study, _ = expand_units(load_config(root / "configs/fashion-vae.toml"))
     long, _ = expand_units(load_config(root / "configs/fashion-vae-long.toml"))
     assert len(study) == 50 and {u.budget for u in study} == {1000}
-    reinmax = {(make_training_task(u.task).codes, u.estimator, u.lr) for u in study if u.estimator.startswith("reinmax")}
+    reinmax = {
+        (make_training_task(u.task).codes, u.estimator, u.lr) for u in study if u.estimator.startswith("reinmax")
+    }
     assert reinmax == {(8, "reinmax[tau=1.3]", 5e-4), (16, "reinmax[tau=1.5]", 7e-4)}
     assert {u.lr for u in study if not u.estimator.startswith("reinmax")} == {1e-3}
     assert all(u.gradient_checkpoints == ((0, 500, 1000) if "categories=8" in u.task else ()) for u in study)
@@ -327,8 +369,167 @@ def test_the_gradient_runs_cover_every_categorical_estimator():
         return est.name, est.params.get("baseline"), est.params.get("variant")
 
     root = Path(__file__).resolve().parents[3]
-    units = [u for name in ("fashion-vae", "fashion-vae-gradients", "fashion-vae-gradients-newer") for u in expand_units(load_config(root / f"configs/{name}.toml"))[0]
-             if "categories=8" in u.task]
+    units = [
+        u
+        for name in ("fashion-vae", "fashion-vae-gradients", "fashion-vae-gradients-newer")
+        for u in expand_units(load_config(root / f"configs/{name}.toml"))[0]
+        if "categories=8" in u.task
+    ]
     probed = {key(u.estimator) for u in units if u.gradient_checkpoints == (0, 500, 1000)}
     assert {key(spec) for spec in default_estimators() if not spec.startswith("disarm")} <= probed
     assert all(sum(1 for u in units if key(u.estimator) == k) == 5 for k in probed)
+
+
+# --- the model's pieces against torch.distributions, and learning on scikit-learn's digits: runs everywhere -----
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """scikit-learn's 1,797 8x8 digits (grey levels 0-16 scaled to 0-255) as an IDX folder: 1,500 training
+    images, 297 test images; the spec prefix of a fashion-vae on them."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images, labels = np.rint(data.images * 255 / 16), data.target
+    folder = tmp_path_factory.mktemp("digits")
+    for key, array in (("train_images", images[:1500]), ("train_labels", labels[:1500]),
+                       ("test_images", images[1500:]), ("test_labels", labels[1500:])):
+        write_idx(folder / NAMES[key], array)
+    return f"fashion-vae[data_dir={folder},hidden=64,batch=50"
+
+
+def test_learns_the_digits_pixel_statistics(digits):
+    task = make_training_task(digits + ",eval_images=200,categories=4,latents=4,iw_samples=4]")
+    x = task.eval_images
+    assert x.shape == (200, 64) and task.eval_labels.shape == (200,)
+    # the best model that ignores its code: independent Bernoulli pixels at the training set's mean intensities
+    p = (task.train_intensities.double().mean(0) / 255).clamp(1e-6, 1 - 1e-6)
+    factorized = float(-(x * p.log() + (1 - x) * (1 - p).log()).sum(-1).mean())
+    frame = train(task, "reinmax", steps=60, seed=0, eval_every=60, lr=3e-3)
+    first, last = frame["loss"].iloc[:10].mean(), frame["loss"].iloc[-10:].mean()
+    assert first > 64 * math.log(2) - 3, "an untrained decoder: about 0.69 nats per pixel"
+    assert last < first - 10  # about 43.5 -> 27.6 nats
+    nll = frame["eval_nll_exact"].iloc[-1]
+    assert nll < factorized + 0.5 and nll <= frame["eval_negative_elbo_exact"].iloc[-1] + 1e-9
+
+
+@pytest.fixture(scope="module")
+def tiny(digits):
+    """An untrained 2 x 3 model on the digits (random logits, so q is not the prior) and 50 test images."""
+    task = make_training_task(digits + ",eval_images=50,categories=3,latents=2]")
+    torch.manual_seed(0)
+    model = task.build(estimator_registry.create("st-gumbel"))
+    with torch.no_grad():
+        logits = model.bottleneck.logits_or_vectors(model.encoder(task.eval_images))
+    assert logits.shape == (50, 2, 3)
+    return task, model, logits
+
+
+def test_kl_and_reconstruction_loss_are_torch_distributions(tiny):
+    task, model, logits = tiny
+    uniform = torch.distributions.Categorical(logits=torch.zeros(3))
+    expected = torch.distributions.kl_divergence(torch.distributions.Categorical(logits=logits), uniform).sum(-1)
+    torch.testing.assert_close(task.kl(logits), expected, rtol=1e-5, atol=1e-6)
+    assert float(expected.min()) > 1e-4, "q differs from the uniform prior"
+    assert torch.allclose(task.kl(torch.zeros(4, 2, 3)), torch.zeros(4), atol=1e-6)
+    x = task.eval_images[:5]
+    output = torch.randn(7, 5, 64, generator=torch.Generator().manual_seed(1)) * 3
+    bernoulli = -torch.distributions.Bernoulli(logits=output).log_prob(x).sum(-1)
+    # (7, 5): x broadcast over the leading dimension
+    torch.testing.assert_close(task.reconstruction_loss(output, x), bernoulli, rtol=1e-5, atol=1e-4)
+
+
+def test_all_codes_enumerate_every_code_the_last_latent_fastest(tiny):
+    task, _, _ = tiny
+    assert task.all_codes().tolist() == [list(code) for code in itertools.product(range(3), repeat=2)]
+
+
+def brute_force(model, x, logits):
+    """Per image: E_q[-log p(x|z)] + KL and -log sum_z p(x|z) p(z), over the 9 codes one by one, with
+    torch.distributions."""
+    q = torch.distributions.Categorical(logits=logits.double())
+    negative_elbo, nll = [], []
+    for image, q_image in zip(x, q.probs):
+        terms, log_joint = [], []
+        for code in itertools.product(range(3), repeat=2):
+            onehot = torch.nn.functional.one_hot(torch.tensor(code), 3).float()
+            output = model.decoder(model.bottleneck.lookup(onehot)).double()
+            log_likelihood = torch.distributions.Bernoulli(logits=output).log_prob(image.double()).sum()
+            terms.append(q_image[0, code[0]] * q_image[1, code[1]] * -log_likelihood)
+            log_joint.append(log_likelihood - 2 * math.log(3))
+        negative_elbo.append(torch.stack(terms).sum())
+        nll.append(-torch.logsumexp(torch.stack(log_joint), 0))
+    uniform = torch.distributions.Categorical(logits=torch.zeros(3, dtype=torch.float64))
+    kl = torch.distributions.kl_divergence(q, uniform).sum(-1)
+    return torch.stack(negative_elbo) + kl, torch.stack(nll)
+
+
+def test_exact_bounds_equal_a_brute_force_sum_over_the_codes(tiny):
+    task, model, logits = tiny
+    x = task.eval_images
+    with torch.no_grad():
+        negative_elbo, nll = task.exact_bounds(model, x, logits)
+        expected_elbo, expected_nll = brute_force(model, x, logits)
+    assert negative_elbo.shape == nll.shape == (50,)
+    torch.testing.assert_close(negative_elbo, expected_elbo, rtol=0, atol=1e-3)
+    torch.testing.assert_close(nll, expected_nll, rtol=0, atol=1e-3)
+    assert float((negative_elbo - nll).min()) > 1e-3, "-ELBO - (-log p(x)) = KL(q || posterior) > 0 here"
+    sharp = logits * 5
+    with torch.no_grad():
+        torch.testing.assert_close(task.exact_bounds(model, x, sharp), brute_force(model, x, sharp), rtol=0, atol=1e-3)
+
+
+def test_importance_weighted_bound_is_unbiased_at_one_draw_and_tightens_with_more(tiny):
+    task, model, logits = tiny
+    x, sharp = task.eval_images, logits * 5  # any q will do; a sharper one is further from the posterior
+    with torch.no_grad():
+        negative_elbo, nll = task.exact_bounds(model, x, sharp)
+        kl = task.kl(sharp).double()
+        # 200 independent single-draw estimates per image
+        draws = [task.importance_weighted(model, x, sharp, 1, torch.Generator().manual_seed(s)) for s in range(200)]
+        iw3 = torch.stack([task.importance_weighted(model, x, sharp, 3, torch.Generator().manual_seed(1000 + s))[1]
+                           for s in range(50)])  # 50 independent 3-draw bounds per image
+        _, iw2000 = task.importance_weighted(model, x, sharp, 2000, torch.Generator().manual_seed(8))
+    recon = torch.stack([r for r, _ in draws])
+    iw1 = torch.stack([b for _, b in draws])
+    assert recon.shape == iw1.shape == (200, 50)
+
+    def within(samples, exact, count=4.0):  # each image: |mean - exact| <= count standard errors of the 200 draws
+        error = samples.std(0) / math.sqrt(len(samples))
+        return bool(((samples.mean(0) - exact).abs() <= count * error + 1e-9).all())
+
+    # one draw: the reconstruction term plus the analytic KL, and minus the IW bound, both unbiased for -ELBO
+    assert within(recon + kl, negative_elbo) and within(iw1, negative_elbo)
+
+    def mean_and_error(difference):  # over images (and independent repeats)
+        return float(difference.mean()), float(difference.std()) / math.sqrt(difference.numel())
+
+    gap, gap_error = mean_and_error(negative_elbo - nll)
+    assert gap > 4 * gap_error and gap > 0.3, "q is far enough from the posterior for the test to have power"
+    # E[-IW_K] decreases from -ELBO (K = 1) to -log p(x) (K -> infinity)
+    three, three_error = mean_and_error(iw3 - nll)  # about 0.18 +- 0.012 against a gap of 0.39
+    assert 4 * three_error < three < gap - 4 * (three_error + gap_error)
+    many, many_error = mean_and_error(iw2000 - nll)
+    assert abs(many) <= 4 * many_error and abs(many) < 0.1 * gap
+
+
+def test_binarize_draws_each_pixel_with_its_intensity():
+    intensities = torch.tensor([0, 51, 128, 204, 255], dtype=torch.uint8).repeat(20_000, 1)
+    x = binarize(intensities, torch.Generator().manual_seed(3))
+    assert x.dtype == torch.float32 and set(x.unique().tolist()) == {0.0, 1.0}
+    assert (x[:, 0] == 0).all() and (x[:, 4] == 1).all(), "intensities 0 and 255 are certain"
+    p = torch.tensor([51, 128, 204]) / 255
+    error = (p * (1 - p) / len(x)).sqrt()
+    assert ((x[:, 1:4].mean(0) - p).abs() <= 4 * error).all()
+    assert torch.equal(x, binarize(intensities, torch.Generator().manual_seed(3))), "the generator decides"
+
+
+def test_the_dataset_is_read_once_per_folder_and_version(tmp_path):
+    write_dataset(tmp_path / "a", seed=0)
+    first = load_idx_dataset(tmp_path / "a")
+    assert load_idx_dataset(tmp_path / "a") is first, "cached"
+    arrays = write_dataset(tmp_path / "a", train=30, seed=1)  # a new version of the files
+    again = load_idx_dataset(tmp_path / "a")
+    assert again is not first and len(again["train_images"]) == 30
+    assert np.array_equal(again["train_labels"], arrays["train_labels"])
+    assert images.idx_path(tmp_path / "a", "t10k-images-idx3-ubyte").name == "t10k-images-idx3-ubyte.gz"
+    assert images.idx_path(tmp_path / "a", "no-such-idx1-ubyte") is None

@@ -1,0 +1,1 @@
+"""The generators behind scripts/write_docs.py, one module per part of the docs."""

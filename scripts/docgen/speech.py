@@ -1,0 +1,286 @@
+"""Blocks on the speech tasks, the speech gradient study and the explain study."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from docgen.common import between, cell, claim, decimals, interval, percent, prose, results, table
+from gumbench.benchmarks.gradstats import format_number
+from gumbench.registry import parse_spec
+
+# --- speech -------------------------------------------------------------------------------------
+
+def speech_corpus(root: Path) -> str:
+    from gumbench.benchmarks.audio import SAMPLE_RATE, load_corpus, split_corpus
+
+    folder = root / "gumbench" / "data" / "speech"
+    utterances = load_corpus(folder)
+    train, held = split_corpus(utterances)
+    first, second = (utterances.index(u) + 1 for u in held[:2])
+    seconds = lambda us: f"{sum(len(u.wave) for u in us) / SAMPLE_RATE:.1f} s"  # noqa: E731
+    size = sum(p.stat().st_size for p in folder.rglob("*.flac")) / 1e6
+    return prose(
+        f"The folder holds {len(utterances)} prompts, {seconds(utterances)} in all ({size:.1f} MB of FLAC). Every "
+        f"{second - first}th utterance in sorted path order, from number {first}, is held out for evaluation: "
+        f"{len(train)} utterances ({seconds(train)}) train, {len(held)} ({seconds(held)}) evaluate."
+    )
+
+
+def last20(frame: pd.DataFrame, column: str) -> float:
+    return frame.sort_values("step")[column].tail(20).mean()
+
+
+def speech_fairseq_values(root: Path) -> str:
+    fairseq = results(root, "speech/training-wav2vec2-fairseq-values.csv")
+    default = results(root, "speech/training-wav2vec2.csv").query("label == 'st-gumbel'")
+    f, d = (parse_spec(run.task.iloc[0]).params for run in (fairseq, default))
+    chance = f["negatives"] + 1
+    claim(
+        abs(last20(fairseq, "loss_contrastive") - math.log(chance)) < 0.05, "fairseq's values leave the loss at chance"
+    )
+    penalty = fairseq.set_index("step").loss_feature_penalty
+    shrinking = ", ".join(f"{format_number(penalty[step])} at step {step}" for step in (1, 50, penalty.index.max()))
+    return prose(
+        f"Where the defaults differ from fairseq's base model, and why "
+        f"(`results/speech/training-wav2vec2-fairseq-values.csv` against the `st-gumbel` run of "
+        f"`training-wav2vec2.csv`, {fairseq.step.max()} steps from seed {fairseq.seed.iloc[0]}; averages over the "
+        f"last 20 steps): with fairseq's masking (p = {f['mask_prob']}, spans of {f['mask_length']} frames) on "
+        f"{f['crop']} s "
+        f"crops and its feature penalty weight {f['feature_penalty']}, the contrastive loss stays at chance "
+        f"({last20(fairseq, 'loss_contrastive'):.3f}; log {chance} = {math.log(chance):.3f}) and so does the training "
+        f"accuracy ({last20(fairseq, 'loss_accuracy'):.3f}; 1/{chance} = {1 / chance:.3f}): the penalty shrinks the "
+        f"encoder's output (mean square {shrinking}). The defaults are spans of {d['mask_length']} frames, "
+        f"p = {d['mask_prob']} and weight {d['feature_penalty']}: contrastive loss "
+        f"{last20(default, 'loss_contrastive'):.2f}, accuracy {last20(default, 'loss_accuracy'):.2f}. "
+        f"`feature_penalty={f['feature_penalty']},mask_length={f['mask_length']},mask_prob={f['mask_prob']}` brings "
+        f"fairseq's values back."
+    )
+
+
+def speech_training_table(root: Path) -> str:
+    summary = results(root, "speech/training-summary.csv")
+    runs = [
+        results(root, f"speech/training-{name}.csv")
+        for name in ("wav2vec2", "wav2vec2-variant-vq-wav2vec", "logmel-vqvae")
+    ]
+    steps, seeds = {run.step.max() for run in runs}, {seed for run in runs for seed in run.seed.unique()}
+    claim(len(steps) == len(seeds) == 1, "every run has the same length and seed")
+    rows = [
+        [
+            r.task,
+            r.estimator,
+            cell(r.loss_contrastive_last20 if pd.notna(r.loss_contrastive_last20) else r.loss_reconstruction_last20),
+            cell(r.loss_accuracy_last20),
+            cell(r.loss_identical_distractors_last20),
+            cell(r.code_perplexity_last20),
+            cell(r.dead_codes),
+        ]
+        for r in summary.itertuples()
+    ]
+    # runs recorded before training rows split code_perplexity (noiseless argmax) from sampled_code_perplexity
+    # carry the sampled codes' perplexity under the old name
+    legacy = any("sampled_code_perplexity" not in run for run in runs)
+    which = (
+        (
+            " of the codes the forward pass used (these runs predate the split of the training rows' "
+            "`code_perplexity`, now the noiseless argmax's, from `sampled_code_perplexity`)"
+        )
+        if legacy
+        else " of the noiseless argmax(logits)"
+    )
+    return (
+        prose(
+            f"{steps.pop()} steps from seed {seeds.pop()} (`results/speech/training-*.csv`, summary in "
+            f"`training-summary.csv`); the last columns average the last 20 steps; code perplexity is summed over "
+            f"groups (at most G x V){which}:"
+        )
+        + "\n\n"
+        + table(
+            [
+                "task",
+                "estimator",
+                "contrastive / reconstruction",
+                "accuracy",
+                "identical distractors",
+                "code perplexity (sampled)" if legacy else "code perplexity",
+                "dead codes",
+            ],
+            rows,
+        )
+    )
+
+
+def speech_collapse(root: Path) -> str:
+    frame = results(root, "speech/training-wav2vec2.csv")
+    run = frame[frame.label == "reinforce[baseline=loo]"]
+    params = parse_spec(run.task.iloc[0]).params
+    collapsed = run[run.code_perplexity <= params["groups"] + 1e-6]
+    tail = run.sort_values("step").tail(20)
+    identical = last20(run, "loss_identical_distractors")
+    claim(identical > 0.99, "nearly every distractor equals its positive at the end")
+    steps = "every one" if (tail.code_perplexity <= params["groups"] + 1e-6).all() else \
+        f"{int((tail.code_perplexity <= params['groups'] + 1e-6).sum())}"
+    return prose(
+        f"REINFORCE with per-frame credit collapses wav2vec2's quantizer to one code per group (code "
+        f"perplexity {params['groups']}, first at step {int(collapsed.step.min())}; {len(collapsed)} of the "
+        f"{len(run)} steps in all, {steps} of the last 20): a collapsed step's distractors equal their positive and "
+        f"are excluded ({identical:.2%} of them over the last 20 steps), so the loss reads "
+        f"{format_number(last20(run, 'loss_contrastive'))} and the accuracy "
+        f"{format_number(last20(run, 'loss_accuracy'))}. That is the degenerate optimum of the objective, "
+        f"which the diversity term at weight {params['diversity']} does not prevent here; read "
+        f"`identical_distractors` beside the accuracy."
+    )
+
+
+def speech_study(root: Path) -> pd.DataFrame:
+    return pd.concat(
+        [results(root, f"speech/gradients-{task}.csv") for task in ("wav2vec2", "logmel-vqvae")], ignore_index=True
+    )
+
+
+def speech_reference_error(root: Path) -> str:
+    ref = results(root, "speech/gradients-wav2vec2.csv").query("role == 'reference'")
+    error = [f"**{100 * r.reference_relative_error:.1f}%** at step {r.step}" for r in ref.itertuples()]
+    return prose(f"For wav2vec2 the reference's error bar is {', '.join(error[:-1])} and {error[-1]} of its norm "
+                 f"(95% upper bounds {', '.join(f'{100 * h:.1f}%' for h in ref.reference_relative_error_high)}).")
+
+
+def speech_study_table(root: Path) -> str:
+    study = speech_study(root)
+    rows, seen = [], set()
+    for r in study[study.role == "estimator"].itertuples():
+        first = (r.task, r.step) not in seen
+        seen.add((r.task, r.step))
+        rows.append([f"{r.task}, {r.step}" if first else "", r.label, interval(r._asdict(), "relative_bias"),
+                     format_number(r.relative_std), interval(r._asdict(), "cosine")])
+    shapes = "; ".join(
+        f"{task}: {int(g.rows.iloc[0])} groups x {int(g.categories.iloc[0])} codes"
+        for task, g in study.groupby("task", sort=False)
+    )
+    settings = results(root, "speech/gradients-wav2vec2.json")["settings"]
+    return (
+        prose(
+            f"{settings['samples']:,} estimates per estimator, seed {settings['seed']}, 95% jackknife intervals, the "
+            f"first {settings['crops']} evaluation crops ({shapes}):"
+        )
+        + "\n\n"
+        + table(["task, step", "estimator", "bias / ‖ref‖ [95% CI]", "std / ‖ref‖", "cosine [95% CI]"], rows)
+    )
+
+
+def wav2vec2_study(root: Path) -> dict:
+    study = results(root, "speech/gradients-wav2vec2.csv")
+    estimates, reference = study[study.role == "estimator"], study[study.role == "reference"]
+    relaxed = estimates[~estimates.label.str.startswith("reinforce")]
+    st, rloo = (
+        relaxed[relaxed.label.str.startswith("st-gumbel")],
+        estimates[estimates.label.str.startswith("reinforce")],
+    )
+    error = reference.reference_relative_error
+    claim((relaxed.relative_bias_low > 3 * error.max()).all(), "the relaxations' bias is far above the error bar")
+    claim(
+        (rloo.relative_bias_low <= rloo.reference_relative_error).all(),
+        "every RLOO interval reaches the reference's error",
+    )
+    return {"bias": between(st.relative_bias, percent, "%"), "cosine": between(st.cosine, decimals(2)),
+            "error": between(100 * error, decimals(1), "%"), "rloo_std": between(rloo.relative_std, decimals(0), "x"),
+            "relaxed_std": between(relaxed.relative_std, decimals(1), "x"),
+            "samples": parse_spec(rloo.estimator.iloc[0]).params["samples"]}
+
+
+def headline_speech(root: Path) -> str:
+    n = wav2vec2_study(root)
+    return prose(
+        f"Inside wav2vec 2.0's quantizer, trained on real speech, the straight-through Gumbel gradient of "
+        f"the contrastive loss is off by {n['bias']} of the true gradient's norm at a cosine of {n['cosine']}, "
+        f"far above the {n['error']} error bar of the many-sample reference; REINFORCE with RLOO is unbiased "
+        f"there but its per-estimate standard deviation is {n['rloo_std']} the gradient's norm "
+        f"(`results/speech/gradients-wav2vec2.csv`; [docs/speech.md](docs/speech.md)).",
+        bullet=True,
+    )
+
+
+def speech_finding(root: Path) -> str:
+    n = wav2vec2_study(root)
+    return prose(
+        f"Inside wav2vec 2.0's quantizer the straight-through Gumbel gradient of the contrastive loss "
+        f"is off by {n['bias']} of the true gradient's norm, at a cosine of {n['cosine']} (the relaxations' bias "
+        f"is resolved far above the reference's {n['error']} error bar); REINFORCE with {n['samples']} RLOO samples is "
+        f"unbiased (every interval reaches the reference's error) but its per-estimate standard deviation "
+        f"is {n['rloo_std']} the gradient's norm, against {n['relaxed_std']} for the relaxations."
+    )
+
+
+def explain_step(root: Path) -> str:
+    """`gumbench explain`'s text, rendered from the committed JSON: answers first, then the proofs."""
+    from gumbench.benchmarks.studies.explain import format_explanation
+
+    report = results(root, "speech/explain.json")
+    claim(set(report["variants"]) == {"wav2vec2", "vq-wav2vec"}, "both architectures are explained")
+    for name, variant in report["variants"].items():
+        for key, answer in variant["answers"].items():
+            claim(answer["holds"], f"{name}'s answer to {key} is supported by its measurement")
+    caption = prose(
+        f"`results/speech/explain.json`, from `gumbench explain --json` (step 1 from seed {report['seed']} on the "
+        f"{report['audio']}); the text below is `gumbench explain` rendered from it at 100 columns:"
+    )
+    return f"{caption}\n\n```text\n{format_explanation(report, width=100)}\n```"
+
+
+def vq_wav2vec_training(root: Path) -> str:
+    """The committed vq-wav2vec runs: last-20 averages, against the binary loss's constant-score level."""
+    frame = results(root, "speech/training-vq-wav2vec.csv")
+    timings = results(root, "speech/training-vq-wav2vec.timings.json")
+    task = parse_spec(frame.task.iloc[0]).params
+    negatives = int(task["negatives"])
+    constant = (negatives + 1) * math.log(negatives + 1) - negatives * math.log(negatives)
+    rows, tails = [], {}
+    for estimator, run in frame.groupby("label", sort=False):
+        tail = run[run.step > run.step.max() - 20]
+        last = run[run.eval_accuracy.notna()].iloc[-1]
+        tails[estimator] = tail
+        rows.append(
+            [
+                f"`{estimator}`",
+                cell(tail.loss_contrastive.mean()),
+                cell(tail.loss_accuracy.mean()),
+                cell(tail.loss_identical_distractors.mean()),
+                cell(last.eval_accuracy),
+                cell(tail.code_perplexity.mean()),
+                cell(tail.sampled_code_perplexity.mean()),
+                cell(tail.dead_codes.mean()),
+            ]
+        )
+    steps = int(frame.step.max())
+    gumbel = tails["st-gumbel"]
+    kmeans = tails["vq-commitment"]
+    claim(gumbel.loss_contrastive.mean() < constant - 0.05, "st-gumbel goes below the constant-score level")
+    claim(kmeans.loss_contrastive.mean() < constant - 0.05, "k-means goes below the constant-score level")
+    claim(int(task["quantizer_depth"]) == 1, "the committed run uses the default quantizer depth 1")
+    caption = prose(f"`results/speech/training-vq-wav2vec.csv`: {steps} steps from seed 0 with the defaults "
+                    f"({format_number(timings['wall_seconds'])} s of wall time for both runs, "
+                    f"`python scripts/speech_training_summary.py record ...` with the command in its .timings.json); "
+                    f"averages over the last 20 steps, the eval accuracy at the last evaluation:")
+    header = [
+        "estimator",
+        "contrastive",
+        "accuracy",
+        "identical distractors",
+        "eval accuracy",
+        "code perplexity (argmax)",
+        "sampled code perplexity",
+        "dead codes",
+    ]
+    note = prose(
+        f"A constant score d for every pair has its best loss at sigma(d) = 1/(N + 1), (N + 1) log(N + 1) - N log N = "
+        f"{constant:.4f} for N = {negatives} distractors: both variants go below it, the Gumbel one (logits from one "
+        f"linear layer, quantizer_depth = {task['quantizer_depth']}) to {gumbel.loss_contrastive.mean():.3f} with "
+        f"{format_number(gumbel.code_perplexity.mean())} of {task['groups'] * task['codes']} noiseless codes in use "
+        f"(perplexity; no diversity loss), the k-means one to {kmeans.loss_contrastive.mean():.3f}. A distractor "
+        f"equal to its positive, a tie that counts as a miss in the accuracy, is not excluded in wav2vec's loss. "
+        f"At this size and length the task shows the gradient paths, not a trained vq-wav2vec."
+    )
+    return f"{caption}\n\n{table(header, rows)}\n\n{note}"
