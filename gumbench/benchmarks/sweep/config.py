@@ -408,45 +408,12 @@ def _expand(specs: list[str], make) -> list[Any]:
     return [make(single) for text in specs for single in parse_spec(text).grid()]
 
 
-def check_pair(kind: str, task, est, budget: int, limit) -> None:
-    """Refuse, before anything runs, a (task, estimator) pair of a unit that would fail when it runs: a training
-    task that cannot train with the estimator, a run whose estimated peak memory exceeds ``limit``."""
-    from gumbench.footprint import check_peak, combined
-
-    if kind == "training":
-        task.check_estimator(est)
-        first_call(task, est)
-        peak = combined(task.peak_memory(est), est.peak_memory())
-    else:
-        task.rows_at_once(est, None, budget, "sweep")
-        peak = combined(task.peak_memory(est, budget), est.peak_memory())
-    check_peak(f"[{kind}] {est.label} on {task.spec}", peak, limit)
-
-
-def first_call(task, est) -> None:
-    """A VQ estimator's checks of the codebook it is given (an implicit codebook's codes and dimension, a residual
-    quantizer's stages), made on the task's model before anything runs: the model is built from a fresh copy of
-    the estimator in eval mode (no k-means, no codebook update) and each bottleneck quantizes one row of zeros.
-    The global random state is left as it was."""
-    import torch
-
-    from gumbench.benchmarks.training.base import DiscreteBottleneck
-    from gumbench.estimators import VQEstimator
-
-    if not isinstance(est, VQEstimator):
-        return
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        model = task.build(est.with_params()).eval()
-        for module in model.modules():
-            if isinstance(module, DiscreteBottleneck):
-                module(torch.zeros(1, module.project.in_features), lambda quantized: quantized.sum(-1))
-
-
 def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
     """Every unit of the grid, validated up front (bad names, sizes, pairs that cannot run and runs whose
     estimated peak memory exceeds ``max_memory`` (:mod:`gumbench.footprint`) raise before anything runs), and
     the (task, estimator) pairs left out because they cannot run together, with the reason."""
     from gumbench.benchmarks.problems import make_problem
+    from gumbench.benchmarks.sweep.preflight import check_pair
     from gumbench.benchmarks.training import make_training_task
     from gumbench.estimators import make_estimator
     from gumbench.footprint import memory_limit
@@ -478,16 +445,12 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
                     f"got {probes[-1]:,}"
                 )
             for est in estimators:
-                if probes and kind == "training":
-                    from gumbench.benchmarks.problems.elbo import checked_study
-
-                    checked_study(task, est)  # a categorical VAE with enumerable codes, a categorical estimator
                 if kind == "gradstats":
                     problem = task.incompatibility(est)
                     if problem:
                         skipped.append(f"{kind}: {task.spec} x {est.spec} ({problem})")
                         continue
-                check_pair(kind, task, est, steps if kind == "training" else int(budget), limit)
+                check_pair(kind, task, est, steps if kind == "training" else int(budget), limit, study=bool(probes))
                 for rep in range(reps):
                     units.append(Unit(kind, task.spec, est.spec, rep,
                                       derive_seed(base_seed, kind, task.spec, est.spec, rep, lr, optimizer),

@@ -224,16 +224,14 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
     on the same folder is refused while this one holds it. Each unit computes with ``threads`` torch
     threads (default: $GUMBENCH_THREADS, else 1 per worker), recorded in the run metadata and per row.
 
-    Everything that can be refused is refused before the run folder is made: the config, every unit (sizes,
-    compatibility, its estimated peak memory against ``max_memory``, :mod:`gumbench.footprint`) and the backend
-    (installed, answering within ``connect_timeout`` seconds: :func:`check_backend`)."""
+    Everything that can be refused is refused before the run folder is made: the config, every unit (sizes, pairs,
+    peak memory against ``max_memory``) and the backend (answering within ``connect_timeout`` s: check_backend)."""
     config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
     check_execution(backend, jobs, slurm_partition, slurm_time, scheduler, connect_timeout)
     if not isinstance(out, (str, os.PathLike)):
         raise GumbenchError(f"out must be a folder path, got {type(out).__name__}")
     threads = torch_threads(threads)
-    limit = memory_limit(max_memory)
-    units, skipped = expand_units(config, max_memory=limit)
+    units, skipped = expand_units(config, max_memory=memory_limit(max_memory))
     check_backend(backend, scheduler=scheduler, slurm_partition=slurm_partition, slurm_time=slurm_time,
                   connect_timeout=connect_timeout)
     metadata = run_metadata(config, config_hash(config)) | {"torch_threads": threads}
@@ -249,18 +247,10 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
                  + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
         bar.done = len(units) - len(todo)
         start = time.perf_counter()
-        for unit, rows in execute(
-            run_unit,
-            todo,
-            backend=backend,
-            jobs=jobs,
-            scheduler=scheduler,
-            slurm_partition=slurm_partition,
-            slurm_time=slurm_time,
-            slurm_folder=store.folder / "slurm",
-            threads=threads,
-            connect_timeout=connect_timeout,
-        ):
+        backend_options = {"scheduler": scheduler, "slurm_partition": slurm_partition, "slurm_time": slurm_time,
+                           "connect_timeout": connect_timeout}
+        for unit, rows in execute(run_unit, todo, backend=backend, jobs=jobs, slurm_folder=store.folder / "slurm",
+                                  threads=threads, **backend_options):
             store.write_unit(unit.unit_id, rows)
             bar.advance(unit, time.perf_counter() - start)
             start = time.perf_counter()
