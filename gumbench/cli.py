@@ -220,13 +220,10 @@ def train_command(
         spec.params["data_dir"] = str(data_dir)
     built_task = make_training_task(spec)
     built = [make_estimator(e) for e in (estimator or ["st-gumbel", "vq-commitment"])]
-    from gumbench.footprint import check_peak, combined, use_limit
+    from gumbench.footprint import check_training, use_limit
 
     with use_limit(max_memory) as limit:
-        for est in built:
-            built_task.check_estimator(est)  # refused before the first run starts
-            peak = combined(built_task.peak_memory(est), est.peak_memory())
-            check_peak(f"{est.label} on {built_task.spec}", peak, limit)
+        check_training(built_task, built, limit)  # refused before the first run starts
         frame = pd.concat(
             [train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built], ignore_index=True
         )
@@ -304,16 +301,15 @@ def sweep_command(
 
     resolved = apply_overrides(load_config(config), name=name, repetitions=repetitions, base_seed=base_seed,
                                samples=samples, steps=steps, estimators=estimator)
-    with use_limit(max_memory) as limit:
+    with use_limit(max_memory) as limit:  # workers inherit the limit
         run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=partition,
                         slurm_time=time_limit, threads=threads, connect_timeout=connect_timeout, max_memory=limit)
     typer.echo(f"results: {run.results}")
-    if report:
-        from gumbench.benchmarks.sweep.report import build_report
+    from gumbench.benchmarks.sweep.report import build_report, question
 
+    if report:
         html_path, md_path = build_report(run, run.folder, kernel_csv=kernel)
         typer.echo(f"report: {html_path} and {md_path}")
-    from gumbench.benchmarks.sweep.report import question
     from gumbench.benchmarks.sweep.verdict import compare, outcomes, verdict
     from gumbench.tables import render
 

@@ -118,6 +118,13 @@ def check_peak(who: str, peak: Peak, limit: Limit | None = None) -> None:
                             f"of {format_bytes(limit.bytes)} ({limit.source}); lower {lower}, or raise --max-memory")
 
 
+def check_training(task, estimators, limit: Limit | None = None) -> None:
+    """Refuse, before the first run starts, an estimator ``task`` cannot train with or a run over ``limit``."""
+    for est in estimators:
+        task.check_estimator(est)
+        check_peak(f"{est.label} on {task.spec}", combined(task.peak_memory(est), est.peak_memory()), limit)
+
+
 def vq_bytes(rows: int, groups: int, codes: int, dim: int, itemsize: int = 4) -> int:
     """Peak bytes of a VQ forward and backward: VQ_COPIES (rows, G, K) tensors and STEP_COPIES (rows, G, D) ones."""
     return itemsize * (VQ_COPIES * rows * groups * codes + STEP_COPIES * rows * groups * dim)
