@@ -55,6 +55,8 @@ def main() -> None:
             text = str(exc)
             allocation = "alloc" in text.lower() or "memory" in text.lower()
             answer = f"{'memory' if allocation else 'error'}: {text[:300]}"
+        except Exception as exc:  # an internal error: reported, so that the test names the case
+            answer = f"error: {type(exc).__name__}: {str(exc)[:300]}"
         print(json.dumps(answer), flush=True)
 
 

@@ -408,6 +408,8 @@ CASES_25 = [
     ("internal errors", "fashion: 0x0 pixels", ["train", "-t", "fashion-vae", "--data-dir", "data", "--steps", "2"]),
     ("internal errors", "", ["train", "-t", "fashion-vae[data_dir=007]", "--steps", "2"]),
     ("internal errors", "", ["elbo-study", "--checkpoints", "٣"]),
+    ("internal errors", "", ["gradstats", "-t", "categorical[groups=4096,categories=16]", "-s", "10"]),  # found by
+    # tests/test_memory_bounds.py: V^G had more than 4,300 digits to print (ValueError)
 ]
 
 

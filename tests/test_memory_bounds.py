@@ -58,24 +58,19 @@ def names(registry, kind):
 
 @pytest.fixture(scope="module")
 def worker():
-    process = subprocess.Popen([sys.executable, "-m", "tests.memory_worker", str(CAP)], cwd=ROOT, text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert process.stdout.readline().strip() == "ready"
+    """ask(kind, name): the answer of a fresh worker process (each run starts from a new process, as a user's does)."""
     answers = []
 
     def ask(kind, name):
-        process.stdin.write(json.dumps([kind, name]) + "\n")
-        process.stdin.flush()
-        line = process.stdout.readline()
-        assert line, f"the worker died on {kind} {name} (killed by the cap?): exit {process.wait()}"
-        answers.append((kind, name, json.loads(line)))
-        return json.loads(line)
+        done = subprocess.run([sys.executable, "-m", "tests.memory_worker", str(CAP)], cwd=ROOT, text=True, timeout=600,
+                              input=json.dumps([kind, name]) + "\n", capture_output=True)
+        lines = done.stdout.splitlines()
+        assert len(lines) == 2 and lines[0] == "ready", f"the worker died on {kind} {name}: {done.stderr[-2000:]}"
+        answers.append(json.loads(lines[1]))
+        return answers[-1]
 
     yield ask
-    process.stdin.close()
-    process.wait(timeout=30)
-    print(f"\n{sum(a[2] == 'ran' for a in answers)} ran, {sum(a[2].startswith('refused') for a in answers)} refused "
-          f"of {len(answers)}")
+    print(f"\n{answers.count('ran')} ran, {sum(a.startswith('refused') for a in answers)} refused of {len(answers)}")
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
