@@ -94,3 +94,23 @@ def test_the_issues_api_case_is_refused_before_allocating(worker):
     for spec in ("quantizer-smoothed[quantizer=vq,codes=65536]",
                  "quantizer-smoothed[quantizer=vq,codes=65536,groups=16,dim=16]"):
         assert worker("gradstats", spec).startswith("refused: "), spec
+
+
+def test_a_gzip_bomb_is_refused_after_its_header_not_after_inflating(tmp_path):
+    """1 MB of gzip that inflates to 1 GB under a header claiming 10 GB: refused holding well under 100 MB
+    (it took 2.4 GB before: the whole file was inflated, then found short)."""
+    import tracemalloc
+
+    from gumbench.benchmarks.training.images import read_idx
+    from tests.test_bad_input import bomb
+
+    bomb(tmp_path)
+    path = next(tmp_path.glob("train-images*.gz"))
+    tracemalloc.start()
+    try:
+        with pytest.raises(GumbenchError, match=r"its header says 10,000,000,000 bytes of data.*over the memory limit"):
+            read_idx(path, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MiB held while refusing"
