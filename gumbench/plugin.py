@@ -123,6 +123,9 @@ class Plugin:
     ranges: ClassVar[dict[str, Range]] = {}
     requires: ClassVar[dict[str, tuple[str, Any]]] = {}
     limits: ClassVar[dict[tuple[str, ...], int]] = {}
+    # parameters named in the canonical spec only when set away from their default: ones added after results were
+    # stored, so the stored spec strings (and the unit ids and seeds derived from them) stay as they were
+    spec_optional: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params):
         self.given = dict(params)
@@ -159,8 +162,10 @@ class Plugin:
 
     @property
     def spec(self) -> str:
-        """Canonical registry name with every parameter, e.g. ``st-gumbel[tau=0.5]``."""
-        return format_spec(self.name, self.params)
+        """Canonical registry name with every parameter (those in ``spec_optional`` only when set away from their
+        default), e.g. ``st-gumbel[tau=0.5]``."""
+        return format_spec(self.name, {k: v for k, v in self.params.items()
+                                       if k not in self.spec_optional or v != self.defaults[k]})
 
     @property
     def label(self) -> str:

@@ -217,7 +217,8 @@ class Registry:
                 raise GumbenchError(f"could not load {self.kind} plugin {ep.name!r} ({ep.value}): {exc}") from exc
             if getattr(cls, "name", None) != ep.name:
                 raise GumbenchError(
-                    f"{self.kind} plugin entry point {ep.name!r} loads a class named {getattr(cls, 'name', None)!r}; the names must match"
+                    f"{self.kind} plugin entry point {ep.name!r} loads a class named {getattr(cls, 'name', None)!r}; "
+                    "the names must match"
                 )
             self.register(cls, replace=True)
 

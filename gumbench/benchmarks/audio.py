@@ -139,7 +139,8 @@ def _load_corpus(folder: str, max_seconds: float) -> tuple[Utterance, ...]:
 
 
 def split_corpus(utterances: list[Utterance], every: int = 10) -> tuple[list[Utterance], list[Utterance]]:
-    """(train, held-out): every ``every``-th utterance, from index ``every // 2`` (the 6th of 10), is held out for evaluation."""
+    """(train, held-out): every ``every``-th utterance, from index ``every // 2`` (the 6th of 10), is held out for
+    evaluation."""
     held = [u for i, u in enumerate(utterances) if i % every == every // 2]
     train = [u for i, u in enumerate(utterances) if i % every != every // 2]
     if not held or not train:  # a tiny folder: evaluate on what there is

@@ -41,8 +41,8 @@ import torch
 from gumbench.benchmarks.problems import GradientProblem, LogitsProblem, make_problem
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
-from gumbench.intervals import jackknife_se, t_quantile
 from gumbench.footprint import check_peak, combined, memory_limit
+from gumbench.intervals import jackknife_se, t_quantile
 from gumbench.memory import keep_freed_memory
 from gumbench.plugin import SAMPLES, SEED, TEMPERATURE, Range, check_integer, check_number
 
@@ -451,7 +451,8 @@ def gradstats_table(run: GradstatsRun, width: int | None = None) -> str:
         else f"reference grad (RMS error {format_number(first.reference_error)})"
     )
     title = (
-        f"{run.task}: {first.samples} estimates each, seed {first.seed}, ||{reference}|| = {format_number(first.exact_norm)}, "
+        f"{run.task}: {first.samples} estimates each, seed {first.seed}, "
+        f"||{reference}|| = {format_number(first.exact_norm)}, "
         f"E(loss) = {format_number(first.expected_loss)}; [{first.confidence:.0%} CI]"
     )
     columns = ("estimator", "bias / ||grad||", "total variance", "MSE", "cosine", "SNR")

@@ -267,69 +267,79 @@ def _rows(case: Case, provider: str, mode: str, result: dict, copy_gbps: float, 
 
 def summarize(df, copy_gbps: float) -> list[dict]:
     """The issue's targets, each with the measured value and a verdict."""
-    ms = df[df.metric == "ms"].pivot_table(index=["sweep", "x", "mode"], columns="provider", values="value")
-    peak = df[df.metric == "peak_MB"].pivot_table(index=["sweep", "x", "mode"], columns="provider", values="value")
-    share = df[df.metric == "copy_share"].pivot_table(index=["sweep", "x", "mode"], columns="provider", values="value")
+    ms, peak, share = (
+        df[df.metric == metric].pivot_table(index=["sweep", "x", "mode"], columns="provider", values="value")
+        for metric in ("ms", "peak_MB", "copy_share")
+    )
+    return [
+        *_fused_targets(ms, peak, share),
+        *_gumbel_rao_targets(ms, peak),
+        _target("device-to-device copy", copy_gbps, True, "GB/s, measured in the same run"),
+    ]
+
+
+def _target(name, value, ok, note="") -> dict:
+    """One target row: its name, the measured value (rounded), whether it is met, and a note."""
+    return {"target": name, "value": None if value is None else round(float(value), 3), "ok": ok, "note": note}
+
+
+def _part(table, sweep, mode):
+    """Rows of one sweep and mode, indexed by x; None when not measured."""
+    if table.empty or (sweep, mode) not in {(s, m) for s, _, m in table.index}:
+        return None
+    return table.loc[sweep].xs(mode, level="mode")
+
+
+def _fused_targets(ms, peak, share) -> list[dict]:
+    """The fused Gumbel-softmax's targets: speed against eager, torch.compile and fairseq, bandwidth, memory."""
     out = []
-
-    def target(name, value, ok, note=""):
-        out.append({"target": name, "value": None if value is None else round(float(value), 3), "ok": ok, "note": note})
-
-    def part(table, sweep, mode):
-        """Rows of one sweep and mode, indexed by x; None when not measured."""
-        if table.empty or (sweep, mode) not in {(s, m) for s, _, m in table.index}:
-            return None
-        return table.loc[sweep].xs(mode, level="mode")
-
-    full = part(ms, "rows_k320", "full")
+    full = _part(ms, "rows_k320", "full")
     if full is not None:
         big = full[full.index >= (1 << 16)]
         if len(big) and {"eager", "fused_saved", "fused_recompute"} <= set(big.columns):
             best = big[["fused_saved", "fused_recompute"]].min(axis=1)
             r = (big["eager"] / best).mean()
-            target("hard fwd+bwd vs eager (mean, rows >= 2^16)", r, r >= 4.5, ">= 4.5x")
+            out.append(_target("hard fwd+bwd vs eager (mean, rows >= 2^16)", r, r >= 4.5, ">= 4.5x"))
             if "compile" in big:
                 r = (big["compile"] / best).mean()
-                target("hard fwd+bwd vs torch.compile (mean)", r, r >= 1.2, ">= 1.2x")
+                out.append(_target("hard fwd+bwd vs torch.compile (mean)", r, r >= 1.2, ">= 1.2x"))
                 r = (big["compile"] / best).min()
-                target("hard fwd+bwd vs torch.compile (worst size)", r, r >= 0.95, ">= 0.95x")
-    forward_share = part(share, "rows_k320", "forward")
+                out.append(_target("hard fwd+bwd vs torch.compile (worst size)", r, r >= 0.95, ">= 0.95x"))
+    forward_share = _part(share, "rows_k320", "forward")
     if forward_share is not None and "fused_recompute" in forward_share:
         v = forward_share[forward_share.index >= (1 << 16)]["fused_recompute"].mean()
-        target("fp32 forward, share of copy bandwidth (mean, rows >= 2^16)", v, v >= 0.8, ">= 80%")
-    full_peak = part(peak, "rows_k320", "full")
+        out.append(_target("fp32 forward, share of copy bandwidth (mean, rows >= 2^16)", v, v >= 0.8, ">= 80%"))
+    full_peak = _part(peak, "rows_k320", "full")
     if full_peak is not None and {"eager", "fused_recompute"} <= set(full_peak.columns):
         v = (full_peak["fused_recompute"] / full_peak["eager"]).max()
-        target("peak memory fwd+bwd, fused / eager (worst size)", v, v <= 0.5, "<= 0.5")
-    full = part(ms, "wav2vec_fp16", "full")
+        out.append(_target("peak memory fwd+bwd, fused / eager (worst size)", v, v <= 0.5, "<= 0.5"))
+    full = _part(ms, "wav2vec_fp16", "full")
     if full is not None and {"fairseq", "fused_recompute"} <= set(full.columns):
         big = full[full.index >= (1 << 16)]
         if len(big):
             r = (big["fairseq"] / big["fused_recompute"]).min()
-            target("wav2vec 2.0 call pattern vs fairseq (worst, rows >= 2^16)", r, r >= 6, ">= 6x")
-    rao_peak = part(peak, "gumbel_rao", "full")
+            out.append(_target("wav2vec 2.0 call pattern vs fairseq (worst, rows >= 2^16)", r, r >= 6, ">= 6x"))
+    return out
+
+
+def _gumbel_rao_targets(ms, peak) -> list[dict]:
+    """Gumbel-Rao's targets: fused peak memory flat in M; the reference's memory and time against the fused."""
+    out = []
+    rao_peak = _part(peak, "gumbel_rao", "full")
     if rao_peak is not None and "rao_fused" in rao_peak and len(rao_peak) > 1:
         fused = rao_peak["rao_fused"].sort_index()
         v = fused.iloc[-1] / fused.iloc[0]
-        target(
-            f"Gumbel-Rao fused peak memory, M={fused.index[-1]} / M={fused.index[0]}",
-            v,
-            v <= 1.05,
-            "<= 1.05 (flat in M)",
-        )
+        out.append(_target(f"Gumbel-Rao fused peak memory, M={fused.index[-1]} / M={fused.index[0]}", v, v <= 1.05,
+                           "<= 1.05 (flat in M)"))
         if "rao_reference" in rao_peak:
             v = rao_peak["rao_reference"].iloc[-1] / fused.iloc[-1]
-            target(f"Gumbel-Rao peak memory at M={fused.index[-1]}, reference / fused", v, True, "informative")
-    rao_ms = part(ms, "gumbel_rao", "full")
+            out.append(_target(f"Gumbel-Rao peak memory at M={fused.index[-1]}, reference / fused", v, True,
+                               "informative"))
+    rao_ms = _part(ms, "gumbel_rao", "full")
     if rao_ms is not None and {"rao_reference", "rao_fused"} <= set(rao_ms.columns):
         for m, row in rao_ms.iterrows():
-            target(
-                f"Gumbel-Rao fwd+bwd at M={m}, reference / fused time",
-                row["rao_reference"] / row["rao_fused"],
-                True,
-                "informative",
-            )
-    target("device-to-device copy", copy_gbps, True, "GB/s, measured in the same run")
+            out.append(_target(f"Gumbel-Rao fwd+bwd at M={m}, reference / fused time",
+                               row["rao_reference"] / row["rao_fused"], True, "informative"))
     return out
 
 
@@ -387,7 +397,7 @@ def profile_kernel(
     """
     torch = _require_gpu()
     import pandas as pd
-    import torch._dynamo
+    from torch import _dynamo
 
     for name in providers or ():
         if name not in PROVIDERS:
@@ -395,7 +405,7 @@ def profile_kernel(
     for name in modes:
         if name not in MODES:
             raise GumbenchError(f"unknown mode {name!r}; allowed: {', '.join(MODES)}")
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+    _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 256)
     out = Path(out_dir)
     meta = run_metadata(torch)
     meta["correctness"] = check_against_reference(torch)

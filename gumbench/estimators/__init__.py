@@ -5,9 +5,12 @@ theirs through the entry-point group ``gumbench.estimators`` (the entry point's 
 estimator's name).
 """
 
-from gumbench.estimators import (  # noqa: F401  (register)  # noqa: F401  (register: implicit codebooks)  # noqa: F401  (register)  # noqa: F401  (register: newer categorical estimators)
+from gumbench.estimators import (  # noqa: F401  (each module registers its estimators)
     decoupled,
     disarm,
+    diveq,
+    fogzo,
+    fsp,
     fsq,
     gapped,
     gumbel,
@@ -17,11 +20,15 @@ from gumbench.estimators import (  # noqa: F401  (register)  # noqa: F401  (regi
     lookup_free,
     nsvq,
     reinmax,
+    reinmax_variants,
+    relax,
     residual,
     score_function,
     simvq,
     straight_through,
     vq,
+    vqbridge,
+    without_replacement,
     zgr,
 )
 from gumbench.estimators.base import (

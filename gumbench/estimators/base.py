@@ -83,6 +83,9 @@ class Estimator(Plugin, torch.nn.Module):
     required_categories     V that logits must have (DisARM: 2), None for any
     zero_estimate_possible  the estimate can be exactly 0 with positive probability (DisARM)
     variants                parameter sets shown in the default gradstats table; () keeps it out
+    loss_evaluations        calls' worth of ``loss_fn`` per estimate (per row): 1 by default; a property
+                            where it depends on parameters (REINFORCE: its samples, DisARM: 2, REBAR: 3),
+                            and :meth:`evaluations_per_estimate` where it depends on the logits' shape too
     """
 
     family: ClassVar[str]
@@ -90,6 +93,7 @@ class Estimator(Plugin, torch.nn.Module):
     required_categories: ClassVar[int | None] = None
     zero_estimate_possible: ClassVar[bool] = False
     variants: ClassVar[tuple[dict, ...]] = ({},)
+    loss_evaluations: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -103,6 +107,11 @@ class Estimator(Plugin, torch.nn.Module):
     def temperature(self) -> float:
         """The ``tau`` parameter; NaN for estimators without a temperature (as rows record it)."""
         return float(self.params["tau"]) if self.has_temperature else math.nan
+
+    def evaluations_per_estimate(self, groups: int, categories: int) -> int:
+        """Loss evaluations per estimate on logits of ``groups`` x ``categories``: ``loss_evaluations``, unless
+        the count depends on the shape (IndeCateR: G x V per draw); the equal-cost views compare at this."""
+        return self.loss_evaluations
 
     def incompatibility(self, categories: int) -> str | None:
         """Why this estimator cannot take logits with ``categories`` per group, or None."""
@@ -204,12 +213,14 @@ class VQEstimator(Estimator):
                         gives (codes, code_dim), and a training task sizes its bottleneck from it
     has_code_digits     every code is a tuple of per-dimension levels: ``index_digits`` and ``digit_levels``
                         give them (utilization's effective-bits columns)
+    stochastic_codes    in training the chosen codes depend on the draws (SF-DiVeQ's dither), not on the inputs alone
     """
 
     family: ClassVar[str] = "vq"
     codebook_gradient: ClassVar[bool] = True
     implicit_codes: ClassVar[bool] = False
     has_code_digits: ClassVar[bool] = False
+    stochastic_codes: ClassVar[bool] = False
 
     def __init__(self, **params):
         super().__init__(**params)

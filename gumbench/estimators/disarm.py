@@ -40,9 +40,11 @@ def antithetic_pair(
 class DisARM(CategoricalEstimator):
     name = "disarm"
     family = "score-function"
-    description = "DisARM (Dong 2020) for binary variables (V = 2, a = l1 - l0): antithetic pair from one uniform, 1/2 (f(b) - f(b~)) (-1)^b~ 1[b != b~] sigmoid(|a|)."
+    description = ("DisARM (Dong 2020) for binary variables (V = 2, a = l1 - l0): antithetic pair from one uniform, "
+                   "1/2 (f(b) - f(b~)) (-1)^b~ 1[b != b~] sigmoid(|a|).")
     required_categories = 2  # logits must be (..., G, 2)
     zero_estimate_possible = True  # the estimate is exactly 0 when every pair agrees
+    loss_evaluations = 2  # the antithetic pair
     variants = ()  # not in the default gradstats table: its toy has 8 categories per group
 
     def estimate(self, logits, loss_fn, generator):

@@ -15,7 +15,7 @@ digit (level index) of dimension i is r_i + floor(L_i/2), in 0..L_i - 1, and the
 sum_i digit_i * prod_{j<i} L_j: the first dimension is the least significant digit (the paper's
 listing and vector-quantize-pytorch's order).
 
-The bound is vector-quantize-pytorch's (1.32.0, ``FSQ.bound``), which is the paper's Appendix A.1
+The bound is vector-quantize-pytorch's (1.32.0 and 1.34.1, ``FSQ.bound``), which is the paper's Appendix A.1
 listing with two corrections: the margin is (1 + 1e-3) where the listing has (1 - 1e-3), and the
 shift of even levels is atanh(o/h), the exact inverse of the tanh (the listing has tan(o/h)), so
 that z = 0 sits on the boundary between the two middle levels. Levels of 2 are refused:
@@ -46,9 +46,10 @@ LEVEL_RANGE = (3, 1000)
 MARGIN = 1e-3  # the bound's (1 + MARGIN): vector-quantize-pytorch's eps
 
 
-def parse_levels(owner: str, text: str) -> tuple[int, ...]:
-    """'8-5-5-5' -> (8, 5, 5, 5), with every rule checked; one clear line otherwise."""
-    low, high = LEVEL_RANGE
+def parse_levels(owner: str, text: str, low: int = LEVEL_RANGE[0]) -> tuple[int, ...]:
+    """'8-5-5-5' -> (8, 5, 5, 5), with every rule checked; one clear line otherwise. ``low``: the fewest levels
+    allowed (FSQ's bound makes 2 degenerate; quantizers without it may allow 2)."""
+    high = LEVEL_RANGE[1]
     parts = text.split("-")
     if not all(part.isascii() and part.isdigit() for part in parts):  # the rule of gumbench.registry.parse_number
         raise GumbenchError(f"{owner}: levels must be integers joined by '-', such as 8-5-5-5, got {text!r}")
@@ -59,8 +60,8 @@ def parse_levels(owner: str, text: str) -> tuple[int, ...]:
         )
     bad = [level for level in levels if not low <= level <= high]
     if bad:
-        raise GumbenchError(f"{owner}: every level must be in [{low}, {high}] (2 levels make a degenerate bound), "
-                            f"got {bad[0]} in {text!r}")
+        why = " (2 levels make a degenerate bound)" if low == LEVEL_RANGE[0] else ""
+        raise GumbenchError(f"{owner}: every level must be in [{low}, {high}]{why}, got {bad[0]} in {text!r}")
     codes = math.prod(levels)
     if codes > MAX_CODES:
         raise GumbenchError(f"{owner}: the levels' product (the number of codes) must be at most {MAX_CODES:,}, "

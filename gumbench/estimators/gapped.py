@@ -62,7 +62,8 @@ def gapped_logits(logits: torch.Tensor, index: torch.Tensor, variant: str = "1.0
 class GappedStraightThrough(CategoricalEstimator):
     name = "gst"
     family = "relaxation"
-    description = "Gapped straight-through (Fan 2022): sample D forward, softmax((logits + m)/tau) Jacobian backward, m deterministic with a gap (1.0 or p)."
+    description = ("Gapped straight-through (Fan 2022): sample D forward, softmax((logits + m)/tau) Jacobian backward, "
+                   "m deterministic with a gap (1.0 or p).")
     defaults = {"tau": 1.0, "variant": "1.0"}
     choices = {"variant": ("1.0", "p")}
     ranges = {"tau": TEMPERATURE}

@@ -44,7 +44,8 @@ class SoftGumbel(_GumbelBase):
 @register
 class STGumbel(_GumbelBase):
     name = "st-gumbel"
-    description = "Straight-through Gumbel-softmax (wav2vec 2.0): one-hot of argmax(logits + g) forward, softmax((logits + g)/tau) Jacobian backward."
+    description = ("Straight-through Gumbel-softmax (wav2vec 2.0): one-hot of argmax(logits + g) forward, "
+                   "softmax((logits + g)/tau) Jacobian backward.")
 
     def estimate(self, logits, loss_fn, generator):
         if self.training:

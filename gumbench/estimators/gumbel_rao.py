@@ -30,7 +30,8 @@ from gumbench.plugin import TEMPERATURE, Range
 class GumbelRao(CategoricalEstimator):
     name = "gumbel-rao"
     family = "relaxation"
-    description = "Gumbel-Rao (Paulus 2021): one hard sample forward, softmax((logits + g)/tau) Jacobian averaged over M draws of g given the sample."
+    description = ("Gumbel-Rao (Paulus 2021): one hard sample forward, softmax((logits + g)/tau) Jacobian averaged "
+                   "over M draws of g given the sample.")
     defaults = {"tau": 1.0, "samples": 10}
     ranges = {"tau": TEMPERATURE, "samples": Range(1, 1000, meaning="M, the conditional Gumbel draws")}
 

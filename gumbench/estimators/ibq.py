@@ -41,7 +41,8 @@ from gumbench.plugin import Range
 
 
 def softmax_path_limit(dtype: torch.dtype, dim: int) -> float:
-    """The largest s = max |z| + max |code| for which 2 D s^2 (1 + 2 s) stays below a quarter of dtype's largest value."""
+    """The largest s = max |z| + max |code| for which 2 D s^2 (1 + 2 s) stays below a quarter of dtype's largest
+    value."""
     ceiling = torch.finfo(dtype).max / 4
     low, high = 0.0, ceiling ** (1 / 3) + 1.0
     for _ in range(200):  # bisection on an increasing function

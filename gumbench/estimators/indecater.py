@@ -69,6 +69,13 @@ class IndeCateR(CategoricalEstimator):
     defaults = {"samples": 1}
     ranges = {"samples": Range(1, 1000, meaning="S, the draws per row")}
 
+    @property
+    def loss_evaluations(self) -> int:
+        return self.params["samples"]  # per group and category: see evaluations_per_estimate
+
+    def evaluations_per_estimate(self, groups: int, categories: int) -> int:
+        return groups * categories * self.params["samples"]  # every substitution of every draw
+
     def estimate(self, logits, loss_fn, generator):
         n = self.params["samples"]
         batch, (groups, categories) = logits.shape[:-2], logits.shape[-2:]

@@ -40,7 +40,8 @@ def softmax_jacobian_surrogate(logits: torch.Tensor, probs: torch.Tensor) -> tor
 class ReinMax(CategoricalEstimator):
     name = "reinmax"
     family = "relaxation"
-    description = "ReinMax (Liu 2023): sample forward, 2 J(pi_half) - J(pi)/2 backward, pi_half = (softmax(logits/tau) + D)/2; tau >= 1."
+    description = ("ReinMax (Liu 2023): sample forward, 2 J(pi_half) - J(pi)/2 backward, "
+                   "pi_half = (softmax(logits/tau) + D)/2; tau >= 1.")
     defaults = {"tau": 1.0}
     ranges = {"tau": TEMPERATURE}
 
@@ -48,7 +49,8 @@ class ReinMax(CategoricalEstimator):
         tau = self.params["tau"]
         if tau < 1:
             raise GumbenchError(
-                f"{self.name}: tau must be >= 1 (ReinMax's second-order correction needs it; Liu et al. 2023), got {tau:g}"
+                f"{self.name}: tau must be >= 1 (ReinMax's second-order correction needs it; Liu et al. 2023), "
+                f"got {tau:g}"
             )
 
     def estimate(self, logits, loss_fn, generator):

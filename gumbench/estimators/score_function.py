@@ -47,6 +47,10 @@ class Reinforce(CategoricalEstimator):
         # the arithmetic stays in Python floats
         self.register_buffer("ema_loss", None)
 
+    @property
+    def loss_evaluations(self) -> int:
+        return self.params["samples"]  # one loss per sample
+
     def estimate(self, logits, loss_fn, generator):
         n, baseline = self.params["samples"], self.params["baseline"]
         indices = sample_categorical(logits, generator, samples=n)  # (n, ..., G): one softmax per row for all n

@@ -32,12 +32,16 @@ init=kmeans     k-means initialization (as in Jukebox / SoundStream): on the fir
                 seeds, on that batch's vectors (per group; pooled over groups for a shared codebook).
 restart=true    dead-code restart: a code not chosen in ``restart_threshold`` consecutive training
                 calls is replaced in place by a random vector of the current batch (its EMA
-                statistics, with ema=true, restart from that vector).
+                statistics, with ema=true, restart from that vector). With ``restart_ratio`` r > 0
+                (vector-quantize-pytorch's ``dead_code_threshold_ratio``) a code is dead instead when
+                its usage U_k falls below r times the mean usage of its book, U_k an exponential moving
+                average (decay ``decay``, from 0) of the code's count per training call; a restarted
+                code's U_k is set to r max(mean U, eps), at the threshold.
 cosine=true     cosine-similarity codebook (Yu et al. 2022, ViT-VQGAN): vectors and codes are
                 L2-normalized, the nearest code is the one at the smallest angle, and the value,
                 the losses and the EMA statistics live on the unit sphere.
 
-The options that only refine another one (``kmeans_iters``, ``restart_threshold``) are rejected
+The options that only refine another one (``kmeans_iters``, ``restart_threshold``, ``restart_ratio``) are rejected
 up front when set without it. In-place changes happen in training mode only, like the EMA, and
 never on an empty batch.
 
@@ -49,10 +53,13 @@ Normalizing divides by max(|z_e|, ``shortest(dtype)``) and the rotation's rescal
 capped at 1 / ``shortest(dtype)`` = sqrt(largest value of dtype), so vectors near 0 keep finite
 gradients.
 
-Against vector-quantize-pytorch 1.32.0 (tests/estimators/test_vq_oracle.py) values, indices,
-losses and input gradients agree; its conventions differ in three exact ways. Its learnable-codebook
+Against vector-quantize-pytorch 1.34.1 (tests/estimators/test_vq_oracle.py) values, indices,
+losses and input gradients agree; its conventions differ in exact ways. Its learnable-codebook
 loss beta ||z_e - e||^2 has no stop-gradient, so its codebook gradient is beta times this one's.
-Its EMA divides by Laplace-smoothed counts (N_k + eps) n / (n + K eps), n = sum_k N_k, not by N_k.
+Its EMA statistics start at 0 (here N_k = 1, M_k = e_k) and it blends in the current code,
+e_k <- (M_k + eps e_k) / (N_k + eps), not M_k / N_k. ``restart_ratio`` finds the same dead codes with the
+same usage averages as its ``dead_code_threshold_ratio``; the batch vectors put in their place are drawn
+differently (here with replacement).
 Its cosine codebook is compared with as stored (kept unit-norm, the EMA result normalized) and is
 never learnable by gradient.
 
@@ -252,7 +259,10 @@ class VQCommitment(VQEstimator):
     description = ("VQ-VAE: nearest code by L2, straight-through to the encoder, codebook + beta * commitment loss; "
                    "options: ema, rotation trick, k-means init, dead-code restart, cosine codebook.")
     defaults = {"beta": 0.25, "ema": False, "decay": 0.99, "eps": 1e-5, "rotation": False, "init": "random",
-                  "kmeans_iters": 10, "restart": False, "restart_threshold": 50, "cosine": False}
+                  "kmeans_iters": 10, "restart": False, "restart_threshold": 50, "cosine": False,
+                "restart_ratio": 0.0}
+    # added after reference runs were stored: named in the spec only when set, so those specs stay as they were
+    spec_optional = ("restart_ratio",)
     choices = {"init": ("random", "kmeans")}
     ranges = {
         "beta": Range(0, 100, meaning="commitment weight"),
@@ -261,13 +271,19 @@ class VQCommitment(VQEstimator):
         "eps": Range(torch.finfo(torch.float32).tiny, 1, meaning="count below which a code is no longer rewritten"),
         "kmeans_iters": Range(1, 1000),
         "restart_threshold": Range(1, meaning="training calls a code may go unused"),
+        "restart_ratio": Range(0, 1, high_open=True, meaning="share of the mean usage below which a code dies"),
     }
-    requires = {"kmeans_iters": ("init", "kmeans"), "restart_threshold": ("restart", True)}
+    requires = {"kmeans_iters": ("init", "kmeans"), "restart_threshold": ("restart", True),
+                "restart_ratio": ("restart", True)}
 
     def validate(self) -> None:
         self.register_buffer("ema_counts", None)
         self.register_buffer("ema_sums", None)
         self.register_buffer("unused_calls", None)  # per code, consecutive training calls without use (restart)
+        self.register_buffer("usage", None)  # per code, the moving average of its count per call (restart_ratio)
+        if self.params["restart_ratio"] > 0 and self.params["restart_threshold"] != self.defaults["restart_threshold"]:
+            raise GumbenchError(f"{self.name}: restart_threshold and restart_ratio are two rules for a dead code; "
+                                "set one")
         self.register_buffer("initialized", torch.tensor(self.params["init"] != "kmeans"))  # k-means runs once, lazily
 
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -359,13 +375,10 @@ class VQCommitment(VQEstimator):
 
     @torch.no_grad()
     def _restart_dead_codes(self, z: torch.Tensor, assign: torch.Tensor, codebook: torch.Tensor, generator) -> None:
-        used = assign.reshape(-1, *assign.shape[-2:]).sum(0) > 0  # (G, K)
+        counts = assign.reshape(-1, *assign.shape[-2:]).sum(0)  # (G, K)
         if codebook.dim() == 2:
-            used = used.any(0, keepdim=True)
-        if self.unused_calls is None or self.unused_calls.shape != used.shape:
-            self.unused_calls = torch.zeros(used.shape, dtype=torch.long, device=used.device)
-        self.unused_calls = torch.where(used, torch.zeros_like(self.unused_calls), self.unused_calls + 1)
-        dead = self.unused_calls >= self.params["restart_threshold"]
+            counts = counts.sum(0, keepdim=True)
+        dead = self._dead_by_ratio(counts) if self.params["restart_ratio"] > 0 else self._dead_by_calls(counts > 0)
         if not dead.any():
             return
         points = self._per_book(z, codebook)  # (B, N, D), normalized already with cosine=true
@@ -376,4 +389,23 @@ class VQCommitment(VQEstimator):
         if self.ema_counts is not None and codebook.dim() == 3:
             self.ema_counts.copy_(torch.where(dead, torch.ones_like(self.ema_counts), self.ema_counts))
             self.ema_sums.copy_(torch.where(dead.unsqueeze(-1), fresh, self.ema_sums))
-        self.unused_calls = torch.where(dead, torch.zeros_like(self.unused_calls), self.unused_calls)
+        if self.unused_calls is not None:
+            self.unused_calls = torch.where(dead, torch.zeros_like(self.unused_calls), self.unused_calls)
+
+    def _dead_by_calls(self, used: torch.Tensor) -> torch.Tensor:
+        """Codes unused in ``restart_threshold`` consecutive training calls."""
+        if self.unused_calls is None or self.unused_calls.shape != used.shape:
+            self.unused_calls = torch.zeros(used.shape, dtype=torch.long, device=used.device)
+        self.unused_calls = torch.where(used, torch.zeros_like(self.unused_calls), self.unused_calls + 1)
+        return self.unused_calls >= self.params["restart_threshold"]
+
+    def _dead_by_ratio(self, counts: torch.Tensor) -> torch.Tensor:
+        """Codes whose usage average is below restart_ratio x its book's mean; their average is set to the threshold."""
+        if self.usage is None or self.usage.shape != counts.shape:
+            self.usage = torch.zeros_like(counts)
+        self.usage.lerp_(counts, 1 - self.params["decay"])
+        ratio = self.params["restart_ratio"]
+        mean = self.usage.mean(-1, keepdim=True)
+        dead = self.usage < mean * ratio
+        self.usage.copy_(torch.where(dead, mean.clamp_min(self.params["eps"]) * ratio, self.usage))
+        return dead

@@ -39,7 +39,8 @@ def darn_surrogate(logits: torch.Tensor, hard: torch.Tensor, probs: torch.Tensor
 class ZGR(CategoricalEstimator):
     name = "zgr"
     family = "relaxation"
-    description = "ZGR (Shekhovtsov 2023): sample D forward, (J(pi) u + (u.(D - pi))(D - pi))/2 backward: the tau -> 0 limit of Gumbel-Rao, (ST + DARN)/2."
+    description = ("ZGR (Shekhovtsov 2023): sample D forward, (J(pi) u + (u.(D - pi))(D - pi))/2 backward: "
+                   "the tau -> 0 limit of Gumbel-Rao, (ST + DARN)/2.")
 
     def estimate(self, logits, loss_fn, generator):
         indices = sample_categorical(logits, generator)

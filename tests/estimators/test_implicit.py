@@ -26,9 +26,9 @@ def message(call) -> str:
     return str(caught.value)
 
 
-def test_fsq_lfq_and_bsq_are_the_implicit_codebook_quantizers():
+def test_fsq_lfq_bsq_and_fsp_are_the_implicit_codebook_quantizers():
     implicit = [n for n in registry.names() if issubclass(registry.get(n), ImplicitCodebookVQ)]
-    assert sorted(implicit) == ["bsq", "fsq", "lfq"]
+    assert sorted(implicit) == ["bsq", "fsp", "fsq", "lfq"]
 
 
 # --- mixed_radix_digits ------------------------------------------------------------------------

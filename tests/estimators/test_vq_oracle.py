@@ -1,4 +1,4 @@
-"""vq-commitment against vector-quantize-pytorch 1.32.0 (lucidrains), a pinned test-only oracle.
+"""vq-commitment against vector-quantize-pytorch 1.34.1 (lucidrains), a pinned test-only oracle.
 
 Both are called on identical inputs: gumbench's (B, N, G, D) vectors are vqp's (B, N, G * D) with
 ``heads=G, codebook_dim=D`` (no projection), its (G, K, D) codebook copied into vqp's per-head
@@ -14,11 +14,17 @@ docs/estimators.md, "vector-quantize-pytorch"):
 
 - learnable codebook: vqp's loss is beta * ||x - e||^2 without stop-gradients, so its codebook
   gradient is beta times gumbench's (the codebook term of van den Oord et al. has weight 1);
-- EMA: same decay convention, but vqp divides the sums by Laplace-smoothed counts
-  (N_k + eps) n / (n + K eps), n = sum_k N_k, where gumbench divides by N_k itself;
+- EMA: same decay convention, but vqp's statistics start at zero (gumbench's at N_k = 1, M_k = e_k), and
+  vqp blends in the current code, e_k <- (M_k + eps e_k) / (N_k + eps), where gumbench divides M_k by N_k;
+- dead codes by a ratio (``restart_ratio``, vqp's ``dead_code_threshold_ratio``): the same usage average from
+  zero, the same codes found dead and the same reset usage; the replacements are batch vectors in both, drawn
+  differently (gumbench with replacement, vqp without);
 - cosine codebook: vqp compares normalized vectors with the stored codes as they are (it keeps
   them unit-norm instead of normalizing at lookup), stores the EMA result normalized, and refuses
   a learnable codebook with cosine similarity.
+
+vqp 1.32.0 (the previous pin) divided by Laplace-smoothed counts; 1.34.1 changed that and deprecated its
+absolute dead-code threshold (``threshold_ema_dead_code``), which is no longer used here.
 """
 
 import pytest
@@ -45,12 +51,11 @@ def data(seed=0):
 def oracle(*, shared=False, **options):
     """vqp's VectorQuantize laid out like gumbench's (..., G, D), every extra off unless given."""
     vqp = require_package("vector_quantize_pytorch")
-    settings = dict(kmeans_init=False, threshold_ema_dead_code=0, rotation_trick=False, learnable_codebook=False,
+    settings = dict(kmeans_init=False, dead_code_threshold_ratio=0.0, rotation_trick=False, learnable_codebook=False,
                     ema_update=False, commitment_weight=0.25)
     settings.update(options)
-    vq = vqp.VectorQuantize(
-        dim=G * D, codebook_size=K, codebook_dim=D, heads=G, separate_codebook_per_head=not shared, **settings
-    )
+    vq = vqp.VectorQuantize(dim=G * D, codebook_size=K, codebook_dim=D, heads=G, separate_codebook_per_head=not shared,
+                            **settings)
     return vq.train()
 
 
@@ -159,13 +164,13 @@ def test_cosine_with_learnable_codebook_is_refused_by_vqp():
 
 
 @pytest.mark.parametrize("eps", [1e-5, 0.5])
-def test_ema_update_is_laplace_smoothed_in_vqp(eps):
-    """After one training call, vqp's code k is M_k / N~_k with N~_k = (N_k + eps) n / (n + K eps),
-    n = sum_k N_k, where gumbench's is M_k / N_k; counts N and sums M themselves agree."""
+def test_ema_update_blends_the_current_code_in_vqp(eps):
+    """Loaded at gumbench's start (N_k = 1, M_k = e_k), after one training call vqp's code k is
+    (M_k + eps e_k) / (N_k + eps), e_k the code before the call, where gumbench's is M_k / N_k; counts N and
+    sums M themselves agree."""
     z, codebook, upstream = data(40)
-    est, out, z_grad, book_grad, gb_book = run_gumbench(
-        "vq-commitment[beta=0.25,ema=true,decay=0.7]", z, codebook, upstream
-    )
+    spec = "vq-commitment[beta=0.25,ema=true,decay=0.7]"
+    est, out, z_grad, book_grad, gb_book = run_gumbench(spec, z, codebook, upstream)
     vq = oracle(ema_update=True, decay=0.7, eps=eps)
     load(vq, codebook)
     value, indices, loss, _, x_grad, _, vqp_book = run_vqp(vq, z, upstream)
@@ -178,19 +183,32 @@ def test_ema_update_is_laplace_smoothed_in_vqp(eps):
     torch.testing.assert_close(vq._codebook.cluster_size, counts, **TOL)
     torch.testing.assert_close(vq._codebook.embed_avg, sums, **TOL)
     torch.testing.assert_close(gb_book, sums / counts.unsqueeze(-1), **TOL)
-    total = counts.sum(-1, keepdim=True)
-    smoothed = (counts + eps) * total / (total + K * eps)
-    torch.testing.assert_close(vqp_book, sums / smoothed.unsqueeze(-1), **TOL)
-    # equivalently vqp = gumbench * N_k (n + K eps) / ((N_k + eps) n): an unused code (N_k < n / K) shrinks
-    torch.testing.assert_close(
-        vqp_book, gb_book * (counts * (total + K * eps) / ((counts + eps) * total)).unsqueeze(-1), **TOL
-    )
+    torch.testing.assert_close(vqp_book, (sums + eps * codebook) / (counts + eps).unsqueeze(-1), **TOL)
+    # equivalently vqp = (N_k gumbench + eps e_k) / (N_k + eps): a rarely used code (small N_k) stays near e_k
+    blended = (counts.unsqueeze(-1) * gb_book + eps * codebook) / (counts + eps).unsqueeze(-1)
+    torch.testing.assert_close(vqp_book, blended, **TOL)
     if eps == 0.5:
         assert (vqp_book - gb_book).abs().max() > 1e-2
 
 
+def test_vqp_ema_statistics_start_at_zero():
+    """Fresh, vqp's counts and sums are 0 (k-means init would not seed them); after one call from there they
+    are gumbench's minus its start: N_vqp = N - decay, M_vqp = M - decay e_k."""
+    z, codebook, upstream = data(45)
+    decay = 0.7
+    est, out, *_ = run_gumbench(f"vq-commitment[ema=true,decay={decay}]", z, codebook, upstream)
+    vq = oracle(ema_update=True, decay=decay)
+    assert not vq._codebook.cluster_size.any() and not vq._codebook.embed_avg.any()
+    with torch.no_grad():
+        vq._codebook.embed.copy_(codebook)  # the codes only; the statistics stay at vqp's zero start
+    _, indices, *_ = run_vqp(vq, z, upstream)
+    assert torch.equal(indices, out.indices)
+    torch.testing.assert_close(vq._codebook.cluster_size, est.ema_counts - decay, **TOL)
+    torch.testing.assert_close(vq._codebook.embed_avg, est.ema_sums - decay * codebook, **TOL)
+
+
 def test_cosine_ema_update_is_normalized_in_vqp():
-    """With cosine similarity vqp stores normalize(M_k / N~_k) = normalize(gumbench's M_k / N_k)."""
+    """With cosine similarity vqp stores normalize((M_k + eps e_k) / (N_k + eps)); gumbench stores M_k / N_k."""
     z, codebook, upstream = data(50)
     codebook = torch.nn.functional.normalize(codebook, dim=-1)
     est, out, _, _, gb_book = run_gumbench("vq-commitment[ema=true,decay=0.6,cosine=true]", z, codebook, upstream)
@@ -200,5 +218,46 @@ def test_cosine_ema_update_is_normalized_in_vqp():
     assert torch.equal(indices, out.indices)
     torch.testing.assert_close(value, out.value, **TOL)
     torch.testing.assert_close(vq._codebook.embed_avg, est.ema_sums, **TOL)
-    torch.testing.assert_close(vqp_book, torch.nn.functional.normalize(gb_book, dim=-1), **TOL)
+    torch.testing.assert_close(gb_book, est.ema_sums / est.ema_counts.unsqueeze(-1), **TOL)
+    blended = (est.ema_sums + 0.3 * codebook) / (est.ema_counts + 0.3).unsqueeze(-1)
+    torch.testing.assert_close(vqp_book, torch.nn.functional.normalize(blended, dim=-1), **TOL)
     assert (gb_book.norm(dim=-1) - 1).abs().max() > 1e-2  # gumbench's stored codes are not unit-norm
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.9])
+def test_dead_codes_by_ratio_agree_with_vqp(ratio):
+    """restart_ratio is vqp's dead_code_threshold_ratio: call after call (gumbench handed vqp's codebook, so the
+    choices stay the same), the same usage averages and the same codes replaced, by vectors of the batch."""
+    decay, calls = 0.8, 6
+    _, codebook, _ = data(60)
+    est = make_estimator(f"vq-commitment[restart=true,restart_ratio={ratio},decay={decay}]").train()
+    vq = oracle(learnable_codebook=True, dead_code_threshold_ratio=ratio, decay=decay)
+    with torch.no_grad():
+        vq._codebook.embed.copy_(codebook)  # the usage averages stay at their zero start in both
+    replaced_any = 0
+    for call in range(calls):
+        z = torch.randn(B, N, G, D, generator=gen(61 + call)) * 0.5 + 1.0  # off-centre: some codes go unused
+        before = vq._codebook.embed.detach().clone()
+        book = before.clone()
+        out = est(z, lambda value: value.sum((-2, -1)), codebook=book, generator=gen(call))
+        _, indices, _ = vq(z.reshape(B, N, G * D))
+        assert torch.equal(indices, out.indices)
+        torch.testing.assert_close(vq._codebook.cluster_size, est.usage, **TOL)
+        vqp_replaced = (vq._codebook.embed.detach() != before).any(-1)
+        assert torch.equal(vqp_replaced, (book != before).any(-1))
+        batch = z.reshape(-1, G, D).transpose(0, 1)  # (G, B N, D)
+        for replaced_book in (book, vq._codebook.embed.detach()):
+            distance = torch.cdist(replaced_book, batch).amin(-1)  # (G, K)
+            assert (distance[vqp_replaced] < 1e-5).all()
+        replaced_any += int(vqp_replaced.sum())
+    assert replaced_any > 0
+
+
+def test_spec_of_vq_commitment_leaves_restart_ratio_out_at_its_default():
+    """Stored specs (and the sweep unit ids and seeds made from them) predate restart_ratio: unchanged."""
+    stored = ("vq-commitment[beta=0.25,ema=false,decay=0.99,eps=1e-05,rotation=false,init=random,kmeans_iters=10,"
+              "restart=false,restart_threshold=50,cosine=false]")
+    assert make_estimator("vq-commitment").spec == stored
+    spec = make_estimator("vq-commitment[restart=true,restart_ratio=0.1]").spec
+    assert spec.endswith(",restart=true,restart_threshold=50,cosine=false,restart_ratio=0.1]")
+    assert make_estimator(spec).spec == spec

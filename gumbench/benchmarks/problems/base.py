@@ -101,7 +101,8 @@ class GradientProblem:
 
 
 def draws_per_estimate(estimator) -> int:
-    """Samples one estimate draws per row (REINFORCE's ``samples``, Gumbel-Rao's M): it multiplies the memory of a draw."""
+    """Samples one estimate draws per row (REINFORCE's ``samples``, Gumbel-Rao's M): it multiplies the memory of a
+    draw."""
     return int(estimator.params.get("samples", 1) or 1)
 
 
@@ -250,7 +251,8 @@ class LogitsProblem(LogitsGradient):
     ):
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise GumbenchError(
-                f"{owner}: logits must be a tensor of shape (G, V), got {getattr(logits, 'shape', type(logits).__name__)}"
+                f"{owner}: logits must be a tensor of shape (G, V), "
+                f"got {getattr(logits, 'shape', type(logits).__name__)}"
             )
         check_logits(logits)
         if logits.numel() == 0:

@@ -37,8 +37,10 @@ from the codebook loss, not from L).
 Estimators (``default_estimators``): on ``vq-distance`` every categorical estimator handed the distance
 logits -||z - e_k||^2 / T (and a loss that decodes a (relaxed) one-hot y as y E) and the single-stage VQ
 estimators with a learned codebook (``vq-commitment`` with and without the rotation trick, ``nsvq``,
-``ibq``, ``simvq``: their own forward, which does not depend on T); with ``stages=2`` ``residual-vq`` on two
-stages; on ``quantizer-smoothed`` the quantizer's own straight-through estimator at z.
+``ibq``, ``simvq``, ``diveq``, ``vqbridge``: their own forward, which does not depend on T); with ``stages=2``
+``residual-vq`` on two stages; on ``quantizer-smoothed`` the quantizer's own straight-through estimator at z
+(with ``quantizer=vq`` every VQ estimator whose eval value is the nearest code). ``sf-diveq`` (its value lies
+between codes), ``fsp`` (its own bins) and options that rewrite the codebook are refused with the reason.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ class QuantizerProblem(Plugin, GradientProblem):
     # --- references and draws ---------------------------------------------------------------
 
     def reference(self) -> Reference:
-        """The reference gradient in float64 of :attr:`shape`, J at (z, E), and the RMS error of the reference (None: exact)."""
+        """The reference gradient in float64 of :attr:`shape`, J at (z, E), and the RMS error of the reference
+        (None: exact)."""
         raise NotImplementedError  # abstract: each problem defines its reference
 
     def incompatibility(self, estimator) -> str | None:
@@ -307,7 +310,8 @@ class DistanceVQ(QuantizerProblem):
         if self.params["stages"] == 2:
             if isinstance(estimator, ResidualVQ) and estimator.params["stages"] == 2:
                 return codebook_care(make_estimator(estimator.params["quantizer"]))
-            return "stages=2 measures residual-vq[stages=2] only (the choices of its two stages are not independent groups)"
+            return ("stages=2 measures residual-vq[stages=2] only "
+                    "(the choices of its two stages are not independent groups)")
         if isinstance(estimator, CategoricalEstimator):
             return estimator.incompatibility(self.codes)
         if isinstance(estimator, ResidualVQ):
@@ -325,7 +329,7 @@ class DistanceVQ(QuantizerProblem):
         return [*VQ_ESTIMATORS, *categorical]
 
 
-VQ_ESTIMATORS = ("vq-commitment", "vq-commitment[rotation=true]", "nsvq", "ibq", "simvq")
+VQ_ESTIMATORS = ("vq-commitment", "vq-commitment[rotation=true]", "nsvq", "ibq", "simvq", "diveq", "vqbridge")
 
 
 class SmoothedQuantizer(QuantizerProblem):
@@ -432,12 +436,20 @@ class SmoothedQuantizer(QuantizerProblem):
             return [f"fsq[levels={self.params['levels']}]"]
         if kind == "lfq":
             return ["lfq"]
-        return ["vq-commitment", "vq-commitment[rotation=true]", "nsvq", "simvq"]
+        return ["vq-commitment", "vq-commitment[rotation=true]", "nsvq", "simvq", "diveq", "vqbridge"]
 
 
 def codebook_care(estimator) -> str | None:
     """Why a VQ estimator's options do not fit a fixed-codebook problem (vq-commitment's ema, k-means init and
-    dead-code restart rewrite the codebook in training calls; a cosine codebook chooses by angle), or None."""
+    dead-code restart rewrite the codebook in training calls; a cosine codebook chooses by angle; DiVeQ's code
+    replacement likewise; SF-DiVeQ's value is a point between codes), or None."""
+    from gumbench.estimators.diveq import DiVeQ, SFDiVeQ
+
+    if isinstance(estimator, SFDiVeQ):
+        return ("its value is a point on the polyline through the codes (its index a segment), not a code of this "
+                "codebook")
+    if isinstance(estimator, DiVeQ) and estimator.params["replace"]:
+        return "replace=true rewrites the codebook in training calls; the problems hold it fixed"
     if estimator.name != "vq-commitment":
         return None
     p = estimator.params

@@ -1,6 +1,7 @@
 """Studies: gradients measured inside trained models, each a library function and one CLI command.
 
-elbo               :func:`elbo_gradient_study` in the digits or Fashion-MNIST VAE, exact by enumeration (``gumbench elbo-study``)
+elbo               :func:`elbo_gradient_study` in the digits or Fashion-MNIST VAE, exact by enumeration
+                   (``gumbench elbo-study``)
 speech_quantizers  :func:`quantizer_gradient_study` in the speech quantizers (``gumbench speech-study``)
 explain            :func:`explain.explain`: one wav2vec 2.0 step, term by term (``gumbench explain``)
 

@@ -385,8 +385,6 @@ def format_explanation(d: dict, width: int | None = None) -> str:
     (tables fit ``width``, see :func:`gumbench.tables.render`)."""
     import textwrap
 
-    from gumbench.tables import render
-
     wrap = width or 100
 
     def para(text, indent="  "):
@@ -404,40 +402,42 @@ def format_explanation(d: dict, width: int | None = None) -> str:
             flag = "" if a["holds"] else " [NOT SUPPORTED by the measurement below]"
             out.append(para(f"{NUMBERS[key]} {NAMES[name]}: {a['answer']}.{flag}"))
     for name, v in d["variants"].items():
-        title = (
-            f"{NAMES[name]} ({v['task']}): G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
-            f"{v['quantized_rows']} quantized {v['rows_are']} of {v['crops']} crops"
-        )
-        rows = []
-        for term in (*TERMS[name], "total"):
-            weight = "" if term == "total" else f" (x{v['weights'][term]:g})"
-            n = v["gradient_norms"][term]
-            rows.append(
-                (
-                    term.replace("_", " ") + weight,
-                    f"{v['values'][term]:.4g}",
-                    f"{n['logits']:.3e}",
-                    f"{n['codebook']:.3e}",
-                    f"{n['encoder']:.3e}",
-                )
-            )
-        out += [
-            "",
-            para(f"Proof, {NAMES[name]}: {v['architecture']}.", ""),
-            render(
-                title,
-                ("loss term (weight)", "value (weighted)", "|grad|: logits", "codebook", "encoder"),
-                rows,
-                width=width,
-            ),
-        ]
-        worst = max(s["max_abs_difference"] for s in v["sum_check"].values())
-        out.append(
-            para(
-                f"The terms' gradients add up to the total's: largest |difference| {worst:.1e} over every entry at the "
-                "logits, the codebook and the encoder."
-            )
-        )
-        for key in (*QUESTIONS, "eval"):
-            out.append(para(f"{NUMBERS[key]} {v['answers'][key]['proof']}"))
+        out += _proof_lines(name, v, width, para)
     return "\n".join(out)
+
+
+def _proof_lines(name: str, v: dict, width: int | None, para) -> list[str]:
+    """One architecture's proofs: a table of its loss terms (value, gradient norms), the check that the terms'
+    gradients add up to the total's, then each answer's proof, as paragraphs made by ``para``."""
+    from gumbench.tables import render
+
+    title = (
+        f"{NAMES[name]} ({v['task']}): G = {v['groups']} groups x V = {v['codes']} codes, tau = {v['tau']:.5f}, "
+        f"{v['quantized_rows']} quantized {v['rows_are']} of {v['crops']} crops"
+    )
+    rows = []
+    for term in (*TERMS[name], "total"):
+        weight = "" if term == "total" else f" (x{v['weights'][term]:g})"
+        n = v["gradient_norms"][term]
+        rows.append((term.replace("_", " ") + weight, f"{v['values'][term]:.4g}", f"{n['logits']:.3e}",
+                     f"{n['codebook']:.3e}", f"{n['encoder']:.3e}"))
+    out = [
+        "",
+        para(f"Proof, {NAMES[name]}: {v['architecture']}.", ""),
+        render(
+            title,
+            ("loss term (weight)", "value (weighted)", "|grad|: logits", "codebook", "encoder"),
+            rows,
+            width=width,
+        ),
+    ]
+    worst = max(s["max_abs_difference"] for s in v["sum_check"].values())
+    out.append(
+        para(
+            f"The terms' gradients add up to the total's: largest |difference| {worst:.1e} over every entry at the "
+            "logits, the codebook and the encoder."
+        )
+    )
+    for key in (*QUESTIONS, "eval"):
+        out.append(para(f"{NUMBERS[key]} {v['answers'][key]['proof']}"))
+    return out

@@ -31,14 +31,16 @@ def _noise(r: dict) -> dict:
             and min(b["relative_error_without_noise"], b["relative_error_fresh_noise"]) > WRONG
         ),
         "proof": (
-            f"g is a tensor of {f['noise_draws']:,} independent Gumbel(0, 1) draws, one per {r['rows_are'][:-1]}, group and "
-            f"code ({' x '.join(map(str, f['noise_shape']))}), drawn once in the forward pass: the forward value is exactly "
-            f"the one-hot of argmax(logits + g) with g replayed from the generator (max |difference| "
-            f"{f['max_abs_difference_from_one_hot']:.1e}; a sample, not the mode: it differs from the noiseless argmax in "
-            f"{100 * f['share_differing_from_noiseless_argmax']:.1f}% of {f['pairs']} ({r['rows_are'][:-1]}, group) pairs). "
+            f"g is a tensor of {f['noise_draws']:,} independent Gumbel(0, 1) draws, one per {r['rows_are'][:-1]}, "
+            f"group and code ({' x '.join(map(str, f['noise_shape']))}), drawn once in the forward pass: the forward "
+            f"value is exactly the one-hot of argmax(logits + g) with g replayed from the generator (max |difference| "
+            f"{f['max_abs_difference_from_one_hot']:.1e}; a sample, not the mode: it differs from the noiseless "
+            f"argmax in {100 * f['share_differing_from_noiseless_argmax']:.1f}% of {f['pairs']} "
+            f"({r['rows_are'][:-1]}, group) pairs). "
             f"The backward uses the same g: the contrastive gradient at the logits equals J^T u, J the Jacobian of "
-            f"softmax((logits + g)/tau), relative error {b['relative_error_same_noise']:.1e}; with g = 0 it would be off by "
-            f"{100 * b['relative_error_without_noise']:.0f}%, with fresh noise by {100 * b['relative_error_fresh_noise']:.0f}%."
+            f"softmax((logits + g)/tau), relative error {b['relative_error_same_noise']:.1e}; with g = 0 it would be "
+            f"off by {100 * b['relative_error_without_noise']:.0f}%, with fresh noise by "
+            f"{100 * b['relative_error_fresh_noise']:.0f}%."
         ),
     }
 
@@ -59,8 +61,9 @@ def _contrastive(r: dict) -> dict:
         ),
         "proof": (
             f"Recomputed from the codebook rows the indices select, with nothing soft in it, the contrastive loss is "
-            f"{h['value']:.6g} (|difference| {h['abs_difference']:.1e}); rerun with the same g at tau = {t['other_tau']:.5g} "
-            f"instead of {t['tau']:.5g} it is {t['contrastive_at_other_tau']:.6g} (|difference| {t['contrastive_abs_difference']:.1e}): "
+            f"{h['value']:.6g} (|difference| {h['abs_difference']:.1e}); rerun with the same g at "
+            f"tau = {t['other_tau']:.5g} instead of {t['tau']:.5g} it is {t['contrastive_at_other_tau']:.6g} "
+            f"(|difference| {t['contrastive_abs_difference']:.1e}): "
             f"the probabilities are not in its value. Its gradient at the logits is not 0 but J^T u (norm "
             f"{b['contrastive_gradient_norm_at_logits']:.3e}, relative error {b['relative_error_same_noise']:.1e}): "
             f"the soft - stop_gradient(soft) term adds 0 to the value and softmax((logits + g)/tau)'s Jacobian to the "
@@ -127,14 +130,15 @@ def _gumbel_diversity_where(r: dict) -> tuple[dict, dict]:
         ),
     }
     where = {
-        "answer": "(asked of vq-wav2vec) here the quantized vectors are only targets and distractors, so the contrastive "
-        "gradient reaches the logits through that one path, in the straight-through step; the diversity term adds "
-        "its own probabilities",
+        "answer": "(asked of vq-wav2vec) here the quantized vectors are only targets and distractors, so the "
+        "contrastive gradient reaches the logits through that one path, in the straight-through step; the diversity "
+        "term adds its own probabilities",
         "holds": p["context_input_norm_at_logits"] == 0
         and p["sum_relative_error"] < SAME
         and p["value_abs_difference"] == 0,
         "proof": (
-            f"Through the targets and distractors the gradient at the logits has norm {p['targets_norm_at_logits']:.3e} "
+            f"Through the targets and distractors the gradient at the logits has norm "
+            f"{p['targets_norm_at_logits']:.3e} "
             f"(relative error {p['sum_relative_error']:.1e} against autograd); through the context network "
             f"{p['context_input_norm_at_logits']:g}, as the context network never reads the quantized vectors."
         ),
@@ -145,12 +149,14 @@ def _gumbel_diversity_where(r: dict) -> tuple[dict, dict]:
 def _evaluation(r: dict) -> dict:
     e = r["eval"]
     return {
-        "answer": "in eval the quantizer takes the noiseless argmax(logits): no noise is drawn and no gradient reaches the logits",
+        "answer": "in eval the quantizer takes the noiseless argmax(logits): no noise is drawn and no gradient reaches "
+        "the logits",
         "holds": e["indices_equal_noiseless_argmax"] and e["generator_untouched"] and e["gradient_norm_at_logits"] == 0,
         "proof": (
-            f"The same step in eval mode: codes equal to argmax(logits): {e['indices_equal_noiseless_argmax']}; the generator "
-            f"left untouched: {e['generator_untouched']}; gradient norm at the logits {e['gradient_norm_at_logits']:g}; the "
-            f"codes differ from the training sample in {100 * e['share_differing_from_training_sample']:.1f}% of pairs and "
-            f"the contrastive loss on them is {e['contrastive']:.6g}."
+            f"The same step in eval mode: codes equal to argmax(logits): {e['indices_equal_noiseless_argmax']}; the "
+            f"generator left untouched: {e['generator_untouched']}; gradient norm at the logits "
+            f"{e['gradient_norm_at_logits']:g}; the codes differ from the training sample in "
+            f"{100 * e['share_differing_from_training_sample']:.1f}% of pairs and the contrastive loss on them is "
+            f"{e['contrastive']:.6g}."
         ),
     }

@@ -128,22 +128,15 @@ def measure(
     ``exact_gradient`` (a callable giving d E[loss] / d logits), where the loss allows enumeration,
     replaces the sampled reference; its error is then 0.
     """
-    from gumbench.benchmarks.gradstats import gradient_statistics
-    from gumbench.estimators import VQEstimator, make_estimator
-
     if exact_gradient is not None:
-        ref = exact_gradient().to(torch.float64)
-        norm = float(ref.norm())
-        figures = {"reference": "exact (enumeration per frame)", "reference_samples": 0, "reference_norm": norm,
-                   "reference_error": 0.0, "reference_error_low": 0.0, "reference_error_high": 0.0,
-                   "reference_relative_error": 0.0, "reference_relative_error_high": 0.0}
+        ref, figures = _exact_reference(exact_gradient)
     else:
         ref, figures = reference_gradient(
             logits, loss_fn, reference=reference, samples=reference_samples, seed=seed + 100_003, confidence=confidence
         )
-    norm = figures["reference_norm"]
-    if norm == 0:
+    if figures["reference_norm"] == 0:
         raise GumbenchError("the reference gradient is zero: the loss does not depend on the quantizer's choices here")
+    shape = {"rows": logits.shape[0], "categories": logits.shape[1]}
     rows = [
         {
             "role": "reference",
@@ -151,39 +144,52 @@ def measure(
             "label": figures["reference"],
             "samples": figures["reference_samples"],
             **figures,
-            "rows": logits.shape[0],
-            "categories": logits.shape[1],
+            **shape,
         }
     ]
     for i, spec in enumerate(estimators):
-        est = make_estimator(spec)
-        if tau is not None and est.has_temperature and "tau" not in est.given:
-            est = est.with_params(tau=tau)
-        if isinstance(est, VQEstimator):
-            raise GumbenchError(
-                f"{est.spec} is a VQ estimator: it takes vectors, not logits; the study measures categorical estimators"
-            )
-        s = gradient_statistics(
-            est,
-            logits,
-            loss_fn,
-            samples,
-            seed + 1 + i,
-            confidence=confidence,
-            chunk_size=_chunk(est, logits),
-            reference=ref,
-        )
-        bias_sq = s.bias.value ** 2 - figures["reference_error"] ** 2
-        rows.append({
-            "role": "estimator", "estimator": s.estimator, "label": est.label, "samples": samples, **figures,
-            "rows": logits.shape[0], "categories": logits.shape[1],
-            **_interval("relative_bias", s.bias, norm),
-            "relative_bias_corrected": math.sqrt(max(bias_sq, 0.0)) / norm,
-            **_interval("total_variance", s.total_variance),
-            "relative_std": math.sqrt(s.total_variance.value) / norm,
-            **_interval("cosine", s.cosine), **_interval("snr", s.snr),
-        })
+        rows.append(_estimator_row(spec, logits, loss_fn, ref, figures, samples=samples, seed=seed + 1 + i, tau=tau,
+                                   confidence=confidence))
     return rows
+
+
+def _exact_reference(exact_gradient) -> tuple[torch.Tensor, dict]:
+    """The exact gradient (float64) as the reference, with the figures of a reference whose error is 0."""
+    ref = exact_gradient().to(torch.float64)
+    norm = float(ref.norm())
+    figures = {"reference": "exact (enumeration per frame)", "reference_samples": 0, "reference_norm": norm,
+               "reference_error": 0.0, "reference_error_low": 0.0, "reference_error_high": 0.0,
+               "reference_relative_error": 0.0, "reference_relative_error_high": 0.0}
+    return ref, figures
+
+
+def _estimator_row(spec, logits, loss_fn, ref, figures: dict, *, samples: int, seed: int, tau: float | None,
+                   confidence: float) -> dict:
+    """One estimator's row of :func:`measure`: its bias (raw and corrected for the reference's error), variance,
+    cosine and SNR against ``ref``, relative to the reference's norm where they scale with it."""
+    from gumbench.benchmarks.gradstats import gradient_statistics
+    from gumbench.estimators import VQEstimator, make_estimator
+
+    norm = figures["reference_norm"]
+    est = make_estimator(spec)
+    if tau is not None and est.has_temperature and "tau" not in est.given:
+        est = est.with_params(tau=tau)
+    if isinstance(est, VQEstimator):
+        raise GumbenchError(
+            f"{est.spec} is a VQ estimator: it takes vectors, not logits; the study measures categorical estimators"
+        )
+    s = gradient_statistics(est, logits, loss_fn, samples, seed, confidence=confidence,
+                            chunk_size=_chunk(est, logits), reference=ref)
+    bias_sq = s.bias.value ** 2 - figures["reference_error"] ** 2
+    return {
+        "role": "estimator", "estimator": s.estimator, "label": est.label, "samples": samples, **figures,
+        "rows": logits.shape[0], "categories": logits.shape[1],
+        **_interval("relative_bias", s.bias, norm),
+        "relative_bias_corrected": math.sqrt(max(bias_sq, 0.0)) / norm,
+        **_interval("total_variance", s.total_variance),
+        "relative_std": math.sqrt(s.total_variance.value) / norm,
+        **_interval("cosine", s.cosine), **_interval("snr", s.snr),
+    }
 
 
 def quantizer_gradient_study(
@@ -208,7 +214,34 @@ def quantizer_gradient_study(
     """
     import pandas as pd
 
-    from gumbench.benchmarks.training import make_training_task, train
+    from gumbench.benchmarks.training import train
+    from gumbench.estimators import make_estimator
+
+    task, checkpoints, batch = _checked_study(task, trained_with, checkpoints, crops, samples, reference_samples, seed,
+                                              confidence)
+    rows = []
+
+    def at_checkpoint(step, model):
+        if step not in checkpoints:
+            return
+        with frozen(model):
+            problem = task.quantizer_problem(model, batch, torch.Generator().manual_seed(seed))
+            tau = task.temperature(max(step, 1))
+            exact = problem.exact_gradient if use_exact else None
+            for row in measure(estimators, problem.logits, problem.loss_fn, reference=reference, samples=samples,
+                               reference_samples=reference_samples, seed=seed, tau=tau, confidence=confidence,
+                               exact_gradient=exact):
+                rows.append({"task": task.label, "trained_with": make_estimator(trained_with).spec, "step": step,
+                             "tau": tau, **row})
+
+    train(task, trained_with, steps=max(checkpoints[-1], 1), seed=seed, callback=at_checkpoint)
+    return pd.DataFrame(rows)
+
+
+def _checked_study(task, trained_with, checkpoints, crops, samples, reference_samples, seed, confidence):
+    """The study's settings, checked before training starts: (the training task, the sorted checkpoints, the
+    frozen batch of the first ``crops`` evaluation crops)."""
+    from gumbench.benchmarks.training import make_training_task
     from gumbench.estimators import VQEstimator, make_estimator
 
     task = make_training_task(task)
@@ -224,33 +257,7 @@ def quantizer_gradient_study(
         check_integer(owner, key, value, SAMPLES)
     check_integer(owner, "seed", seed, Range(0, SEED.high - 100_003))  # the reference draws from seed + 100,003
     check_number(owner, "confidence", confidence, Range(0, 1, low_open=True, high_open=True))
-    batch = batch[:crops]
-    rows = []
-
-    def at_checkpoint(step, model):
-        if step not in checkpoints:
-            return
-        with frozen(model):
-            problem = task.quantizer_problem(model, batch, torch.Generator().manual_seed(seed))
-            tau = task.temperature(max(step, 1))
-            exact = problem.exact_gradient if use_exact else None
-            for row in measure(
-                estimators,
-                problem.logits,
-                problem.loss_fn,
-                reference=reference,
-                samples=samples,
-                reference_samples=reference_samples,
-                seed=seed,
-                tau=tau,
-                confidence=confidence,
-                exact_gradient=exact,
-            ):
-                rows.append({"task": task.label, "trained_with": make_estimator(trained_with).spec, "step": step,
-                             "tau": tau, **row})
-
-    train(task, trained_with, steps=max(checkpoints[-1], 1), seed=seed, callback=at_checkpoint)
-    return pd.DataFrame(rows)
+    return task, checkpoints, batch[:crops]
 
 
 def format_study(frame, width: int | None = None) -> str:
@@ -264,9 +271,11 @@ def format_study(frame, width: int | None = None) -> str:
         head = f"{task} at step {step}: {int(ref.rows)} quantizer groups x {int(ref.categories)} codes as one row; "
         if ref.reference_samples:
             head += (
-                f"reference: mean of {int(ref.reference_samples)} x {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}, "
+                f"reference: mean of {int(ref.reference_samples)} x {ref.estimator}, "
+                f"||ref|| = {ref.reference_norm:.3g}, "
                 f"its error bar {ref.reference_relative_error:.3f} of ||ref|| "
-                f"[{ref.reference_error_low / ref.reference_norm:.3f}, {ref.reference_error_high / ref.reference_norm:.3f}]"
+                f"[{ref.reference_error_low / ref.reference_norm:.3f}, "
+                f"{ref.reference_error_high / ref.reference_norm:.3f}]"
             )
         else:
             head += f"reference: {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}"

@@ -5,6 +5,7 @@ runner    :func:`run_sweep` and :func:`run_unit`
 backends  :func:`execute`: local processes, Dask or SLURM behind one function
 store     atomic writes, run metadata, the parquet results of runs
 report    HTML and Markdown reports from stored results
+figures   the report's figures, drawn with seaborn into PNG bytes
 """
 
 from gumbench.benchmarks.sweep.config import (

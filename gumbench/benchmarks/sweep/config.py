@@ -21,12 +21,13 @@ Lists inside brackets expand into the cartesian grid. Every (kind, task, estimat
 repetition) is a *unit*; its seed is a hash of (base seed, kind, task, estimator,
 repetition, and the learning rate and optimizer where a section gives them), so results depend
 neither on order nor on the worker that ran them; a section without ``lr`` or ``optimizer`` makes
-the same units, ids and seeds as before those keys existed. ``gradient_checkpoints`` (a ``digits-vae`` or ``fashion-vae``
-whose codes can be enumerated) adds, at each listed step, the unit's estimator's relative bias,
-relative standard deviation and cosine against the exact ELBO gradient
-(:func:`gumbench.benchmarks.studies.elbo.gradient_probe`: :data:`GRADIENT_POINTS` evaluation images,
-:data:`GRADIENT_SAMPLES` estimates each) as rows ``elbo_gradient_relative_bias``,
-``elbo_gradient_relative_std``, ``elbo_gradient_cosine`` (means over the images); it changes neither the training run nor the seed. The runner
+the same units, ids and seeds as before those keys existed. ``gradient_checkpoints`` (a
+``digits-vae`` or ``fashion-vae`` whose codes can be enumerated) adds, at each listed step, the
+unit's estimator's relative bias, relative standard deviation and cosine against the exact ELBO
+gradient (:func:`gumbench.benchmarks.studies.elbo.gradient_probe`: :data:`GRADIENT_POINTS`
+evaluation images, :data:`GRADIENT_SAMPLES` estimates each) as rows
+``elbo_gradient_relative_bias``, ``elbo_gradient_relative_std``, ``elbo_gradient_cosine`` (means
+over the images); it changes neither the training run nor the seed. The runner
 (:mod:`gumbench.benchmarks.sweep.runner`) runs the units and the store
 (:mod:`gumbench.benchmarks.sweep.store`) keeps their rows.
 """
@@ -77,14 +78,23 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "decoupled-st-gumbel[tau=2]",
                 "decoupled-st-gumbel[tau=1.3,tau_forward=1.6]",
                 "indecater",
+                # issue 26: ReinMax's Rao-Blackwellised and control-variate forms, FOGZO, samples without replacement,
+                # and the learned control variates (trained at the logits first: warmup=200; about 5 s a task each)
+                "reinmax-rao",
+                "reinmax-cv",
+                "fogzo",
+                "unordered-set",
+                "reinforce-wor",
+                "rebar[warmup=200]",
+                "relax[warmup=200]",
             ],
             "samples": 4000,
         },
         {
-            # VQ as a categorical choice (gumbench.benchmarks.problems.quantizers): the exact gradient of J_T in z and in
-            # the codebook from large to small T (at T = 0.01 the gradient in z has vanished, so only the codebook's),
-            # and the Gaussian-smoothed objectives of the deterministic quantizers; estimators that do not apply to a
-            # problem are left out with the reason
+            # VQ as a categorical choice (gumbench.benchmarks.problems.quantizers): the exact gradient of J_T in z and
+            # in the codebook from large to small T (at T = 0.01 the gradient in z has vanished, so only the
+            # codebook's), and the Gaussian-smoothed objectives of the deterministic quantizers; estimators that do
+            # not apply to a problem are left out with the reason
             "tasks": [
                 "vq-distance[T=[10,1,0.1],wrt=[z,codebook]]",
                 "vq-distance[T=0.01,wrt=codebook]",
@@ -112,6 +122,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "zgr",
                 "decoupled-st-gumbel[tau=1.3,tau_forward=1.6]",
                 "indecater",
+                "reinmax-rao",
+                "reinmax-cv",
+                "fogzo",
+                "unordered-set",
+                "reinforce-wor",
+                "rebar[warmup=200]",
+                "relax[warmup=200]",
             ],
             "samples": 4000,
         },

@@ -15,9 +15,10 @@ Parquet results are tidy long format and are never overwritten. Every file carri
 metadata (:func:`run_metadata`: gumbench, torch and triton versions, git commit, code hash,
 device, base seed, the resolved config; the sweep adds its torch thread count) in its parquet
 key-value metadata under ``gumbench``, and the scalar fields also as columns (the thread count is
-a row column written by each unit, so a run resumed with another count says which units used which). Only parquet is read back: nothing is unpickled. A unit
-file counts as finished only when it reads back whole, with this run's identity and one unit's
-rows; the results file only when it holds exactly the run's units.
+a row column written by each unit, so a run resumed with another count says which units used
+which). Only parquet is read back: nothing is unpickled. A unit file counts as finished only when
+it reads back whole, with this run's identity and one unit's rows; the results file only when it
+holds exactly the run's units.
 """
 
 from __future__ import annotations

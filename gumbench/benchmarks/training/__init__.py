@@ -3,7 +3,13 @@
 The built-in tasks register when this package imports their modules.
 """
 
-from gumbench.benchmarks.training import images, speech, synthetic, vq_wav2vec  # noqa: F401  (registers the tasks)
+from gumbench.benchmarks.training import (  # noqa: F401  (registers the tasks)
+    images,
+    logmel_vqvae,
+    speech,
+    synthetic,
+    vq_wav2vec,
+)
 from gumbench.benchmarks.training.base import (
     DiscreteBottleneck,
     StepOutput,
@@ -12,6 +18,8 @@ from gumbench.benchmarks.training.base import (
     register,
     registry,
     train,
+    training_table,
 )
 
-__all__ = ["DiscreteBottleneck", "StepOutput", "TrainingTask", "make_training_task", "register", "registry", "train"]
+__all__ = ["DiscreteBottleneck", "StepOutput", "TrainingTask", "make_training_task", "register", "registry", "train",
+           "training_table"]

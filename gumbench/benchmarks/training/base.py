@@ -16,7 +16,8 @@ terms, utilization, temperature, gradient norms, step time, peak memory. The uti
 (``code_perplexity``, ``used_fraction``, ...) are of the noiseless argmax(logits) for categorical
 estimators (fairseq's convention, as the ``eval_`` columns), ``sampled_code_perplexity`` of the
 codes the forward pass used and ``dead_codes`` of those too (a code the forward never picks gets no
-codebook gradient); see :mod:`gumbench.benchmarks.utilization`.
+codebook gradient); see :mod:`gumbench.benchmarks.utilization`. :func:`training_table` shows the last
+step of each run as a text table (what ``gumbench train`` prints).
 """
 
 from __future__ import annotations
@@ -279,8 +280,8 @@ def train(
     """Train ``task`` with ``estimator`` for ``steps`` from ``seed``; one row per step (a DataFrame).
 
     ``optimizer`` is ``"adam"`` (the default) or ``"radam"`` (:data:`OPTIMIZERS`), at learning rate ``lr``
-    (the task's default when None). ``callback(step, model)``, if given, runs before the first step (step 0) and after each step.
-    A task's temperature schedule (``task.temperature(step)``) reaches estimators that have a
+    (the task's default when None). ``callback(step, model)``, if given, runs before the first step (step 0) and
+    after each step. A task's temperature schedule (``task.temperature(step)``) reaches estimators that have a
     temperature through ``with_params``: every scheduled value is validated, and a schedule that
     leaves an estimator's range (ReinMax needs tau >= 1) is refused before the first step.
     """
@@ -324,6 +325,25 @@ def train(
         callback(step, model)
     return pd.DataFrame(rows)
 
+
+# the columns of :func:`training_table` that a run has, in this order; step_seconds is summed over the run
+SUMMARY_COLUMNS = ("loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity",
+                   "eval_nmi", "eval_negative_elbo", "eval_nll_iw", "eval_collapse", "step_seconds")
+
+
+def training_table(frame, task_spec: str) -> str:
+    """Text table of runs (rows of :func:`train`, one or more estimators on the task ``task_spec``): per estimator
+    the last step's loss, utilization and evaluation figures, and the run's total seconds."""
+    from gumbench.tables import render
+
+    columns = [c for c in SUMMARY_COLUMNS if c in frame]
+    rows = []
+    for _, part in frame.groupby("estimator", sort=False):
+        last = part.dropna(axis=1, how="all").iloc[-1]
+        values = [part["step_seconds"].sum() if c == "step_seconds" else last.get(c) for c in columns]
+        rows.append((part["label"].iloc[0], *("-" if v is None else f"{v:.3g}" for v in values)))
+    headers = ["estimator", *(c if c != "step_seconds" else "total seconds" for c in columns)]
+    return render(f"{task_spec}: last step of {int(frame['step'].max())}", headers, rows)
 
 def _built_model(task: TrainingTask, estimator, seed: int, device: torch.device) -> nn.Module:
     """The task's model around ``estimator``, initialized from ``seed`` (the global RNG left as it was), in

@@ -136,7 +136,8 @@ def gunzip_idx(path: Path, raw: bytes) -> bytes:
 
 
 def idx_path(folder: Path, stem: str) -> Path | None:
-    """The file of ``stem`` in ``folder``: ``stem``, ``stem.gz``, or the dotted spelling (``train-images.idx3-ubyte``)."""
+    """The file of ``stem`` in ``folder``: ``stem``, ``stem.gz``, or the dotted spelling
+    (``train-images.idx3-ubyte``)."""
     dotted = stem.replace("-idx", ".idx")
     for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
         if (folder / name).is_file():
@@ -218,7 +219,8 @@ class FashionVAE(TrainingTask):
               ("latents", "categories"): 1_048_576, ("eval_images", "latents", "categories"): MAX_ELEMENTS,
               ("eval_images", "iw_samples"): 10_000_000}
     default_steps = 300
-    default_lr = 1e-3  # the authors' script's default (the paper's tuned values at 8 x 4: 3e-4 to 1e-3; configs/fashion-vae-tuned.toml)
+    # the authors' script's default (the paper's tuned values at 8 x 4: 3e-4 to 1e-3; configs/fashion-vae-tuned.toml)
+    default_lr = 1e-3
 
     def validate(self):
         p = self.params

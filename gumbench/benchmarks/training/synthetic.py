@@ -164,7 +164,8 @@ class DigitsVAE(_AutoencoderTask):
 @register
 class GaussianMixtureVQ(_AutoencoderTask):
     name = "gmm-vq"
-    description = "Autoencoder on a Gaussian mixture with a known number of clusters: utilization, purity and NMI against the truth."
+    description = ("Autoencoder on a Gaussian mixture with a known number of clusters: utilization, purity and NMI "
+                   "against the truth.")
     default_steps = 300
     defaults = {
         "clusters": 8,

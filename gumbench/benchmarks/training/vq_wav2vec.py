@@ -223,7 +223,8 @@ class VqWav2Vec(RawSpeechTask):
         if self.frames < p["steps_ahead"] + 2:
             raise GumbenchError(
                 f"{self.name}: a {p['crop']:g} s crop gives {self.frames} frames; predicting "
-                f"steps_ahead={p['steps_ahead']} needs at least {p['steps_ahead'] + 2}: use a longer crop or fewer steps"
+                f"steps_ahead={p['steps_ahead']} needs at least {p['steps_ahead'] + 2}: "
+                "use a longer crop or fewer steps"
             )
         self.load_audio()
 

@@ -11,8 +11,8 @@ import torch
 
 from gumbench.benchmarks.problems.enumeration import exact_gradient
 from gumbench.benchmarks.training import make_training_task, registry, speech, train
+from gumbench.benchmarks.training.logmel_vqvae import LogMelVQVAETask
 from gumbench.benchmarks.training.speech import (
-    LogMelVQVAETask,
     Wav2Vec2,
     frames_of,
     info_nce,
