@@ -138,14 +138,19 @@ def sweep_command(
     if report:
         html_path, md_path = build_report(run, run.folder, kernel_csv=kernel)
         typer.echo(f"report: {html_path} and {md_path}")
+    typer.echo(_verdict_table(run.frame(), question))
+
+
+def _verdict_table(frame, question) -> str:
+    """The sweep's verdict as a text table: per question the best, those tied with it, and warnings."""
     from gumbench.benchmarks.sweep.verdict import compare, outcomes, verdict
     from gumbench.tables import render
 
-    answers = verdict(compare(outcomes(run.frame())))
+    answers = verdict(compare(outcomes(frame)))
     rows = [(question(r), r["measure"], "; ".join(r["best"]) or "no healthy result", "; ".join(r["warnings"]))
             for r in answers.to_dict("records")]
-    typer.echo(render("verdict (lower is better): the best, then those tied with it; warnings name degenerate results",
-                      ("question", "measure", "best", "warnings"), rows, text=("best", "warnings")))
+    return render("verdict (lower is better): the best, then those tied with it; warnings name degenerate results",
+                  ("question", "measure", "best", "warnings"), rows, text=("best", "warnings"))
 
 
 def report_command(
