@@ -16,7 +16,7 @@ from typing import List, Optional
 import typer
 
 from gumbench.commands import kernel, studies, toys, training
-from gumbench.commands.options import THREADS, writable_folder
+from gumbench.commands.options import MAX_MEMORY, THREADS, writable_folder
 from gumbench.errors import GumbenchError
 
 app = typer.Typer(
@@ -99,7 +99,10 @@ def sweep_command(
         None, "--scheduler", help="Dask scheduler address; default: a local cluster."
     ),
     partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (--backend slurm)."),
-    time_limit: int = typer.Option(60, "--time", help="SLURM time limit per unit, minutes."),
+    time_limit: Optional[int] = typer.Option(None, "--time", show_default=False,
+                                             help="SLURM time limit per unit, minutes (--backend slurm; default 60)."),
+    connect_timeout: Optional[float] = typer.Option(None, "--connect-timeout", show_default=False,
+                                                    help="Seconds for a Dask scheduler or sbatch to answer (10)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (overrides the config's)."),
     repetitions: Optional[int] = typer.Option(None, "--repetitions", "--seeds", help="Repetitions (seeds) per unit."),
     base_seed: Optional[int] = typer.Option(None, "--base-seed", help="Base seed hashed into every unit's seed."),
@@ -118,29 +121,36 @@ def sweep_command(
         help="Kernel profile CSV (from `gumbench profile-kernel`) to draw in the report.",
     ),
     threads: int = THREADS,
+    max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
     """Run or resume a sweep (tasks x estimators x parameters x seeds); results as parquet, then a report."""
     from gumbench.benchmarks.sweep import apply_overrides, load_config, run_sweep
+    from gumbench.footprint import use_limit
 
     resolved = apply_overrides(load_config(config), name=name, repetitions=repetitions, base_seed=base_seed,
                                samples=samples, steps=steps, estimators=estimator)
-    run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler,
-                    slurm_partition=partition, slurm_time=time_limit, threads=threads)
+    with use_limit(max_memory) as limit:  # workers inherit the limit
+        run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=partition,
+                        slurm_time=time_limit, threads=threads, connect_timeout=connect_timeout, max_memory=limit)
     typer.echo(f"results: {run.results}")
-    if report:
-        from gumbench.benchmarks.sweep.report import build_report
+    from gumbench.benchmarks.sweep.report import build_report, question
 
+    if report:
         html_path, md_path = build_report(run, run.folder, kernel_csv=kernel)
         typer.echo(f"report: {html_path} and {md_path}")
-    from gumbench.benchmarks.sweep.report import question
+    typer.echo(_verdict_table(run.frame(), question))
+
+
+def _verdict_table(frame, question) -> str:
+    """The sweep's verdict as a text table: per question the best, those tied with it, and warnings."""
     from gumbench.benchmarks.sweep.verdict import compare, outcomes, verdict
     from gumbench.tables import render
 
-    answers = verdict(compare(outcomes(run.frame())))
+    answers = verdict(compare(outcomes(frame)))
     rows = [(question(r), r["measure"], "; ".join(r["best"]) or "no healthy result", "; ".join(r["warnings"]))
             for r in answers.to_dict("records")]
-    typer.echo(render("verdict (lower is better): the best, then those tied with it; warnings name degenerate results",
-                      ("question", "measure", "best", "warnings"), rows, text=("best", "warnings")))
+    return render("verdict (lower is better): the best, then those tied with it; warnings name degenerate results",
+                  ("question", "measure", "best", "warnings"), rows, text=("best", "warnings"))
 
 
 def report_command(

@@ -14,6 +14,7 @@ A plugin class declares, as data,
     requires     a parameter that only applies with another one's value, e.g.
                  {"kmeans_iters": ("init", "kmeans")}: setting it otherwise is an error
 
+It estimates its peak memory from its parameters (:meth:`Plugin.peak_memory`, :mod:`gumbench.footprint`),
 and :meth:`Plugin.validate` checks only what a declaration cannot say (parameters that depend
 on each other, data that must load). :func:`check_integer` and :func:`check_number` apply the
 same ranges to plain function arguments (seeds, sample counts, steps). An instance knows its canonical ``spec`` (every
@@ -146,6 +147,18 @@ class Plugin:
 
     def validate(self) -> None:
         """Checks that the declarations cannot express; raise GumbenchError naming what is allowed."""
+
+    def peak_memory(self, *context):
+        """The estimated peak memory of running this plugin (:class:`gumbench.footprint.Peak`), from its parameters
+        alone: STEP_COPIES float32 copies of its largest declared ``limits`` product, naming that product's
+        parameters; none for a plugin without limits (an estimator's sizes are its inputs'). ``context`` (an
+        estimator, a sample count) is for subclasses whose peak depends on what they run with."""
+        from gumbench.footprint import STEP_COPIES, Peak
+
+        if not self.limits:
+            return Peak(0, ())
+        keys = max(self.limits, key=lambda k: math.prod(self.params[name] for name in k))
+        return Peak(4 * STEP_COPIES * math.prod(self.params[name] for name in keys), keys)
 
     @property
     def spec(self) -> str:

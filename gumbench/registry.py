@@ -52,8 +52,45 @@ def _split_top_level(text: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
+class Written:
+    """A number parsed from a name that remembers how it was written: a text parameter (a folder, FSQ's levels)
+    takes the text as given (``data_dir=007`` is the folder ``007``), a numeric one the number."""
+
+    text: str
+
+
+class WrittenInt(Written, int):
+    pass
+
+
+class WrittenFloat(Written, float):
+    pass
+
+
+def _written(kind: type, value, text: str):
+    number = kind(value)
+    number.text = text
+    return number
+
+
+def parse_number(text: str) -> int | float | None:
+    """The one rule for numbers in names, for every numeric parameter: written in ASCII ('4', '007', '-2',
+    '0.5', '1e-3', 'inf', 'nan'); leading zeros are allowed ('007' is 7). Digits of other scripts (a
+    superscript '²', Arabic-Indic '٣', full-width '４'), which Python's int() or str.isdigit() would
+    accept, are not digits here: such a value stays text, and a numeric parameter refuses it. None: not a number."""
+    if not text.isascii():
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return None
+
+
 def parse_value(text: str) -> Any:
-    """'0.5' -> 0.5, '4' -> 4, 'true' -> True, '[1,2]' -> [1, 2], anything else stays a string."""
+    """'0.5' -> 0.5, '4' -> 4, 'true' -> True, '[1,2]' -> [1, 2], anything else stays a string.
+    Numbers follow :func:`parse_number` and keep their written text (:class:`Written`)."""
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         inner = text[1:-1].strip()
@@ -63,12 +100,10 @@ def parse_value(text: str) -> Any:
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
+    number = parse_number(text)
+    if number is None:
+        return text
+    return _written(WrittenInt if isinstance(number, int) else WrittenFloat, number, text)
 
 
 def parse_spec(text: str) -> Spec:
@@ -139,7 +174,7 @@ def coerce_params(
                 raise GumbenchError(f"{owner}: {key} must be a number, got {value!r}")
             value = float(value)
         elif isinstance(default, str) and not isinstance(value, str):
-            value = format_value(value)
+            value = value.text if isinstance(value, Written) else format_value(value)
         resolved[key] = value
     for key, allowed in choices.items():
         allowed = tuple(allowed)

@@ -302,3 +302,144 @@ def test_bad_input_gets_one_line_and_exit_2(kind, prepare, argv, tmp_path, capsy
     assert os.stat("/dev/null").st_rdev == device.st_rdev and Path("/dev/null").is_char_device(), (
         "a device was replaced"
     )
+
+
+# --- issue 25: refused before the work starts, never a hang, never memory exhausted -----------------------
+
+def fake_program(folder: Path, name: str, script: str) -> None:
+    """An executable ``folder/bin/name`` running ``script`` (sh); PATH is set to folder/bin by the case."""
+    path = folder / "bin" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+
+
+SBATCH = {  # what sbatch does in each case: hang, answer garbage, or pass the test submission then answer garbage
+    "hanging sbatch": "exec sleep 60",
+    "garbled sbatch": "echo 'Welcome to the cluster! Have a nice day'",
+    "garbled submission": "case \"$*\" in *--test-only*) echo 'sbatch: Job 7 to start at 2030-01-01T00:00:00' >&2;; "
+                          "*) echo 'queued, thanks';; esac",
+}
+
+
+def setup_25(kind: str, folder: Path, monkeypatch) -> None:
+    """Files, programs and modules of the issue-25 cases (missing modules are None in sys.modules: not importable)."""
+    import sys
+
+    if kind in SBATCH or kind == "no sbatch":
+        if kind != "no sbatch":
+            fake_program(folder, "sbatch", SBATCH[kind])
+            fake_program(folder, "srun", "exit 0")
+        (folder / "bin").mkdir(exist_ok=True)
+        monkeypatch.setenv("PATH", str(folder / "bin"))
+    elif kind in ("no submitit", "no distributed"):
+        monkeypatch.setitem(sys.modules, kind.split()[1], None)
+        if kind == "no submitit":
+            fake_program(folder, "sbatch", "exit 0")
+            fake_program(folder, "srun", "exit 0")
+            monkeypatch.setenv("PATH", str(folder / "bin"))
+    elif kind.startswith("config: "):
+        (folder / "c.toml").write_text(kind.removeprefix("config: ").replace("; ", "\n") + "\n")
+    elif kind.startswith("fashion: "):
+        from tests.benchmarks.training.test_images import write_dataset
+
+        train, side = {"no images": (0, 6), "0x0 pixels": (40, 0)}[kind.removeprefix("fashion: ")]
+        write_dataset(folder / "data", train=train, test=train, side=side)
+    elif kind == "gzip bomb":
+        bomb(folder / "data")
+    elif kind:
+        setup(kind, folder)
+
+
+def bomb(data: Path) -> None:
+    """A fashion-vae folder whose training images are a 1 MB gzip file inflating to 1 GB (a header of 10 GB)."""
+    import struct
+    import zlib
+
+    from tests.benchmarks.training.test_images import NAMES, write_dataset
+
+    write_dataset(data)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = deflate.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 10**6, 100, 100))
+    body += b"".join(deflate.compress(bytes(2**20)) for _ in range(1000)) + deflate.flush()
+    (data / (NAMES["train_images"] + ".gz")).write_bytes(body)
+
+
+SWEEP = ["sweep", "c.toml", "--out", "runs", "--no-report"]
+TINY = 'config: [gradstats]; tasks = ["bernoulli"]; estimators = ["st-gumbel"]; samples = 10'
+QUICK = ["--connect-timeout", "3"]
+BIG_VQ = "quantizer-smoothed[quantizer=vq,codes=65536]"
+CASES_25 = [
+    ("refused before the run", 'config: [gradstats]; tasks = ["bernoulli"]; estimators = ["st-gumbel"]; samples = 2',
+     SWEEP),
+    ("refused before the run", 'config: [training]; tasks = ["gmm-vq"]; estimators = ["residual-vq[stages=64]"]; '
+     'steps = 2', SWEEP),
+    ("refused before the run", 'config: [training]; tasks = ["gmm-vq"]; estimators = ["fsq[levels=8-5]"]; steps = 2',
+     SWEEP),
+    ("refused before the run", f'config: [gradstats]; tasks = ["{BIG_VQ}"]; estimators = ["vq-commitment"]; '
+     'samples = 100', SWEEP),
+    ("refused before the run", "no sbatch", ["sweep", "--out", "runs", "--backend", "slurm", "--partition", "p"]),
+    ("refused before the run", "no submitit", ["sweep", "--out", "runs", "--backend", "slurm", "--partition", "p"]),
+    ("refused before the run", "no distributed", ["sweep", "--out", "runs", "--backend", "dask"]),
+    ("memory", "", ["gradstats", "-t", BIG_VQ, "-e", "vq-commitment", "-s", "100"]),
+    ("memory", "", ["gradstats", "-t", BIG_VQ[:-1] + ",groups=16,dim=16]", "-e", "vq-commitment", "-s", "100"]),
+    ("memory", "", ["gradstats", "-t", "quantizer-smoothed[quantizer=lfq,dim=16]", "-s", "100"]),
+    ("memory", "", ["gradstats", "-t", "quantizer-smoothed[codes=4096]", "-e", "vq-commitment", "--max-memory", "1G"]),
+    ("memory", "", ["gradstats", "-s", "10", "--max-memory", "lots"]),
+    ("memory", "", ["gradstats", "-s", "10", "--max-memory", "0"]),
+    ("memory", "gzip bomb", ["train", "-t", "fashion-vae", "--data-dir", "data", "--steps", "2"]),
+    ("backends", TINY, [*SWEEP, "--backend", "dask", "--scheduler", "{http}"]),
+    ("backends", TINY, [*SWEEP, "--backend", "dask", "--scheduler", "{silent}", *QUICK]),
+    ("backends", TINY, [*SWEEP, "--backend", "dask", "--scheduler", "{proxy}", *QUICK]),
+    ("backends", TINY, [*SWEEP, "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9", *QUICK]),
+    ("backends", "hanging sbatch", ["sweep", "--out", "runs", "--backend", "slurm", "--partition", "p", *QUICK]),
+    ("backends", "garbled sbatch", ["sweep", "--out", "runs", "--backend", "slurm", "--partition", "p", *QUICK]),
+    ("backends", "garbled submission", [*SWEEP[:-1], "--backend", "slurm", "--partition", "p", *QUICK]),
+    ("backends", TINY, [*SWEEP, "--backend", "local", "--scheduler", "tcp://127.0.0.1:8786"]),
+    ("backends", TINY, [*SWEEP, "--backend", "local", "--partition", "p"]),
+    ("backends", TINY, [*SWEEP, "--backend", "dask", "--time", "5"]),
+    ("backends", TINY, [*SWEEP, "--backend", "local", *QUICK]),
+    ("backends", TINY, [*SWEEP, "--backend", "dask", "--connect-timeout", "0"]),
+    ("internal errors", "", ["gradstats", "-t", "vq-distance", "-e", "fsq[levels=²-5]", "-s", "10"]),
+    ("internal errors", "", ["gradstats", "-t", "quantizer-smoothed[quantizer=fsq,levels=²-5,dim=2]", "-s", "10"]),
+    ("internal errors", "", ["gradstats", "-t", "categorical[categories=٣]", "-s", "10"]),
+    ("internal errors", "", ["optimize", "-t", "vq-distance", "--steps", "2"]),
+    ("internal errors", "fashion: no images", ["train", "-t", "fashion-vae", "--data-dir", "data", "--steps", "2"]),
+    ("internal errors", "fashion: 0x0 pixels", ["train", "-t", "fashion-vae", "--data-dir", "data", "--steps", "2"]),
+    ("internal errors", "", ["train", "-t", "fashion-vae[data_dir=007]", "--steps", "2"]),
+    ("internal errors", "", ["elbo-study", "--checkpoints", "٣"]),
+    ("internal errors", "", ["gradstats", "-t", "categorical[groups=4096,categories=16]", "-s", "10"]),  # found by
+    # tests/test_memory_bounds.py: V^G had more than 4,300 digits to print (ValueError)
+]
+
+
+@pytest.fixture(scope="module")
+def loopback():
+    from tests.loopback import servers
+
+    with servers() as addresses:
+        yield addresses
+
+
+@pytest.mark.parametrize("kind, prepare, argv", CASES_25,
+                         ids=[f"{c[0]}: {c[1][:30]} {' '.join(c[2])[:70]}" for c in CASES_25])
+def test_issue_25_case_is_one_line_before_any_work(kind, prepare, argv, tmp_path, capsys, monkeypatch, loopback):
+    import time
+
+    folder = tmp_path / "case"
+    folder.mkdir()
+    setup_25(prepare, folder, monkeypatch)
+    before = files(folder)
+    capsys.readouterr()
+    start = time.monotonic()
+    code, err = run_case([a.format(**loopback) for a in argv], folder, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("gumbench: error: "), err[-3000:]
+    assert "internal error" not in err and "out of memory" not in err and "Traceback" not in err
+    assert files(folder) == before, f"a refusal left files behind: {sorted(files(folder) - before)}"
+    assert time.monotonic() - start < 20, "refused quickly (a backend that does not answer is given --connect-timeout)"
+    if "--scheduler" in argv and kind == "backends" and "local" not in argv:
+        address = argv[argv.index("--scheduler") + 1].format(**loopback)
+        assert address in lines[0], "the line names the address"
+    if "007" in " ".join(argv):
+        assert "data_dir=007" in lines[0], "a text parameter keeps the text as written"

@@ -41,6 +41,7 @@ import torch
 from gumbench.benchmarks.problems import GradientProblem, LogitsProblem, make_problem
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
+from gumbench.footprint import check_peak, combined, memory_limit
 from gumbench.intervals import jackknife_se, t_quantile
 from gumbench.memory import keep_freed_memory
 from gumbench.plugin import SAMPLES, SEED, TEMPERATURE, Range, check_integer, check_number
@@ -404,20 +405,24 @@ def _with_temperature(problem: GradientProblem, estimators, tau: float | None) -
 
 
 def run_gradstats(
-    task, estimators=None, *, tau: float | None = None, samples: int = DEFAULT_SAMPLES, seed: int = 0
+    task, estimators=None, *, tau: float | None = None, samples: int = DEFAULT_SAMPLES, seed: int = 0, max_memory=None
 ) -> GradstatsRun:
     """Statistics for each estimator (default: the problem's ``default_estimators()``) on a problem.
 
     ``tau`` overrides the temperature of every estimator that has one; naming an estimator
     without a temperature together with ``tau`` is an error. Every name and argument is checked,
-    with every estimator, and the reference computed, before the first estimator runs.
+    with every estimator and its estimated peak memory (against ``max_memory``, :mod:`gumbench.footprint`),
+    and the reference computed, before the first estimator runs.
     """
     problem = make_problem(task)
     built = _with_temperature(problem, estimators, tau)
     samples, seed, _ = check_arguments("gradstats", samples, seed, 0.95, JACKKNIFE_GROUPS, None)
+    limit = memory_limit(max_memory)
     for est in built:
         problem.check_estimator(est)
         problem.rows_at_once(est, None, samples, "gradstats")
+        peak = combined(problem.peak_memory(est, samples), est.peak_memory())
+        check_peak(f"{est.label} on {problem.spec}", peak, limit)
     problem.check_reference(problem.reference())
     return GradstatsRun(problem.spec, [problem_statistics(est, problem, samples, seed) for est in built])
 

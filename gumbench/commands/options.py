@@ -29,5 +29,8 @@ def writable_folder(value: Optional[Path]) -> Optional[Path]:
 # --threads, else $GUMBENCH_THREADS, else 1: checked before a command's work starts, applied in it
 THREADS = typer.Option(None, "--threads", callback=torch_threads, show_default=False,
                        help="Torch threads per process (per worker in a sweep); default: $GUMBENCH_THREADS, else 1.")
+MAX_MEMORY = typer.Option(None, "--max-memory", show_default=False,
+                          help="Refuse, before it starts, a run whose estimated peak memory exceeds this size "
+                               "(like 8G or 512M); default: $GUMBENCH_MAX_MEMORY, else half the memory available.")
 DATA_DIR_HELP = ("Folder of the four IDX files (train/t10k images and labels, gzipped or not) for fashion-vae "
                  "(default: /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist).")

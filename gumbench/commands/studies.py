@@ -38,6 +38,8 @@ training step on real speech."""
 def _steps(text: str) -> tuple[int, ...]:
     """'0,150,300' -> (0, 150, 300)."""
     try:
+        if not text.isascii():  # numbers are written in ASCII digits (gumbench.registry.parse_number)
+            raise ValueError(text)
         steps = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise GumbenchError(f"--checkpoints takes steps separated by commas, like 0,150,300; got {text!r}") from None

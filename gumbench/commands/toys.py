@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from gumbench.commands.options import THREADS, writable_file
+from gumbench.commands.options import MAX_MEMORY, THREADS, writable_file
 from gumbench.threads import use_threads
 
 
@@ -32,12 +32,15 @@ def gradstats_command(
         None, "--output", "-o", callback=writable_file, help="Also write the JSON to this file."
     ),
     threads: int = THREADS,
+    max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
     """Gradient statistics against the exact gradient (by enumeration) on a toy task."""
     from gumbench.benchmarks.gradstats import gradstats_table, run_gradstats
+    from gumbench.footprint import use_limit
 
     use_threads(threads)
-    results = run_gradstats(task, estimator or None, tau=tau, samples=samples, seed=seed)
+    with use_limit(max_memory) as limit:
+        results = run_gradstats(task, estimator or None, tau=tau, samples=samples, seed=seed, max_memory=limit)
     payload = [r.to_dict() | {"task": results.task} for r in results.statistics]
     if output is not None:
         from gumbench.files import write_json

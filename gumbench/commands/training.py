@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from gumbench.commands.options import DATA_DIR_HELP, THREADS, writable_file
+from gumbench.commands.options import DATA_DIR_HELP, MAX_MEMORY, THREADS, writable_file
 from gumbench.threads import use_threads
 
 
@@ -27,6 +27,7 @@ def train_command(
         None, "--output", "-o", callback=writable_file, help="Write the per-step rows as CSV."
     ),
     threads: int = THREADS,
+    max_memory: Optional[str] = MAX_MEMORY,
 ) -> None:
     """Train a model with a discrete bottleneck; per-step loss terms, utilization, gradient norms, time."""
     import pandas as pd
@@ -43,11 +44,13 @@ def train_command(
         spec.params["data_dir"] = str(data_dir)
     built_task = make_training_task(spec)
     built = [make_estimator(e) for e in (estimator or ["st-gumbel", "vq-commitment"])]
-    for est in built:
-        built_task.check_estimator(est)  # refused before the first run starts
-    frame = pd.concat(
-        [train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built], ignore_index=True
-    )
+    from gumbench.footprint import check_training, use_limit
+
+    with use_limit(max_memory) as limit:
+        check_training(built_task, built, limit)  # refused before the first run starts
+        frame = pd.concat(
+            [train(built_task, est, steps=steps, seed=seed, eval_every=eval_every) for est in built], ignore_index=True
+        )
     if output is not None:
         from gumbench.files import write_csv
 

@@ -51,7 +51,7 @@ def parse_levels(owner: str, text: str, low: int = LEVEL_RANGE[0]) -> tuple[int,
     allowed (FSQ's bound makes 2 degenerate; quantizers without it may allow 2)."""
     high = LEVEL_RANGE[1]
     parts = text.split("-")
-    if not all(part.isdigit() for part in parts):
+    if not all(part.isascii() and part.isdigit() for part in parts):  # the rule of gumbench.registry.parse_number
         raise GumbenchError(f"{owner}: levels must be integers joined by '-', such as 8-5-5-5, got {text!r}")
     levels = tuple(int(part) for part in parts)
     if len(levels) > MAX_DIMENSIONS:

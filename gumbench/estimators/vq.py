@@ -75,6 +75,7 @@ import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators.base import EstimatorOutput, VQEstimator, call_loss, one_hot, register
+from gumbench.footprint import Peak, check_peak, vq_bytes
 from gumbench.kernels.reference import compute_dtype
 from gumbench.plugin import OPEN_UNIT, Range
 
@@ -118,6 +119,8 @@ def check_shapes(who: str, inputs, codebook) -> torch.Tensor:
     ):
         raise GumbenchError(f"{who}: codebook shape {tuple(codebook.shape)} does not fit inputs {tuple(inputs.shape)}; "
                             f"expected (G, K, D) = ({groups}, K, {dim}) or (K, {dim}) with K >= 1 codes")
+    check_peak(who, Peak(vq_bytes(inputs.shape[:-2].numel(), groups, codebook.shape[-2], dim, inputs.element_size()),
+                         ("the rows of the inputs", "the groups G", "the codes K")))  # (rows, G, K) distances
     return codebook.unsqueeze(0).expand(groups, *codebook.shape) if codebook.dim() == 2 else codebook
 
 

@@ -73,6 +73,13 @@ class GradientProblem:
     def incompatibility(self, estimator) -> str | None:
         raise NotImplementedError  # abstract: why ``estimator`` cannot be measured here, or None
 
+    def peak_memory(self, estimator=None, samples: int | None = None):
+        """Estimated peak memory of measuring ``estimator`` here (:class:`gumbench.footprint.Peak`); by default
+        none beyond the chunked draws' (``rows_at_once`` bounds them)."""
+        from gumbench.footprint import Peak
+
+        return Peak(0, ())
+
     def check_estimator(self, estimator) -> None:
         """Refuse, in one line, an estimator that cannot be measured on this problem."""
         reason = self.incompatibility(estimator)
@@ -189,6 +196,13 @@ class LogitsGradient(GradientProblem):
     def incompatibility(self, estimator) -> str | None:
         """Why ``estimator`` cannot be measured on these logits (a VQ estimator, DisARM on V != 2), or None."""
         return estimator.incompatibility(self.shape[1])
+
+    def peak_memory(self, estimator=None, samples: int | None = None):
+        """Estimated peak memory of measuring ``estimator`` here (:class:`gumbench.footprint.Peak`); by default
+        none beyond the chunked draws' (``rows_at_once`` bounds them)."""
+        from gumbench.footprint import Peak
+
+        return Peak(0, ())
 
     def check_estimator(self, estimator) -> None:
         """A VQ estimator is refused pointing to the quantizer problems; a categorical one checks the logits once

@@ -7,6 +7,7 @@ configurations (at most :data:`MAX_ENUMERATION`); autograd of that sum in float6
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -18,12 +19,13 @@ ENUMERATION_BLOCK = 2**20  # one-hot elements scored at once by enumerated_losse
 
 def enumerate_configurations(groups: int, categories: int) -> torch.Tensor:
     """All V^G assignments as indices, shape (V^G, G); a clear error above 65,536."""
-    count = categories**groups
-    if count > MAX_ENUMERATION:
+    if categories > 1 and groups * math.log2(categories) > math.log2(MAX_ENUMERATION):  # V^G not computed: it can
+        shown = categories**groups if groups < 64 else f"about 2^{groups * math.log2(categories):,.0f}"  # be huge
         raise GumbenchError(
-            f"exact gradients enumerate V^G = {categories}^{groups} = {count} configurations; "
+            f"exact gradients enumerate V^G = {categories}^{groups} = {shown} configurations; "
             f"at most {MAX_ENUMERATION} are allowed (use fewer groups or categories)"
         )
+    count = categories**groups
     return torch.tensor(list(itertools.product(range(categories), repeat=groups)), dtype=torch.long).reshape(
         count, groups
     )

@@ -164,6 +164,24 @@ class QuantizerProblem(Plugin, GradientProblem):
         rows = chunk_size or max(1, int(PROBLEM_ELEMENTS * math.sqrt(self.draws_per_row(estimator))) // per_row)
         return rows if samples is None else min(samples, rows)
 
+    def peak_memory(self, estimator=None, samples: int | None = None):
+        """The larger of the reference's peak and one batched draw's (:mod:`gumbench.footprint`)."""
+        from gumbench.estimators import VQEstimator
+        from gumbench.footprint import STEP_COPIES, Peak, largest, vq_bytes
+
+        reference = self.reference_peak()
+        if estimator is None:
+            return reference
+        rows, draws = self.rows_at_once(estimator, None, samples), self.draws_per_row(estimator)
+        groups, dim = self.z.shape
+        held = 4 * STEP_COPIES * rows * draws * (self.codebook.numel() + self.z.numel())
+        if isinstance(estimator, VQEstimator):
+            held += vq_bytes(rows, groups, self.codebook.shape[1], dim)
+        return largest(reference, Peak(held, ("codes", "groups", "dim")))
+
+    def reference_peak(self):
+        raise NotImplementedError  # abstract: each problem's reference holds its own tensors
+
     def leaves(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row copies of z (rows, G, D) and E (rows, G, K, D), the one measured requiring its gradient."""
         wrt = self.params["wrt"]
@@ -241,6 +259,15 @@ class DistanceVQ(QuantizerProblem):
                 f"{self.name}: the exact gradient enumerates {per_group}^{p['groups']} = {count:,} configurations; "
                 f"at most {MAX_ENUMERATION:,} are allowed (fewer groups or codes)"
             )
+
+    def reference_peak(self):
+        """Enumeration holds each configuration's decoded vectors (N, G, D) in float64, with their graph."""
+        from gumbench.footprint import STEP_COPIES, Peak
+
+        p = self.params
+        per_group = p["codes"] if p["stages"] == 1 else (p["codes"] // 2) ** 2
+        configurations = per_group ** p["groups"]
+        return Peak(8 * STEP_COPIES * configurations * p["groups"] * (p["dim"] + per_group), ("codes", "groups", "dim"))
 
     def code_tables(self, z: torch.Tensor, book: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per group, the log-probability (G, C) and decoded vector (G, C, D) of each of its C choices."""
@@ -352,6 +379,18 @@ class SmoothedQuantizer(QuantizerProblem):
         if self.params["quantizer"] != "vq":  # implicit codes: the codebook is only a shape
             self.codebook64 = torch.zeros_like(self.codebook64)
             self.codebook = self.codebook64.float()
+
+    def reference_peak(self):
+        """A chunk of antithetic pairs goes through the quantizer at once in float64: nearest-code VQ and LFQ
+        compare each vector with every code (:func:`gumbench.footprint.vq_bytes`), FSQ rounds each coordinate."""
+        from gumbench.footprint import STEP_COPIES, Peak, vq_bytes
+
+        p = self.params
+        chunk = min(SMOOTHING_CHUNK, p["reference_samples"])
+        if p["quantizer"] == "fsq":
+            return Peak(8 * STEP_COPIES * chunk * p["groups"] * p["dim"], ("groups", "dim"))
+        sizes = ("codes", "groups") if p["quantizer"] == "vq" else ("dim", "groups")
+        return Peak(vq_bytes(chunk, p["groups"], self.codes, p["dim"], itemsize=8), sizes)  # z + eps, then z - eps
 
     def quantized_loss(self, z: torch.Tensor) -> torch.Tensor:
         """L(dec(Q(z))) for vectors z (N, G, D) -> (N,), no gradient."""

@@ -236,6 +236,7 @@ LIMITS = {
     "repetitions": 1000,
     "base_seed": SEED.high,
 }
+LOWEST = {"samples": int(SAMPLES.low)}  # the smallest values (others: 1): fewer than 4 estimates give no interval
 TOP_KEYS = {"name": str, "base_seed": int, "repetitions": int, "gradstats": (dict, list), "training": (dict, list)}
 
 
@@ -381,8 +382,9 @@ def check_config(config: dict) -> None:
                 raise GumbenchError(f"[{section}] {key} must be a {what}, got {value!r}")
             if allowed[key] is list and not all(isinstance(v, str) for v in value):
                 raise GumbenchError(f"[{section}] {key} must be a list of names like 'st-gumbel[tau=0.5]'")
-            if allowed[key] is int and not 1 <= value <= LIMITS[key]:
-                raise GumbenchError(f"[{section}] {key} must be from 1 to {LIMITS[key]:,}, got {value}")
+            if allowed[key] is int and not LOWEST.get(key, 1) <= value <= LIMITS[key]:
+                raise GumbenchError(f"[{section}] {key} must be from {LOWEST.get(key, 1)} to {LIMITS[key]:,}, "
+                                    f"got {value}")
             if allowed[key] is float and not LEARNING_RATE.contains(float(value)):
                 raise GumbenchError(f"[{section}] {key} must be a number {LEARNING_RATE.describe()}, got {value!r}")
     check_name(config.get("name", "sweep"))
@@ -423,14 +425,18 @@ def _expand(specs: list[str], make) -> list[Any]:
     return [make(single) for text in specs for single in parse_spec(text).grid()]
 
 
-def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
-    """Every unit of the grid, validated up front (bad names raise before anything runs), and the
-    (task, estimator) pairs left out because they cannot run together, with the reason."""
+def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
+    """Every unit of the grid, validated up front (bad names, sizes, pairs that cannot run and runs whose
+    estimated peak memory exceeds ``max_memory`` (:mod:`gumbench.footprint`) raise before anything runs), and
+    the (task, estimator) pairs left out because they cannot run together, with the reason."""
     from gumbench.benchmarks.problems import make_problem
+    from gumbench.benchmarks.sweep.preflight import check_pair
     from gumbench.benchmarks.training import make_training_task
     from gumbench.estimators import make_estimator
+    from gumbench.footprint import memory_limit
 
     check_config(config)
+    limit = memory_limit(max_memory)
     base_seed, reps = int(config.get("base_seed", 0)), int(config.get("repetitions", 1))
     units: list[Unit] = []
     skipped: list[str] = []
@@ -456,15 +462,12 @@ def expand_units(config: dict) -> tuple[list[Unit], list[str]]:
                     f"got {probes[-1]:,}"
                 )
             for est in estimators:
-                if probes and kind == "training":
-                    from gumbench.benchmarks.problems.elbo import checked_study
-
-                    checked_study(task, est)  # a categorical VAE with enumerable codes, a categorical estimator
                 if kind == "gradstats":
                     problem = task.incompatibility(est)
                     if problem:
                         skipped.append(f"{kind}: {task.spec} x {est.spec} ({problem})")
                         continue
+                check_pair(kind, task, est, steps if kind == "training" else int(budget), limit, study=bool(probes))
                 for rep in range(reps):
                     units.append(Unit(kind, task.spec, est.spec, rep,
                                       derive_seed(base_seed, kind, task.spec, est.spec, rep, lr, optimizer),

@@ -106,6 +106,9 @@ def _wide_gradstats(grad):
 
     wide = grad.pivot_table(index=["unit_id", "task", "label", "estimator_name", "estimator"], columns="metric",
                             values="value", aggfunc="first").reset_index()
+    for metric in grad["metric"].unique():  # a metric with no finite value (blanked, finite_rows) keeps its column
+        if metric not in wide:
+            wide[metric] = float("nan")
     wide["tau"] = grad.drop_duplicates("unit_id").set_index("unit_id").loc[wide["unit_id"], "tau"].to_numpy()
     order = {t: i for i, t in enumerate(grad["task"].unique())}  # the config's order, not the pivot's
     wide = wide.sort_values("task", key=lambda t: t.map(order), kind="stable")
@@ -147,7 +150,8 @@ def bias_variance_figure(wide, compared, palette):
         rows = means[means["task"] == task]
         healthy = rows[~rows["degenerate"]]
         x_low, x_high = _axis_range(rows["total_variance"])
-        y_high = max(1.05, 1.1 * (healthy["relative_bias"].max() if len(healthy) else rows["relative_bias"].max()))
+        highest = healthy["relative_bias"].max() if len(healthy) else rows["relative_bias"].max()
+        y_high = max(1.05, 1.1 * highest) if math.isfinite(highest) else 1.05
         for row in rows.itertuples():
             x, y = np.clip(row.total_variance, x_low, x_high), min(row.relative_bias, y_high)
             ax.scatter(x, y, s=26, color=palette[row.label], marker="x" if row.degenerate else "o", linewidths=1.2,
@@ -192,6 +196,10 @@ def temperature_figure(wide, metric: str, label: str, palette, log: bool):
     handles = {}
     for ax, task in zip(axes, tasks):
         rows = wide[wide["task"] == task]
+        if not np.isfinite(rows[metric].astype(float)).any():  # all infinite (finite_rows) or missing: no scale to set
+            ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(task, fontsize=9)
+            continue
         taus = rows["tau"].dropna()
         for series, group in rows.groupby("series"):
             labels = sorted(group["label"].unique())
@@ -211,7 +219,7 @@ def temperature_figure(wide, metric: str, label: str, palette, log: bool):
                     ax.fill_between([taus.min(), taus.max()], low, high, color=color, alpha=0.1, linewidth=0)
             handles.setdefault(series, line)
         ax.set_xscale("log")
-        if log:
+        if log and (rows[metric] > 0).any():  # a log axis needs a positive value to show
             ax.set_yscale("log")
         else:
             ax.set_ylim(bottom=0)
@@ -274,35 +282,44 @@ def kernel_figure(frame, name: str):
     return grid.figure
 
 
+def finite_rows(rows):
+    """(the rows with non-finite values blanked to NaN, a caption note counting them: '' when there are none).
+    Figures draw finite values only; the tables keep every value."""
+    import numpy as np
+
+    values = rows["value"].to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    dropped = int((~finite & ~np.isnan(values)).sum())
+    note = f" {dropped:,} infinite value{'s' if dropped > 1 else ''} not drawn." if dropped else ""
+    return (rows.assign(value=np.where(finite, values, np.nan)) if dropped else rows), note
+
+
 def draw_figures(grad, training, compared, kernel=None) -> list[tuple[str, str, bytes]]:
     """(name, caption, PNG bytes) of every figure the rows allow (see the module docstring)."""
     import pandas as pd
 
     figures: list[tuple[str, str, bytes]] = []
     both = pd.concat([grad, training])[["label", "estimator_name", "tau"]]
+    grad, grad_note = finite_rows(grad)
+    training, training_note = finite_rows(training)
     palette = family_palette(both) if not both.empty else {}
     if not grad.empty:
         wide = _wide_gradstats(grad)
         seeds = int(wide.groupby(["task", "label"]).size().max())
         figures.append(
-            ("bias-variance", BIAS_VARIANCE.format(seeds=seeds), _png(bias_variance_figure(wide, compared, palette)))
-        )
-        figures.append(
             (
-                "relative-bias",
-                TEMPERATURE.format(what="Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", better="lower", seeds=seeds),
-                _png(temperature_figure(wide, "relative_bias", "relative bias", palette, log=False)),
+                "bias-variance",
+                BIAS_VARIANCE.format(seeds=seeds) + grad_note,
+                _png(bias_variance_figure(wide, compared, palette)),
             )
         )
-        figures.append(
-            (
-                "total-variance",
-                TEMPERATURE.format(
-                    what="Total variance tr(Σ) of one estimate (log scale)", better="lower", seeds=seeds
-                ),
-                _png(temperature_figure(wide, "total_variance", "total variance", palette, log=True)),
-            )
-        )
+        for what, metric, log in (
+            ("Relative bias ‖E[x]−e‖/‖e‖ of the mean estimate", "relative_bias", False),
+            ("Total variance tr(Σ) of one estimate (log scale)", "total_variance", True),
+        ):
+            caption = TEMPERATURE.format(what=what, better="lower", seeds=seeds) + grad_note
+            figure = temperature_figure(wide, metric, metric.replace("_", " "), palette, log=log)
+            figures.append((metric.replace("_", "-"), caption, _png(figure)))
     for metric, label, caption in (
         ("loss", "training loss", LOSS),
         ("eval_code_perplexity", "eval code perplexity", PERPLEXITY),
@@ -310,7 +327,8 @@ def draw_figures(grad, training, compared, kernel=None) -> list[tuple[str, str, 
         fig = training_figure(training, metric, label, palette)
         if fig is not None:
             seeds = int(training.drop_duplicates("unit_id").groupby(["task", "label"]).size().max())
-            figures.append((f"training-{metric.replace('_', '-')}", caption.format(seeds=seeds), _png(fig)))
+            name = f"training-{metric.replace('_', '-')}"
+            figures.append((name, caption.format(seeds=seeds) + training_note, _png(fig)))
     if kernel is not None:
         frame, name = kernel
         figures.append(

@@ -201,9 +201,16 @@ def html_page(title: str, provenance: str, answers, figures, tables) -> str:
     return "\n".join(parts)
 
 
+def markdown_text(text) -> str:
+    """Text that renders as itself in Markdown, whatever names it holds (an estimator's or a task's string
+    parameters are the user's): backslashes escaped, '<' as '&lt;' (no tag, no autolink: both start with it) and
+    every '](' broken as ']\\(' (no link, no image). Text without those characters is unchanged."""
+    return str(text).replace("\\", "\\\\").replace("<", "&lt;").replace("](", "]\\(")
+
+
 def markdown_cell(text) -> str:
-    """Text safe in a Markdown table cell: pipes and backslashes escaped, line breaks as <br>."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+    """Text safe in a Markdown table cell: :func:`markdown_text`, pipes escaped, line breaks as <br>."""
+    return markdown_text(str(text).replace("\r", "")).replace("|", "\\|").replace("\n", "<br>")
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -230,7 +237,7 @@ def verdict_markdown(answers) -> str:
 
 
 def markdown_page(title: str, provenance: str, answers, figures, tables) -> str:
-    md = [f"# {title}", "", provenance, ""]
+    md = [f"# {markdown_text(title)}", "", markdown_text(provenance), ""]
     if answers is not None:
         md += ["## Verdict", "", verdict_markdown(answers), "", VERDICT_NOTE, ""]
     if figures:

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gumbench.benchmarks.sweep.backends import check_execution, execute
+from gumbench.benchmarks.sweep.backends import check_backend, check_execution, execute
 from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, config_hash, expand_units
 from gumbench.benchmarks.sweep.store import RunStore, run_metadata
 from gumbench.errors import GumbenchError
 from gumbench.files import write_json
+from gumbench.footprint import memory_limit
 from gumbench.registry import parse_spec
 from gumbench.threads import torch_threads, use_threads
 
@@ -213,20 +214,26 @@ DEFAULT_OUT = Path("runs")
 
 
 def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, backend: str = "local", jobs: int = 1,
-              scheduler: str | None = None, slurm_partition: str | None = None, slurm_time: int = 60,
-              progress: bool = True, threads: int | None = None) -> SweepRun:
+              scheduler: str | None = None, slurm_partition: str | None = None, slurm_time: int | None = None,
+              progress: bool = True, threads: int | None = None, connect_timeout: float | None = None,
+              max_memory: int | str | None = None) -> SweepRun:
     """Run (or resume) a sweep into ``out``/<name>-<config hash>-<code hash>/; returns the finished run.
 
     Only this run's rows come back: units already in the folder count when they read back whole with
     this run's identity (same config, same code), others are set aside and run again; a second sweep
     on the same folder is refused while this one holds it. Each unit computes with ``threads`` torch
-    threads (default: $GUMBENCH_THREADS, else 1 per worker), recorded in the run metadata and per row."""
+    threads (default: $GUMBENCH_THREADS, else 1 per worker), recorded in the run metadata and per row.
+
+    Everything that can be refused is refused before the run folder is made: the config, every unit (sizes, pairs,
+    peak memory against ``max_memory``) and the backend (answering within ``connect_timeout`` s: check_backend)."""
     config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
-    check_execution(backend, jobs, slurm_partition, slurm_time, scheduler)
+    check_execution(backend, jobs, slurm_partition, slurm_time, scheduler, connect_timeout)
     if not isinstance(out, (str, os.PathLike)):
         raise GumbenchError(f"out must be a folder path, got {type(out).__name__}")
     threads = torch_threads(threads)
-    units, skipped = expand_units(config)
+    units, skipped = expand_units(config, max_memory=memory_limit(max_memory))
+    check_backend(backend, scheduler=scheduler, slurm_partition=slurm_partition, slurm_time=slurm_time,
+                  connect_timeout=connect_timeout)
     metadata = run_metadata(config, config_hash(config)) | {"torch_threads": threads}
     ids = [u.unit_id for u in units]
     began, load_before = time.perf_counter(), os.getloadavg()
@@ -240,21 +247,14 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
                  + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
         bar.done = len(units) - len(todo)
         start = time.perf_counter()
-        for unit, rows in execute(
-            run_unit,
-            todo,
-            backend=backend,
-            jobs=jobs,
-            scheduler=scheduler,
-            slurm_partition=slurm_partition,
-            slurm_time=slurm_time,
-            slurm_folder=store.folder / "slurm",
-            threads=threads,
-        ):
+        backend_options = {"scheduler": scheduler, "slurm_partition": slurm_partition, "slurm_time": slurm_time,
+                           "connect_timeout": connect_timeout}
+        for unit, rows in execute(run_unit, todo, backend=backend, jobs=jobs, slurm_folder=store.folder / "slurm",
+                                  threads=threads, **backend_options):
             store.write_unit(unit.unit_id, rows)
             bar.advance(unit, time.perf_counter() - start)
             start = time.perf_counter()
-        store.finalize(ids)
+        store.finalize(ids, note=bar.note)
         if todo:  # how long this invocation took, on what, under which load (README's timings come from here)
             write_json(
                 store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json",

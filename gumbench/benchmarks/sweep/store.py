@@ -8,7 +8,7 @@ Layout of one sweep run, named by its identity (the config's hash and the code's
 
     <root>/<name>-<config hash>-<code hash>/units/<unit id>.parquet  one per finished unit, written on finish
     <root>/<name>-<config hash>-<code hash>/results.parquet          all units, written once when all are done
-    <root>/<name>-<config hash>-<code hash>/set-aside/               unreadable unit files found on resume
+    <root>/<name>-<config hash>-<code hash>/set-aside/               unreadable unit (or results) files found on resume
     <root>/<name>-<config hash>-<code hash>/.lock                    held by the process running the sweep
 
 Parquet results are tidy long format and are never overwritten. Every file carries the run
@@ -186,6 +186,7 @@ class RunStore:
         self.units = self.folder / "units"
         self.results = self.folder / "results.parquet"
         self._lock = None
+        self._made: Path | None = None
 
     def unit_path(self, unit_id: str) -> Path:
         return self.units / f"{unit_id}.parquet"
@@ -194,6 +195,8 @@ class RunStore:
     def __enter__(self) -> "RunStore":
         """Hold the run folder (an exclusive lock on ``.lock``); a second holder is refused at once,
         named by the process id, host and start time the first wrote there."""
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        self._made = missing[-1] if missing else None  # the outermost folder this run makes (None: it existed)
         self.folder.mkdir(parents=True, exist_ok=True)
         handle = open(self.folder / ".lock", "a+")
         try:
@@ -212,10 +215,33 @@ class RunStore:
         self._lock = handle
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
+        """Release the folder; a run that failed before any unit finished, in a folder it made, leaves nothing."""
         if self._lock is not None:
             self._lock.close()  # closing releases the lock
             self._lock = None
+        if kind is not None and self._made is not None and not any(self.units.glob("*.parquet")):
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+            for parent in self.folder.parents:  # the folders made on the way, while nothing else is in them
+                if not parent.is_relative_to(self._made):
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+
+    def set_aside(self, path: Path, reason: str) -> Path:
+        """Move ``path`` to ``set-aside/`` under a timestamped name (never over another); returns where it went."""
+        aside = self.folder / "set-aside" / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+        aside.parent.mkdir(exist_ok=True)
+        count = 1
+        while aside.exists():
+            aside = aside.with_name(f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}.{count}")
+            count += 1
+        os.replace(path, aside)
+        return aside
 
     def finished(self, unit_ids, note: Callable[[str], None] = lambda text: None) -> set[str]:
         """The units of ``unit_ids`` whose files read back whole with this run's identity and their own
@@ -230,29 +256,32 @@ class RunStore:
                     raise GumbenchError(f"{path} does not hold the rows of unit {path.stem} of this run")
                 done.add(path.stem)
             except (GumbenchError, KeyError) as exc:
-                aside = self.folder / "set-aside" / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
-                aside.parent.mkdir(exist_ok=True)
-                os.replace(path, aside)
+                aside = self.set_aside(path, str(exc))
                 note(f"set aside {path.name} ({str(exc).split(' (')[0]}); its unit runs again: {aside}")
         return done
 
     def write_unit(self, unit_id: str, frame) -> None:
         write_parquet(frame, self.unit_path(unit_id), self.metadata)
 
-    def finalize(self, unit_ids: list[str]) -> Path:
-        """Write results.parquet from the unit files once. An existing one is kept only when it holds
-        exactly ``unit_ids`` with this run's identity; anything else is a one-line error."""
+    def finalize(self, unit_ids: list[str], note: Callable[[str], None] = lambda text: None) -> Path:
+        """Write results.parquet from the unit files once. An existing one is kept only when it reads back whole
+        with exactly ``unit_ids`` and this run's identity; anything else (damaged, truncated, another run's) is
+        set aside like a damaged unit, said through ``note``, and rebuilt from the units."""
         import pandas as pd
 
         expected = set(unit_ids)
         if self.results.exists():
-            found = set(read_results(self.results, self.metadata)["unit_id"])
-            if found != expected:
-                raise GumbenchError(
-                    f"{self.results} holds {len(found)} units, {len(found & expected)} of this run's {len(expected)}: "
-                    "move it aside and run the sweep again"
-                )
-            return self.results
+            try:
+                found = set(read_results(self.results, self.metadata)["unit_id"])
+                if found != expected:
+                    raise GumbenchError(f"{self.results} holds {len(found)} units, {len(found & expected)} of this "
+                                        f"run's {len(expected)}")
+                return self.results
+            except GumbenchError as exc:
+                aside = self.set_aside(self.results, str(exc))
+                reason = str(exc).removeprefix(f"{self.results} ").split(" (")[0]
+                note(f"set aside results.parquet ({reason}); rebuilt from the {len(expected)} unit files: "
+                     f"{aside}")
         frames = [read_results(self.unit_path(u), self.metadata) for u in unit_ids]
         combined = pd.concat(frames, ignore_index=True).drop(columns=list(METADATA_COLUMNS))
         if set(combined["unit_id"]) != expected:

@@ -34,7 +34,6 @@ downloaded. :func:`read_idx` reads one IDX file with numpy and checks its magic 
 
 from __future__ import annotations
 
-import gzip
 import math
 import zlib
 from pathlib import Path
@@ -62,6 +61,7 @@ FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-label
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 UNSIGNED_BYTE = 0x08  # the IDX type code of the image and label files
 EXACT_CODES = 4096  # evaluations enumerate the C^L codes (exact -ELBO and -log p(x)) up to this many
+IDX_COPIES = 3  # bytes held per byte of IDX data while loading: the inflated bytes, their joined copy, the array
 IW_CHUNK = 2**23  # elements of the decoder's output held at once by the importance-weighted bound
 
 _cache: dict[tuple, dict[str, np.ndarray]] = {}
@@ -80,12 +80,7 @@ def read_idx(path, dimensions: int | None = None) -> np.ndarray:
     except OSError as error:
         raise GumbenchError(f"{path}: cannot read the IDX file ({error.strerror or error})") from None
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise GumbenchError(
-                f"{path}: not a readable gzip file ({error}); give the IDX file gzipped whole or uncompressed"
-            ) from None
+        raw = gunzip_idx(path, raw)
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != UNSIGNED_BYTE or raw[3] == 0:
         magic = "0x" + raw[:4].hex() if len(raw) >= 4 else f"only {len(raw)} bytes"
         raise GumbenchError(f"{path}: not an IDX file of unsigned bytes (magic number {magic}); "
@@ -105,7 +100,39 @@ def read_idx(path, dimensions: int | None = None) -> np.ndarray:
         state = "truncated" if len(raw) - header < size else "too long"
         raise GumbenchError(f"{path}: {state}: the header says {' x '.join(map(str, shape))} = {size:,} bytes of data, "
                             f"the file holds {len(raw) - header:,}")
+    if 0 in shape:
+        raise GumbenchError(f"{path}: holds no data (its header says {' x '.join(map(str, shape))}); every dimension "
+                            "must be at least 1 (images: count, rows, columns; labels: count)")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()  # writable, for torch.from_numpy
+
+
+def gunzip_idx(path: Path, raw: bytes) -> bytes:
+    """A gzipped IDX file, decompressed no further than its header says it holds (plus a byte, to tell a file
+    that is too long): a small file that inflates without end (a gzip bomb) is refused after its header, and
+    a header whose data, loaded, would not fit the memory limit (:mod:`gumbench.footprint`) before anything
+    is inflated."""
+    from gumbench.footprint import format_bytes, memory_limit
+
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        head = inflate.decompress(raw, 4)
+        ndim = head[3] if len(head) == 4 and head[:2] == b"\x00\x00" else 0
+        head += inflate.decompress(inflate.unconsumed_tail, 4 * ndim)
+        whole = len(head) == 4 + 4 * ndim
+        size = math.prod(int(d) for d in np.frombuffer(head, dtype=">u4", count=ndim, offset=4)) if whole else 0
+        limit = memory_limit()
+        if IDX_COPIES * size > limit.bytes:
+            raise GumbenchError(f"{path}: its header says {size:,} bytes of data; loaded, they would take about "
+                                f"{format_bytes(IDX_COPIES * size)}, over the memory limit of "
+                                f"{format_bytes(limit.bytes)} ({limit.source}); give a smaller dataset or raise "
+                                "--max-memory")
+        data = head + inflate.decompress(inflate.unconsumed_tail, size + 1)
+        if not inflate.eof and len(data) <= len(head) + size:  # what gzip.decompress says of a cut file
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        return data
+    except (OSError, EOFError, zlib.error) as error:
+        raise GumbenchError(f"{path}: not a readable gzip file ({error}); give the IDX file gzipped whole or "
+                            "uncompressed") from None
 
 
 def idx_path(folder: Path, stem: str) -> Path | None:

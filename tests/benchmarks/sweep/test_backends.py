@@ -91,7 +91,10 @@ def test_execute_rejects_an_unknown_backend_and_no_jobs():
 
 
 def test_slurm_refusal_is_one_line(tmp_path, slurm_partition):
+    # SLURM's own line, from the test submission (sbatch --test-only) made before the run folder exists
     with pytest.raises(
-        GumbenchError, match="^sbatch: error: Batch job submission failed: Invalid partition name specified$"
+        GumbenchError,
+        match="^(sbatch: error: Batch job submission failed|allocation failure): Invalid partition name specified$",
     ):
         run_sweep(small_config(), out=tmp_path, backend="slurm", slurm_partition="no-such-partition", progress=False)
+    assert not any(tmp_path.iterdir()), "refused before the run folder is made"

@@ -1,6 +1,7 @@
 """A run's rows are its own: the folder is named by config and code, resumed unit files are checked
 (a truncated, empty or foreign one is set aside and its unit runs again), the results file must
-hold exactly the run's units, and one sweep at a time holds a run folder."""
+hold exactly the run's units (else it is set aside and rebuilt from them), and one sweep at a time
+holds a run folder."""
 
 import json
 import shutil
@@ -99,30 +100,27 @@ def test_a_damaged_unit_file_is_set_aside_and_its_unit_recomputed(tmp_path, refe
     pd.testing.assert_frame_equal(comparable(again.frame()), expected)
 
 
-def test_a_results_file_without_exactly_the_runs_units_is_an_error(tmp_path, reference):
-    run, _ = reference
+@pytest.mark.parametrize("damage", ["a unit short", "garbage", "truncated"])
+def test_a_damaged_results_file_is_set_aside_and_rebuilt_from_the_units(tmp_path, reference, capsys, damage):
+    run, expected = reference
     folder = copy_run(run, tmp_path)
     frame = run.frame()
-    kept = frame[frame["unit_id"] != frame["unit_id"].iloc[0]].drop(
-        columns=[
-            "code_hash",
-            "git_commit",
-            "gumbench_version",
-            "torch_version",
-            "triton_version",
-            "device",
-            "base_seed",
-            "config_hash",
-        ]
-    )
-    from gumbench.benchmarks.sweep.store import read_metadata
+    results, original = folder / "results.parquet", run.results.read_bytes()
+    if damage == "a unit short":
+        from gumbench.benchmarks.sweep.store import METADATA_COLUMNS, read_metadata
 
-    write_parquet(kept, folder / "results.parquet", read_metadata(run.results))
-    n = frame["unit_id"].nunique()
-    with pytest.raises(
-        GumbenchError, match=rf"results.parquet holds {n - 1} units, {n - 1} of this run's {n}: move it aside"
-    ):
-        run_sweep(small_config(), out=tmp_path, progress=False)
+        kept = frame[frame["unit_id"] != frame["unit_id"].iloc[0]].drop(columns=list(METADATA_COLUMNS))
+        write_parquet(kept, results, read_metadata(run.results))
+    else:
+        results.write_bytes(b"PAR1 not parquet" if damage == "garbage" else original[: len(original) // 2])
+    damaged = results.read_bytes()
+    capsys.readouterr()
+    again = run_sweep(small_config(), out=tmp_path, progress=True)
+    notes = [line for line in capsys.readouterr().err.splitlines() if "results.parquet" in line]
+    assert len(notes) == 1 and notes[0].startswith("set aside results.parquet (") and "rebuilt from" in notes[0], notes
+    aside = list((folder / "set-aside").iterdir())
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged, "the damaged file is kept, apart, as it was"
+    pd.testing.assert_frame_equal(comparable(again.frame()), expected)
 
 
 def test_a_second_sweep_on_a_held_folder_is_refused_naming_the_holder(tmp_path):
