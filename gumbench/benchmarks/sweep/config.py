@@ -108,6 +108,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "nsvq",
                 "ibq",
                 "simvq",
+                # issue 26: DiVeQ (its error aligned with the chosen code) and VQBridge (a projector over the
+                # codebook); SF-DiVeQ and FSP are refused on these problems with the reason
+                "diveq",
+                "vqbridge",
                 "residual-vq[stages=2]",
                 "residual-vq[stages=2,quantizer=nsvq]",
                 "fsq[levels=5-5-5-5]",
@@ -156,6 +160,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "simvq",
                 "ibq",
                 "nsvq",
+                # issue 26's quantizers with learned codebooks
+                "diveq",
+                "sf-diveq",
+                "vqbridge",
             ],
             "steps": 150,
             "eval_every": 25,
@@ -167,22 +175,23 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "steps": 150,
             "eval_every": 25,
         },
-        # FSQ needs one dimension per level (each level at least 3): one block per task
+        # FSQ needs one dimension per level (each level at least 3): one block per task; FSP (issue 26: FSQ-like with
+        # Lloyd-Max bin centres) beside it at the same levels
         {
             "tasks": ["digits-vae[code_dim=1]"],
-            "estimators": ["vq-commitment", "fsq[levels=8]"],
+            "estimators": ["vq-commitment", "fsq[levels=8]", "fsp[levels=8]"],
             "steps": 150,
             "eval_every": 25,
         },
         {
             "tasks": ["tones[code_dim=2]"],
-            "estimators": ["vq-commitment", "fsq[levels=4-4]"],
+            "estimators": ["vq-commitment", "fsq[levels=4-4]", "fsp[levels=4-4]"],
             "steps": 150,
             "eval_every": 25,
         },
         {
             "tasks": ["gmm-vq[code_dim=2]"],
-            "estimators": ["vq-commitment", "fsq[levels=8-4]"],
+            "estimators": ["vq-commitment", "fsq[levels=8-4]", "fsp[levels=8-4]"],
             "steps": 150,
             "eval_every": 25,
         },
