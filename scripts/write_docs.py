@@ -31,6 +31,7 @@ from docgen.fashion import (
     fashion_tuned_agreement,
     fashion_tuned_study,
 )
+from docgen.newer import newer_findings
 from docgen.quantizers import headline_vq, quantizer_findings, vq_gradient_findings
 from docgen.runs import kernel_bytes, kernel_rao_cost, kernel_sass, sweep_timing, sweep_verdict, throughput
 from docgen.speech import (
@@ -62,6 +63,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "sweep-timing": sweep_timing,
     "quantizer-findings": quantizer_findings,
     "vq-gradient-findings": vq_gradient_findings,
+    "newer-findings": newer_findings,
     "headline-vq": headline_vq,
     "throughput": throughput,
     "sweep-verdict": sweep_verdict,

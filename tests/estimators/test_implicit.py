@@ -138,7 +138,8 @@ FITS = "expected (G, K, D) = (1, K, 4) or (K, 4)"
     (torch.randn(4), torch.zeros(1000, 4), f"{FLOAT} torch.float32 of shape (4,)"),
     (torch.randn(2, 0, 4), torch.zeros(1000, 4), f"{FLOAT} torch.float32 of shape (2, 0, 4)"),
     ([[0.0]], torch.zeros(1000, 4), f"{FLOAT} list"),
-    (Z, None, "fsq needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is read), got NoneType"),
+    (Z, None, "fsq needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is read), or a codebook "
+              "of its own (own_codebook(codes, dim, groups)), got NoneType"),
     (Z, torch.zeros(1000, 4, dtype=torch.float64),
      "fsq: codebook must have the inputs' dtype and device (torch.float32 on cpu), got torch.float64 on cpu"),
     (Z, torch.zeros(2, 1000, 4), f"fsq: codebook shape (2, 1000, 4) does not fit inputs (2, 1, 4); {FITS}"),
