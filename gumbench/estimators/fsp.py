@@ -32,10 +32,8 @@ import math
 
 import torch
 
-from gumbench.errors import GumbenchError
 from gumbench.estimators.base import EstimatorOutput, call_loss, register
-from gumbench.estimators.fsq import parse_levels
-from gumbench.estimators.implicit import ImplicitCodebookVQ
+from gumbench.estimators.fsq import LevelGrid, parse_levels
 from gumbench.kernels.reference import compute_dtype
 from gumbench.plugin import Range
 
@@ -53,7 +51,7 @@ CDFS = {
 
 
 @register
-class FSP(ImplicitCodebookVQ):
+class FSP(LevelGrid):
     name = "fsp"
     description = ("Finite scalar perturbation: each dimension through a CDF into equiprobable bins with Lloyd-Max "
                    "centres (straight-through); in training a perturbation within half a bin w.p. 1 - rate.")
@@ -66,18 +64,6 @@ class FSP(ImplicitCodebookVQ):
         self.levels = parse_levels(self.name, self.params["levels"], low=2)
         self.codes = math.prod(self.levels)
 
-    def code_shape(self, dim: int) -> tuple[int, int]:
-        return self.codes, len(self.levels)
-
-    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
-        """prod(levels) codes of dimension len(levels), whatever a task proposes; None if it sets others."""
-        fixed = self.codes, len(self.levels)
-        return fixed if codes in (None, fixed[0]) and code_dim in (None, fixed[1]) else None
-
-    def digit_levels(self, dim: int | None = None) -> tuple[int, ...]:
-        if dim is not None and dim != len(self.levels):
-            raise GumbenchError(f"{self.label}: codes have dimension {len(self.levels)} (one per level), got dim={dim}")
-        return self.levels
 
     def _digits(self, cdf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(digits j, bin centres q) of CDF values a, both (..., G, D) in a's dtype."""

@@ -69,8 +69,29 @@ def parse_levels(owner: str, text: str, low: int = LEVEL_RANGE[0]) -> tuple[int,
     return levels
 
 
+class LevelGrid(ImplicitCodebookVQ):
+    """An implicit codebook that is a grid of ``levels`` (parsed by ``validate`` into ``self.levels``): prod(levels)
+    codes of dimension len(levels), one level index per dimension (FSQ, FSP)."""
+
+    levels: tuple[int, ...]
+    codes: int
+
+    def code_shape(self, dim: int) -> tuple[int, int]:
+        return self.codes, len(self.levels)
+
+    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
+        """prod(levels) codes of dimension len(levels), whatever a task proposes; None if it sets others."""
+        fixed = self.codes, len(self.levels)
+        return fixed if codes in (None, fixed[0]) and code_dim in (None, fixed[1]) else None
+
+    def digit_levels(self, dim: int | None = None) -> tuple[int, ...]:
+        if dim is not None and dim != len(self.levels):
+            raise GumbenchError(f"{self.label}: codes have dimension {len(self.levels)} (one per level), got dim={dim}")
+        return self.levels
+
+
 @register
-class FSQ(ImplicitCodebookVQ):
+class FSQ(LevelGrid):
     name = "fsq"
     description = (
         "Finite scalar quantization: each dimension bounded by tanh, rounded to one of L_i levels "
@@ -82,14 +103,6 @@ class FSQ(ImplicitCodebookVQ):
     def validate(self) -> None:
         self.levels = parse_levels(self.name, self.params["levels"])
         self.codes = math.prod(self.levels)
-
-    def code_shape(self, dim: int) -> tuple[int, int]:
-        return self.codes, len(self.levels)
-
-    def code_space(self, codes: int | None = None, code_dim: int | None = None) -> tuple[int, int] | None:
-        """prod(levels) codes of dimension len(levels), whatever a task proposes; None if it sets others."""
-        fixed = self.codes, len(self.levels)
-        return fixed if codes in (None, fixed[0]) and code_dim in (None, fixed[1]) else None
 
     def _constants(self, dtype: torch.dtype, device: torch.device):
         levels = torch.tensor(self.levels, dtype=dtype, device=device)
@@ -112,11 +125,6 @@ class FSQ(ImplicitCodebookVQ):
         levels = torch.tensor(self.levels, dtype=torch.int64, device=digits.device)
         basis = torch.cumprod(torch.cat([levels.new_ones(1), levels[:-1]]), 0)
         return (digits.to(torch.int64) * basis).sum(-1)
-
-    def digit_levels(self, dim: int | None = None) -> tuple[int, ...]:
-        if dim is not None and dim != len(self.levels):
-            raise GumbenchError(f"{self.label}: codes have dimension {len(self.levels)} (one per level), got dim={dim}")
-        return self.levels
 
     def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """The implicit code vectors of ``indices``; the codebook is not read."""

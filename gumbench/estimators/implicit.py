@@ -19,6 +19,7 @@ import torch
 
 from gumbench.errors import GumbenchError
 from gumbench.estimators.base import VQEstimator
+from gumbench.estimators.vq import check_vector_inputs
 
 
 class ImplicitCodebookVQ(VQEstimator):
@@ -60,18 +61,7 @@ class ImplicitCodebookVQ(VQEstimator):
     def check(self, inputs, codebook) -> None:
         """Refuse, before any work, inputs and codebooks this estimator does not take."""
         who = self.label
-        if not (
-            isinstance(inputs, torch.Tensor)
-            and inputs.is_floating_point()
-            and inputs.dim() >= 2
-            and min(inputs.shape[-2:]) >= 1
-        ):
-            got = (
-                f"{inputs.dtype} of shape {tuple(inputs.shape)}"
-                if isinstance(inputs, torch.Tensor)
-                else type(inputs).__name__
-            )
-            raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
+        check_vector_inputs(who, inputs)
         groups, dim = inputs.shape[-2:]
         if not isinstance(codebook, torch.Tensor):
             raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D) (only its shape is "

@@ -37,8 +37,8 @@ import torch
 from torch.nn.parameter import UninitializedParameter
 
 from gumbench.errors import GumbenchError
-from gumbench.estimators.base import EstimatorOutput, VQEstimator, call_loss, one_hot, register
-from gumbench.estimators.vq import check_shapes, check_sizes, nearest_codes, rotate_to, shortest
+from gumbench.estimators.base import EstimatorOutput, VQEstimator, register
+from gumbench.estimators.vq import check_shapes, check_sizes, nearest_code_output, nearest_codes
 from gumbench.kernels.reference import compute_dtype
 from gumbench.plugin import Range
 
@@ -98,16 +98,4 @@ class SimVQ(VQEstimator):
         work = compute_dtype(inputs.dtype)
         book = self.effective_codebook(frozen, inputs.shape[-1])  # (G, K, D), gradient to W only
         check_sizes(who, inputs, book, beta, name="effective codebook C W")
-        z = inputs.to(work)
-        indices = nearest_codes(z.detach(), book.detach())
-        e = torch.einsum("...gk,gkd->...gd", one_hot(indices, book.shape[1], work), book)
-        if self.params["rotation"]:
-            carried = rotate_to(z, e.detach(), shortest(inputs.dtype))
-            value = e.detach() + (carried - carried.detach())
-        else:
-            value = z + (e - z).detach()
-        value = value.to(inputs.dtype)
-        loss = call_loss(loss_fn, value, z.shape[:-2], self.spec)
-        aux = {"commitment": beta * (z - e.detach()).pow(2).mean(dim=(-2, -1)),
-               "codebook": (z.detach() - e).pow(2).mean(dim=(-2, -1))}
-        return EstimatorOutput(surrogate=loss + sum(aux.values()), value=value, indices=indices, loss=loss, aux=aux)
+        return nearest_code_output(self, inputs, inputs.to(work), book, loss_fn, beta, self.params["rotation"])

@@ -87,21 +87,39 @@ def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return ((codebook * codebook).sum(-1) - 2 * cross).argmin(dim=-1)
 
 
+def check_vector_inputs(who: str, inputs) -> None:
+    """Refuse inputs that are not a float tensor (..., G, D) with G, D >= 1, in one line naming what they are."""
+    if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.dim() >= 2
+            and min(inputs.shape[-2:]) >= 1):
+        got = type(inputs).__name__
+        if isinstance(inputs, torch.Tensor):
+            got = f"{inputs.dtype} of shape {tuple(inputs.shape)}"
+        raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
+
+
+def nearest_code_output(estimator, inputs: torch.Tensor, z: torch.Tensor, book: torch.Tensor, loss_fn, beta: float,
+                        rotation: bool) -> EstimatorOutput:
+    """The nearest code of ``book`` (G, K, D) for ``z`` (the inputs in the compute dtype) with straight-through (or
+    the rotation trick) to z, the codebook loss ||sg[z] - e||^2 and beta times the commitment loss: the output of
+    a VQ estimator whose codes are the rows of ``book`` (a codebook map's: SimVQ's C W, VQBridge's E')."""
+    indices = nearest_codes(z.detach(), book.detach())
+    e = torch.einsum("...gk,gkd->...gd", one_hot(indices, book.shape[1], z.dtype), book)
+    if rotation:
+        carried = rotate_to(z, e.detach(), shortest(inputs.dtype))
+        value = e.detach() + (carried - carried.detach())
+    else:
+        value = z + (e - z).detach()
+    value = value.to(inputs.dtype)
+    loss = call_loss(loss_fn, value, z.shape[:-2], estimator.spec)
+    aux = {"commitment": beta * (z - e.detach()).pow(2).mean(dim=(-2, -1)),
+           "codebook": (z.detach() - e).pow(2).mean(dim=(-2, -1))}
+    return EstimatorOutput(surrogate=loss + sum(aux.values()), value=value, indices=indices, loss=loss, aux=aux)
+
+
 def check_shapes(who: str, inputs, codebook) -> torch.Tensor:
     """Refuse inputs that are not float (..., G, D) with G, D >= 1, and a codebook that is not a tensor of
     shape (G, K, D) or (K, D) with K >= 1 of the inputs' dtype and device; return it as (G, K, D) (a view)."""
-    if not (
-        isinstance(inputs, torch.Tensor)
-        and inputs.is_floating_point()
-        and inputs.dim() >= 2
-        and min(inputs.shape[-2:]) >= 1
-    ):
-        got = (
-            f"{inputs.dtype} of shape {tuple(inputs.shape)}"
-            if isinstance(inputs, torch.Tensor)
-            else type(inputs).__name__
-        )
-        raise GumbenchError(f"{who}: inputs must be a float tensor of shape (..., G, D) with G, D >= 1, got {got}")
+    check_vector_inputs(who, inputs)
     groups, dim = inputs.shape[-2:]
     if not isinstance(codebook, torch.Tensor):
         raise GumbenchError(f"{who} needs codebook=tensor of shape (G, K, D) or (K, D), or a codebook of its own "
