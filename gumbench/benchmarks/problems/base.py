@@ -4,7 +4,8 @@ A problem hands the statistics (:func:`gumbench.benchmarks.gradstats.problem_sta
 
     shape                 the shape of the gradient measured (logits (G, V), a vector z (G, D), a codebook ...)
     reference()           the gradient to compare with, in float64, with E[loss] and the reference's own error
-                          (:class:`Reference`; error None where it is exact)
+                          (:class:`Reference`; error None where it is exact), computed once per instance by
+                          ``compute_reference()``, which a problem implements
     check_estimator(est)  refuse, with one line, an estimator that cannot be measured here (before any work)
     rows_at_once(est, ..) how many estimates one batched draw makes (memory-bounded)
     draw(est, rows, gen)  ``rows`` independent estimates, (rows, prod(shape)) in float64
@@ -64,8 +65,17 @@ class GradientProblem:
     def shape(self) -> tuple[int, ...]:
         raise NotImplementedError  # abstract
 
+    _reference: Reference | None = None  # set by the first reference() call
+
     def reference(self) -> Reference:
-        raise NotImplementedError  # abstract
+        """The reference, computed once per instance by :meth:`compute_reference` (a sweep reuses a problem per
+        spec and worker, so the 2^20-pair smoothed reference is computed once)."""
+        if self._reference is None:
+            self._reference = self.compute_reference()
+        return self._reference
+
+    def compute_reference(self) -> Reference:
+        raise NotImplementedError  # abstract: the gradient to compare with
 
     def check_reference(self, reference: Reference) -> None:
         """Refuse a reference that relative statistics cannot be measured against (default: accept)."""
@@ -170,15 +180,10 @@ class LogitsGradient(GradientProblem):
     def shape(self) -> tuple[int, ...]:
         return tuple(self.logits.shape)
 
-    def reference(self) -> Reference:
-        cached = self.__dict__.get("_cached_reference")
-        if cached is None:
-            if self.given_reference is not None:
-                cached = Reference(self.given_reference.detach().to(torch.float64).cpu(), None, None)
-            else:
-                cached = Reference(*exact_gradient(self.logits, self.loss), None)
-            self.__dict__["_cached_reference"] = cached
-        return cached
+    def compute_reference(self) -> Reference:
+        if self.given_reference is not None:
+            return Reference(self.given_reference.detach().to(torch.float64).cpu(), None, None)
+        return Reference(*exact_gradient(self.logits, self.loss), None)
 
     def check_reference(self, reference: Reference) -> None:
         # p_i (f_i - E f) vanishes where f is constant on the configurations of positive probability (float64
@@ -272,16 +277,10 @@ class LogitsProblem(LogitsGradient):
             exact_gradient  # d E[loss] / d logits by a route cheaper than enumerating V^G (a per-frame sum)
         )
 
-    def reference(self) -> Reference:
-        if (
-            self.given_reference is None
-            and self.exact_gradient is not None
-            and "_cached_reference" not in self.__dict__
-        ):
-            self.__dict__["_cached_reference"] = Reference(
-                self.exact_gradient().detach().to(torch.float64).cpu(), None, None
-            )
-        return super().reference()
+    def compute_reference(self) -> Reference:
+        if self.given_reference is None and self.exact_gradient is not None:
+            return Reference(self.exact_gradient().detach().to(torch.float64).cpu(), None, None)
+        return super().compute_reference()
 
     @property
     def spec(self) -> str:

@@ -50,7 +50,7 @@ from typing import ClassVar
 
 import torch
 
-from gumbench.benchmarks.problems.base import GradientProblem, Reference
+from gumbench.benchmarks.problems.base import GradientProblem, Reference, draws_per_estimate
 from gumbench.benchmarks.problems.enumeration import MAX_ENUMERATION, enumerate_configurations
 from gumbench.errors import GumbenchError
 from gumbench.plugin import SEED, Plugin, Range
@@ -78,7 +78,6 @@ class QuantizerProblem(Plugin, GradientProblem):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._reference: Reference | None = None  # computed once per instance (a sweep reuses one per spec and process)
         self._build()
 
     # --- the model ------------------------------------------------------------------------
@@ -131,11 +130,6 @@ class QuantizerProblem(Plugin, GradientProblem):
 
     # --- references and draws ---------------------------------------------------------------
 
-    def reference(self) -> Reference:
-        """The reference gradient in float64 of :attr:`shape`, J at (z, E), and the RMS error of the reference
-        (None: exact)."""
-        raise NotImplementedError  # abstract: each problem defines its reference
-
     def incompatibility(self, estimator) -> str | None:
         """Why ``estimator`` cannot be measured on this problem, or None."""
         raise NotImplementedError  # abstract
@@ -153,15 +147,12 @@ class QuantizerProblem(Plugin, GradientProblem):
                 "measure wrt=codebook, a larger T, or more codes"
             )
 
-    def draws_per_row(self, estimator) -> int:
-        return int(estimator.params.get("samples", 1) or 1)
-
     def rows_at_once(self, estimator, chunk_size: int | None = None, samples: int | None = None,
                      owner: str = "problem_statistics") -> int:
         """Rows of one batched draw: ``chunk_size`` if given, else PROBLEM_ELEMENTS over a row's elements (its copy
         of z, E and the draws); never more than ``samples``."""
-        per_row = (self.codebook.numel() + self.z.numel()) * self.draws_per_row(estimator)
-        rows = chunk_size or max(1, int(PROBLEM_ELEMENTS * math.sqrt(self.draws_per_row(estimator))) // per_row)
+        per_row = (self.codebook.numel() + self.z.numel()) * draws_per_estimate(estimator)
+        rows = chunk_size or max(1, int(PROBLEM_ELEMENTS * math.sqrt(draws_per_estimate(estimator))) // per_row)
         return rows if samples is None else min(samples, rows)
 
     def peak_memory(self, estimator=None, samples: int | None = None):
@@ -172,7 +163,7 @@ class QuantizerProblem(Plugin, GradientProblem):
         reference = self.reference_peak()
         if estimator is None:
             return reference
-        rows, draws = self.rows_at_once(estimator, None, samples), self.draws_per_row(estimator)
+        rows, draws = self.rows_at_once(estimator, None, samples), draws_per_estimate(estimator)
         groups, dim = self.z.shape
         held = 4 * STEP_COPIES * rows * draws * (self.codebook.numel() + self.z.numel())
         if isinstance(estimator, VQEstimator):
@@ -294,14 +285,12 @@ class DistanceVQ(QuantizerProblem):
         losses = self.decoded_loss(decoded[rows, index])  # (N, G, D) -> (N,)
         return (log_config.exp() * losses).sum()
 
-    def reference(self):
-        if self._reference is None:
-            z = self.z64.clone().requires_grad_(True)
-            book = self.codebook64.clone().requires_grad_(True)
-            value = self.expectation(z, book)
-            grad_z, grad_book = torch.autograd.grad(value, (z, book))
-            self._reference = Reference(grad_z if self.params["wrt"] == "z" else grad_book, float(value.detach()), None)
-        return self._reference
+    def compute_reference(self):
+        z = self.z64.clone().requires_grad_(True)
+        book = self.codebook64.clone().requires_grad_(True)
+        value = self.expectation(z, book)
+        grad_z, grad_book = torch.autograd.grad(value, (z, book))
+        return Reference(grad_z if self.params["wrt"] == "z" else grad_book, float(value.detach()), None)
 
     def incompatibility(self, estimator) -> str | None:
         from gumbench.estimators import CategoricalEstimator, make_estimator
@@ -397,26 +386,24 @@ class SmoothedQuantizer(QuantizerProblem):
         _, value = self.quantizer.quantize(z, self.codebook64.to(z.dtype))
         return self.decoded_loss(value)
 
-    def reference(self):
-        if self._reference is None:
-            pairs, sigma = self.params["reference_samples"], self.params["sigma"]
-            gen = torch.Generator().manual_seed(int(self.params["seed"]) ^ 0x5EED)
-            total = torch.zeros(self.z64.numel(), dtype=torch.float64)
-            squares = torch.zeros_like(total)
-            loss_sum = 0.0
-            for start in range(0, pairs, SMOOTHING_CHUNK):
-                n = min(SMOOTHING_CHUNK, pairs - start)
-                eps = torch.randn(n, *self.z64.shape, generator=gen, dtype=torch.float64)
-                plus, minus = self.quantized_loss(self.z64 + sigma * eps), self.quantized_loss(self.z64 - sigma * eps)
-                estimate = ((plus - minus).unsqueeze(-1) * eps.reshape(n, -1)) / (2 * sigma)
-                total += estimate.sum(0)
-                squares += estimate.pow(2).sum(0)
-                loss_sum += float((plus + minus).sum()) / 2
-            mean = total / pairs
-            variance = (squares - pairs * mean.pow(2)).clamp_min(0) / (pairs - 1)
-            error = math.sqrt(float(variance.sum()) / pairs)  # RMS norm of the mean's error
-            self._reference = Reference(mean.reshape(self.z64.shape), loss_sum / pairs, error)
-        return self._reference
+    def compute_reference(self):
+        pairs, sigma = self.params["reference_samples"], self.params["sigma"]
+        gen = torch.Generator().manual_seed(int(self.params["seed"]) ^ 0x5EED)
+        total = torch.zeros(self.z64.numel(), dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        loss_sum = 0.0
+        for start in range(0, pairs, SMOOTHING_CHUNK):
+            n = min(SMOOTHING_CHUNK, pairs - start)
+            eps = torch.randn(n, *self.z64.shape, generator=gen, dtype=torch.float64)
+            plus, minus = self.quantized_loss(self.z64 + sigma * eps), self.quantized_loss(self.z64 - sigma * eps)
+            estimate = ((plus - minus).unsqueeze(-1) * eps.reshape(n, -1)) / (2 * sigma)
+            total += estimate.sum(0)
+            squares += estimate.pow(2).sum(0)
+            loss_sum += float((plus + minus).sum()) / 2
+        mean = total / pairs
+        variance = (squares - pairs * mean.pow(2)).clamp_min(0) / (pairs - 1)
+        error = math.sqrt(float(variance.sum()) / pairs)  # RMS norm of the mean's error
+        return Reference(mean.reshape(self.z64.shape), loss_sum / pairs, error)
 
     def incompatibility(self, estimator) -> str | None:
         from gumbench.estimators import CategoricalEstimator

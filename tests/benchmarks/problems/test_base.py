@@ -54,7 +54,7 @@ class Quadratic(GradientProblem):
     def __init__(self, mu=0.5, target=2.0):
         self.mu, self.target = mu, target
 
-    def reference(self):
+    def compute_reference(self):
         return Reference(torch.tensor([2 * (self.mu - self.target)], dtype=torch.float64), None, None)
 
     def incompatibility(self, estimator):
