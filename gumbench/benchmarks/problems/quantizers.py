@@ -149,8 +149,8 @@ class QuantizerProblem(Plugin, GradientProblem):
             )
 
     def vanishes(self, reference: Reference) -> bool:
-        """The reference is below VANISHING x the norm of the loss's gradient at the nearest codes (what a straight-through
-        pass sends back): at small T the nearest code does not move with z, so the exact gradient in z is ~1e-9."""
+        """The reference is below VANISHING x the norm of the loss's gradient at the nearest codes (what a
+        straight-through pass sends back): at small T the nearest code does not move with z (a gradient of ~1e-9)."""
         return float(reference.gradient.norm()) <= VANISHING * self.gradient_scale()
 
     def gradient_scale(self) -> float:

@@ -20,11 +20,11 @@ A sweep config (TOML or YAML, or the built-in default) has two optional sections
 Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator, repetition) is a *unit*; its
 seed is a hash of (base seed, kind, task, estimator, repetition, and the learning rate and optimizer where a section
 gives them), so results depend neither on order nor on the worker that ran them; a section without ``lr`` or
-``optimizer`` makes the same units, ids and seeds as before those keys existed. In a [gradstats] section repetition
-r measures problem instance r (:func:`gumbench.benchmarks.problems.instance_spec`: the spec's seed + r; a fixed
-problem without a seed, such as ``bernoulli``, has one instance and its repetitions are fresh draws on it). ``gradient_checkpoints`` (a
-``digits-vae`` or ``fashion-vae`` whose codes can be enumerated) adds, at each listed step, the
-unit's estimator's relative bias, relative standard deviation and cosine against the exact ELBO
+``optimizer`` makes the same units, ids and seeds as before those keys existed. In a [gradstats] section
+repetition r measures problem instance r (:func:`gumbench.benchmarks.problems.instance_spec`: the spec's seed + r;
+a problem without a seed, such as ``bernoulli``, has one instance and its repetitions are fresh draws on it).
+``gradient_checkpoints`` (a ``digits-vae`` or ``fashion-vae`` whose codes can be enumerated) adds, at each listed
+step, the unit's estimator's relative bias, relative standard deviation and cosine against the exact ELBO
 gradient (:func:`gumbench.benchmarks.studies.elbo.gradient_probe`: :data:`GRADIENT_POINTS`
 evaluation images, :data:`GRADIENT_SAMPLES` estimates each) as rows
 ``elbo_gradient_relative_bias``, ``elbo_gradient_relative_std``, ``elbo_gradient_cosine`` (means

@@ -21,8 +21,8 @@ import html
 from pathlib import Path
 
 from gumbench.benchmarks.sweep.figures import draw_figures
-from gumbench.benchmarks.sweep.store import load_results
 from gumbench.benchmarks.sweep.recommend import recommendations
+from gumbench.benchmarks.sweep.store import load_results
 from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, replicates_text, short_task, verdict
 from gumbench.errors import GumbenchError
 from gumbench.files import write_bytes, write_text
