@@ -78,7 +78,7 @@ def list_command(
         if k not in LIST_KINDS:
             raise GumbenchError(f"cannot list {k!r}; allowed: {', '.join(LIST_KINDS)}")
     for k in kinds:
-        second = {"estimators": "family", "tasks": "formula", "training": "default steps"}[k]
+        second = {"estimators": "family; cost", "tasks": "formula", "training": "default steps"}[k]
         columns = ("name", second, "parameters (defaults)", "description")
         typer.echo(render(k, columns, describe(k), text=columns[1:]))  # all but the name is prose that may wrap
 
