@@ -44,8 +44,8 @@ def test_format_elbo_study_gives_intervals_over_instances_and_orderings():
     rows = []
     for instance, (rloo, st) in enumerate([(8.0, 0.5), (10.0, 0.6), (12.0, 0.4), (9.0, 0.7)]):
         for image, shift in enumerate((-0.01, 0.01)):  # two images per instance, averaged first
-            rows.append(("reinforce[baseline=loo]", instance, 0, 2 * instance + image, 0.01 * instance, 3.0, rloo + shift,
-                         0.9 + shift))
+            rows.append(("reinforce[baseline=loo]", instance, 0, 2 * instance + image, 0.01 * instance, 3.0,
+                         rloo + shift, 0.9 + shift))
             rows.append(("st-gumbel[tau=1]", instance, 0, 2 * instance + image, 0.3 + shift, 0.5, st + shift,
                          0.95 + shift))
     frame = pd.DataFrame(rows, columns=["label", "instance", "step", "image", "relative_bias", "relative_std",
