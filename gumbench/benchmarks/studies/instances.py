@@ -8,7 +8,8 @@ with its 95% t interval on the scale where the statistic is unbounded:
     relative bias  the arithmetic mean, t interval with its low end clipped at 0: an unbiased estimator's
                    bias is exactly 0, on the bound, where no log-scale interval could reach
     relative std,  the geometric mean, t interval of the logs back-transformed
-    relative MSE   (:func:`gumbench.intervals.positive_mean_interval`)
+    relative MSE   (:func:`gumbench.intervals.positive_mean_interval`); where an instance reads exactly 0
+                   (a deterministic estimator), the arithmetic mean clipped at 0 as for the bias
     cosine         the back-transformed mean Fisher z, t interval of atanh back-transformed
                    (:func:`gumbench.intervals.bounded_mean_interval`)
 
@@ -34,11 +35,11 @@ def interval_over_instances(values, scale: str) -> Estimate:
     values = np.asarray(values, dtype=float)
     if not len(values) or np.isnan(values).any():
         return Estimate(math.nan, math.nan, math.nan)
-    if scale == "log":
+    if scale == "log" and (values > 0).all():
         return positive_mean_interval(values)
     if scale == "fisher":
         return bounded_mean_interval(values)
-    raw = mean_interval(values)
+    raw = mean_interval(values)  # a value of exactly 0 (no log): the arithmetic mean, clipped at 0 like the bias
     return Estimate(raw.value, max(raw.low, 0.0) if not math.isnan(raw.low) else raw.low, raw.high)
 
 

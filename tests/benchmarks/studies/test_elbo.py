@@ -1,5 +1,7 @@
 """The digits ELBO gradient study: RLOO unbiased and ST-Gumbel biased inside the VAE; its text summary."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,3 +89,17 @@ def test_bad_arguments_are_refused_before_training(kwargs, message, monkeypatch)
     with pytest.raises(GumbenchError) as caught:
         elbo_gradient_study("st-gumbel", **kwargs)
     assert str(caught.value) == "elbo_gradient_study: " + message
+
+
+def test_intervals_over_instances_respect_each_statistics_range():
+    from gumbench.benchmarks.studies.instances import interval_over_instances
+
+    spread = [0.001, 0.002, 0.5]  # a t interval of these would reach below 0
+    for scale in ("zero-bounded", "log"):
+        estimate = interval_over_instances(spread, scale)
+        assert 0 <= estimate.low <= estimate.value <= estimate.high
+    assert interval_over_instances(spread, "log").low > 0  # geometric: strictly positive
+    assert interval_over_instances([0.0, 0.0, 0.1], "log").low == 0  # no log of 0: the clipped arithmetic interval
+    cosines = interval_over_instances([0.99, 0.999, 0.9], "fisher")
+    assert -1 < cosines.low <= cosines.value <= cosines.high < 1
+    assert all(math.isnan(x) for x in interval_over_instances([0.5, math.nan], "log"))
