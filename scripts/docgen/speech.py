@@ -174,8 +174,9 @@ def speech_study_table(root: Path) -> str:
     n = estimates.instance.nunique()
     return (
         prose(
-            f"{n} instances (models trained from seeds {settings['seed']}-{settings['seed'] + n - 1}, each with its "
-            f"own {settings['crops']} evaluation crop(s): {shapes}), {settings['samples']:,} estimates per estimator "
+            f"{n} instances (models trained from seeds {settings['seed']}-{settings['seed'] + n - 1}, each with "
+            f"{settings['crops']} evaluation crop{'s' if settings['crops'] > 1 else ''} of its own: {shapes}), "
+            f"{settings['samples']:,} estimates per estimator "
             f"and instance; means over instances with 95% t intervals over instances (bias arithmetic, clipped at "
             f"0; std and MSE geometric means; cosine Fisher z):"
         )
