@@ -78,7 +78,7 @@ def orderings(frame, keys: list[str], column: str = "relative_mse", by: str = "l
             both = table[[better, worse]].dropna()
             rows.append({**dict(zip(keys, group if isinstance(group, tuple) else (group,))), "better": better,
                          "worse": worse, "wins": int((both[better] < both[worse]).sum()), "instances": len(both)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*keys, "better", "worse", "wins", "instances"])  # columns even with none
 
 
 def format_orderings(table) -> list[str]:

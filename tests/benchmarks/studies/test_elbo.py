@@ -71,6 +71,8 @@ def test_orderings_count_the_instances_an_ordering_holds_on():
                           "relative_mse": [1.0, 2.0, 4.0, 2.0, 1.5, 8.0]})
     table = orderings(frame, ["step"])
     assert format_orderings(table) == ["a below b on 2 of 3 instances"]
+    alone = orderings(frame[frame.label == "a"], ["step"])  # one estimator: nothing to order, the columns all there
+    assert alone.empty and list(alone.columns) == ["step", "better", "worse", "wins", "instances"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
