@@ -249,6 +249,8 @@ def test_elbo_study_writes_its_table_and_rows(tmp_path):
         "2",
         "--samples",
         "400",
+        "--instances",
+        "2",
         "-o",
         str(tmp_path / "elbo"),
     )
@@ -256,9 +258,11 @@ def test_elbo_study_writes_its_table_and_rows(tmp_path):
     import pandas as pd
 
     rows = pd.read_csv(tmp_path / "elbo.csv")
-    assert len(rows) == 2 and set(rows["step"]) == {0} and (rows["samples"] == 400).all()
+    assert len(rows) == 4 and set(rows["step"]) == {0} and (rows["samples"] == 400).all()
+    assert list(rows["instance"]) == [0, 0, 1, 1] and list(rows["image"]) == [0, 1, 2, 3]
     assert (tmp_path / "elbo.txt").read_text().strip() == stdout.strip()
-    assert stdout.startswith("Mean over 2 evaluation images; 400 estimates each")
+    assert stdout.startswith("Over 2 instances (independently seeded models, 2 evaluation images each")
+    assert json.loads((tmp_path / "elbo.json").read_text())["settings"]["instances"] == 2
 
 
 def test_speech_study_writes_rows_text_and_settings(tmp_path):
@@ -274,6 +278,8 @@ def test_speech_study_writes_rows_text_and_settings(tmp_path):
         "1",
         "--samples",
         "200",
+        "--instances",
+        "2",
         "-o",
         str(tmp_path / "study"),
     )
@@ -281,11 +287,12 @@ def test_speech_study_writes_rows_text_and_settings(tmp_path):
     import pandas as pd
 
     rows = pd.read_csv(tmp_path / "study.csv")
-    assert list(rows["role"]) == ["reference", "estimator"] and rows["reference_error"].iloc[0] == 0  # exact reference
+    assert list(rows["role"]) == ["reference", "estimator"] * 2 and rows["reference_error"].iloc[0] == 0  # exact
+    assert list(rows["instance"]) == [0, 0, 1, 1] and list(rows["seed"]) == [0, 0, 1, 1]
     settings = json.loads((tmp_path / "study.json").read_text())
     assert settings["settings"]["task"] == "logmel-vqvae[batch=4]" and settings["wall_seconds"] > 0
     assert settings["torch_threads"] == int(os.environ.get("GUMBENCH_THREADS", 1))  # the thread policy's count
-    assert "logmel-vqvae[batch=4] at step 0" in stdout
+    assert "logmel-vqvae[batch=4] at step 0, over 2 instances" in stdout
 
 
 @pytest.mark.parametrize("args, fragment", [

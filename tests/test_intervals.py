@@ -9,10 +9,13 @@ import pytest
 import torch
 from scipy import stats
 
+from gumbench.errors import GumbenchError
 from gumbench.intervals import (
     Estimate,
+    bounded_mean_interval,
     jackknife_se,
     mean_interval,
+    positive_mean_interval,
     t_half_width,
     t_interval,
     t_quantile,
@@ -100,3 +103,56 @@ def test_jackknife_se_per_coordinate_and_along_a_dimension():
     np.testing.assert_allclose(jackknife_se(replicates).numpy(), expected, rtol=1e-14)
     torch.testing.assert_close(jackknife_se(replicates.T, dim=1), jackknife_se(replicates))
     assert torch.equal(jackknife_se(torch.full((4, 2), 3.0)), torch.zeros(2))  # equal replicates: no spread
+
+
+def test_positive_mean_interval_is_the_t_interval_of_the_logs_back_transformed():
+    values = [0.8, 1.7, 1.1, 0.4, 2.5]
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(np.log(values)), scale=stats.sem(np.log(values)))
+    estimate = positive_mean_interval(values)
+    assert estimate.value == pytest.approx(stats.gmean(values), rel=1e-12)
+    assert (estimate.low, estimate.high) == pytest.approx((math.exp(low), math.exp(high)), rel=1e-12)
+
+
+def test_positive_mean_interval_stays_positive_where_the_t_interval_does_not():
+    values = [0.01, 0.02, 3.0]  # MSE ratios of three instances, one far off: the t interval reaches below 0
+    assert mean_interval(values).low < 0
+    estimate = positive_mean_interval(values)
+    assert 0 < estimate.low <= estimate.value <= estimate.high
+    one = positive_mean_interval([2.0])
+    assert one.value == pytest.approx(2.0) and math.isnan(one.low) and math.isnan(one.high)
+
+
+@pytest.mark.parametrize("values", [[1.0, 0.0, 2.0], [1.0, -0.5], [1.0, math.inf], [1.0, math.nan]])
+def test_positive_mean_interval_refuses_values_off_the_log_scale(values):
+    with pytest.raises(GumbenchError, match="positive_mean_interval"):
+        positive_mean_interval(values)
+
+
+def test_bounded_mean_interval_is_fisher_z_back_transformed():
+    values = [0.91, 0.97, 0.995, 0.88, 0.99]  # cosines near 1: the t interval reaches above 1
+    assert mean_interval(values).high > 1
+    z = np.arctanh(values)
+    low, high = stats.t.interval(0.95, len(z) - 1, loc=z.mean(), scale=stats.sem(z))
+    estimate = bounded_mean_interval(values)
+    assert (estimate.value, estimate.low, estimate.high) == pytest.approx(
+        (math.tanh(z.mean()), math.tanh(low), math.tanh(high)), rel=1e-12)
+    assert -1 < estimate.low <= estimate.value <= estimate.high < 1
+
+
+def test_bounded_mean_interval_on_another_range_and_at_a_bound():
+    rates = [0.02, 0.1, 0.05, 0.6]
+    estimate = bounded_mean_interval(rates, 0.0, 1.0)
+    assert 0 < estimate.low <= estimate.value <= estimate.high < 1
+    # atanh(2p - 1) is half the logit: the interval is the back-transformed t interval of the logits
+    logits = np.log(np.asarray(rates) / (1 - np.asarray(rates)))
+    low, high = stats.t.interval(0.95, len(rates) - 1, loc=logits.mean(), scale=stats.sem(logits))
+    assert (estimate.low, estimate.high) == pytest.approx((1 / (1 + math.exp(-low)), 1 / (1 + math.exp(-high))))
+    at_bound = bounded_mean_interval([1.0, 0.9, 0.99])  # z infinite: the t interval, clipped
+    raw = mean_interval([1.0, 0.9, 0.99])
+    assert at_bound.value == raw.value and at_bound.low == raw.low and at_bound.high == 1.0 < raw.high
+
+
+@pytest.mark.parametrize("values, low, high", [([0.5, 1.2], -1.0, 1.0), ([0.5], 1.0, 0.0), ([math.nan], 0.0, 1.0)])
+def test_bounded_mean_interval_refuses_values_outside_its_range(values, low, high):
+    with pytest.raises(GumbenchError, match="bounded_mean_interval"):
+        bounded_mean_interval(values, low, high)

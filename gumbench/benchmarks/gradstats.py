@@ -11,8 +11,7 @@ covariance of one estimate:
 
     bias          ||E[x] - e||, estimated without its upward noise bias:
                   ||b||^2 ~ ||m - e||^2 - tr(Sigma_hat) / S  (unbiased), reported as
-                  sqrt(max(., 0)); its CI is the square root of the clipped CI of ||b||^2,
-                  so an unbiased estimator's CI reaches 0.
+                  sqrt(max(., 0)); its CI is the square root of the CI of ||b||^2.
     relative bias bias / ||e||
     total var     tr(Sigma) = sum of per-coordinate variances (unbiased, S - 1)
     mse           E||x - e||^2 = bias^2 + total variance (mean of ||x_s - e||^2)
@@ -21,7 +20,15 @@ covariance of one estimate:
 
 Confidence intervals (95% by default) come from a delete-a-group jackknife over
 K contiguous groups of samples (t quantile with K - 1 degrees of freedom); the
-per-coordinate variances get element-wise intervals the same way. Only per-group
+per-coordinate variances get element-wise intervals the same way. Each is taken on a
+scale where its statistic is unbounded and back-transformed (``SCALES``,
+:func:`gumbench.intervals.jackknife_interval`): log for the variances, MSE, SNR and
+squared bias, Fisher's z (atanh) for the cosine, so every interval lies in its range.
+Where the transform is undefined (a variance of exactly 0, a squared bias estimated
+at or below 0, a cosine of 1), the raw interval clipped to the range is given; so it
+is for the squared bias and the cosine wherever their raw interval reaches the bound
+(0 and 1), the values an unbiased estimator's have, which no interval strictly inside
+the range could cover. Only per-group
 sums are kept, so memory is O(K G V) whatever S is. All accumulation is float64 on
 the CPU in a fixed order: the same seed gives bit-identical statistics.
 
@@ -44,7 +51,7 @@ from gumbench.benchmarks.problems import GradientProblem, LogitsProblem, make_pr
 from gumbench.errors import GumbenchError
 from gumbench.estimators import make_estimator
 from gumbench.footprint import check_peak, combined, memory_limit
-from gumbench.intervals import jackknife_se, t_quantile
+from gumbench.intervals import CORRELATION, POSITIVE, jackknife_interval, t_quantile
 from gumbench.memory import keep_freed_memory
 from gumbench.plugin import SAMPLES, SEED, TEMPERATURE, Range, check_integer, check_number
 
@@ -213,9 +220,17 @@ def _statistics(e: torch.Tensor, total_sums, total_squares, n) -> dict[str, torc
     }
 
 
+# The scale of each statistic's interval (gumbench.intervals.jackknife_interval): log for positive ones, Fisher's z
+# for the cosine; "boundary" where the true value can lie on the bound (an unbiased estimator's squared bias 0 and
+# cosine 1), which keeps the clipped raw interval wherever that reaches the bound.
+SCALES = {"bias_sq": (POSITIVE, True), "total_variance": (POSITIVE, False), "mse": (POSITIVE, False),
+          "cosine": (CORRELATION, True), "snr": (POSITIVE, False), "coord_var": (POSITIVE, False)}
+
+
 def jackknife_intervals(group_sums: GroupSums, exact: torch.Tensor, confidence: float) -> dict[str, tuple | None]:
     """Per statistic (value, low, high): the full-sample value and a delete-a-group jackknife interval
-    with a t quantile on K - 1 degrees of freedom; None where a value is not finite."""
+    with a t quantile on K - 1 degrees of freedom, on the statistic's transformed scale (``SCALES``), so that
+    each interval lies in its range and contains its value; None where a value is not finite."""
     e = exact.reshape(-1)
     sums, squares, counts = group_sums.sums, group_sums.squares, group_sums.counts
     groups = len(counts)
@@ -230,18 +245,15 @@ def jackknife_intervals(group_sums: GroupSums, exact: torch.Tensor, confidence: 
         if not torch.isfinite(value).all() or not torch.isfinite(replicates).all():
             intervals[key] = None
             continue
-        se = jackknife_se(replicates)
-        intervals[key] = (value, value - t * se, value + t * se)
+        scale, boundary = SCALES[key]
+        intervals[key] = jackknife_interval(value, replicates, t, scale, boundary)
     return intervals
 
 
-def _scalar(interval, transform=lambda v: v, clip=False) -> Interval | None:
+def _scalar(interval, transform=lambda v: v) -> Interval | None:
     if interval is None:
         return None
-    vals = [float(v) for v in interval]
-    if clip:
-        vals = [max(v, 0.0) for v in vals]
-    return Interval(*(transform(v) for v in vals))
+    return Interval(*(transform(float(v)) for v in interval))
 
 
 def check_arguments(owner: str, samples, seed, confidence, groups, chunk_size) -> tuple[int, int, int | None]:
@@ -317,7 +329,7 @@ def assemble(est, samples: int, seed: int, confidence: float, exact: torch.Tenso
     if group_sums.all_zero:
         return zero_estimate_statistics(est, samples, seed, confidence, exact, expected, shape, reference_error)
     intervals = jackknife_intervals(group_sums, exact, confidence)
-    bias = _scalar(intervals["bias_sq"], math.sqrt, clip=True)
+    bias = _scalar(intervals["bias_sq"], math.sqrt)
     exact_norm = float(exact.norm())
     coord, coord_low, coord_high = intervals["coord_var"]
     return GradientStatistics(
@@ -334,13 +346,13 @@ def assemble(est, samples: int, seed: int, confidence: float, exact: torch.Tenso
         relative_bias=Interval(bias.value / exact_norm, bias.low / exact_norm, bias.high / exact_norm)
         if exact_norm > 0
         else None,
-        total_variance=_scalar(intervals["total_variance"], clip=True),
+        total_variance=_scalar(intervals["total_variance"]),
         coordinate_variance=coord.reshape(shape),
-        coordinate_variance_low=coord_low.clamp_min(0).reshape(shape),
+        coordinate_variance_low=coord_low.reshape(shape),
         coordinate_variance_high=coord_high.reshape(shape),
-        mse=_scalar(intervals["mse"], clip=True),
-        cosine=_scalar(intervals["cosine"], lambda v: min(max(v, -1.0), 1.0)),
-        snr=_scalar(intervals["snr"], clip=True),
+        mse=_scalar(intervals["mse"]),
+        cosine=_scalar(intervals["cosine"]),
+        snr=_scalar(intervals["snr"]),
         reference_error=reference_error,
     )
 

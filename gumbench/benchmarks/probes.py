@@ -15,13 +15,19 @@ from gumbench.errors import GumbenchError
 from gumbench.plugin import SAMPLES, SEED, STEPS, Range, check_integer
 
 
-def gradient_probe(task, est, checkpoints, *, points: int = 4, samples: int = 2000, seed: int = 0):
+def gradient_probe(task, est, checkpoints, *, points: int = 4, samples: int = 2000, seed: int = 0,
+                   first_image: int = 0):
     """A ``train()`` callback measuring ``est``'s ELBO gradient against the enumerated one at ``checkpoints``
-    (steps), and the list it appends one row per (checkpoint, image) to. It draws only from its own
-    generators (seed + image), so the training run it watches is the run it would be without it."""
+    (steps), and the list it appends one row per (checkpoint, image) to: evaluation images ``first_image`` to
+    ``first_image + points - 1``. It draws only from its own generators (seed + image), so the training run it
+    watches is the run it would be without it."""
     points = check_integer("elbo_gradient_study", "points", points, Range(1, len(task.eval_images)))
     check_integer("elbo_gradient_study", "samples", samples, SAMPLES)
-    check_integer("elbo_gradient_study", "seed", seed, Range(0, SEED.high - points))  # image i uses seed + i
+    last = first_image + points - 1
+    if last >= len(task.eval_images):
+        raise GumbenchError(f"elbo_gradient_study: {task.spec} has {len(task.eval_images)} evaluation images; "
+                            f"images {first_image} to {last} were asked for (fewer points or instances)")
+    check_integer("elbo_gradient_study", "seed", seed, Range(0, SEED.high - last - 1))  # image i uses seed + i
     checkpoints = set(checkpoints)
     rows = []
 
@@ -29,7 +35,7 @@ def gradient_probe(task, est, checkpoints, *, points: int = 4, samples: int = 20
         if step not in checkpoints:
             return
         model.eval()
-        for problem in image_problems(task, model, points):
+        for problem in image_problems(task, model, points, first_image):
             s = problem_statistics(est, problem, samples, seed=seed + problem.index)
             rows.append(
                 {
@@ -64,5 +70,6 @@ def _figures(s) -> dict:
     return {"relative_bias": bias.value if bias else None, "relative_bias_low": bias.low if bias else None,
             "relative_bias_high": bias.high if bias else None,
             "relative_std": math.sqrt(s.total_variance.value) / s.exact_norm if s.exact_norm > 0 else None,
+            "relative_mse": s.mse.value / s.exact_norm ** 2 if s.exact_norm > 0 else None,
             "cosine": cosine.value if cosine else None, "cosine_low": cosine.low if cosine else None,
             "cosine_high": cosine.high if cosine else None, "exact_norm": s.exact_norm}

@@ -70,23 +70,30 @@ def elbo_study_command(
     checkpoints: str = typer.Option(
         "0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."
     ),
-    points: int = typer.Option(4, "--points", help="Evaluation images per checkpoint."),
+    points: int = typer.Option(4, "--points", help="Evaluation images per checkpoint and instance."),
     samples: int = typer.Option(4000, "--samples", "-s", help="Estimates per image."),
     seed: int = typer.Option(0, "--seed"),
+    instances: int = typer.Option(
+        5, "--instances", help="Independently seeded problem instances (model trained from seed + r, own images)."
+    ),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", callback=writable_file, help="Write OUT.csv (rows) and OUT.txt (the table)."
+        None, "--output", "-o", callback=writable_file,
+        help="Write OUT.csv (rows), OUT.txt (the table) and OUT.json (settings, wall time, threads).",
     ),
     threads: int = THREADS,
 ) -> None:
     # one line for `gumbench --help`: the backslash continues the line without a line break
     """Gradient accuracy inside a trained categorical VAE (digits, or Fashion-MNIST): each estimator against the \
 enumerated ELBO gradient."""
+    import time
+
     from gumbench.benchmarks.studies import elbo_study, format_elbo_study, save_study
     from gumbench.benchmarks.studies.elbo import DEFAULT_ESTIMATORS
     from gumbench.benchmarks.training import make_training_task
     from gumbench.registry import parse_spec
 
     use_threads(threads)
+    start = time.perf_counter()
     spec = parse_spec(task)
     if data_dir is not None:
         spec.params["data_dir"] = str(data_dir)
@@ -98,11 +105,15 @@ enumerated ELBO gradient."""
         points=points,
         samples=samples,
         seed=seed,
+        instances=instances,
     )
     text = format_elbo_study(frame)
     typer.echo(text)
     if output is not None:
-        save_study(output, frame, text)
+        settings = {"task": task, "estimator": list(estimator) if estimator else None, "checkpoints": checkpoints,
+                    "points": points, "samples": samples, "seed": seed, "instances": instances, "out": str(output)}
+        save_study(output, frame, text, {"settings": settings, "wall_seconds": time.perf_counter() - start,
+                                         "torch_threads": threads})
 
 
 def speech_study_command(
@@ -117,12 +128,15 @@ def speech_study_command(
     checkpoints: str = typer.Option(
         "0,150,300", "--checkpoints", help="Training steps at which to measure, comma-separated."
     ),
-    crops: int = typer.Option(2, "--crops", help="Evaluation crops in the frozen batch."),
+    crops: int = typer.Option(1, "--crops", help="Evaluation crops in each instance's frozen batch."),
     samples: int = typer.Option(2000, "--samples", "-s", help="Estimates per estimator."),
     reference_samples: int = typer.Option(
         8000, "--reference-samples", help="Estimates averaged into the sampled reference."
     ),
     seed: int = typer.Option(0, "--seed"),
+    instances: int = typer.Option(
+        5, "--instances", help="Independently seeded problem instances (model trained from seed + r, own crops)."
+    ),
     output: Optional[Path] = typer.Option(
         None,
         "--output",
@@ -142,12 +156,14 @@ def speech_study_command(
     start = time.perf_counter()
     estimators = tuple(estimator or DEFAULT_ESTIMATORS)
     frame = quantizer_gradient_study(task, estimators, trained_with=trained_with, checkpoints=_steps(checkpoints),
-                                     crops=crops, samples=samples, reference_samples=reference_samples, seed=seed)
+                                     crops=crops, samples=samples, reference_samples=reference_samples, seed=seed,
+                                     instances=instances)
     text = format_study(frame)
     typer.echo(text)
     if output is not None:
         settings = {"task": task, "estimator": list(estimator) if estimator else None, "trained_with": trained_with,
                     "checkpoints": checkpoints, "crops": crops, "samples": samples,
-                    "reference_samples": reference_samples, "seed": seed, "out": str(output)}
+                    "reference_samples": reference_samples, "seed": seed, "instances": instances,
+                    "out": str(output)}
         save_study(output, frame, text, {"settings": settings, "wall_seconds": time.perf_counter() - start,
                                          "torch_threads": threads})

@@ -270,15 +270,16 @@ def test_group_sums_reproduce_the_statistics_of_the_draws(spec):
     assert s.mse.value == pytest.approx(float(deviation.pow(2).sum(-1).mean()), rel=1e-10)
     debiased = float((mean - exact.reshape(-1)).pow(2).sum() - variance.sum() / samples)
     assert s.bias.value == pytest.approx(max(debiased, 0.0) ** 0.5, rel=1e-6, abs=1e-9)
-    # the MSE is a mean of per-draw squared errors: its delete-a-group jackknife interval is the t interval of
-    # that mean over the group means (a jackknife of a mean is exact), so it has the width the draws give
+    # the MSE is a mean of per-draw squared errors; its delete-a-group jackknife interval is taken on the log
+    # scale: log MSE +- t * (jackknife SE of the leave-one-group-out log MSEs), back-transformed
     errors = deviation.pow(2).sum(-1)
     group_means = torch.stack([part.mean() for part in errors.split(sizes)])
     weights = torch.tensor(sizes, dtype=torch.float64)
-    leave_out = (errors.sum() - group_means * weights) / (samples - weights)
+    leave_out = ((errors.sum() - group_means * weights) / (samples - weights)).log()
     se = float(((groups - 1) / groups * (leave_out - leave_out.mean()).pow(2).sum()).sqrt())
     half = stats.t.ppf(0.975, groups - 1) * se
-    assert se > 0 and s.mse.high - s.mse.value == pytest.approx(half, rel=1e-8)
+    assert se > 0 and math.log(s.mse.high / s.mse.value) == pytest.approx(half, rel=1e-8)
+    assert math.log(s.mse.value / s.mse.low) == pytest.approx(half, rel=1e-8)
     # a different seed draws different estimates
     other = accumulate(toy, make_estimator(spec).train(), exact, samples, seed + 1, groups, chunk)
     assert not torch.equal(other.sums, sums.sums)

@@ -36,12 +36,13 @@ class ElboImageProblem(LogitsGradient):
         return self.task.reconstruction_loss(self.model.decoder(self.model.bottleneck.lookup(onehot)), self.image)
 
 
-def image_problems(task, model, points: int) -> list[ElboImageProblem]:
-    """One problem per evaluation image, the first ``points``, with the logits of the model as it is now."""
-    images = task.eval_images[:points]
+def image_problems(task, model, points: int, first: int = 0) -> list[ElboImageProblem]:
+    """One problem per evaluation image, ``points`` of them from image ``first`` on, with the logits of the model
+    as it is now."""
+    images = task.eval_images[first : first + points]
     with torch.no_grad():
         logits = model.bottleneck.logits_or_vectors(model.encoder(images))
-    return [ElboImageProblem(task, model, i, logits[i]) for i in range(len(images))]
+    return [ElboImageProblem(task, model, first + i, logits[i]) for i in range(len(images))]
 
 
 def checked_study(task, estimator):

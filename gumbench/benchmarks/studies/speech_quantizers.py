@@ -1,9 +1,11 @@
 """Bias and variance of gradient estimators inside the speech quantizers (wav2vec2, logmel-vqvae).
 
 :func:`quantizer_gradient_study` trains a task with one estimator (``trained_with``) and, at
-each checkpoint, freezes the model and a fixed batch: the first ``crops`` evaluation crops
-(wav2vec2: 1 s of held-out speech each, with masks and distractors drawn from ``seed``;
-logmel-vqvae: 32-frame log-mel segments). Every quantizer group of every frame of that batch
+each checkpoint, freezes the model and a fixed batch of ``crops`` evaluation crops
+(wav2vec2: 1 s of held-out speech each, with masks and distractors drawn from the instance's seed;
+logmel-vqvae: 32-frame log-mel segments). Instances are the replicate: instance r (5 by default) trains
+its own model from seed + r and freezes its own crops (r x crops on), so summaries are intervals over
+instances and orderings say on how many instances they hold. Every quantizer group of every frame of that batch
 (masked frames only for wav2vec2, the only ones quantized) becomes one of R groups of ONE
 row, logits (R, V), and the loss is the batch's total loss as a function of all R one-hots
 at once:
@@ -46,6 +48,7 @@ from gumbench.plugin import SAMPLES, SEED, Range, check_integer, check_number
 
 DEFAULT_ESTIMATORS = ("st-gumbel", "soft-gumbel", "straight-through", "reinforce[baseline=loo]")
 DEFAULT_REFERENCE = "reinforce[baseline=loo,samples=16]"
+DEFAULT_INSTANCES = 5
 CHUNK_ELEMENTS = 8_000_000  # logits elements per batched draw (rows x samples x R x V), bounds memory
 
 
@@ -187,7 +190,7 @@ def _estimator_row(spec, logits, loss_fn, ref, figures: dict, *, samples: int, s
         **_interval("relative_bias", s.bias, norm),
         "relative_bias_corrected": math.sqrt(max(bias_sq, 0.0)) / norm,
         **_interval("total_variance", s.total_variance),
-        "relative_std": math.sqrt(s.total_variance.value) / norm,
+        "relative_std": math.sqrt(s.total_variance.value) / norm, "relative_mse": s.mse.value / norm ** 2,
         **_interval("cosine", s.cosine), **_interval("snr", s.snr),
     }
 
@@ -198,28 +201,43 @@ def quantizer_gradient_study(
     *,
     trained_with="st-gumbel",
     checkpoints=(0, 150, 300),
-    crops: int = 2,
+    crops: int = 1,
     samples: int = 2000,
     reference=DEFAULT_REFERENCE,
     reference_samples: int = 8000,
     seed: int = 0,
     confidence: float = 0.95,
     use_exact: bool = True,
+    instances: int = DEFAULT_INSTANCES,
 ):
     """Variance, bias and cosine of each estimator at the quantizer logits, at checkpoints of training; a DataFrame.
 
-    One row per (checkpoint, estimator) plus one ``role == "reference"`` row per checkpoint.
-    See the module docstring for the reference and the definitions. ``use_exact=False``
-    uses the sampled reference even where the task can enumerate (to check one against the other).
+    Over ``instances`` independently seeded problem instances: instance r trains its own model from seed + r and
+    freezes its own ``crops`` evaluation crops (r x crops on) with masks and distractors drawn from seed + r; the
+    estimates' and the reference's draws are seeded inside it. One row per (instance, checkpoint, estimator) plus
+    one ``role == "reference"`` row per (instance, checkpoint). See the module docstring for the reference and the
+    definitions. ``use_exact=False`` uses the sampled reference even where the task can enumerate (to check one
+    against the other).
     """
     import pandas as pd
 
     from gumbench.benchmarks.training import train
-    from gumbench.estimators import make_estimator
 
     task, checkpoints, batch = _checked_study(task, trained_with, checkpoints, crops, samples, reference_samples, seed,
-                                              confidence)
+                                              confidence, instances)
     rows = []
+    for r in range(instances):
+        callback = _probe(task, estimators, trained_with, checkpoints, batch[r * crops : (r + 1) * crops], rows,
+                          instance=r, seed=seed + r, reference=reference, samples=samples,
+                          reference_samples=reference_samples, confidence=confidence, use_exact=use_exact)
+        train(task, trained_with, steps=max(checkpoints[-1], 1), seed=seed + r, callback=callback)
+    return pd.DataFrame(rows)
+
+
+def _probe(task, estimators, trained_with, checkpoints, batch, rows: list, *, instance: int, seed: int, reference,
+           samples: int, reference_samples: int, confidence: float, use_exact: bool):
+    """The ``train()`` callback of one instance: at each checkpoint, :func:`measure` on its frozen batch."""
+    from gumbench.estimators import make_estimator
 
     def at_checkpoint(step, model):
         if step not in checkpoints:
@@ -231,16 +249,15 @@ def quantizer_gradient_study(
             for row in measure(estimators, problem.logits, problem.loss_fn, reference=reference, samples=samples,
                                reference_samples=reference_samples, seed=seed, tau=tau, confidence=confidence,
                                exact_gradient=exact):
-                rows.append({"task": task.label, "trained_with": make_estimator(trained_with).spec, "step": step,
-                             "tau": tau, **row})
+                rows.append({"task": task.label, "trained_with": make_estimator(trained_with).spec,
+                             "instance": instance, "seed": seed, "step": step, "tau": tau, **row})
 
-    train(task, trained_with, steps=max(checkpoints[-1], 1), seed=seed, callback=at_checkpoint)
-    return pd.DataFrame(rows)
+    return at_checkpoint
 
 
-def _checked_study(task, trained_with, checkpoints, crops, samples, reference_samples, seed, confidence):
+def _checked_study(task, trained_with, checkpoints, crops, samples, reference_samples, seed, confidence, instances):
     """The study's settings, checked before training starts: (the training task, the sorted checkpoints, the
-    frozen batch of the first ``crops`` evaluation crops)."""
+    evaluation crops of every instance)."""
     from gumbench.benchmarks.training import make_training_task
     from gumbench.estimators import VQEstimator, make_estimator
 
@@ -253,41 +270,40 @@ def _checked_study(task, trained_with, checkpoints, crops, samples, reference_sa
     checkpoints = checked_checkpoints(owner, checkpoints)
     batch = task.eval_batch()
     crops = check_integer(owner, "crops", crops, Range(1, len(batch)))
+    check_integer(owner, "instances", instances, Range(1, len(batch) // crops))  # each instance its own crops
     for key, value in (("samples", samples), ("reference_samples", reference_samples)):
         check_integer(owner, key, value, SAMPLES)
-    check_integer(owner, "seed", seed, Range(0, SEED.high - 100_003))  # the reference draws from seed + 100,003
+    # the reference draws from seed + r + 100,003
+    check_integer(owner, "seed", seed, Range(0, SEED.high - 100_003 - instances))
     check_number(owner, "confidence", confidence, Range(0, 1, low_open=True, high_open=True))
-    return task, checkpoints, batch[:crops]
+    return task, checkpoints, batch[: crops * instances]
 
 
 def format_study(frame, width: int | None = None) -> str:
-    """Text tables of a study (:func:`gumbench.tables.render`): one per checkpoint, a row per estimator."""
+    """Text tables of a study (:func:`gumbench.tables.render`): one per checkpoint, a row per estimator with the
+    mean over instances and its 95% t interval over instances (:mod:`gumbench.benchmarks.studies.instances`), then
+    the orderings of relative MSE with "on k of n instances"."""
+    from gumbench.benchmarks.studies.instances import format_orderings, orderings, span, summarize
     from gumbench.tables import render
 
-    columns = ("estimator", "bias/||ref|| [95% CI]", "corrected", "std/||ref||", "cosine [95% CI]")
+    columns = ["relative_bias", "relative_std", "relative_mse", "cosine"]
+    estimates = frame[frame.role == "estimator"]
+    summary = summarize(estimates, ["task", "step", "label"], columns)
+    ordered = orderings(estimates, ["task", "step"])
+    cell = lambda r, c: f"{r[c]:.3g} [{r[c + '_low']:.3g}, {r[c + '_high']:.3g}]"  # noqa: E731
     tables = []
-    for (task, step), part in frame.groupby(["task", "step"], sort=False):
-        ref = part[part.role == "reference"].iloc[0]
-        head = f"{task} at step {step}: {int(ref.rows)} quantizer groups x {int(ref.categories)} codes as one row; "
-        if ref.reference_samples:
-            head += (
-                f"reference: mean of {int(ref.reference_samples)} x {ref.estimator}, "
-                f"||ref|| = {ref.reference_norm:.3g}, "
-                f"its error bar {ref.reference_relative_error:.3f} of ||ref|| "
-                f"[{ref.reference_error_low / ref.reference_norm:.3f}, "
-                f"{ref.reference_error_high / ref.reference_norm:.3f}]"
-            )
+    for (task, step), part in summary.groupby(["task", "step"], sort=False):
+        refs = frame[(frame.role == "reference") & (frame.task == task) & (frame.step == step)]
+        first = refs.iloc[0]
+        head = (f"{task} at step {step}, over {refs.instance.nunique()} instances: "
+                f"{span(refs.rows, 'd')} quantizer groups x {int(first.categories)} codes as one row; ")
+        if first.reference_samples:
+            head += (f"reference: mean of {int(first.reference_samples)} x {first.estimator}, its error bar "
+                     f"{span(refs.reference_relative_error, '.3f')} of ||ref||")
         else:
-            head += f"reference: {ref.estimator}, ||ref|| = {ref.reference_norm:.3g}"
-        rows = [
-            (
-                r.label,
-                f"{r.relative_bias:.3f} [{r.relative_bias_low:.3f}, {r.relative_bias_high:.3f}]",
-                f"{r.relative_bias_corrected:.3f}",
-                f"{r.relative_std:.3g}",
-                f"{r.cosine:.3f} [{r.cosine_low:.3f}, {r.cosine_high:.3f}]",
-            )
-            for _, r in part[part.role == "estimator"].iterrows()
-        ]
-        tables.append(render(head, columns, rows, width=width))
+            head += f"reference: {first.estimator}"
+        rows = [(r["label"], *(cell(r, c) for c in columns)) for _, r in part.iterrows()]
+        lines = format_orderings(ordered[(ordered.task == task) & (ordered.step == step)])
+        tables.append(render(head, ["estimator", "bias/||ref||", "std/||ref||", "MSE/||ref||^2", "cosine"], rows,
+                             width=width) + "\nRelative MSE, lower first:\n" + "\n".join(f"  {x}" for x in lines))
     return "\n\n".join(tables)

@@ -27,22 +27,30 @@ def test_sampled_reference_error_bar_is_honest():
     assert 0.8 * figures["reference_error"] < distance < 1.2 * figures["reference_error"]
 
 
-def test_logmel_study_finds_reinforce_unbiased_and_gumbel_biased():
+def test_logmel_study_finds_reinforce_unbiased_and_gumbel_biased_on_every_instance():
     frame = quantizer_gradient_study(
-        "logmel-vqvae", ["st-gumbel", "reinforce[baseline=loo]"], checkpoints=(0, 2), crops=1, samples=500
+        "logmel-vqvae", ["st-gumbel", "reinforce[baseline=loo]"], checkpoints=(0, 2), crops=1, samples=500,
+        instances=2,
     )
     assert sorted(frame["step"].unique()) == [0, 2]
+    assert sorted(frame["instance"].unique()) == [0, 1] and sorted(frame["seed"].unique()) == [0, 1]
     ref = frame[frame.role == "reference"]
     assert (ref["reference_error"] == 0).all() and (ref["rows"] == 32).all()
-    est = frame[frame.role == "estimator"].set_index(["step", "label"])
-    for step in (0, 2):
-        assert est.loc[(step, "reinforce[baseline=loo]"), "relative_bias_low"] == 0  # unbiased: CI reaches 0
-        assert est.loc[(step, "st-gumbel"), "relative_bias_low"] > 0.05  # biased
-        assert (
-            est.loc[(step, "reinforce[baseline=loo]"), "total_variance"]
-            > 10 * est.loc[(step, "st-gumbel"), "total_variance"]
-        )
-    assert "exact" in format_study(frame)
+    # independently seeded instances: their own model and crop, so their exact gradients differ
+    norms = ref.set_index(["step", "instance"]).reference_norm
+    assert norms[(0, 0)] != norms[(0, 1)] and norms[(2, 0)] != norms[(2, 1)]
+    est = frame[frame.role == "estimator"].set_index(["instance", "step", "label"])
+    for instance in (0, 1):
+        for step in (0, 2):
+            rloo, gumbel = (est.loc[(instance, step, label)] for label in ("reinforce[baseline=loo]", "st-gumbel"))
+            assert rloo.relative_bias_low == 0  # unbiased: CI reaches 0
+            assert gumbel.relative_bias_low > 0.05  # biased
+            assert rloo.total_variance > 10 * gumbel.total_variance
+            # MSE = bias^2 + variance exactly where the debiased squared bias is positive (not clipped at 0)
+            assert gumbel.relative_mse == pytest.approx(gumbel.relative_bias ** 2 + gumbel.relative_std ** 2, rel=1e-9)
+    text = format_study(frame)
+    assert "exact" in text and "over 2 instances" in text
+    assert "st-gumbel below reinforce[baseline=loo] on every instance (2 of 2)" in text
 
 
 def test_wav2vec2_study_against_a_sampled_reference():
@@ -71,6 +79,8 @@ def test_study_rejects_what_it_cannot_measure():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"crops": 9}, "crops must be in [1, 8], got 9"),
+    ({"instances": 9}, "instances must be in [1, 8], got 9"),
+    ({"crops": 2, "instances": 5}, "instances must be in [1, 4], got 5"),  # every instance its own crops
     ({"samples": 10**9}, "samples must be in [4, 100000000], got 1000000000"),
     ({"reference_samples": 2.5}, "reference_samples must be an integer in [4, 100000000], got 2.5"),
     ({"confidence": 1.0}, "confidence must be a finite number in (0, 1), got 1.0"),

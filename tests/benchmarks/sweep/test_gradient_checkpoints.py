@@ -28,7 +28,7 @@ def test_probed_rows_equal_the_elbo_study_and_training_is_unchanged(tmp_path):
     grad = a[a["metric"].str.startswith("elbo_gradient_")].pivot_table(index="step", columns="metric", values="value")
     assert list(grad.index) == [0, 4]
     study = elbo_gradient_study("st-gumbel", task="digits-vae", checkpoints=(0, 4), points=GRADIENT_POINTS,
-                                samples=GRADIENT_SAMPLES, seed=unit.seed)
+                                samples=GRADIENT_SAMPLES, seed=unit.seed, instances=1)  # the unit: one instance
     means = study.groupby("step")[["relative_bias", "relative_std", "cosine"]].mean()
     for metric in ("relative_bias", "relative_std", "cosine"):
         assert grad[f"elbo_gradient_{metric}"].tolist() == pytest.approx(means[metric].tolist(), rel=1e-9)
