@@ -71,6 +71,7 @@ class ResidualVQ(VQEstimator):
     defaults = {"stages": 4, "quantizer": "vq-commitment", "dropout": False, "split": "sum"}
     ranges = {"stages": Range(1, 64, meaning="residual stages")}
     choices = {"split": ("sum", "product")}
+    spec_optional = ("split",)  # added later: stored residual-vq specs, unit ids and seeds stay as they were
 
     def validate(self) -> None:
         spec = self.params["quantizer"]
