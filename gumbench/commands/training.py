@@ -55,7 +55,9 @@ def train_command(
         from gumbench.files import write_csv
 
         write_csv(frame, output)
-    typer.echo(training_table(frame, built_task.spec))
+    from gumbench.benchmarks.training.bits import bits_per_frame
+
+    typer.echo(training_table(frame, built_task.spec, {est.label: bits_per_frame(built_task, est) for est in built}))
     for (label, trained), _ in frame.groupby(["label", "task"], sort=False):
         if trained != built_task.spec:  # a quantizer with an implicit code space sized the bottleneck
             typer.echo(f"{label} sized the bottleneck from its code space: {trained}")

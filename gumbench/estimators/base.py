@@ -258,6 +258,11 @@ class VQEstimator(Estimator):
         """Levels per dimension of codes of dimension ``dim`` (only where ``has_code_digits``)."""
         raise NotImplementedError(f"{self.name} has no per-dimension code digits")
 
+    def book_sizes(self, count: int) -> tuple[int, ...]:
+        """The code counts of the books each group of a frame takes one code from, for a codebook of ``count``
+        codes: one book of all of them here (residual-vq has one per stage); their log2 sum is the bits per group."""
+        return (count,)
+
     def local_stage_codes(self, stage_indices: torch.Tensor, count: int) -> tuple[torch.Tensor, int | tuple[int, ...]]:
         """``stage_indices`` (..., G, S) as codes of each stage's own book, and the books' sizes: here every
         stage uses the whole codebook of ``count`` codes (residual-vq splits it)."""

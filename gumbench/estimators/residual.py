@@ -19,9 +19,15 @@ everything else (values, indices, losses, the gradients of the losses) is the sa
 
 Codebooks: the bottleneck's one codebook (G, K, D) or (K, D) is split along K into S contiguous books,
 stage s (0-based) getting rows [floor(s K / S), floor((s + 1) K / S)): K/S codes each when S divides K
-("matched code counts"), sizes differing by at most one otherwise; K >= S is required. The estimator
-holds no codebook of its own, and the stage books are views, so in-place care (EMA, k-means, restarts)
-writes into the given codebook.
+("matched code counts"), sizes differing by at most one otherwise; K >= S is required (``split=sum``, the
+default: the S books share the K codes, so the code space per frame is prod_s |book_s| = (K/S)^S codes,
+S log2(K/S) bits, 12 bits for K = 128 and S = 2 where one book of K codes has 7). With ``split=product`` the
+books are sized so that their code spaces multiply to K: a power of two K = 2^b, b >= S, gives the S stages
+2^(b_s) codes with the b bits spread evenly (b_s = floor(b/S) or ceil(b/S), the larger books last: K = 128,
+S = 2 gives books of 8 and 16 codes, 3 + 4 = 7 bits, as one book of 128), taken as contiguous rows from row 0
+of the codebook, so the rows past sum_s |book_s| are never used (utilization counts them as unused).
+:meth:`ResidualVQ.book_sizes` gives the sizes. The estimator holds no codebook of its own, and the stage
+books are views, so in-place care (EMA, k-means, restarts) writes into the given codebook.
 
 Auxiliary losses: each stage quantizer's losses, computed on its residual, summed over the stages
 under the quantizer's own names (``commitment``, ``codebook``, ...), so training records keep the same
@@ -59,10 +65,13 @@ class ResidualVQ(VQEstimator):
     name = "residual-vq"
     description = (
         "Residual VQ (SoundStream/EnCodec/DAC): S stages quantize what the earlier ones left, each with "
-        "K/S of the codebook's codes; value = sum of the codes, straight-through once; optional quantizer dropout."
+        "K/S of the codebook's codes (split=product: books whose code counts multiply to K, one K-code book's bits); "
+        "value = sum of the codes, straight-through once; optional quantizer dropout."
     )
-    defaults = {"stages": 4, "quantizer": "vq-commitment", "dropout": False}
+    defaults = {"stages": 4, "quantizer": "vq-commitment", "dropout": False, "split": "sum"}
     ranges = {"stages": Range(1, 64, meaning="residual stages")}
+    choices = {"split": ("sum", "product")}
+    spec_optional = ("split",)  # added later: stored residual-vq specs, unit ids and seeds stay as they were
 
     def validate(self) -> None:
         spec = self.params["quantizer"]
@@ -75,6 +84,9 @@ class ResidualVQ(VQEstimator):
                 f"{self.name}: quantizer must name a single-stage VQ estimator (family vq, not residual-vq), "
                 f"got {spec!r}"
             )
+        if self.params["split"] == "product" and stages[0].implicit_codes:
+            raise GumbenchError(f"{self.name}: split=product sizes learned stage books; {spec!r} fixes its own "
+                                "code space (leave split out)")
         self.stages = torch.nn.ModuleList(stages)
         beta = stages[0].params.get("beta", 0.25)
         self.stage_beta = float(beta) if isinstance(beta, (int, float)) else 0.25
@@ -92,10 +104,26 @@ class ResidualVQ(VQEstimator):
         space = self.stages[0].code_space(None if codes is None else codes // stages, code_dim)
         return None if space is None else (stages * space[0], space[1])
 
+    def book_sizes(self, count: int) -> tuple[int, ...]:
+        """The S stage books' code counts for a codebook of ``count`` codes (see the module docstring: ``split``)."""
+        stages = self.params["stages"]
+        if self.params["split"] == "sum":
+            return tuple((s + 1) * count // stages - s * count // stages for s in range(stages))
+        bits = count.bit_length() - 1
+        if count != 1 << bits or bits < stages:
+            raise GumbenchError(f"{self.label}: split=product needs a codebook of K = 2^b codes with b >= stages = "
+                                f"{stages} (each stage at least 1 bit), got K = {count}")
+        return tuple(1 << ((s + 1) * bits // stages - s * bits // stages) for s in range(stages))
+
+    def _bounds(self, count: int) -> list[int]:
+        bounds = [0]
+        for size in self.book_sizes(count):
+            bounds.append(bounds[-1] + size)
+        return bounds
+
     def books(self, codebook: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-        """(first row, view of the codebook) per stage: the contiguous split along K."""
-        count, stages = codebook.shape[-2], self.params["stages"]
-        bounds = [s * count // stages for s in range(stages + 1)]
+        """(first row, view of the codebook) per stage: contiguous rows along K (:meth:`book_sizes`)."""
+        bounds = self._bounds(codebook.shape[-2])
         return [(lo, codebook[..., lo:hi, :]) for lo, hi in zip(bounds, bounds[1:])]
 
     def decode(self, indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -107,8 +135,7 @@ class ResidualVQ(VQEstimator):
     def local_stage_codes(self, stage_indices: torch.Tensor, count: int) -> tuple[torch.Tensor, tuple[int, ...]]:
         """``stage_indices`` (..., G, S), rows of a codebook of ``count`` codes, as codes of each stage's own
         book (-1 stays -1: a dropped stage), and the books' sizes: what per-stage utilization counts."""
-        stages = self.params["stages"]
-        bounds = [s * count // stages for s in range(stages + 1)]
+        bounds = self._bounds(count)
         first = torch.tensor(bounds[:-1], device=stage_indices.device)
         local = torch.where(stage_indices >= 0, stage_indices - first, stage_indices)
         return local, tuple(hi - lo for lo, hi in zip(bounds, bounds[1:]))
@@ -120,6 +147,7 @@ class ResidualVQ(VQEstimator):
         if count < stages:
             raise GumbenchError(f"{who}: the codebook's K = {count} codes are split into {stages} stage books; "
                                 f"K must be at least stages = {stages}")
+        self.book_sizes(count)  # split=product: K a power of two with enough bits
         check_sizes(who, inputs, codebook, self.stage_beta, code_weight=stages)
 
     def assign_codes(self, vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

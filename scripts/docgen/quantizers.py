@@ -11,6 +11,8 @@ import pandas as pd
 from docgen.common import between, cell, claim, prose, table
 from docgen.runs import reference_run
 from gumbench.benchmarks.gradstats import format_number
+from gumbench.benchmarks.sweep.bits import bits_groups
+from gumbench.benchmarks.training.bits import bits_text
 from gumbench.registry import parse_spec
 
 QUANTIZERS = ("fsq", "lfq", "bsq", "residual-vq", "simvq", "ibq", "nsvq")
@@ -29,16 +31,23 @@ def quantizer_findings(root: Path) -> str:
         here = usage.loc[task]
         findings.append(task_finding(task, here, seeds, compared))
         rows += quantizer_rows(task, here, seeds, compared)
-    header = ["task", "estimator", "final eval reconstruction", "eval used fraction", "dead codes", "bits used",
-              "collapsed seeds", "verdict"]
+    header = ["task", "estimator", "bits per frame", "final eval reconstruction", "eval used fraction", "dead codes",
+              "bits used", "collapsed seeds", "verdict (at equal bits per frame)"]
+    more = sorted({(task, compared.loc[(task, label), "bits"]) for task in tasks for label in usage.loc[task].index
+                   if label == "residual-vq[stages=2]"})
+    claim(all(bits > compared.loc[(task, "vq-commitment"), "bits"] for task, bits in more),
+          "residual-vq[stages=2] has more bits per frame than vq-commitment on each task")
     return (
         prose(
             f"Today's quantizers in the committed reference run (`{run.relative_to(root)}`), each task's VQ "
-            "estimators at the same code count (so the same bits per group; the verdict column compares with every "
-            "estimator of the task, categorical ones included), means over seeds of the last step: eval "
-            "reconstruction (lower is better), the share of codes the evaluation batch uses, codes unused over the "
-            "last 50 steps, the bits a step's codes carry (effective bits for implicit codebooks, joint bits of the "
-            "stages for residual VQ) and the seeds whose code perplexity fell to 2 or less in some group."
+            "estimators with their bits per frame (log2 of the code space of a frame, summed over groups and "
+            "residual stages: at the task's code count, `residual-vq[stages=2]`'s two books of half the codes have "
+            "more bits than one book, `residual-vq[stages=2,split=product]` the same; the verdict column compares "
+            "only with the estimators of the task at the same bits per frame, categorical ones included), means "
+            "over seeds of the last step: eval reconstruction (lower is better), the share of codes the evaluation "
+            "batch uses, codes unused over the last 50 steps, the bits a step's codes carry (effective bits for "
+            "implicit codebooks, joint bits of the stages for residual VQ) and the seeds whose code perplexity fell "
+            "to 2 or less in some group."
         )
         + "\n\n"
         + table(header, rows)
@@ -55,12 +64,37 @@ def final_training_metrics(run: Path) -> tuple[pd.DataFrame, pd.Series, pd.DataF
 
     frame = load_results([run])
     training = frame[frame["kind"] == "training"]
-    compared = compare(outcomes(frame)).query("kind == 'training'").set_index(["task", "label"])
+    found = outcomes(frame)
+    grouped = bits_groups(found, run_bits(frame))  # training questions at equal bits per frame
+    keys = pd.DataFrame({"short": found["task"], "task": grouped["task"], "label": grouped["label"],
+                         "bits": grouped["bits"]}).drop_duplicates(["task", "label"]).set_index(["task", "label"])
+    compared = compare(grouped).query("kind == 'training'").join(keys, on=["task", "label"])
+    alone = compared.groupby("task")["label"].transform("size") == 1  # nothing else at its bits: not compared
+    compared["standing"] = compared["standing"].where(~alone, "alone at its bits")
+    compared = compared.set_index(["short", "label"]).rename_axis(["task", "label"])
     last = training[training["step"] == training.groupby("unit_id")["step"].transform("max")]
     last = last.assign(task=last["task"].map({t: short_task("training", t) for t in last["task"].unique()}))
     usage = last.pivot_table(index=["task", "label"], columns="metric", values="value", aggfunc="mean")
     seeds = last.groupby(["task", "label"])["unit_id"].nunique()
     return usage, seeds, compared
+
+
+def run_bits(frame) -> pd.Series:
+    """Per training unit its bits per frame: the rows' ``bits_per_frame``, or, for a run made before units recorded
+    it, what :func:`gumbench.benchmarks.training.bits.bits_per_frame` gives for the unit's task and estimator."""
+    from gumbench.benchmarks.sweep.bits import unit_bits
+    from gumbench.benchmarks.training import make_training_task
+    from gumbench.benchmarks.training.bits import bits_per_frame
+
+    bits = unit_bits(frame)
+    units = frame[frame["kind"] == "training"].drop_duplicates("unit_id")
+    missing = units[~units["unit_id"].isin(bits.index)]
+    tasks = {task: make_training_task(task) for task in missing["task"].unique()}  # each built once
+    pairs = {(task, est): bits_per_frame(tasks[task], est) for task, est in set(zip(missing["task"],
+                                                                                     missing["estimator"]))}
+    computed = pd.Series([pairs[pair] for pair in zip(missing["task"], missing["estimator"])],
+                         index=missing["unit_id"], dtype=float)
+    return pd.concat([bits, computed])
 
 
 def task_finding(task: str, here: pd.DataFrame, seeds: pd.Series, compared: pd.DataFrame) -> str:
@@ -90,6 +124,7 @@ def quantizer_rows(task: str, here: pd.DataFrame, seeds: pd.Series, compared: pd
             [
                 f"`{task}`",
                 f"`{label}`",
+                bits_text(compared.loc[(task, label), "bits"]),
                 cell(values.get("eval_reconstruction")),
                 cell(values.get("eval_used_fraction")),
                 cell(values.get("dead_codes")),

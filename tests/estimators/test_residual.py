@@ -239,3 +239,36 @@ def test_local_stage_codes_are_codes_of_each_stages_book():
     local, sizes = est.local_stage_codes(rows, 10)
     assert sizes == (3, 3, 4)
     assert local.tolist() == [[[0, 0, 3]], [[2, -1, -1]]]
+
+
+@pytest.mark.parametrize("stages, count, sizes", [(2, 128, (8, 16)), (2, 8, (2, 4)), (3, 128, (4, 4, 8)),
+                                                  (2, 16, (4, 4)), (7, 128, (2,) * 7)])
+def test_product_split_books_multiply_to_the_codebook(stages, count, sizes):
+    est = make_estimator(f"residual-vq[stages={stages},split=product]")
+    assert est.book_sizes(count) == sizes
+    # the books are contiguous rows from row 0; each stage's codes stay in its book
+    z = torch.randn(50, 1, 3, generator=gen(0))
+    out = est(z, lambda v: v.sum((-2, -1)), codebook=torch.randn(1, count, 3, generator=gen(1)))
+    lo = 0
+    for s, size in enumerate(sizes):
+        assert ((out.stage_indices[..., s] >= lo) & (out.stage_indices[..., s] < lo + size)).all()
+        lo += size
+    local, local_sizes = est.local_stage_codes(out.stage_indices, count)
+    assert local_sizes == sizes and (local >= 0).all() and (local < torch.tensor(sizes)).all()
+
+
+def test_sum_split_keeps_its_sizes():
+    assert make_estimator("residual-vq[stages=2]").book_sizes(128) == (64, 64)
+    assert make_estimator("residual-vq[stages=4]").book_sizes(6) == (1, 2, 1, 2)
+
+
+def test_product_split_errors_name_what_is_allowed():
+    est = make_estimator("residual-vq[stages=2,split=product]")
+    for count in (24, 2):  # not a power of two; one bit for two stages
+        with pytest.raises(GumbenchError, match=rf"split=product needs a codebook of K = 2\^b codes with b >= stages "
+                                                rf"= 2 \(each stage at least 1 bit\), got K = {count}"):
+            est(torch.randn(2, 1, 3), lambda v: v.sum((-2, -1)), codebook=torch.randn(1, count, 3))
+    with pytest.raises(GumbenchError, match="split=product sizes learned stage books"):
+        make_estimator("residual-vq[stages=2,split=product,quantizer=lfq]")
+    with pytest.raises(GumbenchError, match="split"):
+        make_estimator("residual-vq[split=even]")

@@ -315,6 +315,8 @@ class DistanceVQ(QuantizerProblem):
 
         if self.params["stages"] == 2:
             if isinstance(estimator, ResidualVQ) and estimator.params["stages"] == 2:
+                if estimator.params["split"] != "sum":
+                    return "stages=2 splits the codes into two books of codes/2 (residual-vq's split=sum)"
                 return codebook_care(make_estimator(estimator.params["quantizer"]))
             return ("stages=2 measures residual-vq[stages=2] only "
                     "(the choices of its two stages are not independent groups)")

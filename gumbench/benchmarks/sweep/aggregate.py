@@ -36,6 +36,7 @@ from gumbench.errors import GumbenchError
 
 COLUMNS = ("question", "estimator", "instance", "score")
 BLOCKS = ("instance", "question")
+MIN_BLOCKS = 5  # autorank's minimum
 METHOD = "autorank 1.3.0: Friedman test, Nemenyi post-hoc critical difference (Demsar 2006)"
 
 
@@ -99,22 +100,29 @@ def rank_estimators(frame, *, blocks: str = "instance", alpha: float = 0.05) -> 
     if not 0 < alpha < 1:
         raise GumbenchError(f"aggregate: alpha must be in (0, 1), got {alpha!r}")
     matrix, left_out = complete(block_matrix(frame, blocks))
-    if matrix.shape[1] < 3 or matrix.shape[0] < 2:
-        raise GumbenchError(f"aggregate: Friedman/Nemenyi needs at least 3 estimators on at least 2 complete blocks; "
-                            f"got {matrix.shape[1]} estimators on {matrix.shape[0]} blocks")
+    if matrix.shape[1] < 3 or matrix.shape[0] < MIN_BLOCKS:
+        raise GumbenchError(f"aggregate: Friedman/Nemenyi (autorank) needs at least 3 estimators on at least "
+                            f"{MIN_BLOCKS} complete blocks; got {matrix.shape[1]} estimators on "
+                            f"{matrix.shape[0]} blocks")
+    import warnings
+
     from autorank import autorank
 
     data = matrix.reset_index(drop=True).rename_axis(None, axis=1)
     data.columns = [str(c) for c in data.columns]
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # from its normality tests and effect sizes, which are not used here
         result = autorank(data, alpha=alpha, order="ascending", force_mode="nonparametric")
     cd = float(result.cd)
+    pvalue = float(result.pvalue)
+    if pvalue != pvalue and (data.rank(axis=1).nunique(axis=1) == 1).all():
+        pvalue = 1.0  # every block ties every estimator: the Friedman statistic is 0/0, no difference is shown
     table = result.rankdf[["meanrank", "median"]].astype(float).rename(
         columns={"meanrank": "mean_rank", "median": "median_score"})
     table.insert(1, "low", table["mean_rank"] - cd / 2)
     table.insert(2, "high", table["mean_rank"] + cd / 2)
     table.index.name = "estimator"
-    return Ranking(table=table, pairs=pairwise(data, table["mean_rank"], cd), cd=cd, pvalue=float(result.pvalue),
+    return Ranking(table=table, pairs=pairwise(data, table["mean_rank"], cd), cd=cd, pvalue=pvalue,
                    alpha=alpha, blocks=len(data), block_kind=blocks, left_out=tuple(left_out), result=result)
 
 

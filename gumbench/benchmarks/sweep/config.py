@@ -158,9 +158,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "vq-commitment[init=kmeans]",
                 "vq-commitment[restart=true]",
                 "vq-commitment[cosine=true]",
-                # today's tokenizers' quantizers with learned codebooks, at the task's code count (residual-vq
-                # splits it into 2 stage books)
-                "residual-vq[stages=2]",
+                # today's tokenizers' quantizers with learned codebooks, at the task's code count K (residual-vq splits
+                # it into 2 books of K/2: more bits per frame; split=product: books of K's bits, the rivals' bits)
+                "residual-vq[stages=2]", "residual-vq[stages=2,split=product]",
                 "simvq", "ibq", "nsvq",
                 "diveq", "sf-diveq", "vqbridge",  # issue 26's quantizers with learned codebooks
             ],
@@ -209,7 +209,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         {  # today's quantizers on the log-mel VQ-VAE (128 codes): learned codebooks at its 16 dimensions,
             # LFQ and BSQ at 7 (2^7 codes), FSQ 8-4-4 at 3, each beside vq-commitment at the same dimension
             "tasks": ["logmel-vqvae"],
-            "estimators": ["residual-vq[stages=2]", "simvq", "ibq", "nsvq"],
+            "estimators": ["residual-vq[stages=2]", "residual-vq[stages=2,split=product]", "simvq", "ibq", "nsvq"],
             "steps": 100,
             "eval_every": 25,
         },

@@ -143,16 +143,19 @@ def _gradstats_rows(unit: Unit, est, base: dict):
 def _training_rows(unit: Unit, est, base: dict):
     import pandas as pd
 
-    from gumbench.benchmarks.training import train
+    from gumbench.benchmarks.training import make_training_task, train
+    from gumbench.benchmarks.training.bits import bits_per_frame
 
     callback, probes = None, []
-    task = unit.task
+    task = make_training_task(unit.task)  # built once: the run and its bits per frame share it
+    bits = {**base, "step": unit.budget, "metric": "bits_per_frame", "value": bits_per_frame(task, est),
+            "low": float("nan"), "high": float("nan")}  # a constant of the unit, at its last step
     if unit.gradient_checkpoints:
         from gumbench.benchmarks.probes import gradient_probe
         from gumbench.benchmarks.problems.elbo import checked_study
         from gumbench.benchmarks.sweep.config import GRADIENT_POINTS, GRADIENT_SAMPLES
 
-        task, est = checked_study(unit.task, est)
+        task, est = checked_study(task, est)
         callback, probes = gradient_probe(task, est, unit.gradient_checkpoints, points=GRADIENT_POINTS,
                                           samples=GRADIENT_SAMPLES, seed=unit.seed % (2**31))
     frame = train(task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every, lr=unit.lr,
@@ -176,6 +179,7 @@ def _training_rows(unit: Unit, est, base: dict):
                                "low": float("nan"), "high": float("nan")}
                               for step, row in means.iterrows() for metric, value in row.items()])
         long = pd.concat([long[list(base) + list(ROW_COLUMNS)], extra], ignore_index=True)
+    long = pd.concat([long[list(base) + list(ROW_COLUMNS)], pd.DataFrame([bits])], ignore_index=True)
     return long[list(base) + list(ROW_COLUMNS)].reset_index(drop=True)
 
 

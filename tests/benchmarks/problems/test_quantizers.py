@@ -192,6 +192,8 @@ def test_incompatible_estimators_are_refused_with_the_reason():
         problem_statistics("fsq", "vq-distance", samples=100)
     with pytest.raises(GumbenchError, match="stages=2"):
         problem_statistics("st-gumbel", "vq-distance[stages=2]", samples=100)
+    with pytest.raises(GumbenchError, match=r"two books of codes/2 \(residual-vq's split=sum\)"):
+        problem_statistics("residual-vq[stages=2,split=product]", "vq-distance[stages=2]", samples=100)
     with pytest.raises(GumbenchError, match="own straight-through"):
         problem_statistics("st-gumbel", "quantizer-smoothed", samples=100)
     with pytest.raises(GumbenchError, match="levels"):

@@ -94,12 +94,20 @@ def test_missing_cells_leave_out_the_sparser_side_and_say_so():
         (lambda f: f.assign(score=f.score.where(f.index != 3, float("inf"))), "finite"),
         (lambda f: pd.concat([f, f.iloc[:1]]), "more than one score"),
         (lambda f: f[f.estimator.isin(["e0", "e1"])], "at least 3 estimators"),
+        (lambda f: f[f.question != "q0"], "at least 5 complete blocks; got 4 estimators on 4 blocks"),
     ],
 )
 def test_bad_frames_are_refused_in_one_line(change, message):
     frame = change(tidy(noise(5, 4, questions=3, instances=2)))
     with pytest.raises(GumbenchError, match=message):
         rank_estimators(frame)
+
+
+def test_all_tied_scores_give_equal_ranks_and_no_difference():
+    scores = {f"e{j}": np.ones((5, 2)) for j in range(4)}
+    ranking = rank_estimators(tidy(scores))
+    assert (ranking.table.mean_rank == 2.5).all() and ranking.pvalue == 1.0
+    assert not ranking.pairs.significant.any() and (ranking.pairs.wins == 0).all()
 
 
 def test_bad_options_are_refused():
