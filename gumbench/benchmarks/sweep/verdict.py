@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 
 from gumbench.errors import GumbenchError
-from gumbench.intervals import t_interval, welch_interval
+from gumbench.intervals import mean_interval, positive_mean_interval, t_interval, welch_interval
 
 SHRINKS, MISSES, COLLAPSED, DIVERGED = "shrinks the gradient", "misses the gradient", "collapsed", "diverged"
 LOSS_WINDOW = 10
@@ -167,17 +167,16 @@ def outcomes(frame):
 
 def summary(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """(value, low, high) of positive replicates: the geometric mean with the back-transformed t interval of the
-    mean log; of replicates not all positive, the arithmetic mean with its t interval. NaN ends with one value."""
+    mean log (:func:`gumbench.intervals.positive_mean_interval`); of replicates not all positive, the arithmetic mean
+    with its t interval. NaN ends with one value."""
     import numpy as np
 
     values = np.asarray(values, dtype=float)
     if not len(values) or not np.isfinite(values).all():
         return math.nan, math.nan, math.nan
-    positive = bool((values > 0).all())
-    x = np.log(values) if positive else values
-    sd = float(x.std(ddof=1)) if len(x) > 1 else math.nan
-    mean, low, high = t_interval(float(x.mean()), sd, len(x), confidence)
-    return tuple(math.exp(v) if positive else v for v in (mean, low, high))
+    if (values > 0).all():
+        return tuple(positive_mean_interval(values, confidence))
+    return tuple(mean_interval(values, confidence))
 
 
 def _with_views(rows):
