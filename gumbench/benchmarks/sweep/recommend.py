@@ -51,6 +51,11 @@ def _is_vq(name: str) -> bool:
         return False
 
 
+def base_name(question: str) -> str:
+    """A question's task name: ``logmel-vqvae`` of ``logmel-vqvae[code_dim=7] @ 7 bits/frame``."""
+    return question.split(" @ ")[0].split("[")[0]
+
+
 def _keep(rows, column: str, test):
     """The rows whose ``column`` passes ``test`` (a boolean mask even when there are none)."""
     return rows[rows[column].map(test).astype(bool)] if len(rows) else rows
@@ -64,7 +69,7 @@ def candidate_rows(outcome_rows, case: UseCase):
     from gumbench.benchmarks.sweep.verdict import _with_views
 
     rows = outcome_rows[(outcome_rows["kind"] == "gradstats") & ~outcome_rows["vanishing"].astype(bool)]
-    rows = _keep(rows, "task", lambda t: t.split("[")[0] in case.gradient_tasks)
+    rows = _keep(rows, "task", lambda t: base_name(t) in case.gradient_tasks)
     rows = _keep(rows, "estimator_name", lambda name: _is_vq(name) == case.vq)
     rows = _with_views(rows)
     # a degenerate result (it shrinks or misses the gradient) ranks after every healthy one on its question: the
@@ -80,7 +85,7 @@ def candidate_rows(outcome_rows, case: UseCase):
 def _changes(compared, case: UseCase, chosen: str, shown: int = 3) -> str:
     """The questions of ``case`` whose own best (among its candidates) is not ``chosen``, as 'task: best'."""
     rows = compared[(compared["kind"] == "gradstats") & (compared["standing"] != "degenerate")]
-    rows = _keep(rows, "task", lambda t: t.split("[")[0] in case.gradient_tasks)
+    rows = _keep(rows, "task", lambda t: base_name(t) in case.gradient_tasks)
     rows = _keep(rows, "family", lambda name: _is_vq(name) == case.vq)
     firsts = rows.sort_values("mean", kind="stable").groupby("task", sort=False).head(1)
     differ = [f"{r.task}: {r.label}" for r in firsts.itertuples() if r.label != chosen]
@@ -93,7 +98,7 @@ def _changes(compared, case: UseCase, chosen: str, shown: int = 3) -> str:
 def _training_line(compared, case: UseCase) -> str:
     """Per training task of ``case`` (the first two), its best healthy candidate with its budget's standing."""
     rows = compared[(compared["kind"] == "training") & (compared["standing"] != "degenerate")]
-    rows = _keep(rows, "task", lambda t: t.split("[")[0] in case.training_tasks)
+    rows = _keep(rows, "task", lambda t: base_name(t) in case.training_tasks)
     rows = _keep(rows, "family", lambda name: _is_vq(name) == case.vq)
     parts = []
     for task, group in list(rows.groupby("task", sort=False))[:2]:

@@ -145,6 +145,7 @@ def outcomes(frame):
     import pandas as pd
 
     from gumbench.benchmarks.problems import has_instances
+    from gumbench.benchmarks.sweep.bits import bits_groups, unit_bits
 
     parts = []
     for kind, make in (("gradstats", gradstats_outcomes), ("training", training_outcomes)):
@@ -162,7 +163,8 @@ def outcomes(frame):
         parts.append(ident.join(make(rows)).reset_index())
     if not parts:
         return pd.DataFrame(columns=OUTCOME_COLUMNS)
-    return pd.concat(parts, ignore_index=True)
+    # a training question is a task at a number of bits per frame: quantizers compare only at equal bits
+    return bits_groups(pd.concat(parts, ignore_index=True), unit_bits(frame))
 
 
 def summary(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -311,6 +313,8 @@ def _question_warnings(group, top, shown: int) -> list[str]:
         warnings.append(
             f"{others} {'more ' if named else ''}degenerate ({', '.join(sorted(set(degenerate['warning'])))})"
         )
+    if group["kind"].iloc[0] == "training" and len(group) == 1 and " bits/frame" in group["task"].iloc[0]:
+        warnings.append("alone at these bits per frame: nothing to compare it with")
     vanished = group["vanished"].iloc[0] if "vanished" in group else []
     if len(vanished):
         warnings.append(f"exact gradient vanishes on instance{'s' * (len(vanished) > 1)} "
