@@ -20,7 +20,7 @@ import base64
 import html
 from pathlib import Path
 
-from gumbench.benchmarks.sweep.figures import draw_figures
+from gumbench.benchmarks.sweep.figures import draw_figures, set_style
 from gumbench.benchmarks.sweep.store import load_results
 from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, short_task, verdict
 from gumbench.errors import GumbenchError
@@ -94,12 +94,7 @@ def build_report(
     ``results``: a run (see :func:`gumbench.benchmarks.sweep.run_sweep`), a results file or run
     folder, or a list of them. ``kernel_csv``: a kernel profile to draw (``gumbench profile-kernel``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", font_scale=0.8)
+    set_style()
     kernel = None if kernel_csv is None else (read_kernel_profile(kernel_csv), Path(kernel_csv).name)
     frame = load_results(results if isinstance(results, (list, tuple)) else [results])
     out_dir = Path(out_dir)
