@@ -1,11 +1,16 @@
-"""The report's figures, drawn from stored results, each captioned with what "better" means and at most
-1,300 px wide so that it reads at 100%:
+"""The report's figures, drawn from stored results, each captioned with what "better" means, at most
+1,300 px wide so that it reads at 100%, and split into parts of at most six panels (two rows: a screen),
+with the legend beside the panels:
 
-* per toy, total variance against relative bias, with the Pareto front marked;
-* relative bias and total variance against the temperature, a small panel per toy;
-* training loss and evaluation code perplexity per step, bands over seeds;
+* per task, relative bias against total variance with the Pareto front marked;
+* relative bias and total variance against the temperature, a panel per task in which one estimator is run
+  at several temperatures;
+* training loss and evaluation code perplexity per step;
 * the kernel profile, when a CSV from ``gumbench profile-kernel`` is given.
 
+Every point carries the 95% t interval of its mean over the replicates (problem instances for gradient
+statistics, seeds for training), computed in :mod:`gumbench.benchmarks.sweep.figure_data`; a test draws
+every figure of the reference run and fails when two texts overlap.
 Estimators are coloured by family (one hue each) with a shade per variant, the same in every figure.
 :func:`draw_figures` returns them as PNG bytes; :mod:`gumbench.benchmarks.sweep.report` lays them out.
 """
@@ -365,11 +370,11 @@ def figure_objects(grad, training, compared, kernel=None) -> list:
     if not training.empty:
         training = training.assign(task=training["task"].map(
             {t: short_task("training", t) for t in training["task"].unique()}))
-    for metric, label, caption, log in (
+    for metric, label, caption, log in (  # both positive: geometric means, intervals of the mean log (module doc)
         ("loss", "training loss", LOSS, True),
         ("eval_code_perplexity", "eval code perplexity", PERPLEXITY, False),
     ):
-        bands = training_bands(training, metric, log=log) if not training.empty else None
+        bands = training_bands(training, metric, log=True) if not training.empty else None
         if bands is None or bands["mean"].isna().all():
             continue
         text = caption.format(n=_count(bands["n"])) + training_note
@@ -403,6 +408,7 @@ TEMPERATURE = (
 LOSS = ("Training loss per step, per task; lower is better (tasks differ in their loss, so compare within a panel). "
         "Line: mean over n = {n} seeds (geometric mean on a log axis), band: 95% t interval of the mean at each step "
         "(of the mean log loss on a log axis).")
-PERPLEXITY = ("Evaluation code perplexity per step (exp of the entropy of hard code usage, summed over groups): higher "
-              "means more codes in use, up to the codebook size; at most 2 in a group is collapse. Line: mean over "
-              "n = {n} seeds, band: 95% t interval of the mean at each step.")
+PERPLEXITY = ("Evaluation code perplexity per step (exp of the entropy of hard code usage, summed over groups): "
+              "higher means more codes in use, up to the codebook size; at most 2 in a group is collapse. Line: "
+              "geometric mean over n = {n} seeds, band: 95% t interval of the mean log perplexity at each step, taken "
+              "back (so that it stays positive).")

@@ -5,9 +5,10 @@ written to be read top-down in a minute.
    best estimators with intervals across seeds, ties grouped, degenerate results named.
 2. Figures (:mod:`gumbench.benchmarks.sweep.figures`), each captioned with what "better" means, at most
    1,300 px wide so they read at 100%:
-   * per toy, total variance against relative bias, with the Pareto front marked;
-   * relative bias and total variance against the temperature, a small panel per toy;
-   * training loss and evaluation code perplexity per step, bands over seeds;
+   * per task, relative bias against total variance, with the Pareto front marked;
+   * relative bias and total variance against the temperature, per task that varies one estimator's;
+   * training loss and evaluation code perplexity per step;
+   every point with its 95% t interval over instances or seeds, parts of at most six panels, legends beside;
    * the kernel profile, when a CSV from ``gumbench profile-kernel`` is given.
    Estimators are coloured by family (one hue each) with a shade per variant, the same in
    every figure.
