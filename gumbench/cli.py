@@ -78,7 +78,7 @@ def list_command(
         if k not in LIST_KINDS:
             raise GumbenchError(f"cannot list {k!r}; allowed: {', '.join(LIST_KINDS)}")
     for k in kinds:
-        second = {"estimators": "family", "tasks": "formula", "training": "default steps"}[k]
+        second = {"estimators": "family; cost", "tasks": "formula", "training": "default steps"}[k]
         columns = ("name", second, "parameters (defaults)", "description")
         typer.echo(render(k, columns, describe(k), text=columns[1:]))  # all but the name is prose that may wrap
 
@@ -143,14 +143,15 @@ def sweep_command(
 
 def _verdict_table(frame, question) -> str:
     """The sweep's verdict as a text table: per question the best, those tied with it, and warnings."""
-    from gumbench.benchmarks.sweep.verdict import compare, outcomes, verdict
+    from gumbench.benchmarks.sweep.verdict import compare, outcomes, replicates_text, verdict
     from gumbench.tables import render
 
     answers = verdict(compare(outcomes(frame)))
-    rows = [(question(r), r["measure"], "; ".join(r["best"]) or "no healthy result", "; ".join(r["warnings"]))
+    rows = [(question(r), f"{r['measure']}, {r['view']} ({replicates_text(r)})",
+             "; ".join(r["best"]) or "no healthy result", r["evidence"], "; ".join(r["warnings"]))
             for r in answers.to_dict("records")]
     return render("verdict (lower is better): the best, then those tied with it; warnings name degenerate results",
-                  ("question", "measure", "best", "warnings"), rows, text=("best", "warnings"))
+                  ("question", "measure", "best", "evidence", "warnings"), rows, text=("best", "evidence", "warnings"))
 
 
 def report_command(

@@ -23,7 +23,10 @@ def test_rows_cover_every_registered_name_with_its_declarations(kind):
     assert [row[0] for row in rows] == registry.names(), "every registered name, once, sorted"
     for name, column, parameters, description in rows:
         cls = registry.get(name)
-        assert column == str(getattr(cls, second)) and description == cls.description and description
+        shown = column.split("; ")[0] if kind == "estimators" else column
+        assert shown == str(getattr(cls, second)) and description == cls.description and description
+        if kind == "estimators":  # and the cost the equal-cost views compare at
+            assert f"; {cls().loss_evaluations}" in column and "per estimate" in column, column
         if not cls.defaults:
             assert parameters == "-", name
             continue
@@ -39,11 +42,14 @@ def test_rows_cover_every_registered_name_with_its_declarations(kind):
 
 def test_rows_by_hand():
     estimators = {row[0]: row for row in describe("estimators")}
-    assert estimators["reinforce"][1:3] == ("score-function", "baseline=none (none|ema|loo), samples=0, decay=0.9")
-    assert estimators["st-gumbel"][1:3] == ("relaxation", "tau=1")
+    assert estimators["reinforce"][1:3] == ("score-function; 1 loss evaluation per estimate",
+                                            "baseline=none (none|ema|loo), samples=0, decay=0.9")
+    assert estimators["st-gumbel"][1:3] == ("relaxation; 1 loss evaluation per estimate", "tau=1")
+    assert estimators["disarm"][1] == "score-function; 2 loss evaluations per estimate"  # the antithetic pair
+    assert estimators["indecater"][1] == "score-function; 1 x G x V loss evaluations per estimate"
     assert estimators["gst"][2] == "tau=1, variant=1.0 (1.0|p)"
     assert estimators["disarm"][2] == "-"
-    assert estimators["vq-commitment"][1] == "vq" and estimators["vq-commitment"][2].startswith(
+    assert estimators["vq-commitment"][1] == "vq; 1 loss evaluation per estimate" and estimators["vq-commitment"][2].startswith(
         "beta=0.25, ema=false, decay=0.99"
     )
     tasks = {row[0]: row for row in describe("tasks")}

@@ -33,7 +33,9 @@ builds the result; :func:`problem_statistics` checks every argument first and ru
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -83,6 +85,8 @@ class GradientStatistics:
     cosine: Interval | None  # None when the mean or exact gradient is zero
     snr: Interval | None  # None when the variance is zero
     reference_error: float | None = None  # RMS error of a Monte Carlo reference (it adds to the bias); None when exact
+    loss_evaluations: int | None = None  # the loss's evaluations per estimate on this problem (the equal-cost views)
+    seconds_per_estimate: float | None = None  # wall time of the draws over the estimates (reference excluded)
 
     SCALARS = ("bias", "relative_bias", "total_variance", "mse", "cosine", "snr")
 
@@ -97,6 +101,8 @@ class GradientStatistics:
             "exact_norm": self.exact_norm,
             "expected_loss": self.expected_loss,
             "reference_error": self.reference_error,
+            "loss_evaluations": self.loss_evaluations,
+            "seconds_per_estimate": self.seconds_per_estimate,
         }
         for key in self.SCALARS:
             value = getattr(self, key)
@@ -272,10 +278,14 @@ def problem_statistics(estimator, problem, samples: int = DEFAULT_SAMPLES, seed:
     exact = (
         reference.gradient.clone()
     )  # the problem's cached reference stays as computed, whatever a caller does with the result
+    began = time.perf_counter()
     group_sums = accumulate(problem, est, exact, samples, seed, groups, rows)
-    return assemble(
+    elapsed = time.perf_counter() - began
+    stats = assemble(
         est, samples, seed, confidence, exact, reference.expected, group_sums, problem.shape, reference.error
     )
+    return dataclasses.replace(stats, loss_evaluations=problem.loss_evaluations(est),
+                               seconds_per_estimate=elapsed / samples)
 
 
 def gradient_statistics(estimator, logits: torch.Tensor, loss_fn, samples: int = DEFAULT_SAMPLES, seed: int = 0, *,

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 
 from docgen.common import between, claim, decimals, percent, prose, results, table
-from gumbench.registry import parse_spec
 
 # --- the kernel's CPU-side audit ---------------------------------------------------------------
 
@@ -80,37 +79,35 @@ def reference_run(root: Path) -> Path:
 
 
 def sweep_verdict(root: Path) -> str:
-    """The verdict table of the reference run's report, and where it comes from."""
-    from gumbench.benchmarks.sweep.report import verdict_markdown
+    """The recommendations and the per-question verdict of the reference run's report, and where they come from."""
+    from gumbench.benchmarks.sweep.recommend import recommendations
+    from gumbench.benchmarks.sweep.report import recommendations_markdown, verdict_markdown
     from gumbench.benchmarks.sweep.store import load_results
     from gumbench.benchmarks.sweep.verdict import compare, outcomes, verdict
 
     run = reference_run(root)
     frame = load_results([run])
-    answers = verdict(compare(outcomes(frame)))
-    seeds = between(answers["seeds"], lambda x: f"{x:.0f}")
-    toys = answers[answers["task"].map(lambda t: parse_spec(t).name in ("categorical", "polynomial", "bernoulli"))]
-    led = toys["best"].map(lambda names: names[0].startswith("indecater ")).sum()
-    note = ""
-    if led:
-        exact = frame[
-            (frame["estimator_name"] == "indecater")
-            & frame["task_name"].isin(["categorical", "polynomial", "bernoulli"])
-            & (frame["metric"] == "total_variance")
-        ]
-        claim(bool((exact["value"] < 1e-9).all()), "IndeCateR's variance on the toys is zero up to rounding")
-        note = (
-            f" IndeCateR leads {led} of the {len(toys)} toy questions because every toy's loss is a sum over its "
-            "groups, where its estimate is the exact gradient whatever the draw (total variance below 1e-9 on each); "
-            "it pays for that with G x V loss evaluations per estimate, and on losses that couple the groups it is an "
-            "unbiased, low-variance estimator like any other (docs/estimators.md)."
-        )
+    rows = outcomes(frame)
+    compared = compare(rows)
+    answers = verdict(compared)
+    grad, train = answers[answers["kind"] == "gradstats"], answers[answers["kind"] == "training"]
+    instances = between(grad[grad["paired"]]["instances"], lambda x: f"{x:.0f}")
+    seeds = between(train["instances"], lambda x: f"{x:.0f}") if len(train) else "no"
     return (
         prose(
             f"What the default sweep says (the committed reference run, `{run.relative_to(root)}/report.md`: "
-            f"{frame['unit_id'].nunique():,} units, {seeds} seeds each). Per question, the best estimator with the "
-            "95% t interval of its mean over seeds, then those tied with it (Welch); warnings name degenerate "
-            "results that would otherwise have ranked first. Lower is better throughout." + note
+            f"{frame['unit_id'].nunique():,} units; every gradient question with random instances on {instances} "
+            f"independently seeded instances, every training question on {seeds} seeds). First, per use case, the "
+            "estimator to use at equal loss evaluations: the lowest mean rank over the use case's gradient questions "
+            "and instances (autorank's Friedman test and Nemenyi critical difference), with the runner-up, on how "
+            "many question-instances the recommendation beat it, and the questions whose own best differs."
+        )
+        + "\n\n" + recommendations_markdown(recommendations(rows, compared, answers)) + "\n\n"
+        + prose(
+            "Then every question: gradient questions ranked by MSE / ‖grad‖² at equal loss evaluations (the best per "
+            "estimate and at equal wall time beside it), training questions by their final value; geometric means "
+            "over instances (seeds) with 95% t intervals of the mean log, those tied with the best (the interval of "
+            "the log ratio reaches 0), and on how many instances the best beat the runner-up. Lower is better."
         )
         + "\n\n"
         + verdict_markdown(answers)

@@ -29,6 +29,27 @@ def make_problem(spec: "str | GradientProblem") -> GradientProblem:
     return registry.create(spec)
 
 
+def instance_spec(spec: str, index: int) -> str:
+    """The spec of problem instance ``index`` of the question ``spec``: its seed moved on by ``index`` (instance 0
+    is the spec itself), so each instance draws its own logits, model and targets. A problem without a seed (a
+    fixed problem such as ``bernoulli``) has one instance: every index gives the spec itself."""
+    from gumbench.registry import format_spec, parse_spec
+
+    parsed = parse_spec(spec)
+    cls = registry.get(parsed.name)
+    if "seed" not in cls.defaults:
+        return spec
+    params = {**parsed.params, "seed": int(parsed.params.get("seed", cls.defaults["seed"])) + int(index)}
+    return format_spec(parsed.name, params)
+
+
+def has_instances(spec: str) -> bool:
+    """Whether ``spec`` names a problem with random instances (a ``seed`` parameter)."""
+    from gumbench.registry import parse_spec
+
+    return "seed" in registry.get(parse_spec(spec).name).defaults
+
+
 __all__ = [
     "DEFAULT_TASK",
     "MAX_ENUMERATION",
@@ -40,6 +61,8 @@ __all__ = [
     "ToyTask",
     "exact_expectation",
     "exact_gradient",
+    "has_instances",
+    "instance_spec",
     "make_problem",
     "registry",
 ]

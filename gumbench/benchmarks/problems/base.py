@@ -80,6 +80,20 @@ class GradientProblem:
     def check_reference(self, reference: Reference) -> None:
         """Refuse a reference that relative statistics cannot be measured against (default: accept)."""
 
+    def vanishes(self, reference: Reference) -> bool:
+        """Whether this instance's reference gradient is zero to rounding against the gradient's natural scale, so
+        that it can be reported but not ranked (a sweep stores no statistics for it); default: never."""
+        return False
+
+    @property
+    def choice_shape(self) -> tuple[int, int]:
+        """(groups, categories) of the discrete choice: what an estimator's loss evaluations per estimate depend on."""
+        raise NotImplementedError  # abstract
+
+    def loss_evaluations(self, estimator) -> int:
+        """Evaluations of the loss per estimate of ``estimator`` here (the equal-cost views compare at this)."""
+        return int(estimator.evaluations_per_estimate(*self.choice_shape))
+
     def incompatibility(self, estimator) -> str | None:
         raise NotImplementedError  # abstract: why ``estimator`` cannot be measured here, or None
 
@@ -179,6 +193,10 @@ class LogitsGradient(GradientProblem):
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.logits.shape)
+
+    @property
+    def choice_shape(self) -> tuple[int, int]:
+        return tuple(self.logits.shape[-2:])
 
     def compute_reference(self) -> Reference:
         if self.given_reference is not None:

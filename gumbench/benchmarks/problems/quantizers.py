@@ -58,6 +58,7 @@ from gumbench.plugin import SEED, Plugin, Range
 INPUT_DIM, HIDDEN, OUTPUT_DIM = 8, 16, 4
 PROBLEM_ELEMENTS = 2**18  # elements (rows x the tensors of one row) of one batched draw
 SMOOTHING_CHUNK = 2**15  # antithetic pairs scored at once by the smoothed reference
+VANISHING = 1e-6  # an exact gradient below this fraction of the gradient at the nearest codes is zero to rounding
 
 
 class QuantizerProblem(Plugin, GradientProblem):
@@ -146,6 +147,22 @@ class QuantizerProblem(Plugin, GradientProblem):
                 "(at small T the nearest code does not move with z; with one code per stage nothing is chosen); "
                 "measure wrt=codebook, a larger T, or more codes"
             )
+
+    def vanishes(self, reference: Reference) -> bool:
+        """The reference is below VANISHING x the norm of the loss's gradient at the nearest codes (what a
+        straight-through pass sends back): at small T the nearest code does not move with z (a gradient of ~1e-9)."""
+        return float(reference.gradient.norm()) <= VANISHING * self.gradient_scale()
+
+    def gradient_scale(self) -> float:
+        """||d L(dec(q)) / dq|| at q = the nearest code of each group (float64)."""
+        nearest = (self.z64.unsqueeze(-2) - self.codebook64).pow(2).sum(-1).argmin(-1)
+        q = self.codebook64[torch.arange(len(nearest)), nearest].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.decoded_loss(q).sum(), q)
+        return float(grad.norm())
+
+    @property
+    def choice_shape(self) -> tuple[int, int]:
+        return int(self.z.shape[0]), int(self.codes)
 
     def rows_at_once(self, estimator, chunk_size: int | None = None, samples: int | None = None,
                      owner: str = "problem_statistics") -> int:

@@ -4,7 +4,7 @@ A sweep config (TOML or YAML, or the built-in default) has two optional sections
 
     name = "default"
     base_seed = 0
-    repetitions = 1
+    repetitions = 1             # a section's own ``repetitions`` overrides it
     [gradstats]                 # toys with exact gradients
     tasks = ["categorical[loss=[quadratic,linear]]", "bernoulli"]
     estimators = ["st-gumbel[tau=[0.5,1,2]]", "reinforce[baseline=[none,loo]]"]
@@ -17,13 +17,14 @@ A sweep config (TOML or YAML, or the built-in default) has two optional sections
     optimizer = "radam"         # optional: "adam" or "radam" (absent: Adam)
     gradient_checkpoints = [0, 75, 150]  # optional, categorical VAEs only: ELBO-gradient accuracy at these steps
 
-Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator,
-repetition) is a *unit*; its seed is a hash of (base seed, kind, task, estimator,
-repetition, and the learning rate and optimizer where a section gives them), so results depend
-neither on order nor on the worker that ran them; a section without ``lr`` or ``optimizer`` makes
-the same units, ids and seeds as before those keys existed. ``gradient_checkpoints`` (a
-``digits-vae`` or ``fashion-vae`` whose codes can be enumerated) adds, at each listed step, the
-unit's estimator's relative bias, relative standard deviation and cosine against the exact ELBO
+Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator, repetition) is a *unit*; its
+seed is a hash of (base seed, kind, task, estimator, repetition, and the learning rate and optimizer where a section
+gives them), so results depend neither on order nor on the worker that ran them; a section without ``lr`` or
+``optimizer`` makes the same units, ids and seeds as before those keys existed. In a [gradstats] section
+repetition r measures problem instance r (:func:`gumbench.benchmarks.problems.instance_spec`: the spec's seed + r;
+a problem without a seed, such as ``bernoulli``, has one instance and its repetitions are fresh draws on it).
+``gradient_checkpoints`` (a ``digits-vae`` or ``fashion-vae`` whose codes can be enumerated) adds, at each listed
+step, the unit's estimator's relative bias, relative standard deviation and cosine against the exact ELBO
 gradient (:func:`gumbench.benchmarks.studies.elbo.gradient_probe`: :data:`GRADIENT_POINTS`
 evaluation images, :data:`GRADIENT_SAMPLES` estimates each) as rows
 ``elbo_gradient_relative_bias``, ``elbo_gradient_relative_std``, ``elbo_gradient_cosine`` (means
@@ -52,6 +53,7 @@ from gumbench.registry import parse_spec
 KINDS = ("gradstats", "training")
 
 TEMPERATURES = "[0.1,0.25,0.5,1,2]"
+INSTANCES = 5  # independently seeded problem instances per gradient question (draws nested inside each)
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "name": "default",
@@ -89,6 +91,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "relax[warmup=200]",
             ],
             "samples": 4000,
+            "repetitions": INSTANCES,
         },
         {
             # VQ as a categorical choice (gumbench.benchmarks.problems.quantizers): the exact gradient of J_T in z and
@@ -135,6 +138,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 "relax[warmup=200]",
             ],
             "samples": 4000,
+            "repetitions": INSTANCES,
         },
     ],
     "training": [
@@ -157,13 +161,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
                 # today's tokenizers' quantizers with learned codebooks, at the task's code count (residual-vq
                 # splits it into 2 stage books)
                 "residual-vq[stages=2]",
-                "simvq",
-                "ibq",
-                "nsvq",
-                # issue 26's quantizers with learned codebooks
-                "diveq",
-                "sf-diveq",
-                "vqbridge",
+                "simvq", "ibq", "nsvq",
+                "diveq", "sf-diveq", "vqbridge",  # issue 26's quantizers with learned codebooks
             ],
             "steps": 150,
             "eval_every": 25,
@@ -230,9 +229,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 SECTION_KEYS = {
-    "gradstats": {"tasks": list, "estimators": list, "samples": int},
+    "gradstats": {"tasks": list, "estimators": list, "samples": int, "repetitions": int},
     "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int, "lr": float, "optimizer": str,
-                 "gradient_checkpoints": tuple},
+                 "gradient_checkpoints": tuple, "repetitions": int},
 }
 OPTIMIZERS = ("adam", "radam")  # gumbench.benchmarks.training.base.OPTIMIZERS, by name
 GRADIENT_POINTS, GRADIENT_SAMPLES = 4, 1000  # per gradient checkpoint: evaluation images, estimates per image
@@ -452,7 +451,8 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
     for kind, section in ((kind, table) for kind in KINDS for table in sections(config, kind)):
         if not section.get("tasks") or not section.get("estimators"):
             raise GumbenchError(f"[{kind}] needs non-empty 'tasks' and 'estimators' lists")
-        planned = _grid_size(section["tasks"]) * _grid_size(section["estimators"]) * reps
+        section_reps = int(section.get("repetitions", reps))
+        planned = _grid_size(section["tasks"]) * _grid_size(section["estimators"]) * section_reps
         if len(units) + planned > MAX_UNITS:
             raise GumbenchError(f"the sweep grid has more than {MAX_UNITS:,} units (tasks x estimators x repetitions); "
                                 "split it into several sweeps")
@@ -477,7 +477,7 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
                         skipped.append(f"{kind}: {task.spec} x {est.spec} ({problem})")
                         continue
                 check_pair(kind, task, est, steps if kind == "training" else int(budget), limit, study=bool(probes))
-                for rep in range(reps):
+                for rep in range(section_reps):
                     units.append(Unit(kind, task.spec, est.spec, rep,
                                       derive_seed(base_seed, kind, task.spec, est.spec, rep, lr, optimizer),
                                       steps if kind == "training" else int(budget), int(section.get("eval_every", 25)),

@@ -84,14 +84,16 @@ def wide_gradstats(grad):
 
 def bias_variance_points(wide, compared):
     """One row per (task, label): relative bias (mean, t interval) and total variance (geometric mean, t interval
-    on log10), the count of instances, and whether the verdict calls the estimator degenerate."""
+    on log10), the count of instances measured, and whether the verdict calls the estimator degenerate."""
     keys = ["task", "label", "estimator_name"]
     bias = grouped_interval(wide, keys, "relative_bias")
     variance = grouped_interval(wide, keys, "total_variance", log=True)
     points = bias.merge(variance, on=keys, suffixes=("_bias", "_variance"))
     standing = compared.set_index(["task", "label"])["standing"].to_dict() if not compared.empty else {}
     points["degenerate"] = [standing.get((t, lb)) == "degenerate" for t, lb in zip(points["task"], points["label"])]
-    return points
+    # an instance whose exact gradient vanishes has no statistics (vanishing_gradient rows): n counts the others,
+    # and an estimator with none left is not drawn
+    return points.dropna(subset=["mean_bias", "mean_variance"]).reset_index(drop=True)
 
 
 def temperature_tasks(wide) -> list[str]:

@@ -393,12 +393,13 @@ def draw_figures(grad, training, compared, kernel=None) -> list[tuple[str, str, 
 
 BIAS_VARIANCE = (
     "Bias against variance, per task: each point is one estimator, its bias relative to the exact gradient's norm "
-    "(mean over n = {n} problem instances, vertical bar: 95% t interval) against the total variance of one gradient "
-    "estimate (log axis: geometric mean over the instances, horizontal bar: 95% t interval of the mean log10 variance, "
-    "taken back; zero variance on every instance sits on the left edge). Lower left is better. "
-    "The black steps join the Pareto front of the means (no other healthy estimator has both less variance and less "
-    "bias), named in the panel title from left to right; ✕ marks degenerate results; points beyond an axis sit on its "
-    "edge. Colour: family; shade: variant, darker at higher temperature."
+    "(mean over n = {n} problem instances, those whose exact gradient vanishes left out; vertical bar: 95% t "
+    "interval) against the total variance of one gradient estimate (log axis: geometric mean over the instances, "
+    "horizontal bar: 95% t interval of the mean log10 variance, taken back; zero variance on every instance sits on "
+    "the left edge). Lower left is better. The black steps join the Pareto front of the means (no other healthy "
+    "estimator has both less variance and less bias), named in the panel title from left to right; ✕ marks "
+    "degenerate results; points beyond an axis sit on its edge. Colour: family; shade: variant, darker at higher "
+    "temperature."
 )
 TEMPERATURE = (
     "{what} against the temperature, per task in which one estimator is run at several temperatures; lower is better. "

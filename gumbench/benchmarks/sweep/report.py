@@ -8,8 +8,8 @@ written to be read top-down in a minute.
    * per task, relative bias against total variance, with the Pareto front marked;
    * relative bias and total variance against the temperature, per task that varies one estimator's;
    * training loss and evaluation code perplexity per step;
-   every point with its 95% t interval over instances or seeds, parts of at most six panels, legends beside;
    * the kernel profile, when a CSV from ``gumbench profile-kernel`` is given.
+   Every point has its 95% t interval over instances or seeds; parts of at most six panels, legends beside.
    Estimators are coloured by family (one hue each) with a shade per variant, the same in
    every figure.
 3. Every estimator's full comparison, collapsed.
@@ -22,8 +22,9 @@ import html
 from pathlib import Path
 
 from gumbench.benchmarks.sweep.figures import draw_figures, set_style
+from gumbench.benchmarks.sweep.recommend import recommendations
 from gumbench.benchmarks.sweep.store import load_results
-from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, short_task, verdict
+from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, replicates_text, short_task, verdict
 from gumbench.errors import GumbenchError
 from gumbench.files import write_bytes, write_text
 
@@ -74,10 +75,20 @@ def full_tables(frame, compared):
         extras = extras.pivot_table(index=["task", "label"], columns="metric", values="value", aggfunc="mean")
         table = rows.join(extras, on=["task", "label"])
         table["value"] = [interval_text(m, lo, hi) for m, lo, hi in zip(table["mean"], table["low"], table["high"])]
-        columns = ["task", "rank", "label", "standing", "measure", "value", "n", "warning"] + [
-            c for c in extra if c in table
-        ]
-        out = table[columns].rename(columns={"n": "seeds"})
+        table["beat the best on"] = [f"{k} of {n}" if n and rank > 1 else "" for k, n, rank in
+                                     zip(table["wins"], table["of"], table["rank"])]
+        columns = ["task", "rank", "label", "standing", "measure", "value", "beat the best on", "n", "warning"]
+        if kind == "gradstats":
+            table["per estimate"] = [interval_text(*v) for v in zip(table["per_estimate_mean"],
+                                                                    table["per_estimate_low"],
+                                                                    table["per_estimate_high"])]
+            table["equal wall time"] = [interval_text(*v) for v in zip(table["equal_time_mean"],
+                                                                       table["equal_time_low"],
+                                                                       table["equal_time_high"])]
+            table["loss evaluations"] = table["cost"].map(lambda c: f"{c:.0f}")
+            columns += ["per estimate", "equal wall time", "loss evaluations"]
+        columns += [c for c in extra if c in table]
+        out = table[columns].rename(columns={"n": "instances" if kind == "gradstats" else "seeds"})
         for c in extra:
             if c in out:
                 out[c] = out[c].map(lambda v: "" if v != v else f"{v:.3g}")
@@ -99,8 +110,11 @@ def build_report(
     kernel = None if kernel_csv is None else (read_kernel_profile(kernel_csv), Path(kernel_csv).name)
     frame = load_results(results if isinstance(results, (list, tuple)) else [results])
     out_dir = Path(out_dir)
-    compared = compare(outcomes(frame))
+    outcome_rows = outcomes(frame)
+    compared = compare(outcome_rows)
     answers = verdict(compared) if not compared.empty else None
+    if answers is not None:
+        answers.attrs["recommendations"] = recommendations(outcome_rows, compared, answers)
     figures = draw_figures(frame[frame["kind"] == "gradstats"], frame[frame["kind"] == "training"], compared, kernel)
     for name, _, data in figures:
         write_bytes(out_dir / "figures" / f"{name}.png", data)
@@ -124,12 +138,18 @@ def _threads(frame) -> str:
     return f"torch threads {'/'.join(map(str, counts))}, " if counts else ""
 
 
+RECOMMENDATION_NOTE = (
+    "Per use case, the estimator with the lowest mean rank over its gradient questions' instances at equal loss "
+    "evaluations (autorank: Friedman test, Nemenyi critical difference); the training column names each task's "
+    "best healthy candidate at the sweep's budget."
+)
 VERDICT_NOTE = (
-    "Best: the healthy estimator with the lowest mean (95% t interval across seeds in brackets); tied with it: "
-    "those whose Welch 95% interval of the difference reaches 0. Warnings name degenerate results "
-    "(shrinks or misses the gradient, collapsed, diverged) that would otherwise rank first; "
-    "they rank after every healthy one. "
-    "In the HTML page each question is one line (hover a cell, or open the verdict in full below, for every name)."
+    "Gradient questions rank by MSE / ‖grad‖² at equal loss evaluations (each estimator averages budget / cost "
+    "estimates, the budget being the largest cost in the question); the best per estimate and at equal wall time "
+    "are named beside it. Training questions rank by their final value. Values are geometric means over instances "
+    "(seeds) with 95% t intervals of the mean log; tied: the interval of the log ratio to the best reaches 0 (paired "
+    "over shared instances, else Welch). Warnings name degenerate results (shrinks or misses the gradient, collapsed, "
+    "diverged), which rank after every healthy one, and instances whose exact gradient vanishes."
 )
 
 
@@ -147,7 +167,8 @@ def html_page(title: str, provenance: str, answers, figures, tables) -> str:
         ".provenance{color:#555;font-size:11px;margin:0 0 6px}"
         "table{border-collapse:collapse;font-size:12px}"
         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
-        "#verdict{font-size:11.5px}#verdict td,#verdict th{padding:1px 5px;line-height:1.2;white-space:nowrap}"
+        "#verdict,#recommend{font-size:11.5px}#verdict td,#verdict th,#recommend td,#recommend th{padding:1px 5px;"
+        "line-height:1.25}#recommend td:nth-child(2){font-weight:bold}"
         ".tied{color:#555}.warning{color:#a30000}.note{font-size:11.5px;color:#444;margin:4px 0}"
         "figure{margin:10px 0 24px}figure img{max-width:100%;height:auto;display:block}"
         "figcaption{font-size:13px;color:#333;max-width:1000px;margin-top:4px}summary{cursor:pointer;font-weight:bold}"
@@ -155,38 +176,13 @@ def html_page(title: str, provenance: str, answers, figures, tables) -> str:
         f"<h1>{esc(title)}</h1><p class='provenance'>{esc(provenance)}</p>",
     ]
     if answers is not None:
-        # one line per question, so that the whole verdict fits the first screen; the lists in full follow
-        parts.append("<table id='verdict'><tr><th>question</th><th>measure (lower is better)</th><th>seeds</th>"
-                     "<th>best (and how many tied with it)</th><th>warnings</th></tr>")
-        for row in answers.to_dict("records"):
-            best = (
-                esc(row["best"][0]) + (f" <span class='tied'>+{row['tied']} tied</span>" if row["tied"] else "")
-                if row["best"]
-                else "no healthy result"
-            )
-            warn = "; ".join(
-                part
-                for part in (
-                    "no estimator beats a zero estimate" if row.get("no_better_than_zero") else "",
-                    f"{row['degenerate']} degenerate" if row.get("degenerate") else "",
-                )
-                if part
-            )
-            parts.append(f"<tr><td>{esc(question(row))}</td><td>{esc(row['measure'])}</td><td>{row['seeds']}</td>"
-                         f"<td title='{esc(' / '.join(row['best']))}'>{best}</td>"
-                         f"<td class='warning' title='{esc(' / '.join(row['warnings']))}'>{warn}</td></tr>")
+        parts.append(_recommendations_html(answers.attrs.get("recommendations")))
+        parts.append("<h2>Every question</h2><table id='verdict'><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in VERDICT_HEADER) + "</tr>")
+        for cells in verdict_cells(answers):
+            parts.append("<tr>" + "".join(f"<td>{'<br>'.join(esc(line) for line in str(c).split(chr(10)))}</td>"
+                                          for c in cells) + "</tr>")
         parts.append(f"</table><p class='note'>{esc(VERDICT_NOTE)}</p>")
-        parts.append(
-            "<details id='verdict-full'><summary>The verdict in full: every tied estimator and every warning</summary>"
-            "<table><tr><th>question</th><th>best, then tied with it</th><th>warnings</th></tr>"
-            + "".join(
-                f"<tr><td>{esc(question(row))}</td>"
-                f"<td>{'<br>'.join(esc(b) for b in row['best']) or 'no healthy result'}</td>"
-                f"<td class='warning'>{'<br>'.join(esc(w) for w in row['warnings'])}</td></tr>"
-                for row in answers.to_dict("records")
-            )
-            + "</table></details>"
-        )
     for name, caption, data in figures:
         encoded = base64.b64encode(data).decode()
         parts.append(f"<figure id='{name}'><img alt='{name}' src='data:image/png;base64,{encoded}'>"
@@ -215,27 +211,56 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+VERDICT_HEADER = ["question", "ranked by (lower is better)", "replicates", "best, then tied with it",
+                  "runner-up: the best beat it on", "best per estimate / at equal wall time", "warnings"]
+RECOMMENDATION_HEADER = ["use case", "use", "evidence (equal loss evaluations)", "runner-up", "the answer changes on",
+                         "training (best at the sweep's budget)"]
+
+
+def verdict_cells(answers) -> list[list[str]]:
+    """The per-question table's cells (text, line breaks as newlines), every name in full."""
+    rows = []
+    for r in answers.to_dict("records"):
+        alternates = (" / ".join(dict.fromkeys([r["best_per_estimate"], r["best_equal_time"]]))
+                      if r["kind"] == "gradstats" else "")
+        rows.append([question(r), f"{r['measure']}, {r['view']}", replicates_text(r),
+                     "\n".join(r["best"]) or "no healthy result", r["evidence"], alternates, "\n".join(r["warnings"])])
+    return rows
+
+
+def recommendation_cells(table) -> list[list[str]]:
+    if table is None or table.empty:
+        return []
+    return [[r["use case"], r["recommended"], r["evidence"], r["runner_up"], r["changes"], r["training"]]
+            for r in table.to_dict("records")]
+
+
+def _recommendations_html(table) -> str:
+    esc = html.escape
+    rows = recommendation_cells(table)
+    if not rows:
+        return ""
+    return ("<h2>Which estimator to use</h2><table id='recommend'><tr>"
+            + "".join(f"<th>{esc(h)}</th>" for h in RECOMMENDATION_HEADER) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>" for cells in rows)
+            + f"</table><p class='note'>{esc(RECOMMENDATION_NOTE)}</p>")
+
+
 def verdict_markdown(answers) -> str:
-    """The verdict as a Markdown table (also what the README quotes)."""
-    return markdown_table(
-        ["question", "measure (lower is better)", "seeds", "best, then tied with it", "warnings"],
-        [
-            [
-                question(r),
-                r["measure"],
-                r["seeds"],
-                "\n".join(r["best"]) or "no healthy result",
-                "\n".join(r["warnings"]),
-            ]
-            for r in answers.to_dict("records")
-        ],
-    )
+    """The per-question verdict as a Markdown table (also what the README quotes)."""
+    return markdown_table(VERDICT_HEADER, verdict_cells(answers))
+
+
+def recommendations_markdown(table) -> str:
+    """The use-case recommendations as a Markdown table (the README's verdict section quotes it)."""
+    return markdown_table(RECOMMENDATION_HEADER, recommendation_cells(table))
 
 
 def markdown_page(title: str, provenance: str, answers, figures, tables) -> str:
     md = [f"# {markdown_text(title)}", "", markdown_text(provenance), ""]
     if answers is not None:
-        md += ["## Verdict", "", verdict_markdown(answers), "", VERDICT_NOTE, ""]
+        md += ["## Which estimator to use", "", recommendations_markdown(answers.attrs.get("recommendations")), "",
+               RECOMMENDATION_NOTE, "", "## Verdict", "", verdict_markdown(answers), "", VERDICT_NOTE, ""]
     if figures:
         md.append("## Figures\n")
     for name, caption, _ in figures:

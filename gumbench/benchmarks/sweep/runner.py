@@ -73,6 +73,7 @@ def run_unit(unit: Unit, threads: int | None = None):
         "label": est.label,
         "tau": est.temperature,
         "repetition": unit.repetition,
+        "instance": unit.repetition,  # gradstats: the problem instance (seed + r); training: the seeded run
         "seed": unit.seed,
         "unit_id": unit.unit_id,
         "torch_threads": torch.get_num_threads(),
@@ -99,8 +100,17 @@ def _gradstats_rows(unit: Unit, est, base: dict):
     import pandas as pd
 
     from gumbench.benchmarks.gradstats import problem_statistics
+    from gumbench.benchmarks.problems import instance_spec
 
-    stats = problem_statistics(est, cached_problem(unit.task), unit.budget, unit.seed)
+    problem = cached_problem(instance_spec(unit.task, unit.repetition))
+    reference = problem.reference()
+    if problem.vanishes(reference):  # reported, not measured: relative statistics against it would be noise
+        return pd.DataFrame([{**base, "step": -1, "metric": metric, "value": value, "low": float("nan"),
+                              "high": float("nan")}
+                             for metric, value in (("vanishing_gradient", 1.0),
+                                                   ("exact_norm", float(reference.gradient.norm())),
+                                                   ("loss_evaluations", float(problem.loss_evaluations(est))))])
+    stats = problem_statistics(est, problem, unit.budget, unit.seed)
     rows = []
     for metric in stats.SCALARS:
         interval = getattr(stats, metric)
@@ -119,6 +129,9 @@ def _gradstats_rows(unit: Unit, est, base: dict):
         "expected_loss": stats.expected_loss,
         "exact_norm": stats.exact_norm,
         "mean_norm": float(stats.mean_gradient.norm()),
+        "loss_evaluations": float(stats.loss_evaluations),
+        "seconds_per_estimate": stats.seconds_per_estimate,
+        "vanishing_gradient": 0.0,
     }
     if stats.reference_error is not None:
         extra["reference_error"] = stats.reference_error

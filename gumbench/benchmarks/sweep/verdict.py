@@ -1,27 +1,39 @@
-"""Verdicts from stored sweep rows: for each question a sweep answers, which estimators are best,
-with intervals across seeds, ties grouped, and degenerate results named.
+"""Verdicts from stored sweep rows: for each question a sweep answers, which estimators are best, with
+intervals over independent instances, ties grouped, "on k of n instances", and degenerate results named.
+
+The replicate is an instance: a gradient question's repetition r is problem instance r (its own random logits,
+model and targets: :func:`gumbench.benchmarks.problems.instance_spec`), with the draws nested inside it; a training
+question's is an independently seeded run. A fixed problem without a seed (``bernoulli``) has one instance, so its
+replicates are fresh draws on it, and the verdict says so.
 
 Questions and their measure (lower is better in both):
-  gradient quality on a toy   MSE / ||grad||^2 of one estimate against the exact gradient
-                              (1 is what a zero estimate scores)
-  training outcome on a task  the final evaluation reconstruction; the mean training loss over
-                              the last 10 steps where a task has none (wav2vec 2.0)
+  gradient quality on a toy   MSE / ||grad||^2 against the exact gradient (1 is what a zero estimate scores), in
+                              three views of cost. Ranked at *equal loss evaluations*: with the budget B the largest
+                              cost in the question (``loss_evaluations`` per estimate), an estimator of cost c
+                              averages m = B / c independent estimates, so its MSE is bias^2 + variance / m (m need
+                              not be whole). Beside it, the MSE of one estimate (*per estimate*) and at *equal wall
+                              time* (m = T / t with t the median seconds per estimate over the instances, T the
+                              largest such median in the question).
+  training outcome on a task  the final evaluation reconstruction; the mean training loss over the last 10 steps
+                              where a task has none (wav2vec 2.0)
 
-Each repetition (an independent seed) gives one value per estimator; an estimator's interval is
-the t interval of its mean over repetitions (clipped at 0, as both measures are
-non-negative). The best is the healthy estimator with the lowest
-mean; another is *tied* with it when the Welch t interval of the difference of their means
-reaches 0, else *worse*. With one repetition nothing can be told apart: all are tied.
+Each estimator's value is the geometric mean over instances with the t interval of the mean log (both measures are
+positive, so the interval stays positive by construction; an arithmetic t interval where some value is not). The
+best is the healthy estimator with the lowest value; another is *tied* with it when the 95% t interval of the mean
+log ratio reaches 0 (paired over instances where the instances are shared problems; Welch's otherwise), else
+*worse*. Every ordering carries "on k of n": the instances (seeds) on which the estimator beat the best.
 
-Degenerate results, named in a ``warning`` and ranked after every healthy one:
+An instance whose exact gradient vanishes to rounding (``vanishing_gradient`` rows: the problem's
+``vanishes``) is reported and left out of every ranking. Degenerate results, named in a ``warning`` and ranked after
+every healthy one:
   shrinks the gradient   the mean estimate's norm < 0.1 ||grad||, or < 0.5 ||grad|| with relative bias >= 0.9
   misses the gradient    relative bias >= 0.9 with a mean estimate of at least 0.5 ||grad||: it points
                          elsewhere (straight-through VQ against the stochastic quantizer's gradient in z)
   collapsed              code perplexity <= 2 in some group at the end, or at least half of the
                          contrastive distractors identical to their targets
   diverged               a non-finite loss, or a final loss above 10x the first
-An estimator is degenerate when any of its repetitions is. A gradient question whose best MSE /
-||grad||^2 is 1 or more says so: there no estimator is closer to the gradient than zero.
+An estimator is degenerate when any of its instances is. A gradient question whose best MSE / ||grad||^2 is 1 or
+more says so: there no estimator is closer to the gradient than zero.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ from __future__ import annotations
 import math
 
 from gumbench.errors import GumbenchError
-from gumbench.intervals import t_half_width, welch_interval
+from gumbench.intervals import t_interval, welch_interval
 
 SHRINKS, MISSES, COLLAPSED, DIVERGED = "shrinks the gradient", "misses the gradient", "collapsed", "diverged"
 LOSS_WINDOW = 10
@@ -39,6 +51,8 @@ GRADIENT_MEASURE, RECONSTRUCTION, TAIL_LOSS = (
     "final eval reconstruction",
     f"loss, last {LOSS_WINDOW} steps",
 )
+EQUAL_EVALUATIONS, PER_ESTIMATE, EQUAL_TIME = "equal loss evaluations", "per estimate", "equal wall time"
+TRAINING_VIEW = "final value"
 
 
 def _last(frame, metric: str):
@@ -54,24 +68,32 @@ def _require(found, needed, what: str) -> None:
 
 
 def gradstats_outcomes(frame):
-    """One row per gradstats unit: its score (MSE / ||e||^2) and warning."""
+    """One row per gradstats unit: its per-estimate score (MSE / ||e||^2), its squared bias and variance relative to
+    ||e||^2, its cost (loss evaluations, seconds per estimate), whether its instance's gradient vanishes, a warning."""
     import numpy as np
 
     wide = frame.pivot_table(index="unit_id", columns="metric", values="value", aggfunc="first")
-    _require(wide.columns, ("mse", "exact_norm", "relative_bias", "total_variance"), "gradient statistics")
-    if "snr" not in wide.columns:  # no unit with a variance (every estimator deterministic)
-        wide["snr"] = np.nan
-    score = wide["mse"] / wide["exact_norm"] ** 2
+    _require(wide.columns, ("exact_norm",), "gradient statistics")
+    for column in ("snr", "mse", "relative_bias", "total_variance", "bias", "loss_evaluations",
+                   "seconds_per_estimate", "vanishing_gradient", "mean_norm"):
+        if column not in wide.columns:  # older rows, or units that measured nothing (a vanishing instance)
+            wide[column] = np.nan
+    vanishing = wide["vanishing_gradient"].fillna(0) > 0
+    if not vanishing.all():
+        _require(set(frame.loc[frame["unit_id"].isin(wide.index[~vanishing]), "metric"]),
+                 ("mse", "relative_bias", "total_variance"), "gradient statistics")
+    norm2 = wide["exact_norm"] ** 2
+    score = wide["mse"] / norm2
+    bias2 = (wide["bias"] ** 2 / norm2).fillna((wide["mse"] - wide["total_variance"]).clip(lower=0) / norm2)
     # rows since the quantizer problems carry ||E[x]|| itself (a deterministic estimator has no SNR);
     # older ones give it as snr * sqrt(tr Sigma)
-    mean_norm = wide["snr"] * np.sqrt(wide["total_variance"])
-    if "mean_norm" in wide.columns:
-        mean_norm = wide["mean_norm"].fillna(mean_norm)
-    mean_norm = mean_norm.fillna(0)
+    mean_norm = wide["mean_norm"].fillna(wide["snr"] * np.sqrt(wide["total_variance"])).fillna(0)
     far = wide["relative_bias"] >= 0.9
     shrinks = (mean_norm < 0.1 * wide["exact_norm"]) | (far & (mean_norm < 0.5 * wide["exact_norm"]))
-    warning = np.where(shrinks, SHRINKS, np.where(far, MISSES, ""))
-    return score.rename("score").to_frame().assign(warning=warning, measure=GRADIENT_MEASURE)
+    warning = np.where(vanishing, "", np.where(shrinks, SHRINKS, np.where(far, MISSES, "")))
+    return score.rename("score").to_frame().assign(
+        bias2=bias2, variance=wide["total_variance"] / norm2, cost=wide["loss_evaluations"].fillna(1.0),
+        seconds=wide["seconds_per_estimate"], vanishing=vanishing, warning=warning, measure=GRADIENT_MEASURE)
 
 
 def training_outcomes(frame):
@@ -99,7 +121,7 @@ def training_outcomes(frame):
     warning = np.where(
         diverged.reindex(score.index).fillna(True), DIVERGED, np.where(collapsed.fillna(False), COLLAPSED, "")
     )
-    return score.rename("score").to_frame().assign(warning=warning, measure=measure)
+    return score.rename("score").to_frame().assign(warning=warning, measure=measure, vanishing=False)
 
 
 def short_task(kind: str, spec: str) -> str:
@@ -113,108 +135,217 @@ def short_task(kind: str, spec: str) -> str:
     return format_spec(parsed.name, {k: v for k, v in parsed.params.items() if k not in defaults or defaults[k] != v})
 
 
+OUTCOME_COLUMNS = ["unit_id", "kind", "task", "label", "estimator_name", "repetition", "instance", "paired", "score",
+                   "warning", "measure", "vanishing"]
+
+
 def outcomes(frame):
-    """One row per unit: kind, task (short), label, estimator family, repetition, score, warning, measure."""
+    """One row per unit: kind, task (short), label, estimator family, repetition, instance, whether instances are
+    shared problems (``paired``), score, warning, measure (and, for gradient units, the cost columns)."""
     import pandas as pd
+
+    from gumbench.benchmarks.problems import has_instances
 
     parts = []
     for kind, make in (("gradstats", gradstats_outcomes), ("training", training_outcomes)):
         rows = frame[frame["kind"] == kind]
         if rows.empty:
             continue
-        ident = rows.drop_duplicates("unit_id").set_index("unit_id")[
-            ["kind", "task", "label", "estimator_name", "repetition"]
-        ]
+        columns = ["kind", "task", "label", "estimator_name", "repetition"] + (["instance"] if "instance" in rows
+                                                                                else [])
+        ident = rows.drop_duplicates("unit_id").set_index("unit_id")[columns]
+        if "instance" not in ident:  # rows from before instances: a gradient question's repetitions were draws
+            ident["instance"] = ident["repetition"]
+        paired = {t: kind == "gradstats" and "instance" in rows and has_instances(t) for t in ident["task"].unique()}
+        ident["paired"] = ident["task"].map(paired)
         ident["task"] = ident["task"].map({t: short_task(kind, t) for t in ident["task"].unique()})
         parts.append(ident.join(make(rows)).reset_index())
     if not parts:
-        return pd.DataFrame(
-            columns=["unit_id", "kind", "task", "label", "estimator_name", "repetition", "score", "warning", "measure"]
-        )
+        return pd.DataFrame(columns=OUTCOME_COLUMNS)
     return pd.concat(parts, ignore_index=True)
 
 
-def _welch_reaches_zero(a, b, confidence: float) -> bool:
-    """Whether the Welch t interval of mean(a) - mean(b) contains 0 (always, with one value on a side)."""
-    if a["n"] < 2 or b["n"] < 2:
-        return True
-    _, low, high = welch_interval((a["mean"], a["sd"] ** 2, a["n"]), (b["mean"], b["sd"] ** 2, b["n"]), confidence)
-    return low <= 0 <= high
+def summary(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(value, low, high) of positive replicates: the geometric mean with the back-transformed t interval of the
+    mean log; of replicates not all positive, the arithmetic mean with its t interval. NaN ends with one value."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    if not len(values) or not np.isfinite(values).all():
+        return math.nan, math.nan, math.nan
+    positive = bool((values > 0).all())
+    x = np.log(values) if positive else values
+    sd = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+    mean, low, high = t_interval(float(x.mean()), sd, len(x), confidence)
+    return tuple(math.exp(v) if positive else v for v in (mean, low, high))
+
+
+def _with_views(rows):
+    """Gradient units' score at equal loss evaluations (the ranked one) with the per-estimate and equal-time scores
+    beside it; training units keep theirs (see the module docstring)."""
+    import numpy as np
+
+    rows = rows.copy()
+    rows["per_estimate"], rows["equal_time"], rows["estimates"] = rows["score"], rows["score"], 1.0
+    grad = (rows["kind"] == "gradstats") & ~rows["vanishing"].astype(bool)
+    if not grad.any():
+        return rows
+    g = rows[grad]
+    cost = g.groupby(["task", "label"])["cost"].transform("max")
+    budget = g.groupby("task")["cost"].transform("max")
+    seconds = g.groupby(["task", "label"])["seconds"].transform("median")
+    time_budget = seconds.groupby(g["task"]).transform("max")
+    m, m_time = budget / cost, (time_budget / seconds).fillna(1.0)
+    known = g["bias2"].notna() & g["variance"].notna()
+    rows.loc[grad, "estimates"] = m
+    rows.loc[grad, "score"] = np.where(known, g["bias2"] + g["variance"] / m, g["score"])
+    rows.loc[grad, "equal_time"] = np.where(known, g["bias2"] + g["variance"] / m_time, g["score"])
+    return rows
+
+
+def _against_best(row_values: dict, best_values: dict, paired: bool, confidence: float):
+    """(tied, wins, n): whether the interval of the mean log ratio to the best reaches 0, and on how many of the n
+    instances (paired) or seed pairs this estimator scored below the best."""
+    import numpy as np
+
+    common = sorted(set(row_values) & set(best_values))
+    wins = sum(row_values[i] < best_values[i] for i in common)
+    a = np.array([row_values[i] for i in sorted(row_values)], dtype=float)
+    b = np.array([best_values[i] for i in sorted(best_values)], dtype=float)
+    positive = bool((a > 0).all() and (b > 0).all())
+    f = np.log if positive else (lambda v: v)
+    if paired and len(common) >= 2:
+        d = f(np.array([row_values[i] for i in common])) - f(np.array([best_values[i] for i in common]))
+        _, low, high = t_interval(float(d.mean()), float(d.std(ddof=1)), len(d), confidence)
+    elif len(a) >= 2 and len(b) >= 2:
+        fa, fb = f(a), f(b)
+        _, low, high = welch_interval((fa.mean(), fa.var(ddof=1), len(fa)), (fb.mean(), fb.var(ddof=1), len(fb)),
+                                      confidence)
+    else:
+        return True, wins, len(common)
+    return bool(low <= 0 <= high or math.isnan(low)), int(wins), len(common)
+
+
+def _summaries(rows, confidence: float):
+    """Per (kind, task, label): the three views' summaries over instances and the instance -> score maps."""
+    import pandas as pd
+
+    records = []
+    for (kind, task, label), g in rows.groupby(["kind", "task", "label"], sort=False):
+        record = {"kind": kind, "task": task, "label": label, "family": g["estimator_name"].iloc[0],
+                  "measure": g["measure"].iloc[0], "n": len(g), "paired": bool(g["paired"].iloc[0]),
+                  "warning": "; ".join(sorted(set(g["warning"]) - {""})),
+                  "cost": float(g["cost"].max()) if "cost" in g else 1.0,
+                  "estimates": float(g["estimates"].iloc[0]), "scores": dict(zip(g["instance"], g["score"]))}
+        for view, column in (("", "score"), ("per_estimate_", "per_estimate"), ("equal_time_", "equal_time")):
+            mean, low, high = summary(g[column], confidence)
+            record |= {f"{view}mean": mean, f"{view}low": low, f"{view}high": high}
+        records.append(record)
+    return pd.DataFrame(records)
 
 
 def compare(outcome_rows, confidence: float = 0.95):
-    """Per question and estimator: n, mean, interval, warning, rank and standing (best, tied, worse,
-    or degenerate); rows of a question in rank order, healthy first."""
+    """Per question and estimator: n (instances), value and interval in the ranked view (equal loss evaluations for
+    gradient questions), the per-estimate and equal-time values beside it, cost, warning, rank, standing (best, tied,
+    worse or degenerate) and "k of n" against the best; rows of a question in rank order, healthy first. Instances
+    whose exact gradient vanishes are left out, and listed per question in ``vanished``."""
     import pandas as pd
 
     if outcome_rows.empty:
         return pd.DataFrame()
-    stats = (
-        outcome_rows.groupby(["kind", "task", "label"], sort=False)
-        .agg(
-            family=("estimator_name", "first"),
-            measure=("measure", "first"),
-            n=("score", "size"),
-            mean=("score", "mean"),
-            sd=("score", "std"),
-            warning=("warning", lambda w: "; ".join(sorted(set(w) - {""}))),
-        )
-        .reset_index()
-    )
-    half = [t_half_width(sd, n, confidence) for n, sd in zip(stats["n"], stats["sd"])]
-    stats["low"], stats["high"] = stats["mean"] - half, stats["mean"] + half
-    if (outcome_rows["score"] >= 0).all():  # both measures are non-negative: so are their intervals
-        stats["low"] = stats["low"].clip(lower=0)
+    rows = outcome_rows.copy()
+    for column, default in (("vanishing", False), ("paired", False), ("instance", None), ("cost", 1.0)):
+        if column not in rows:
+            rows[column] = rows["repetition"] if column == "instance" else default
+    rows["vanishing"] = rows["vanishing"].fillna(False).astype(bool)
+    vanished = rows[rows["vanishing"]].groupby("task")["instance"].apply(lambda s: sorted(set(s)))
+    rows = _with_views(rows[~rows["vanishing"]])
+    if rows.empty:
+        return pd.DataFrame()
+    stats = _summaries(rows, confidence)
     stats["degenerate"] = stats["warning"] != ""
     ranked = []
     for _, group in stats.groupby(["kind", "task"], sort=False):
         group = group.sort_values(["degenerate", "mean"], kind="stable").reset_index(drop=True)
         best = group.iloc[0]
         group["rank"] = range(1, len(group) + 1)
-        group["standing"] = [
-            "degenerate"
-            if row["degenerate"]
-            else "best"
-            if i == 0
-            else "tied"
-            if _welch_reaches_zero(row, best, confidence)
-            else "worse"
-            for i, row in group.iterrows()
-        ]
+        standings, wins, counts = [], [], []
+        for i, row in group.iterrows():
+            tied, k, n = _against_best(row["scores"], best["scores"], row["paired"], confidence)
+            standings.append("degenerate" if row["degenerate"] else "best" if i == 0 else "tied" if tied else "worse")
+            wins.append(k if i else 0)
+            counts.append(n)
+        group["standing"], group["wins"], group["of"] = standings, wins, counts
+        group["rank_equal_time"] = group["equal_time_mean"].rank(method="first").astype(int)
+        group["rank_per_estimate"] = group["per_estimate_mean"].rank(method="first").astype(int)
         ranked.append(group)
-    return pd.concat(ranked, ignore_index=True)
+    out = pd.concat(ranked, ignore_index=True).drop(columns="scores")
+    out["vanished"] = out["task"].map(lambda t: vanished.get(t, []))
+    return out
 
 
 def interval_text(mean: float, low: float, high: float) -> str:
     return f"{mean:.3g}" if math.isnan(low) else f"{mean:.3g} [{low:.3g}, {high:.3g}]"
 
 
+def replicates_text(row) -> str:
+    """'5 instances', '3 seeds', or '3 draws on one fixed problem' for a compared row or a verdict row."""
+    n = int(row["n"] if "n" in row else row["instances"])
+    if row["kind"] == "training":
+        return f"{n} seed{'s' * (n != 1)}"
+    return f"{n} instance{'s' * (n != 1)}" if row["paired"] else f"{n} draws on one fixed problem"
+
+
+def _named(rows, shown: int) -> list[str]:
+    return [f"{r.label} {interval_text(r.mean, r.low, r.high)}" for r in rows.head(shown).itertuples()]
+
+
+def _question_warnings(group, top, shown: int) -> list[str]:
+    best_mean = top["mean"].iloc[0] if len(top) else math.inf
+    degenerate = group[group["standing"] == "degenerate"]
+    beating = degenerate[degenerate["mean"] < best_mean]
+    named = [f"{r.label}: {r.warning}" for r in beating.head(shown).itertuples()]
+    others = len(degenerate) - len(named)
+    warnings = ([NO_BETTER_THAN_ZERO] if group["measure"].iloc[0] == GRADIENT_MEASURE and len(top) and best_mean >= 1
+                else []) + named
+    if others:
+        warnings.append(
+            f"{others} {'more ' if named else ''}degenerate ({', '.join(sorted(set(degenerate['warning'])))})"
+        )
+    vanished = group["vanished"].iloc[0] if "vanished" in group else []
+    if len(vanished):
+        warnings.append(f"exact gradient vanishes on instance{'s' * (len(vanished) > 1)} "
+                        f"{', '.join(map(str, vanished))}: left out of the ranking")
+    return warnings
+
+
 def verdict(compared, shown: int = 3):
-    """One row per question: the measure, the best estimators (best first, then those tied with it)
-    with their intervals, and warnings naming the degenerate results whose value beat the best."""
+    """One row per question: the measure and the view it is ranked in, the best estimators (best first, then those
+    tied with it) with their intervals, the runner-up and on how many instances the best beat it, the best per
+    estimate and at equal wall time, and warnings (degenerate results that beat the best, vanished instances)."""
     import pandas as pd
 
     rows = []
     for (kind, task), group in compared.groupby(["kind", "task"], sort=False):
         top = group[group["standing"].isin(["best", "tied"])]
-        names = [f"{r.label} {interval_text(r.mean, r.low, r.high)}" for r in top.head(shown).itertuples()]
-        if len(top) > shown:
-            names.append(f"+{len(top) - shown} tied")
-        best_mean = top["mean"].iloc[0] if len(top) else math.inf
-        degenerate = group[group["standing"] == "degenerate"]
-        beating = degenerate[degenerate["mean"] < best_mean]
-        named = [f"{r.label}: {r.warning}" for r in beating.head(shown).itertuples()]
-        others = len(degenerate) - len(named)
-        warnings = (
-            [NO_BETTER_THAN_ZERO]
-            if group["measure"].iloc[0] == GRADIENT_MEASURE and len(top) and best_mean >= 1
-            else []
-        ) + named
-        if others:
-            warnings.append(
-                f"{others} {'more ' if named else ''}degenerate ({', '.join(sorted(set(degenerate['warning'])))})"
-            )
-        rows.append({"kind": kind, "task": task, "measure": group["measure"].iloc[0], "seeds": int(group["n"].max()),
-                     "best": names, "tied": len(top) - 1, "of": len(group), "warnings": warnings,
-                     "degenerate": len(degenerate), "no_better_than_zero": bool(warnings[:1] == [NO_BETTER_THAN_ZERO])})
+        healthy = group[group["standing"] != "degenerate"]
+        names = _named(top, shown) + ([f"+{len(top) - shown} tied"] if len(top) > shown else [])
+        warnings = _question_warnings(group, top, shown)
+        runner = healthy.iloc[1] if len(healthy) > 1 else None
+        evidence = ""
+        if runner is not None and runner["of"]:
+            evidence = (f"{healthy.iloc[0]['label']} beat {runner['label']} on {runner['of'] - runner['wins']} of "
+                        f"{runner['of']} {'seeds' if kind == 'training' else 'instances'}")
+        pick = (lambda column: healthy.sort_values(column, kind="stable")["label"].iloc[0] if len(healthy) else "")
+        rows.append({
+            "kind": kind, "task": task, "measure": group["measure"].iloc[0],
+            "view": EQUAL_EVALUATIONS if kind == "gradstats" else TRAINING_VIEW,
+            "instances": int(group["n"].max()), "paired": bool(group["paired"].iloc[0]), "best": names,
+            "runner_up": "" if runner is None else runner["label"], "evidence": evidence,
+            "best_per_estimate": pick("per_estimate_mean") if kind == "gradstats" else "",
+            "best_equal_time": pick("equal_time_mean") if kind == "gradstats" else "",
+            "tied": len(top) - 1, "of": len(group), "warnings": warnings,
+            "degenerate": int((group["standing"] == "degenerate").sum()),
+            "no_better_than_zero": bool(warnings[:1] == [NO_BETTER_THAN_ZERO]),
+        })
     return pd.DataFrame(rows)

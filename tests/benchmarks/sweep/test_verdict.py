@@ -22,28 +22,75 @@ from gumbench.benchmarks.sweep.verdict import (
 )
 
 
-def scores(table: dict[str, list[float]], warnings: dict[str, str] | None = None, task="t"):
-    warnings = warnings or {}
+def scores(table: dict[str, list[float]], warnings: dict[str, str] | None = None, task="t", paired=False, cost=None,
+           bias2=None):
+    warnings, cost = warnings or {}, cost or {}
     return pd.DataFrame([{"kind": "gradstats", "task": task, "label": label, "estimator_name": label.split("[")[0],
-                          "repetition": i, "score": v, "warning": warnings.get(label, ""), "measure": "m"}
+                          "repetition": i, "instance": i, "paired": paired, "score": v,
+                          "warning": warnings.get(label, ""), "measure": "m", "vanishing": False,
+                          "cost": cost.get(label, 1.0), "seconds": 1e-3 * cost.get(label, 1.0),
+                          "bias2": (bias2 or {}).get(label, float("nan")),
+                          "variance": v - (bias2 or {}).get(label, float("nan"))}
                          for label, values in table.items() for i, v in enumerate(values)])
 
 
-def test_intervals_are_t_intervals_across_seeds():
+def test_intervals_are_t_intervals_of_the_mean_log_over_instances():
     values = [1.0, 1.3, 0.8, 1.1]
     row = compare(scores({"a": values})).iloc[0]
-    half = stats.t.ppf(0.975, 3) * np.std(values, ddof=1) / 2
-    assert row["n"] == 4 and row["mean"] == pytest.approx(1.05)
-    assert (row["low"], row["high"]) == pytest.approx((1.05 - half, 1.05 + half))
+    logs = np.log(values)
+    half = stats.t.ppf(0.975, 3) * np.std(logs, ddof=1) / 2
+    assert row["n"] == 4 and row["mean"] == pytest.approx(math.exp(logs.mean()))
+    assert (row["low"], row["high"]) == pytest.approx((math.exp(logs.mean() - half), math.exp(logs.mean() + half)))
+    assert 0 < row["low"] < row["mean"] < row["high"], "a positive measure's interval stays positive"
 
 
-def test_beats_only_when_the_welch_interval_excludes_a_tie():
-    compared = compare(scores({"best": [1.0, 1.1, 0.9], "close": [1.05, 1.2, 0.95], "far": [3.0, 3.1, 2.9]}))
+def test_beats_only_when_the_welch_interval_of_the_logs_excludes_a_tie():
+    best, close, far = [1.0, 1.1, 0.9], [1.05, 1.2, 0.95], [3.0, 3.1, 2.9]
+    compared = compare(scores({"best": best, "close": close, "far": far}))
     assert dict(zip(compared["label"], compared["standing"])) == {"best": "best", "close": "tied", "far": "worse"}
-    # the same difference decided by hand: Welch's t statistic against its quantile
-    t = stats.ttest_ind([1.05, 1.2, 0.95], [1.0, 1.1, 0.9], equal_var=False)
-    assert t.pvalue > 0.05
-    assert stats.ttest_ind([3.0, 3.1, 2.9], [1.0, 1.1, 0.9], equal_var=False).pvalue < 0.05
+    # the same differences decided by hand: Welch's t test on the logs
+    assert stats.ttest_ind(np.log(close), np.log(best), equal_var=False).pvalue > 0.05
+    assert stats.ttest_ind(np.log(far), np.log(best), equal_var=False).pvalue < 0.05
+
+
+def test_shared_instances_are_compared_paired_and_counted_k_of_n():
+    # b is 10% worse than a on every instance, but the instances differ 10-fold: unpaired, a tie; paired, worse
+    a = [1.0, 10.0, 100.0, 3.0, 30.0]
+    b = [1.1 * v for v in a]
+    unpaired = compare(scores({"a": a, "b": b}))
+    paired = compare(scores({"a": a, "b": b}, paired=True))
+    assert list(unpaired["standing"]) == ["best", "tied"]
+    assert list(paired["standing"]) == ["best", "worse"]
+    assert (paired["wins"].iloc[1], paired["of"].iloc[1]) == (0, 5), "b beat a on 0 of 5 instances"
+    answer = verdict(paired).iloc[0]
+    assert answer["evidence"] == "a beat b on 5 of 5 instances" and answer["instances"] == 5
+
+
+def test_equal_loss_evaluations_average_the_cheap_estimates():
+    # per estimate, "costly" (32 evaluations, MSE 0.1, no bias) beats "cheap" (1 evaluation, MSE 0.5, no bias); at
+    # equal evaluations cheap averages 32 estimates: 0.5 / 32 < 0.1, so the ranking turns around
+    rows = scores({"costly": [0.1, 0.12, 0.09], "cheap": [0.5, 0.55, 0.45], "biased": [0.5, 0.55, 0.45]},
+                  cost={"costly": 32.0}, bias2={"costly": 0.0, "cheap": 0.0, "biased": 0.4}, paired=True)
+    compared = compare(rows).set_index("label")
+    assert compared.loc["cheap", "rank"] == 1 and compared.loc["costly", "rank"] == 2
+    assert compared.loc["cheap", "mean"] == pytest.approx(math.exp(np.log(np.array([0.5, 0.55, 0.45]) / 32).mean()))
+    assert compared.loc["cheap", "estimates"] == 32 and compared.loc["costly", "estimates"] == 1
+    # a bias does not average away: 0.4 + 0.1 / 32 per instance (the first)
+    assert compared.loc["biased", "per_estimate_mean"] == pytest.approx(compared.loc["cheap", "per_estimate_mean"])
+    assert compared.loc["biased", "mean"] > 0.4
+    assert compared.loc["costly", "rank_per_estimate"] == 1
+    answer = verdict(compare(rows)).iloc[0]
+    assert answer["view"] == "equal loss evaluations" and answer["best_per_estimate"] == "costly"
+
+
+def test_a_vanishing_instance_is_named_and_left_out():
+    rows = scores({"a": [1.0, 1.2, 0.9], "b": [2.0, 2.2, 1.9]}, paired=True)
+    rows.loc[rows["instance"] == 1, "vanishing"] = True
+    rows.loc[rows["instance"] == 1, "score"] = float("nan")
+    compared = compare(rows)
+    assert list(compared["n"]) == [2, 2]
+    warnings = verdict(compared).iloc[0]["warnings"]
+    assert warnings == ["exact gradient vanishes on instance 1: left out of the ranking"]
 
 
 def test_one_seed_tells_nothing_apart():
@@ -58,7 +105,7 @@ def test_a_degenerate_result_ranks_after_healthy_ones_and_is_named_when_it_would
     assert list(compared["label"]) == ["ok", "shrinker", "bad"]
     assert list(compared["standing"]) == ["best", "degenerate", "degenerate"]
     answer = verdict(compared).iloc[0]
-    assert answer["best"] == ["ok 1 [0.752, 1.25]"]
+    assert answer["best"][0].startswith("ok 0.997 [")
     assert answer["warnings"] == ["shrinker: shrinks the gradient", "1 more degenerate (shrinks the gradient)"]
     assert answer["degenerate"] == 2 and not answer["no_better_than_zero"]  # what the report's one-line verdict shows
 
