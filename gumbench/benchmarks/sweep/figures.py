@@ -198,10 +198,11 @@ def bias_variance_figures(points, palette) -> list:
     """Per task, relative bias against total variance (log) with 95% t intervals over instances in both axes and
     the Pareto front of the healthy estimators; a figure per :func:`panel_chunks` part."""
     figures = []
-    for tasks in panel_chunks(list(dict.fromkeys(points["task"])), _family):
+    by_task = dict(tuple(points.groupby("task", sort=False)))  # one pass over the rows, not one per panel
+    for tasks in panel_chunks(list(by_task), _family):
         fig, axes = _panels(len(tasks), 3.3)
         for ax, task in zip(axes, tasks):
-            _bias_variance_panel(ax, task, points[points["task"] == task], palette)
+            _bias_variance_panel(ax, task, by_task[task], palette)
         _legend_beside(fig, _family_handles(points[points["task"].isin(tasks)]))
         figures.append((tasks, fig))
     return figures
@@ -240,11 +241,12 @@ def temperature_figures(points, metric_label: str, colors, log: bool) -> list:
 
     styles = _series_styles(points)
     figures = []
-    for tasks in panel_chunks(list(dict.fromkeys(points["task"])), _family):
+    by_task = dict(tuple(points.groupby("task", sort=False)))
+    for tasks in panel_chunks(list(by_task), _family):
         fig, axes = _panels(len(tasks), 3.0)
         handles: dict = {}
         for ax, task in zip(axes, tasks):
-            rows = points[points["task"] == task]
+            rows = by_task[task]
             _title(ax, task)
             if not np.isfinite(rows["mean"].astype(float)).any():  # all infinite or missing: no scale to set
                 ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
@@ -270,17 +272,19 @@ def training_figures(bands, label: str, palette, log: bool) -> list:
     rows = bands.dropna(subset=["mean"])
     counts = rows.groupby("label")["n"].max()
     mixed = counts.nunique() > 1
+    variants = rows.drop_duplicates("label").groupby("estimator_name")["label"].apply(sorted).to_dict()
+    by_task = dict(tuple(rows.groupby("task", sort=False)))
     figures = []
-    for tasks in panel_chunks(list(dict.fromkeys(rows["task"])), _family):
+    for tasks in panel_chunks(list(by_task), _family):
         fig, axes = _panels(len(tasks), 3.0)
         handles = {}
         for ax, task in zip(axes, tasks):
-            panel = rows[rows["task"] == task]
+            panel = by_task[task]
             for name, group in panel.groupby("label"):
-                variants = sorted(rows[rows["estimator_name"] == group["estimator_name"].iloc[0]]["label"].unique())
+                family = variants[group["estimator_name"].iloc[0]]
                 text = f"{name} (n={counts[name]})" if mixed else name
                 line, = ax.plot(group["step"], group["mean"], color=palette[name], linewidth=1.1,
-                                linestyle=LINESTYLES[variants.index(name) % len(LINESTYLES)], label=text)
+                                linestyle=LINESTYLES[family.index(name) % len(LINESTYLES)], label=text)
                 ax.fill_between(group["step"], group["low"], group["high"], color=palette[name], alpha=0.15,
                                 linewidth=0)
                 handles.setdefault(text, line)
