@@ -86,13 +86,15 @@ class GradientProblem:
         return False
 
     @property
-    def choice_shape(self) -> tuple[int, int]:
-        """(groups, categories) of the discrete choice: what an estimator's loss evaluations per estimate depend on."""
-        raise NotImplementedError  # abstract
+    def choice_shape(self) -> tuple[int, int] | None:
+        """(groups, categories) of the discrete choice, what an estimator's loss evaluations per estimate can depend
+        on (IndeCateR's G x V); None where the problem does not say (then an estimator's own count is used)."""
+        return None
 
     def loss_evaluations(self, estimator) -> int:
         """Evaluations of the loss per estimate of ``estimator`` here (the equal-cost views compare at this)."""
-        return int(estimator.evaluations_per_estimate(*self.choice_shape))
+        shape = self.choice_shape
+        return int(estimator.loss_evaluations if shape is None else estimator.evaluations_per_estimate(*shape))
 
     def incompatibility(self, estimator) -> str | None:
         raise NotImplementedError  # abstract: why ``estimator`` cannot be measured here, or None
