@@ -5,10 +5,11 @@ written to be read top-down in a minute.
    best estimators with intervals across seeds, ties grouped, degenerate results named.
 2. Figures (:mod:`gumbench.benchmarks.sweep.figures`), each captioned with what "better" means, at most
    1,300 px wide so they read at 100%:
-   * per toy, total variance against relative bias, with the Pareto front marked;
-   * relative bias and total variance against the temperature, a small panel per toy;
-   * training loss and evaluation code perplexity per step, bands over seeds;
+   * per task, relative bias against total variance, with the Pareto front marked;
+   * relative bias and total variance against the temperature, per task that varies one estimator's;
+   * training loss and evaluation code perplexity per step;
    * the kernel profile, when a CSV from ``gumbench profile-kernel`` is given.
+   Every point has its 95% t interval over instances or seeds; parts of at most six panels, legends beside.
    Estimators are coloured by family (one hue each) with a shade per variant, the same in
    every figure.
 3. Every estimator's full comparison, collapsed.
@@ -20,7 +21,7 @@ import base64
 import html
 from pathlib import Path
 
-from gumbench.benchmarks.sweep.figures import draw_figures
+from gumbench.benchmarks.sweep.figures import draw_figures, set_style
 from gumbench.benchmarks.sweep.recommend import recommendations
 from gumbench.benchmarks.sweep.store import load_results
 from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, replicates_text, short_task, verdict
@@ -105,12 +106,7 @@ def build_report(
     ``results``: a run (see :func:`gumbench.benchmarks.sweep.run_sweep`), a results file or run
     folder, or a list of them. ``kernel_csv``: a kernel profile to draw (``gumbench profile-kernel``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", font_scale=0.8)
+    set_style()
     kernel = None if kernel_csv is None else (read_kernel_profile(kernel_csv), Path(kernel_csv).name)
     frame = load_results(results if isinstance(results, (list, tuple)) else [results])
     out_dir = Path(out_dir)

@@ -132,7 +132,8 @@ def test_report_as_seen_in_headless_chromium_at_1400_by_900(which, report, tmp_p
     probe = json.loads(html.unescape(found.group(1)))
     assert probe["viewport"][0] == 1400  # (headless Chromium takes its window frame off the 900 px height)
     assert probe["verdictBottom"] <= 900, "the verdict table lies within the first 900 px"
-    assert probe["figures"] == len(FIGURES) and probe["decoded"] == probe["figures"], "every figure decodes"
+    figures = len(FIGURES) if which == "small run" else html_path.read_text().count("<figure id=")  # parts, split
+    assert probe["figures"] == figures and probe["decoded"] == probe["figures"], "every figure decodes"
     assert probe["widest"] <= 1400 and probe["widestNatural"] <= 1400, "no figure wider than the window (read at 100%)"
     assert probe["scrollWidth"] <= 1400, "nothing scrolls sideways"
 
@@ -166,3 +167,22 @@ def test_kernel_profile_is_drawn_when_given(run, tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(GumbenchError, match="not a kernel profile"):
         build_report(run, tmp_path / "out2", kernel_csv=bad)
+
+
+def test_no_two_texts_overlap_in_the_small_runs_figures(run):
+    """The overlap check of tests/benchmarks/sweep/test_figures.py on a run of two toys and one training task (one
+    part per figure, fewer panels than a row holds)."""
+    import matplotlib.pyplot as plt
+
+    from gumbench.benchmarks.sweep.figures import figure_objects, set_style
+    from gumbench.benchmarks.sweep.store import load_results
+    from tests.benchmarks.sweep.test_figures import overlapping_texts
+
+    set_style()
+    frame = load_results([run])
+    figures = figure_objects(frame[frame["kind"] == "gradstats"], frame[frame["kind"] == "training"],
+                             compare(outcomes(frame)))
+    assert [name for name, _, _ in figures] == list(FIGURES)
+    for name, _, fig in figures:
+        assert overlapping_texts(fig) == [], name
+        plt.close(fig)
