@@ -1,5 +1,5 @@
 """Reports: drawn from stored results only, the verdict first, degenerate results never ranked
-above healthy ones, and the HTML read as a person sees it, in headless Chromium at 1400 x 900."""
+above healthy ones, and the HTML read as a person sees it, in headless Chromium at 1280 x 800."""
 
 import html
 import json
@@ -84,8 +84,18 @@ def test_report_rejects_what_is_not_results(tmp_path):
 
 PROBE = """<script>window.addEventListener('load', () => {
   const images = [...document.images], verdict = document.getElementById('verdict').getBoundingClientRect();
+  const recommend = document.getElementById('recommend');
+  const lineHeight = el => parseFloat(getComputedStyle(el).lineHeight);
+  // rendered text lines of the recommendations: per row, its tallest cell over that cell's line height
+  const lines = recommend ? [...recommend.rows].slice(1).map(row => Math.max(...[...row.cells].map(
+    c => Math.round((c.clientHeight - parseFloat(getComputedStyle(c).paddingTop)
+                     - parseFloat(getComputedStyle(c).paddingBottom)) / lineHeight(c))))) : [];
+  const cells = [...document.querySelectorAll('#verdict td, #recommend td')];
   document.body.dataset.probe = JSON.stringify({
     viewport: [innerWidth, innerHeight], verdictTop: verdict.top + scrollY, verdictBottom: verdict.bottom + scrollY,
+    recommendBottom: recommend ? recommend.getBoundingClientRect().bottom + scrollY : null,
+    recommendLines: lines.reduce((a, b) => a + b, 0),
+    hidden: cells.filter(c => c.scrollWidth > c.clientWidth + 1 || c.hasAttribute('title')).length,
     figures: images.length, decoded: images.filter(i => i.complete && i.naturalWidth > 0).length,
     widest: Math.max(...images.map(i => i.getBoundingClientRect().width)),
     widestNatural: Math.max(...images.map(i => i.naturalWidth)),
@@ -101,7 +111,7 @@ def reference_run() -> Path:
 
 
 @pytest.mark.parametrize("which", ["small run", "reference run"])
-def test_report_as_seen_in_headless_chromium_at_1400_by_900(which, report, tmp_path):
+def test_report_as_seen_in_headless_chromium_at_1280_by_800(which, report, tmp_path):
     chromium = require_program("chromium", "chromium")
     html_path = report[1] if which == "small run" else build_report(reference_run(), tmp_path / "report")[0]
     page = tmp_path / "probe.html"  # the report plus a script that measures it; the report itself carries no test code
@@ -118,7 +128,7 @@ def test_report_as_seen_in_headless_chromium_at_1400_by_900(which, report, tmp_p
             "--disable-sync",
             "--no-first-run",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1400,900",
+            "--window-size=1280,800",
             "--virtual-time-budget=10000",
             "--dump-dom",
             page.as_uri(),
@@ -130,12 +140,15 @@ def test_report_as_seen_in_headless_chromium_at_1400_by_900(which, report, tmp_p
     found = re.search(r'data-probe="([^"]*)"', out.stdout)
     assert found, out.stderr[-2000:]
     probe = json.loads(html.unescape(found.group(1)))
-    assert probe["viewport"][0] == 1400  # (headless Chromium takes its window frame off the 900 px height)
-    assert probe["verdictBottom"] <= 900, "the verdict table lies within the first 900 px"
+    assert probe["viewport"][0] == 1280  # (headless Chromium takes its window frame off the 800 px height)
+    assert probe["recommendBottom"] is not None and probe["recommendBottom"] <= 800, "recommendations on screen one"
+    assert probe["recommendLines"] <= 12, "the recommendations read in at most 12 lines"
+    assert probe["verdictTop"] < probe["verdictBottom"], "the per-question table follows"
+    assert probe["hidden"] == 0, "every name in the tables is visible without hovering"
     figures = len(FIGURES) if which == "small run" else html_path.read_text().count("<figure id=")  # parts, split
     assert probe["figures"] == figures and probe["decoded"] == probe["figures"], "every figure decodes"
-    assert probe["widest"] <= 1400 and probe["widestNatural"] <= 1400, "no figure wider than the window (read at 100%)"
-    assert probe["scrollWidth"] <= 1400, "nothing scrolls sideways"
+    assert probe["widest"] <= 1280, "no figure wider than the window"
+    assert probe["scrollWidth"] <= 1280, "nothing scrolls sideways"
 
 
 def test_kernel_profile_is_drawn_when_given(run, tmp_path):
