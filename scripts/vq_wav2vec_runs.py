@@ -6,7 +6,9 @@ instance), ``-j`` runs at a time in separate processes of one torch thread each,
 
 The CSV holds the rows of :func:`gumbench.benchmarks.training.train` (estimator, then seed order); beside it,
 ``<name>.timings.json`` records the command, the code version, the command's wall time and, per run, its
-wall time and the 1-minute load average read when it ended (neither can be recovered from the CSV).
+wall time and the 1-minute load average read when it ended (neither can be recovered from the CSV). Runs go
+seed by seed, the estimators alternating, and each finished run is kept in ``<name>.parts/`` (its rows and
+timing) until all are done: a rerun of the same command skips the runs kept there, then assembles.
 """
 
 from __future__ import annotations
@@ -23,8 +25,13 @@ import typer
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 
 
-def _run(task: str, estimator: str, seed: int, steps: int, eval_every: int, threads: int):
-    """One training run in this process: (rows, wall seconds, 1-minute load average at its end)."""
+def _part(parts: Path, index: int) -> tuple[Path, Path]:
+    return parts / f"run-{index:03d}.csv", parts / f"run-{index:03d}.json"
+
+
+def _run(task: str, estimator: str, seed: int, steps: int, eval_every: int, threads: int, part: tuple[Path, Path]):
+    """One training run in this process, kept as ``part`` (its rows; its wall seconds and the 1-minute load
+    average at its end)."""
     import torch
 
     from gumbench.benchmarks.training import train
@@ -32,7 +39,10 @@ def _run(task: str, estimator: str, seed: int, steps: int, eval_every: int, thre
     torch.set_num_threads(threads)
     start = time.perf_counter()
     frame = train(task, estimator, steps=steps, seed=seed, eval_every=eval_every)
-    return frame, time.perf_counter() - start, os.getloadavg()[0]
+    frame.to_csv(part[0], index=False)
+    timing = {"estimator": str(frame["label"].iloc[0]), "spec": str(frame["estimator"].iloc[0]), "seed": seed,
+              "wall_seconds": time.perf_counter() - start, "load_average_1min": os.getloadavg()[0]}
+    part[1].write_text(json.dumps(timing) + "\n")
 
 
 @app.command()
@@ -56,20 +66,28 @@ def main(
     from gumbench.provenance import code_hash, git_commit
 
     began, start = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
-    units = [(e, s) for e in estimator for s in range(seeds)]
+    units = [(e, s) for s in range(seeds) for e in estimator]  # seed by seed: both variants advance together
+    parts = output.with_suffix(".parts")
+    parts.mkdir(exist_ok=True)
+    todo = [(i, e, s) for i, (e, s) in enumerate(units) if not _part(parts, i)[1].exists()]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run, task, e, s, steps, eval_every, threads) for e, s in units]
-        results = [future.result() for future in futures]
-    frame = pd.concat([r[0] for r in results], ignore_index=True)
+        futures = [pool.submit(_run, task, e, s, steps, eval_every, threads, _part(parts, i)) for i, e, s in todo]
+        for future in futures:
+            future.result()
+    order = sorted(range(len(units)), key=lambda i: (estimator.index(units[i][0]), units[i][1]))
+    frame = pd.concat([pd.read_csv(_part(parts, i)[0]) for i in order], ignore_index=True)
     frame.to_csv(output, index=False)
-    runs = [{"estimator": str(r[0]["label"].iloc[0]), "spec": str(r[0]["estimator"].iloc[0]), "seed": s,
-             "wall_seconds": r[1], "load_average_1min": r[2]} for (_, s), r in zip(units, results)]
+    runs = [json.loads(_part(parts, i)[1].read_text()) for i in order]
     report = {"command": ["python", "scripts/vq_wav2vec_runs.py", *sys.argv[1:]], "task": "vq-wav2vec",
               "gumbench": gumbench.__version__, "commit": git_commit(), "code": code_hash(), "started": began,
               "wall_seconds": time.perf_counter() - start, "jobs": jobs, "torch_threads": threads,
               "load_average_end": list(os.getloadavg()), "runs": runs}
     timings = output.with_suffix(".timings.json")
     timings.write_text(json.dumps(report, indent=1) + "\n")
+    for i in order:
+        for path in _part(parts, i):
+            path.unlink()
+    parts.rmdir()
     typer.echo(f"wrote {output} and {timings}")
 
 

@@ -298,10 +298,10 @@ def train(
 
     task = make_training_task(task)
     configured = make_estimator(estimator)
-    task, steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
+    budgeted, steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
     optimizer_class = OPTIMIZERS[check_optimizer("train", optimizer)]
-    task.check_estimator(configured)
-    task = task.sized_for(configured)
+    task.check_estimator(configured)  # refusals name the task as given
+    task = budgeted.sized_for(configured)
     device = torch.device(device)
     model = _built_model(task, configured, seed, device)
     optimizer = optimizer_class([p for p in model.parameters() if p.requires_grad], lr=lr)

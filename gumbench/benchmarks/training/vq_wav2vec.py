@@ -14,9 +14,10 @@ The model (fairseq's ``Wav2VecModel`` with ``vq_type`` gumbel or kmeans, scaled 
                              as fairseq's weight_proj) and selects codebook rows, initialized U(0, 1) as
                              fairseq's vars; the k-means variant (``vq-commitment``, beta = 0.25 = fairseq's
                              vq_gamma) projects z as fairseq's KmeansVectorQuantizer (``kmeans_projection=
-                             groupnorm``: a grouped 1 x 1 convolution without bias, then GroupNorm(G, C); the
-                             codebook 0.01 N(0, 1)) and takes the nearest row; ``kmeans_projection=linear`` is
-                             one linear layer and a codebook N(0, 1/d)
+                             groupnorm``: a grouped 1 x 1 convolution without bias, then GroupNorm(G, C)) and
+                             takes the nearest row of a codebook N(0, s^2), s = ``kmeans_codebook_std`` = 1, the
+                             GroupNorm's scale (fairseq's 0.01 fell to one code per group in our trial runs);
+                             ``kmeans_projection=linear`` is one linear layer and a codebook N(0, 1/d)
     c = g(z^)                the context network on the **quantized** sequence: causal convolutions
                              with kernels 2, 3, ..., (``context_layers`` + 1) (fairseq's 2..13 for 12
                              layers), each replication-padded on the left, GroupNorm(1, C), GELU, and a
@@ -62,8 +63,8 @@ no dropout, a batch of 8 crops of 1 s (fairseq: up to 300k samples per GPU), tho
 
 Quantizer depth: the default is fairseq's vq_depth default, 1. The vq-wav2vec recipe's
 ``--vq-depth 2`` is selectable (``quantizer_depth=2``), but at this scale the Gumbel variant
-collapsed with it in our runs (noiseless codes to a couple of entries, the contrastive loss at the
-constant-score level), with either init of the last layer; at depth 1 it learns.
+collapsed with it in our runs with the earlier settings (offset 1, constant learning rate) (noiseless codes to a couple of entries, the contrastive loss at the
+constant-score level), with either init of the last layer.
 
 Rows of the bottleneck are frames (batch, T). The per-row loss of frame i is the sum of the
 L(i, k) terms whose context position is i, scaled so that the rows' mean is the contrastive term;

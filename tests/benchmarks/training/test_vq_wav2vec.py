@@ -142,14 +142,40 @@ def test_gumbel_inits_follow_fairseq(depth):
             _default_linear_init(layer)
 
 
-def test_kmeans_codebook_and_projection_keep_the_bottlenecks_init():
-    """The k-means variant keeps DiscreteBottleneck's codebook N(0, 1/d) (not the Gumbel variant's U(0, 1))
+def test_kmeans_linear_projection_keeps_the_bottlenecks_init():
+    """``kmeans_projection=linear``: DiscreteBottleneck's codebook N(0, 1/d) (not the Gumbel variant's U(0, 1))
     and nn.Linear's init for its projection."""
-    model = model_of(task_of(SMALL), "vq-commitment")
+    model = model_of(task_of(SMALL.replace("]", ",kmeans_projection=linear]")), "vq-commitment")
     codebook = model.bottleneck.codebook.detach()
     assert codebook.shape == (2, 16, 8)
     assert 0.8 < float(codebook.std()) * 8 ** 0.5 < 1.2 and abs(float(codebook.mean())) < 0.1
     _default_linear_init(model.bottleneck.project)
+
+
+@pytest.mark.parametrize("std", [1.0, 0.01])
+def test_kmeans_groupnorm_projection_is_fairseqs(std):
+    """The default k-means projection, fairseq's: a grouped 1 x 1 convolution without bias (block diagonal: a
+    group's output reads only its own channels), then GroupNorm(G, C) over a group's channels and frames; the
+    codebook N(0, std^2) (default 1, the GroupNorm's scale; fairseq's 0.01 selectable)."""
+    from gumbench.benchmarks.training.vq_wav2vec import GroupNormProjection
+
+    spec = SMALL if std == 1.0 else SMALL.replace("]", f",kmeans_codebook_std={std}]")
+    model = model_of(task_of(spec), "vq-commitment")
+    project = model.bottleneck.project
+    assert isinstance(project, GroupNormProjection) and project.conv.bias is None and project.conv.groups == 2
+    codebook = model.bottleneck.codebook.detach()
+    assert 0.85 < float(codebook.std()) / std < 1.15
+    x = torch.randn(3, 23, 16, generator=gen(8))
+    y = project(x)
+    assert y.shape == x.shape
+    for g in range(2):
+        part = y[..., 8 * g : 8 * (g + 1)]
+        torch.testing.assert_close(part.mean((-2, -1)), torch.zeros(3), atol=1e-5, rtol=0)
+        torch.testing.assert_close(part.var((-2, -1), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+    moved = x.clone()
+    moved[..., 8:] += torch.randn(3, 23, 8, generator=gen(9))
+    assert torch.equal(project(moved)[..., :8], y[..., :8])  # group 0 does not read group 1's channels
+    assert project(torch.zeros(1, 16)).shape == (1, 16)  # the preflight's row of zeros
 
 
 @pytest.mark.parametrize("estimator", ["st-gumbel", "vq-commitment"])
