@@ -234,6 +234,7 @@ def vq_wav2vec_training(root: Path) -> str:
     """The committed vq-wav2vec runs: per variant, over its seeds, the last evaluation's accuracy against chance,
     the noiseless codes in use and whether it learns (:func:`gumbench.benchmarks.training.learning.learning_check`)."""
     from gumbench.benchmarks.training.learning import GRADIENT_PATH_ONLY, learning_check
+    from gumbench.benchmarks.training.speech import EVAL_CROPS
 
     frame = results(root, "speech/training-vq-wav2vec.csv")
     timings = results(root, "speech/training-vq-wav2vec.timings.json")
@@ -255,8 +256,10 @@ def vq_wav2vec_training(root: Path) -> str:
         f"frames ahead, the {task['lr_schedule']} learning rate (peak {format_number(frame['lr'].max())}, "
         f"{task['warmup']} warm-up steps), the {task['tau_schedule']} temperature schedule, the k-means projection "
         f"`{task['kmeans_projection']}`. One run took {format_number(min(walls))}-{format_number(max(walls))} s at "
-        f"one thread ({timings['jobs']} at a time on a shared machine; `{' '.join(timings['command'])}`, recorded in "
-        f"its .timings.json). Per variant, over the runs, at the last evaluation (8 held-out crops, noiseless "
+        f"{timings['torch_threads']} torch thread ({timings['jobs']} at a time on a shared machine; "
+        f"`{' '.join(timings['command'])}`, recorded in "
+        f"its .timings.json). Per variant, over the runs, at the last evaluation ({EVAL_CROPS} held-out crops, "
+        f"noiseless "
         f"codes): the eval accuracy with its 95% t interval over the {len(seeds)} runs, the runs above chance, "
         f"the code perplexity summed over the groups (mean over runs, of at most {codes}), the codes used and "
         f"the share of distractors identical to their positive:"
@@ -270,6 +273,8 @@ def vq_wav2vec_training(root: Path) -> str:
         f"the positive from its distractors rank it first once in N + 1 (a tie counts as a miss). A variant "
         f"learns when its interval lies above chance and no run collapsed (a group's code perplexity <= 2, or at "
         f"least half of the distractors identical to their positive): {learned} at this budget. {reasons} "
-        f"A variant that does not learn is left out of every ranking; its rows still show the gradient paths."
+        f"A variant that does not learn is left out of every ranking (`learns` False in "
+        f"`gumbench.benchmarks.training.learning.learning_check`, with its `reason`); its rows still show the "
+        f"gradient paths."
     )
     return f"{caption}\n\n{table(header, rows)}\n\n{note}"

@@ -309,8 +309,7 @@ def train(
     groups = task.parameter_groups(model)
     tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
     stage_columns = _StageColumns(model.bottleneck, dead_window)
-    eval_batch = task.eval_batch()
-    previous_eval = None
+    eval_batch, previous_eval = task.eval_batch(), None
     rows = []
     callback = callback or (lambda step, model: None)
     callback(0, model)

@@ -63,8 +63,9 @@ no dropout, a batch of 8 crops of 1 s (fairseq: up to 300k samples per GPU), tho
 
 Quantizer depth: the default is fairseq's vq_depth default, 1. The vq-wav2vec recipe's
 ``--vq-depth 2`` is selectable (``quantizer_depth=2``), but at this scale the Gumbel variant
-collapsed with it in our runs with the earlier settings (offset 1, constant learning rate) (noiseless codes to a couple of entries, the contrastive loss at the
-constant-score level), with either init of the last layer.
+collapsed with it in our runs with the earlier settings (offset 1, constant learning rate): noiseless
+codes to a couple of entries, the contrastive loss at the constant-score level, with either init of
+the last layer.
 
 Rows of the bottleneck are frames (batch, T). The per-row loss of frame i is the sum of the
 L(i, k) terms whose context position is i, scaled so that the rows' mean is the contrastive term;
@@ -290,7 +291,7 @@ class VqWav2Vec(RawSpeechTask):
         ("channels", "channels", "steps_ahead"): MAX_ELEMENTS,  # h_k
         ("channels", "groups", "codes"): MAX_ELEMENTS,  # the layer that makes the logits; the codebook
     }
-    default_steps = 300
+    default_steps = 400  # the committed runs (results/speech/training-vq-wav2vec.csv)
     default_lr = 1e-3
     code_dim_key, code_dim_per_group = "channels", False  # the quantized frames are channels = groups x code dimension
 
