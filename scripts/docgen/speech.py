@@ -267,13 +267,15 @@ def vq_wav2vec_training(root: Path) -> str:
     header = ["estimator", "eval accuracy [95% CI]", "runs above chance", "code perplexity", "codes used",
               "identical distractors", "verdict"]
     reasons = " ".join(f"`{r.label}` is a {r.reason}." for r in check.itertuples() if not r.learns)
-    learned = ", ".join(f"`{r.label}`" for r in check.itertuples() if r.learns) or "no variant"
+    learned = ", ".join(f"`{r.label}`" for r in check.itertuples() if r.learns) or "none"
     note = prose(
         f"Chance is 1 / (1 + N) = {chance:.4f} for N = {task['negatives']} distractors: scores that cannot tell "
         f"the positive from its distractors rank it first once in N + 1 (a tie counts as a miss). A variant "
         f"learns when its interval lies above chance and no run collapsed (a group's code perplexity <= 2, or at "
-        f"least half of the distractors identical to their positive): {learned} at this budget. {reasons} "
-        f"A variant that does not learn is left out of every ranking (`learns` False in "
+        f"least half of the distractors identical to their positive); learned at this budget: {learned}. "
+        f"{reasons} The k-means variant's identical share understates its ties: its quantized value is "
+        f"z + sg(e - z), which equals the code row e only up to rounding, so its code perplexity is the measure "
+        f"of its collapse. A variant that does not learn is left out of every ranking (`learns` False in "
         f"`gumbench.benchmarks.training.learning.learning_check`, with its `reason`); its rows still show the "
         f"gradient paths."
     )

@@ -42,14 +42,16 @@ def learning_check(frame, negatives: int, codes: int, confidence: float = CONFID
     rows = []
     for label, last in _last_evaluations(frame).groupby("label", sort=False):
         accuracy = mean_interval(last["eval_accuracy"].to_numpy(dtype=float), confidence)
-        collapsed = int((last["eval_collapse"].astype(bool) | (last["eval_identical_distractors"] >= IDENTICAL_LIMIT))
-                        .sum())
+        few_codes, ties = last["eval_collapse"].astype(bool), last["eval_identical_distractors"] >= IDENTICAL_LIMIT
+        collapsed = int((few_codes | ties).sum())
         reasons = []
         if not accuracy.low > chance:
             reasons.append(f"the {confidence:.0%} interval of its eval accuracy [{accuracy.low:.3f}, "
                            f"{accuracy.high:.3f}] is not above chance {chance:.3f}")
         if collapsed:
-            reasons.append(f"{collapsed} of {len(last)} runs collapsed")
+            reasons.append(f"{collapsed} of {len(last)} runs collapsed ({int(few_codes.sum())} to a code perplexity "
+                           f"<= 2 in some group, {int(ties.sum())} with at least half of the distractors identical "
+                           f"to their positive)")
         rows.append({
             "label": label, "runs": len(last), "steps": int(last["step"].max()), "eval_accuracy": accuracy.value,
             "eval_accuracy_low": accuracy.low, "eval_accuracy_high": accuracy.high, "chance": chance,

@@ -43,5 +43,6 @@ def test_interval_over_runs_decides_and_collapse_vetoes():
     assert noisy.eval_accuracy > 1 / 11 and noisy.eval_accuracy_low < 1 / 11
     assert not noisy.learns and noisy.reason.startswith(GRADIENT_PATH_ONLY) and "not above chance" in noisy.reason
     assert noisy.above_chance_runs == 2
-    for label in ("collapsed", "ties"):
-        assert not check.loc[label].learns and "5 of 5 runs collapsed" in check.loc[label].reason
+    for label, causes in (("collapsed", "(5 to a code perplexity <= 2 in some group, 0 with"),
+                          ("ties", "(0 to a code perplexity <= 2 in some group, 5 with at least half")):
+        assert not check.loc[label].learns and f"5 of 5 runs collapsed {causes}" in check.loc[label].reason
