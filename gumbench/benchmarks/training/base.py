@@ -160,6 +160,9 @@ class TrainingTask(Plugin):
 
     default_steps: ClassVar[int] = 200
     default_lr: ClassVar[float] = 2e-3
+    # estimator labels whose runs on this task are gradient-path demonstrations only, with the reason: a ranking
+    # (verdict, report) leaves those (task, estimator) rows out and prints the reason
+    unranked: ClassVar[dict[str, str]] = {}
     has_quantizer_problem: ClassVar[bool] = False
     codes_key: ClassVar[str] = "codes"
     code_dim_key: ClassVar[str] = "code_dim"

@@ -276,3 +276,21 @@ def test_schedules_span_the_run_and_reach_the_optimizer():
     old = task_of(SMALL.replace("]", ",lr_schedule=constant,tau_schedule=exponential]"))
     assert old.lr_factor(3) is None and old.temperature(10) == pytest.approx(2 * 0.999995**10)
     assert "lr" not in train(old, "vq-commitment", steps=2, seed=0, eval_every=2)
+
+
+def test_the_unranked_marker_is_what_the_committed_runs_give():
+    """``VqWav2Vec.unranked`` names exactly the variants that learning_check finds not learning in the committed
+    5-seed runs, so a ranking that reads the marker leaves out what the results say it should."""
+    import pathlib
+
+    import pandas as pd
+
+    from gumbench.benchmarks.training.learning import GRADIENT_PATH_ONLY, learning_check
+
+    root = pathlib.Path(__file__).resolve().parents[3]
+    frame = pd.read_csv(root / "results" / "speech" / "training-vq-wav2vec.csv")
+    check = learning_check(frame, negatives=10, codes=640)
+    assert set(check.runs) == {5}
+    unranked = registry.get("vq-wav2vec").unranked
+    assert set(unranked) == set(check.label[~check.learns])
+    assert all(reason.startswith(GRADIENT_PATH_ONLY) for reason in unranked.values())
