@@ -160,6 +160,9 @@ class TrainingTask(Plugin):
 
     default_steps: ClassVar[int] = 200
     default_lr: ClassVar[float] = 2e-3
+    # estimator labels whose runs on this task are gradient-path demonstrations only, with the reason: a ranking
+    # (verdict, report) leaves those (task, estimator) rows out and prints the reason
+    unranked: ClassVar[dict[str, str]] = {}
     has_quantizer_problem: ClassVar[bool] = False
     codes_key: ClassVar[str] = "codes"
     code_dim_key: ClassVar[str] = "code_dim"
@@ -238,6 +241,15 @@ class TrainingTask(Plugin):
         """Temperature at ``step`` for estimators that have one; None keeps theirs."""
         return None
 
+    def lr_factor(self, step: int) -> float | None:
+        """The learning rate of ``step`` as a multiple of the run's; None: the run's, unscheduled (no ``lr`` column)."""
+        return None
+
+    def for_budget(self, steps: int) -> "TrainingTask":
+        """This task for a run of ``steps`` steps (a task whose schedules span the run returns a copy that names
+        their length); this one unchanged by default."""
+        return self
+
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         """Named groups whose gradient norms are recorded."""
         return {
@@ -289,10 +301,10 @@ def train(
 
     task = make_training_task(task)
     configured = make_estimator(estimator)
-    steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
+    budgeted, steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
     optimizer_class = OPTIMIZERS[check_optimizer("train", optimizer)]
-    task.check_estimator(configured)
-    task = task.sized_for(configured)
+    task.check_estimator(configured)  # refusals name the task as given
+    task = budgeted.sized_for(configured)
     device = torch.device(device)
     model = _built_model(task, configured, seed, device)
     optimizer = optimizer_class([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -300,13 +312,13 @@ def train(
     groups = task.parameter_groups(model)
     tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
     stage_columns = _StageColumns(model.bottleneck, dead_window)
-    eval_batch = task.eval_batch()
-    previous_eval = None
+    eval_batch, previous_eval = task.eval_batch(), None
     rows = []
     callback = callback or (lambda step, model: None)
     callback(0, model)
     for step in range(1, steps + 1):
         est = _with_scheduled_temperature(task, model.bottleneck, step)
+        scheduled = _scheduled_lr(task, optimizer, lr, step)
         out, norms, seconds = _optimizer_step(task, model, optimizer, generator, groups, est, step)
         indices, logits = out.bottleneck.indices, out.bottleneck.logits
         tracker.update(indices)
@@ -314,7 +326,7 @@ def train(
         row = {"task": task.spec, "estimator": configured.spec, "label": configured.label, "seed": seed, "step": step,
                "loss": float(out.total.detach()), **{f"loss_{k}": v for k, v in out.terms.items()},
                **usage.as_row(), "sampled_code_perplexity": sampled, "dead_codes": float(tracker.dead_codes().sum()),
-               "tau": est.temperature, **norms,
+               "tau": est.temperature, **scheduled, **norms,
                "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
         row.update(_implicit_columns(est, indices, model.bottleneck),
                    **stage_columns(est, out.bottleneck.stage_indices))
@@ -404,9 +416,11 @@ def check_optimizer(owner: str, name) -> str:
     return name
 
 
-def _checked_settings(task, estimator, steps, lr, eval_every, seed, dead_window, device) -> tuple[int, float]:
-    """(steps, learning rate) with the task's defaults, every setting checked; the temperature schedule at both ends."""
+def _checked_settings(task, estimator, steps, lr, eval_every, seed, dead_window, device):
+    """(task for the run's budget, steps, learning rate) with the task's defaults, every setting checked; the
+    temperature schedule at both ends."""
     steps = check_integer("train", "steps", task.default_steps if steps is None else steps, STEPS)
+    task = task.for_budget(steps)
     lr = check_number("train", "lr", task.default_lr if lr is None else lr, LEARNING_RATE)
     check_integer("train", "eval_every", eval_every, STEPS)
     check_integer("train", "seed", seed, SEED)
@@ -423,7 +437,17 @@ def _checked_settings(task, estimator, steps, lr, eval_every, seed, dead_window,
         scheduled = [tau for tau in map(task.temperature, range(1, steps + 1)) if tau is not None]
         for tau in {min(scheduled), max(scheduled)} if scheduled else ():  # ranges are intervals: the extremes decide
             estimator.with_params(tau=tau)
-    return steps, lr
+    return task, steps, lr
+
+
+def _scheduled_lr(task, optimizer, lr: float, step: int) -> dict[str, float]:
+    """Set the learning rate of ``step`` where the task schedules one; its ``lr`` column (none otherwise)."""
+    factor = task.lr_factor(step)
+    if factor is None:
+        return {}
+    for group in optimizer.param_groups:
+        group["lr"] = lr * factor
+    return {"lr": lr * factor}
 
 
 def _with_scheduled_temperature(task, bottleneck: DiscreteBottleneck, step: int):

@@ -13,19 +13,24 @@ The model (fairseq's ``Wav2VecModel`` with ``vq_type`` gumbel or kmeans, scaled 
                              Linear + GELU of width 2C, then C' -> G V, all with nn.Linear's default init,
                              as fairseq's weight_proj) and selects codebook rows, initialized U(0, 1) as
                              fairseq's vars; the k-means variant (``vq-commitment``, beta = 0.25 = fairseq's
-                             vq_gamma) projects z linearly and takes the nearest row of a codebook
-                             initialized N(0, 1/d)
+                             vq_gamma) projects z as fairseq's KmeansVectorQuantizer (``kmeans_projection=
+                             groupnorm``: a grouped 1 x 1 convolution without bias, then GroupNorm(G, C)) and
+                             takes the nearest row of a codebook N(0, s^2), s = ``kmeans_codebook_std`` = 1, the
+                             GroupNorm's scale (fairseq's 0.01 fell to one code per group in our trial runs);
+                             ``kmeans_projection=linear`` is one linear layer and a codebook N(0, 1/d)
     c = g(z^)                the context network on the **quantized** sequence: causal convolutions
                              with kernels 2, 3, ..., (``context_layers`` + 1) (fairseq's 2..13 for 12
                              layers), each replication-padded on the left, GroupNorm(1, C), GELU, and a
                              skip connection (x + layer(x)) sqrt(1/2); the convolutions are causal, the
                              GroupNorm's statistics (as fairseq's) span the channels and every frame
-    h_k(c_i)                 one affine map per step k = 1..K (fairseq's ConvTranspose2d over the steps)
+    h_k(c_i)                 one affine map per step k = o .. o + K - 1 (fairseq's ConvTranspose2d over the
+                             steps), from the offset o (``offset``, default fairseq's ``auto``: the encoder's
+                             receptive field over its hop, ceil(465 / 160) = 3 frames)
 
 Loss: wav2vec's contrastive prediction of the future (Schneider et al. 2019, eq. 1) on the
 quantized targets (vq-wav2vec, eq. 1 with z^ in place of z):
 
-    L = sum_{k=1..K} L_k,   L_k = - sum_i [ log sigma(z^_{i+k} . h_k(c_i))
+    L = sum_{k=o..o+K-1} L_k,   L_k = - sum_i [ log sigma(z^_{i+k} . h_k(c_i))
                                             + sum_{n=1..N} log sigma(-z^_{j_n} . h_k(c_i)) ]
 
 with N = ``negatives`` distractors z^_{j_n} per target frame i + k, drawn uniformly with
@@ -35,20 +40,32 @@ distractors for every k). The reported ``contrastive`` term is L divided by the 
 adds the estimator's own losses: none for ``st-gumbel`` (vq-wav2vec's Gumbel quantizer has no
 diversity loss: fairseq's recipe sets no loss weight for its prob_perplexity extra loss), the
 codebook loss ||sg(z) - z^||^2 and the commitment 0.25 ||z - sg(z^)||^2 for ``vq-commitment``
-(vq-wav2vec eq. 2, the k-means variant). Temperature at step s: max(tau_max tau_decay^s,
-tau_min), fairseq's (2, 0.5, 0.999995).
+(vq-wav2vec eq. 2, the k-means variant), at weight 1 (fairseq's recipe: ``--loss-weights [1]``; fairseq's
+Wav2VecModel scales no gradient of the quantizer: the straight-through pass hands dL/dz^ to z unchanged).
+
+The recipe's schedules (fairseq's vq-wav2vec recipe and paper), over U updates (``updates``; 0, the default:
+the run's steps, which the rows' task spec then names; fairseq: 400k):
+  learning rate   fairseq's cosine schedule with linear warm-up, at update u = s - 1: lr (w0 + (1 - w0) u / W)
+                  for u < W, then lr (f + (1 - f) (1 + cos(pi (u - W) / (U - W))) / 2). fairseq: W = 1,000
+                  warm-up updates from 1e-7 to the peak 1e-5 (w0 = 0.01), down to 1e-9 (f = 1e-4); here the
+                  same ratios, W = ``warmup`` = 100 and the peak ``--lr`` 1e-3 (Adam, batch 8 crops of 1 s:
+                  fairseq's peak is for 16 GPUs of 300k samples each). ``lr_schedule=constant`` keeps the peak.
+  temperature     the paper's: linear from tau_max = 2 to tau_min = 0.5 over the first ``tau_anneal`` = 70% of
+                  the updates, then 0.5 (``tau_schedule=linear``); fairseq's code decays it exponentially,
+                  max(2 x 0.999995^s, 0.5), which reaches 0.5 after 277k of its 400k updates (69%) and would
+                  barely move in a run of a few thousand steps (``tau_schedule=exponential``, ``tau_decay``).
+  offset          the first step predicted, fairseq's ``auto`` = 3 (``offset=1`` predicts the next frame,
+                  whose waveform overlaps the context's last frame by two thirds).
 
 Differences from fairseq, for speed or clarity: C = 64 channels (fairseq 512), 6 context layers
-(12), K = 12 steps predicted as k = 1..K (fairseq's ``offset=auto`` starts at k = 3, the encoder's
-receptive field in frames), one codebook per group (fairseq's vq-wav2vec recipe shares one
-across groups, ``combine_groups``), no dropout, the k-means projection one linear layer (fairseq: a
-grouped 1 x 1 convolution without bias, then GroupNorm(G, C)) and its codebook N(0, 1/d) (fairseq:
-0.01 N(0, 1), whose codes collapsed behind this linear projection in our runs).
+(12), one codebook per group (fairseq's vq-wav2vec recipe shares one across groups, ``combine_groups``),
+no dropout, a batch of 8 crops of 1 s (fairseq: up to 300k samples per GPU), thousands of updates (400k).
 
 Quantizer depth: the default is fairseq's vq_depth default, 1. The vq-wav2vec recipe's
 ``--vq-depth 2`` is selectable (``quantizer_depth=2``), but at this scale the Gumbel variant
-collapsed with it in our runs (noiseless codes to a couple of entries, the contrastive loss at the
-constant-score level), with either init of the last layer; at depth 1 it learns.
+collapsed with it in our runs with the earlier settings (offset 1, constant learning rate): noiseless
+codes to a couple of entries, the contrastive loss at the constant-score level, with either init of
+the last layer.
 
 Rows of the bottleneck are frames (batch, T). The per-row loss of frame i is the sum of the
 L(i, k) terms whose context position is i, scaled so that the rows' mean is the contrastive term;
@@ -75,6 +92,33 @@ from gumbench.plugin import HALF_OPEN_UNIT, MAX_ELEMENTS, POSITIVE, Range
 
 # wav2vec's feature extractor (fairseq's conv_feature_layers default): (kernel, stride)
 ENCODER_LAYERS = ((10, 5), (8, 4), (4, 2), (4, 2), (4, 2), (1, 1), (1, 1), (1, 1))
+
+
+def auto_offset(layers=ENCODER_LAYERS) -> int:
+    """fairseq's ``offset=auto``: the encoder's receptive field over its hop, rounded up (465 / 160 -> 3 frames):
+    the first step predicted, so that no target frame's samples overlap the frame that predicts it."""
+    receptive = hop = 0
+    for kernel, stride in layers:
+        receptive = kernel if receptive == 0 else receptive + (kernel - 1) * hop
+        hop = stride if hop == 0 else hop * stride
+    return math.ceil(receptive / hop)
+
+
+def cosine_lr_factor(step: int, updates: int, warmup: int, warmup_init: float, floor: float) -> float:
+    """fairseq's cosine schedule with linear warm-up, as a multiple of the peak learning rate, at ``step`` (from 1;
+    fairseq's update count u = step - 1): warmup_init + (1 - warmup_init) u / warmup while u < warmup, then
+    floor + (1 - floor) (1 + cos(pi t)) / 2 with t = (u - warmup) / (updates - warmup), held at t = 1 beyond."""
+    u = step - 1
+    if u < warmup:
+        return warmup_init + (1 - warmup_init) * u / warmup
+    t = min(1.0, (u - warmup) / max(updates - warmup, 1))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def linear_temperature(step: int, updates: int, tau_max: float, tau_min: float, anneal: float) -> float:
+    """vq-wav2vec's Gumbel temperature: from tau_max to tau_min linearly over the first ``anneal`` share of the
+    updates, then tau_min: tau_max - (tau_max - tau_min) min(1, step / (anneal updates))."""
+    return tau_max - (tau_max - tau_min) * min(1.0, step / (anneal * updates))
 
 
 def encoder_frames(samples: int) -> int:
@@ -121,8 +165,25 @@ class CausalContext(nn.Module):
         return x.transpose(1, 2).reshape(*lead, x.shape[-1], x.shape[1])
 
 
+class GroupNormProjection(nn.Module):
+    """fairseq's KmeansVectorQuantizer projection, (..., T, C) -> (..., T, C): a grouped 1 x 1 convolution without
+    bias (one C/G x C/G map per group), then GroupNorm(G, C), whose statistics span a group's channels and frames."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.in_features = channels
+        self.conv = nn.Conv1d(channels, channels, 1, groups=groups, bias=False)
+        self.norm = nn.GroupNorm(groups, channels)
+
+    def forward(self, x):
+        lead = x.shape[:-2]
+        y = self.norm(self.conv(x.reshape(-1, *x.shape[-2:]).transpose(1, 2)))
+        return y.transpose(1, 2).reshape(*lead, *x.shape[-2:])
+
+
 class VqWav2VecModel(nn.Module):
-    def __init__(self, estimator, channels, groups, codes, context_layers, steps, quantizer_depth):
+    def __init__(self, estimator, channels, groups, codes, context_layers, steps, quantizer_depth,
+                 kmeans_projection="groupnorm", kmeans_codebook_std=1.0):
         super().__init__()
         self.feature_encoder = WavEncoder(channels)
         # the Gumbel quantizer's logits come from an MLP of quantizer_depth layers (fairseq's weight_proj_depth:
@@ -134,8 +195,11 @@ class VqWav2VecModel(nn.Module):
             *(layer for a, b in zip(widths, widths[1:]) for layer in (nn.Linear(a, b), nn.GELU()))
         )
         self.bottleneck = DiscreteBottleneck(estimator, widths[-1], groups, codes, channels // groups)
-        # k-means: DiscreteBottleneck's codebook N(0, 1/d) stays (fairseq's 0.01 N(0, 1) sits behind a GroupNorm'd
-        # projection; with this linear one its codes collapsed in our runs)
+        if self.bottleneck.is_vq and kmeans_projection == "groupnorm":  # fairseq's projection and codebook init
+            self.bottleneck.project = GroupNormProjection(channels, groups)
+            nn.init.normal_(self.bottleneck.codebook, 0.0, kmeans_codebook_std)
+        # k-means with the linear projection: DiscreteBottleneck's codebook N(0, 1/d) stays (fairseq's 0.01 N(0, 1)
+        # collapsed behind it in our runs)
         if (
             not self.bottleneck.is_vq
         ):  # fairseq's GumbelVectorQuantizer: vars ~ U(0, 1); weight_proj N(0, 1), bias 0 only at depth 1
@@ -184,8 +248,18 @@ class VqWav2Vec(RawSpeechTask):
     )
     defaults = {
         "audio_dir": "", "groups": 2, "codes": 320, "batch": 8, "crop": 1.0, "channels": 64, "context_layers": 6,
-        "steps_ahead": 12, "negatives": 10, "quantizer_depth": 1, "tau_max": 2.0, "tau_min": 0.5, "tau_decay": 0.999995,
+        "steps_ahead": 12, "offset": auto_offset(), "negatives": 10, "quantizer_depth": 1,
+        "kmeans_projection": "groupnorm", "kmeans_codebook_std": 1.0, "updates": 0,
+        "lr_schedule": "cosine", "warmup": 100, "warmup_init": 0.01, "lr_floor": 1e-4,
+        "tau_schedule": "linear", "tau_max": 2.0, "tau_min": 0.5, "tau_anneal": 0.7, "tau_decay": 0.999995,
         "max_seconds": DEFAULT_MAX_SECONDS,
+    }
+    choices = {"lr_schedule": ("cosine", "constant"), "tau_schedule": ("linear", "exponential"),
+               "kmeans_projection": ("groupnorm", "linear")}
+    requires = {
+        "warmup": ("lr_schedule", "cosine"), "warmup_init": ("lr_schedule", "cosine"),
+        "lr_floor": ("lr_schedule", "cosine"), "tau_anneal": ("tau_schedule", "linear"),
+        "tau_decay": ("tau_schedule", "exponential"), "kmeans_codebook_std": ("kmeans_projection", "groupnorm"),
     }
     ranges = {
         "groups": Range(1, 64),
@@ -195,8 +269,15 @@ class VqWav2Vec(RawSpeechTask):
         "channels": Range(2, 1024),
         "context_layers": Range(1, 24),
         "steps_ahead": Range(1, 64),
+        "offset": Range(1, 64),
         "negatives": Range(1, 256),
         "quantizer_depth": Range(1, 4),
+        "updates": Range(0, 10_000_000, meaning="the schedules' length in updates; 0: the run's steps"),
+        "warmup": Range(0, 10_000_000),
+        "kmeans_codebook_std": POSITIVE,
+        "warmup_init": Range(0, 1, low_open=True),
+        "lr_floor": Range(0, 1),
+        "tau_anneal": Range(0, 1, low_open=True),
         "tau_decay": HALF_OPEN_UNIT,
         **dict.fromkeys(("tau_max", "tau_min"), POSITIVE),
         "max_seconds": MAX_SECONDS,
@@ -210,8 +291,14 @@ class VqWav2Vec(RawSpeechTask):
         ("channels", "channels", "steps_ahead"): MAX_ELEMENTS,  # h_k
         ("channels", "groups", "codes"): MAX_ELEMENTS,  # the layer that makes the logits; the codebook
     }
-    default_steps = 300
+    default_steps = 400  # the committed runs (results/speech/training-vq-wav2vec.csv)
     default_lr = 1e-3
+    # the committed runs (5 seeds each, results/speech/training-vq-wav2vec.csv; tested against learning_check)
+    unranked = {
+        label: "gradient-path demonstration only: at the committed budget its eval-accuracy interval over 5 seeds "
+        "is not above chance or some runs collapse (learning_check on results/speech/training-vq-wav2vec.csv)"
+        for label in ("st-gumbel", "vq-commitment")
+    }
     code_dim_key, code_dim_per_group = "channels", False  # the quantized frames are channels = groups x code dimension
 
     def validate(self):
@@ -220,13 +307,34 @@ class VqWav2Vec(RawSpeechTask):
             raise GumbenchError(f"{self.name}: channels ({p['channels']}) must be a multiple of groups ({p['groups']})")
         self.crop_samples = int(round(p["crop"] * SAMPLE_RATE))
         self.frames = encoder_frames(self.crop_samples)
-        if self.frames < p["steps_ahead"] + 2:
+        farthest = p["offset"] + p["steps_ahead"] - 1
+        if self.frames < farthest + 2:
             raise GumbenchError(
                 f"{self.name}: a {p['crop']:g} s crop gives {self.frames} frames; predicting "
-                f"steps_ahead={p['steps_ahead']} needs at least {p['steps_ahead'] + 2}: "
-                "use a longer crop or fewer steps"
+                f"steps_ahead={p['steps_ahead']} from offset={p['offset']} (up to {farthest} frames ahead) needs at "
+                f"least {farthest + 2}: use a longer crop, fewer steps or a smaller offset"
             )
         self.load_audio()
+
+    @property
+    def updates(self) -> int:
+        """The schedules' length: ``updates``, or the default steps where it is 0 (a run names its own)."""
+        return self.params["updates"] or self.default_steps
+
+    def for_budget(self, steps):
+        return self.with_params(updates=steps) if self.params["updates"] == 0 else self
+
+    def temperature(self, step):
+        p = self.params
+        if p["tau_schedule"] == "exponential":
+            return super().temperature(step)
+        return linear_temperature(step, self.updates, p["tau_max"], p["tau_min"], p["tau_anneal"])
+
+    def lr_factor(self, step):
+        p = self.params
+        if p["lr_schedule"] == "constant":
+            return None
+        return cosine_lr_factor(step, self.updates, p["warmup"], p["warmup_init"], p["lr_floor"])
 
     def build(self, estimator):
         p = self.params
@@ -238,6 +346,8 @@ class VqWav2Vec(RawSpeechTask):
             p["context_layers"],
             p["steps_ahead"],
             p["quantizer_depth"],
+            p["kmeans_projection"],
+            p["kmeans_codebook_std"],
         )
 
     def features(self, model, batch):
@@ -255,7 +365,7 @@ class VqWav2Vec(RawSpeechTask):
         (separate arguments so that the two paths can be told apart)."""
         batch, frames, dim = targets.shape[-3:]
         lead = targets.shape[:-3]
-        steps = self.params["steps_ahead"]
+        steps, offset = self.params["steps_ahead"], self.params["offset"]
         context = model.context(context_input)  # (..., B, T, C)
         flat = context.reshape(-1, frames, dim).transpose(1, 2).unsqueeze(-1)  # (B', C, T, 1)
         h = model.predict(flat).permute(0, 2, 3, 1).reshape(*lead, batch, frames, steps, dim)  # (..., B, T, K, C)
@@ -268,8 +378,9 @@ class VqWav2Vec(RawSpeechTask):
         correct = targets.new_zeros(lead)
         same = targets.new_zeros(lead)
         pairs = 0
-        for k in range(1, steps + 1):
-            pred = h[..., : frames - k, k - 1, :]  # h_k(c_i) for i + k < T
+        for j in range(steps):
+            k = offset + j  # the j-th map predicts k frames ahead
+            pred = h[..., : frames - k, j, :]  # h_k(c_i) for i + k < T
             scores = torch.einsum(
                 "...tc,...tnc->...tn", pred, candidates[..., k:, :, :]
             )  # one product for all, so ties are exact

@@ -81,7 +81,9 @@ def test_a_conflicting_explicit_size_names_the_task_and_settings_that_train(task
     with pytest.raises(GumbenchError, match=re.escape(named)):
         train(spec, "fsq", steps=1)  # train() refuses it the same way, before any step
     rows, (_, codes, code_dim) = sizes_when_trained(working, "fsq")
-    assert (codes, code_dim) == (1000, 4) and rows["task"].iloc[0] == make_training_task(working).spec
+    # the rows name the task as trained: a task whose schedules span the run names their length (for_budget)
+    assert (codes, code_dim) == (1000, 4)
+    assert rows["task"].iloc[0] == make_training_task(working).for_budget(len(rows)).spec
 
 
 @pytest.mark.parametrize("spec, estimator, working", [
