@@ -84,7 +84,7 @@ def candidate_rows(outcome_rows, case: UseCase):
 
 def _changes(compared, case: UseCase, chosen: str, shown: int = 3) -> str:
     """The questions of ``case`` whose own best (among its candidates) is not ``chosen``, as 'task: best'."""
-    rows = compared[(compared["kind"] == "gradstats") & (compared["standing"] != "degenerate")]
+    rows = compared[(compared["kind"] == "gradstats") & compared["standing"].isin(["best", "tied", "worse"])]
     rows = _keep(rows, "task", lambda t: base_name(t) in case.gradient_tasks)
     rows = _keep(rows, "family", lambda name: _is_vq(name) == case.vq)
     firsts = rows.sort_values("mean", kind="stable").groupby("task", sort=False).head(1)
@@ -97,7 +97,7 @@ def _changes(compared, case: UseCase, chosen: str, shown: int = 3) -> str:
 
 def _training_line(compared, case: UseCase) -> str:
     """Per training task of ``case`` (the first two), its best healthy candidate with its budget's standing."""
-    rows = compared[(compared["kind"] == "training") & (compared["standing"] != "degenerate")]
+    rows = compared[(compared["kind"] == "training") & compared["standing"].isin(["best", "tied", "worse"])]
     rows = _keep(rows, "task", lambda t: base_name(t) in case.training_tasks)
     rows = _keep(rows, "family", lambda name: _is_vq(name) == case.vq)
     parts = []

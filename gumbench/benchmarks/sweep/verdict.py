@@ -159,12 +159,24 @@ def outcomes(frame):
             ident["instance"] = ident["repetition"]
         paired = {t: kind == "gradstats" and "instance" in rows and has_instances(t) for t in ident["task"].unique()}
         ident["paired"] = ident["task"].map(paired)
+        ident["unranked"] = [_unranked(kind, task, label) for task, label in zip(ident["task"], ident["label"])]
         ident["task"] = ident["task"].map({t: short_task(kind, t) for t in ident["task"].unique()})
         parts.append(ident.join(make(rows)).reset_index())
     if not parts:
         return pd.DataFrame(columns=OUTCOME_COLUMNS)
     # a training question is a task at a number of bits per frame: quantizers compare only at equal bits
     return bits_groups(pd.concat(parts, ignore_index=True), unit_bits(frame))
+
+
+def _unranked(kind: str, task: str, label: str) -> str:
+    """Why a task leaves ``label`` out of every ranking (a training task's ``unranked``: vq-wav2vec's variants that
+    do not learn at this scale are gradient-path demonstrations only), or ''."""
+    if kind != "training":
+        return ""
+    from gumbench.benchmarks.training import registry
+    from gumbench.registry import parse_spec
+
+    return registry.get(parse_spec(task).name).unranked.get(label, "")
 
 
 def summary(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -235,7 +247,7 @@ def _summaries(rows, confidence: float):
     for (kind, task, label), g in rows.groupby(["kind", "task", "label"], sort=False):
         record = {"kind": kind, "task": task, "label": label, "family": g["estimator_name"].iloc[0],
                   "measure": g["measure"].iloc[0], "n": len(g), "paired": bool(g["paired"].iloc[0]),
-                  "warning": "; ".join(sorted(set(g["warning"]) - {""})),
+                  "warning": "; ".join(sorted(set(g["warning"]) - {""})), "unranked": g["unranked"].iloc[0],
                   "cost": float(g["cost"].max()) if "cost" in g else 1.0,
                   "estimates": float(g["estimates"].iloc[0]), "scores": dict(zip(g["instance"], g["score"]))}
         for view, column in (("", "score"), ("per_estimate_", "per_estimate"), ("equal_time_", "equal_time")):
@@ -260,20 +272,23 @@ def compare(outcome_rows, confidence: float = 0.95):
             rows[column] = rows["repetition"] if column == "instance" else default
     rows["vanishing"] = rows["vanishing"].fillna(False).astype(bool)
     vanished = rows[rows["vanishing"]].groupby("task")["instance"].apply(lambda s: sorted(set(s)))
+    rows["unranked"] = rows["unranked"].fillna("") if "unranked" in rows else ""
     rows = _with_views(rows[~rows["vanishing"]])
     if rows.empty:
         return pd.DataFrame()
     stats = _summaries(rows, confidence)
     stats["degenerate"] = stats["warning"] != ""
+    stats["excluded"] = stats["unranked"] != ""  # a task's gradient-path demonstrations: named, never ranked
     ranked = []
     for _, group in stats.groupby(["kind", "task"], sort=False):
-        group = group.sort_values(["degenerate", "mean"], kind="stable").reset_index(drop=True)
+        group = group.sort_values(["excluded", "degenerate", "mean"], kind="stable").reset_index(drop=True)
         best = group.iloc[0]
         group["rank"] = range(1, len(group) + 1)
         standings, wins, counts = [], [], []
         for i, row in group.iterrows():
             tied, k, n = _against_best(row["scores"], best["scores"], row["paired"], confidence)
-            standings.append("degenerate" if row["degenerate"] else "best" if i == 0 else "tied" if tied else "worse")
+            standings.append("unranked" if row["excluded"] else "degenerate" if row["degenerate"] else "best" if i == 0
+                             else "tied" if tied else "worse")
             wins.append(k if i else 0)
             counts.append(n)
         group["standing"], group["wins"], group["of"] = standings, wins, counts
@@ -315,6 +330,8 @@ def _question_warnings(group, top, shown: int) -> list[str]:
         )
     if group["kind"].iloc[0] == "training" and len(group) == 1 and " bits/frame" in group["task"].iloc[0]:
         warnings.append("alone at these bits per frame: nothing to compare it with")
+    warnings += [f"{r.label} left out of the ranking: {r.unranked}" for r in group[group["standing"] == "unranked"]
+                 .itertuples()]
     vanished = group["vanished"].iloc[0] if "vanished" in group else []
     if len(vanished):
         warnings.append(f"exact gradient vanishes on instance{'s' * (len(vanished) > 1)} "
@@ -331,7 +348,7 @@ def verdict(compared, shown: int = 3):
     rows = []
     for (kind, task), group in compared.groupby(["kind", "task"], sort=False):
         top = group[group["standing"].isin(["best", "tied"])]
-        healthy = group[group["standing"] != "degenerate"]
+        healthy = group[group["standing"].isin(["best", "tied", "worse"])]
         names = _named(top, shown) + ([f"+{len(top) - shown} tied"] if len(top) > shown else [])
         warnings = _question_warnings(group, top, shown)
         runner = healthy.iloc[1] if len(healthy) > 1 else None

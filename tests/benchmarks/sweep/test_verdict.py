@@ -16,6 +16,7 @@ from gumbench.benchmarks.sweep.verdict import (
     NO_BETTER_THAN_ZERO,
     SHRINKS,
     compare,
+    outcomes,
     gradstats_outcomes,
     training_outcomes,
     verdict,
@@ -178,3 +179,18 @@ def test_a_gradient_question_no_estimator_wins_against_zero_says_so():
     assert verdict(compare(rows)).iloc[0]["warnings"] == [NO_BETTER_THAN_ZERO]
     rows = scores({"a": [0.5, 0.6, 0.4]}).assign(measure=GRADIENT_MEASURE)
     assert verdict(compare(rows)).iloc[0]["warnings"] == []
+
+
+def test_a_tasks_gradient_path_demonstrations_are_named_and_never_ranked():
+    # vq-wav2vec's variants do not learn at this scale (TrainingTask.unranked): their rows are shown, never ranked
+    rows = pd.DataFrame(training_rows("kmeans", [3.0, 2.0, 1.0], reconstruction=0.1)
+                        + training_rows("gumbel", [3.0, 2.0, 1.0], reconstruction=0.2))
+    ident = {"kmeans": "vq-commitment", "gumbel": "st-gumbel"}
+    rows = rows.assign(kind="training", task="vq-wav2vec", label=rows["unit_id"].map(ident),
+                       estimator_name=rows["unit_id"].map(ident), repetition=0)
+    compared = compare(outcomes(rows))
+    assert set(compared["standing"]) == {"unranked"}
+    answer = verdict(compared).iloc[0]
+    assert answer["best"] == [] and answer["runner_up"] == ""
+    assert any(w.startswith("vq-commitment left out of the ranking: gradient-path demonstration only")
+               for w in answer["warnings"])
