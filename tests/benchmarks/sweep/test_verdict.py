@@ -16,8 +16,8 @@ from gumbench.benchmarks.sweep.verdict import (
     NO_BETTER_THAN_ZERO,
     SHRINKS,
     compare,
-    outcomes,
     gradstats_outcomes,
+    outcomes,
     training_outcomes,
     verdict,
 )
