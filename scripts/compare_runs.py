@@ -14,7 +14,7 @@ import typer
 
 from gumbench.benchmarks.sweep.store import load_results
 
-TIMING = ["step_seconds", "peak_memory_mb"]
+TIMING = ["step_seconds", "peak_memory_mb", "seconds_per_estimate"]
 META = ["gumbench_version", "git_commit", "code_hash", "torch_version", "triton_version", "device", "torch_threads"]
 
 
@@ -44,8 +44,8 @@ def main(before_path: str, after_path: str,
     pd.testing.assert_frame_equal(before, after[before.columns], check_exact=True)
     timing = load_results([before_path])["metric"].isin(TIMING).sum()
     print(
-        f"equal: every column, exactly (check_exact=True); {timing} timing rows (step_seconds, peak_memory_mb) "
-        f"and the version/commit/device columns left out"
+        f"equal: every column, exactly (check_exact=True); {timing} timing rows ({', '.join(TIMING)}) "
+        "and the version/commit/device columns left out"
     )
 
 

@@ -72,10 +72,11 @@ def test_plain_sweep_names_are_accepted(name):
     assert apply_overrides(small_config(), name=name)["name"] == name
 
 
-def test_default_sweep_repeats_every_unit_three_times():
+def test_default_sweep_measures_5_instances_of_every_gradient_question_and_3_seeds_of_every_training_run():
     units, _ = expand_units(load_config(None))
     repetitions = {}
     for u in units:
         repetitions.setdefault((u.kind, u.task, u.estimator), set()).add(u.repetition)
-    assert set(map(frozenset, repetitions.values())) == {frozenset({0, 1, 2})}
+    for (kind, _, _), reps in repetitions.items():
+        assert reps == set(range(5 if kind == "gradstats" else 3)), (kind, reps)
     assert len({u.seed for u in units}) == len(units), "independent seeds"
