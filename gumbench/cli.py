@@ -122,6 +122,8 @@ def sweep_command(
     ),
     threads: int = THREADS,
     max_memory: Optional[str] = MAX_MEMORY,
+    checkpoint_every: float = typer.Option(180.0, "--checkpoint-every", help="Seconds between a training unit's "
+                                           "checkpoints (a rerun resumes unfinished units from them)."),
 ) -> None:
     """Run or resume a sweep (tasks x estimators x parameters x seeds); results as parquet, then a report."""
     from gumbench.benchmarks.sweep import apply_overrides, load_config, run_sweep
@@ -131,7 +133,8 @@ def sweep_command(
                                samples=samples, steps=steps, estimators=estimator)
     with use_limit(max_memory) as limit:  # workers inherit the limit
         run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=partition,
-                        slurm_time=time_limit, threads=threads, connect_timeout=connect_timeout, max_memory=limit)
+                        slurm_time=time_limit, threads=threads, connect_timeout=connect_timeout, max_memory=limit,
+                        checkpoint_every=checkpoint_every)
     typer.echo(f"results: {run.results}")
     from gumbench.benchmarks.sweep.report import build_report, question
 

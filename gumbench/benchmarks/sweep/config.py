@@ -39,12 +39,12 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from gumbench.benchmarks.sweep.units import Unit, derive_seed  # noqa: F401  (re-exported)
 from gumbench.errors import GumbenchError
 from gumbench.plugin import LEARNING_RATE, SAMPLES, SEED, STEPS
 from gumbench.registry import parse_spec
@@ -232,7 +232,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 SECTION_KEYS = {
     "gradstats": {"tasks": list, "estimators": list, "samples": int},
     "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int, "lr": float, "optimizer": str,
-                 "gradient_checkpoints": tuple},
+                 "gradient_checkpoints": tuple, "ladder": tuple},
 }
 OPTIMIZERS = ("adam", "radam")  # gumbench.benchmarks.training.base.OPTIMIZERS, by name
 GRADIENT_POINTS, GRADIENT_SAMPLES = 4, 1000  # per gradient checkpoint: evaluation images, estimates per image
@@ -253,45 +253,6 @@ def sections(config: dict, kind: str) -> list[dict]:
     """A kind's sections: one table, or several ([[training]] in TOML) with their own grids and budgets."""
     value = config.get(kind) or []
     return [value] if isinstance(value, dict) else list(value)
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One piece of work: a task, an estimator, a repetition, and its derived seed."""
-
-    kind: str
-    task: str
-    estimator: str
-    repetition: int
-    seed: int
-    budget: int  # samples (gradstats) or steps (training)
-    eval_every: int = 25
-    lr: float | None = None  # the optimizer's learning rate; None: the task's default (train()'s)
-    gradient_checkpoints: tuple[int, ...] = ()  # steps at which the ELBO-gradient accuracy is measured
-    optimizer: str | None = None  # "adam" or "radam"; None: train()'s default, Adam
-
-    @property
-    def unit_id(self) -> str:
-        fields = [self.kind, self.task, self.estimator, self.repetition, self.seed, self.budget, self.eval_every]
-        if self.lr is not None:  # only when given, so units without one keep the ids they always had
-            fields.append({"lr": self.lr})
-        if self.gradient_checkpoints:
-            fields.append({"gradient_checkpoints": list(self.gradient_checkpoints)})
-        if self.optimizer is not None:  # likewise: only when a config names one
-            fields.append({"optimizer": self.optimizer})
-        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.task} {self.estimator} rep {self.repetition}"
-
-
-def derive_seed(base_seed: int, kind: str, task: str, estimator: str, repetition: int, lr: float | None = None,
-                optimizer: str | None = None) -> int:
-    """A 31-bit seed from a hash of the unit's identity (never of its position in the grid); the
-    learning rate and the optimizer enter only when given, so seeds without them are those they always were."""
-    key = (f"{base_seed}|{kind}|{task}|{estimator}|{repetition}{'' if lr is None else f'|lr={lr!r}'}"
-           f"{'' if optimizer is None else f'|optimizer={optimizer}'}").encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
 
 def load_config(path: str | Path | None) -> dict:
@@ -459,7 +420,8 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
         make_t = make_problem if kind == "gradstats" else make_training_task
         tasks = _expand(section["tasks"], make_t)
         estimators = _expand(section["estimators"], lambda s: make_estimator(s.name, **s.params))
-        budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps")
+        ladder = _ladder(section) if kind == "training" else ()
+        budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps", (ladder or [None])[-1])
         lr = float(section["lr"]) if "lr" in section else None
         optimizer = section.get("optimizer")
         probes = tuple(sorted(set(section.get("gradient_checkpoints", ()))))
@@ -481,7 +443,7 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
                     units.append(Unit(kind, task.spec, est.spec, rep,
                                       derive_seed(base_seed, kind, task.spec, est.spec, rep, lr, optimizer),
                                       steps if kind == "training" else int(budget), int(section.get("eval_every", 25)),
-                                      lr, probes, optimizer))
+                                      lr, probes, optimizer, ladder))
     if not units:
         raise GumbenchError(
             "the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks or "
@@ -494,6 +456,19 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
             "the sweep grid lists the same (task, estimator, learning rate, optimizer, repetition) twice"
         )
     return units, skipped
+
+
+def _ladder(section: dict) -> tuple[int, ...]:
+    """A section's budget ladder: at least 3 distinct rungs (steps >= 1), the last one the section's steps."""
+    if "ladder" not in section:
+        return ()
+    rungs = tuple(sorted(set(section["ladder"])))
+    if len(rungs) < 3 or rungs[0] < 1:
+        raise GumbenchError(f"[training] ladder must list at least 3 distinct steps from 1, got {section['ladder']!r}")
+    if section.get("steps", rungs[-1]) != rungs[-1]:
+        raise GumbenchError(f"[training] a ladder's last rung is the budget: steps = {section['steps']:,} but the "
+                            f"last rung is {rungs[-1]:,} (leave steps out, or make them equal)")
+    return rungs
 
 
 def config_hash(config: dict) -> str:
