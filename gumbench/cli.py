@@ -16,7 +16,7 @@ from typing import List, Optional
 import typer
 
 from gumbench.commands import kernel, studies, toys, training
-from gumbench.commands.options import MAX_MEMORY, THREADS, writable_folder
+from gumbench.commands.options import MAX_MEMORY, THREADS, writable_file, writable_folder
 from gumbench.errors import GumbenchError
 
 app = typer.Typer(
@@ -176,6 +176,22 @@ def report_command(
     typer.echo(f"report: {html_path} and {md_path}")
 
 
+def rungs_command(
+    run: Path = typer.Argument(..., help="A sweep run folder (<out>/<name>-<config hash>-<code hash>)."),
+    output: Path = typer.Option(..., "--output", "-o", callback=writable_file, help="CSV of the evaluation rows."),
+) -> None:
+    """Export the evaluation rows a sweep run has reached, from finished units and from checkpoints of unfinished
+    ones (a budget ladder's rungs of a run still training)."""
+    from gumbench.benchmarks.sweep.rungs import rung_rows
+    from gumbench.files import write_csv
+
+    frame = rung_rows(run)
+    write_csv(frame, output)
+    reached = frame.groupby("unit_id")["reached"].first() if len(frame) else frame["reached"]
+    typer.echo(f"{output}: {len(frame)} rows of {len(reached)} units (steps reached: "
+               f"{', '.join(f'{int(s):,}' for s in sorted(reached)) or 'none'})")
+
+
 # every command, in the order of `gumbench --help`
 COMMANDS = (
     ("list", list_command),
@@ -184,6 +200,7 @@ COMMANDS = (
     ("train", training.train_command),
     ("sweep", sweep_command),
     ("report", report_command),
+    ("rungs", rungs_command),
     ("explain", studies.explain_command),
     ("elbo-study", studies.elbo_study_command),
     ("speech-study", studies.speech_study_command),

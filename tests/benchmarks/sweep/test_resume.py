@@ -6,13 +6,14 @@ import pytest
 
 from gumbench.benchmarks.sweep import expand_units, run_sweep
 from gumbench.benchmarks.sweep.config import Unit
+from gumbench.benchmarks.sweep.rungs import rung_rows
 from gumbench.benchmarks.training import base
 from gumbench.errors import GumbenchError
 from tests.benchmarks.sweep.sweeps import comparable
 
 
 def config(**extra):
-    section = {"tasks": ["digits-vae"], "estimators": ["st-gumbel", "vq-commitment[ema=true]"], "eval_every": 8}
+    section = {"tasks": ["digits-vae"], "estimators": ["st-gumbel", "vq-commitment[ema=true]"], "eval_every": 2}
     return {"name": "resume", "repetitions": 1, "training": section | ({"steps": 8} if not extra else extra)}
 
 
@@ -32,12 +33,18 @@ def test_a_stopped_sweep_resumes_its_units_from_their_checkpoints(tmp_path, monk
     (folder,) = (tmp_path / "a").iterdir()
     assert len(list((folder / "units").glob("*.parquet"))) == 1
     assert len(list((folder / "checkpoints").glob("*.pt"))) == 1  # kept, though the sweep failed
+    reached = rung_rows(folder)  # the finished unit's evaluations and the checkpointed one's so far
+    assert set(zip(reached["source"], reached["reached"], reached["step"])) == {
+        *(("finished", 8, step) for step in (2, 4, 6, 8)), ("checkpoint", 4, 2), ("checkpoint", 4, 4)}
     calls.clear()
     monkeypatch.setattr(base, "_step_row", step_row)
     resumed = run_sweep(config(), out=tmp_path / "a", progress=False, checkpoint_every=0)
     assert not list((folder / "checkpoints").glob("*.pt"))
     whole = run_sweep(config(), out=tmp_path / "b", progress=False)
     assert comparable(resumed.frame()).equals(comparable(whole.frame()))
+    rows = whole.frame().set_index(["unit_id", "step", "metric"])["value"]
+    keys = zip(reached["unit_id"], reached["step"], reached["metric"])
+    assert reached["value"].tolist() == [rows[key] for key in keys]  # what the checkpoint held is what the run gave
 
 
 def test_a_ladder_evaluates_at_its_rungs_and_its_last_rung_is_the_budget(tmp_path):
