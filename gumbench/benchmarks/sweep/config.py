@@ -16,6 +16,7 @@ A sweep config (TOML or YAML, or the built-in default) has two optional sections
     lr = 5e-4                   # optional: the optimizer's learning rate (absent: the task's default)
     optimizer = "radam"         # optional: "adam" or "radam" (absent: Adam)
     gradient_checkpoints = [0, 75, 150]  # optional, categorical VAEs only: ELBO-gradient accuracy at these steps
+    ladder = [150, 600, 2400]   # optional: a budget ladder (absolute steps; the last rung is the budget)
 
 Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator,
 repetition) is a *unit*; its seed is a hash of (base seed, kind, task, estimator,
@@ -27,7 +28,11 @@ unit's estimator's relative bias, relative standard deviation and cosine against
 gradient (:func:`gumbench.benchmarks.studies.elbo.gradient_probe`: :data:`GRADIENT_POINTS`
 evaluation images, :data:`GRADIENT_SAMPLES` estimates each) as rows
 ``elbo_gradient_relative_bias``, ``elbo_gradient_relative_std``, ``elbo_gradient_cosine`` (means
-over the images); it changes neither the training run nor the seed. The runner
+over the images); it changes neither the training run nor the seed. ``ladder`` (at least 3 distinct
+steps; ``steps`` may be left out, else it must equal the last rung) evaluates each run at every rung as
+well as every ``eval_every`` steps, so one run per unit gives the budget ladder that
+:func:`gumbench.benchmarks.sweep.ladder.ladder_orderings` reads; it enters the unit id but not the seed,
+so a ladder's first rung repeats the run of a section without one. The runner
 (:mod:`gumbench.benchmarks.sweep.runner`) runs the units and the store
 (:mod:`gumbench.benchmarks.sweep.store`) keeps their rows.
 """
@@ -194,6 +199,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "estimators": ["vq-commitment", "fsq[levels=8-4]", "fsp[levels=8-4]"],
             "steps": 150,
             "eval_every": 25,
+        },
+        {  # a budget ladder on a subset (issue 24): the same runs as the first section's (same seeds), evaluated at
+            # x1, x4 and x16 its 150 steps; an ordering counts as settled only where 600 and 2,400 steps agree
+            "tasks": ["tones", "gmm-vq"],
+            "estimators": ["st-gumbel", "reinmax", "vq-commitment"],
+            "ladder": [150, 600, 2400],
+            "eval_every": 2400,
         },
         {  # real speech, vendored: a wav2vec 2.0-style model and a VQ-VAE on log-mel frames
             "tasks": ["wav2vec2[batch=4,crop=0.5]", "logmel-vqvae"],
