@@ -255,7 +255,9 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
         Progress(len(units), enabled=progress) as bar,
     ):
         finished = store.finished(ids, note=bar.note)
-        todo = [u for u in units if u.unit_id not in finished]
+        # repetition-major: every estimator's first repetition before any second, so that a long sweep stopped
+        # early (a session's end, a time limit) has comparable runs of every estimator; results do not depend on order
+        todo = sorted((u for u in units if u.unit_id not in finished), key=lambda u: u.repetition)
         bar.note(f"sweep {store.folder}: {len(units)} units, {len(units) - len(todo)} already done"
                  + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
         bar.done = len(units) - len(todo)
