@@ -434,8 +434,7 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
         estimators = _expand(section["estimators"], lambda s: make_estimator(s.name, **s.params))
         ladder = _ladder(section) if kind == "training" else ()
         budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps", (ladder or [None])[-1])
-        lr = float(section["lr"]) if "lr" in section else None
-        optimizer = section.get("optimizer")
+        lr, optimizer = float(section["lr"]) if "lr" in section else None, section.get("optimizer")
         probes = tuple(sorted(set(section.get("gradient_checkpoints", ()))))
         for task in tasks:
             steps = int(budget if budget is not None else task.default_steps)

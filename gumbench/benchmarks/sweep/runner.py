@@ -176,6 +176,24 @@ def checkpoint_path(folder: Path, unit: Unit) -> Path:
     return Path(folder) / f"{unit.unit_id}.pt"
 
 
+def _write_timings(store, metadata, run, total, began, load_before, backend, jobs, threads) -> None:
+    write_json(
+        store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json",
+        {
+            "units_run": run,
+            "units": total,
+            "wall_seconds": round(time.perf_counter() - began, 1),
+            "backend": backend,
+            "jobs": jobs,
+            "torch_threads": threads,
+            "device": metadata["device"],
+            "git_commit": metadata["git_commit"],
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+    )
+
+
 class Progress:
     """A rich progress bar on a terminal (done of total, elapsed, ETA, current unit); plain lines otherwise."""
 
@@ -273,19 +291,5 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
             start = time.perf_counter()
         store.finalize(ids, note=bar.note)
         if todo:  # how long this invocation took, on what, under which load (README's timings come from here)
-            write_json(
-                store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json",
-                {
-                    "units_run": len(todo),
-                    "units": len(units),
-                    "wall_seconds": round(time.perf_counter() - began, 1),
-                    "backend": backend,
-                    "jobs": jobs,
-                    "torch_threads": threads,
-                    "device": metadata["device"],
-                    "git_commit": metadata["git_commit"],
-                    "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                },
-            )
+            _write_timings(store, metadata, len(todo), len(units), began, load_before, backend, jobs, threads)
     return SweepRun(store, tuple(units), tuple(skipped))
