@@ -16,7 +16,7 @@ from typing import List, Optional
 import typer
 
 from gumbench.commands import kernel, studies, toys, training
-from gumbench.commands.options import MAX_MEMORY, THREADS, writable_folder
+from gumbench.commands.options import MAX_MEMORY, THREADS, writable_file, writable_folder
 from gumbench.errors import GumbenchError
 
 app = typer.Typer(
@@ -122,6 +122,8 @@ def sweep_command(
     ),
     threads: int = THREADS,
     max_memory: Optional[str] = MAX_MEMORY,
+    checkpoint_every: float = typer.Option(180.0, "--checkpoint-every", help="Seconds between a training unit's "
+                                           "checkpoints (a rerun resumes unfinished units from them)."),
 ) -> None:
     """Run or resume a sweep (tasks x estimators x parameters x seeds); results as parquet, then a report."""
     from gumbench.benchmarks.sweep import apply_overrides, load_config, run_sweep
@@ -131,7 +133,8 @@ def sweep_command(
                                samples=samples, steps=steps, estimators=estimator)
     with use_limit(max_memory) as limit:  # workers inherit the limit
         run = run_sweep(resolved, out=out, backend=backend, jobs=jobs, scheduler=scheduler, slurm_partition=partition,
-                        slurm_time=time_limit, threads=threads, connect_timeout=connect_timeout, max_memory=limit)
+                        slurm_time=time_limit, threads=threads, connect_timeout=connect_timeout, max_memory=limit,
+                        checkpoint_every=checkpoint_every)
     typer.echo(f"results: {run.results}")
     from gumbench.benchmarks.sweep.report import build_report, question
 
@@ -174,6 +177,22 @@ def report_command(
     typer.echo(f"report: {html_path} and {md_path}")
 
 
+def rungs_command(
+    run: Path = typer.Argument(..., help="A sweep run folder (<out>/<name>-<config hash>-<code hash>)."),
+    output: Path = typer.Option(..., "--output", "-o", callback=writable_file, help="CSV of the evaluation rows."),
+) -> None:
+    """Export the evaluation rows a sweep run has reached, from finished units and from checkpoints of unfinished
+    ones (a budget ladder's rungs of a run still training)."""
+    from gumbench.benchmarks.sweep.rungs import rung_rows
+    from gumbench.files import write_csv
+
+    frame = rung_rows(run)
+    write_csv(frame, output)
+    reached = frame.groupby("unit_id")["reached"].first() if len(frame) else frame["reached"]
+    typer.echo(f"{output}: {len(frame)} rows of {len(reached)} units (steps reached: "
+               f"{', '.join(f'{int(s):,}' for s in sorted(reached)) or 'none'})")
+
+
 # every command, in the order of `gumbench --help`
 COMMANDS = (
     ("list", list_command),
@@ -182,6 +201,7 @@ COMMANDS = (
     ("train", training.train_command),
     ("sweep", sweep_command),
     ("report", report_command),
+    ("rungs", rungs_command),
     ("explain", studies.explain_command),
     ("elbo-study", studies.elbo_study_command),
     ("speech-study", studies.speech_study_command),

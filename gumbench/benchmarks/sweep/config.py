@@ -16,6 +16,7 @@ A sweep config (TOML or YAML, or the built-in default) has two optional sections
     lr = 5e-4                   # optional: the optimizer's learning rate (absent: the task's default)
     optimizer = "radam"         # optional: "adam" or "radam" (absent: Adam)
     gradient_checkpoints = [0, 75, 150]  # optional, categorical VAEs only: ELBO-gradient accuracy at these steps
+    ladder = [150, 600, 2400]   # optional: a budget ladder (absolute steps; the last rung is the budget)
 
 Lists inside brackets expand into the cartesian grid. Every (kind, task, estimator, repetition) is a *unit*; its
 seed is a hash of (base seed, kind, task, estimator, repetition, and the learning rate and optimizer where a section
@@ -28,7 +29,11 @@ step, the unit's estimator's relative bias, relative standard deviation and cosi
 gradient (:func:`gumbench.benchmarks.studies.elbo.gradient_probe`: :data:`GRADIENT_POINTS`
 evaluation images, :data:`GRADIENT_SAMPLES` estimates each) as rows
 ``elbo_gradient_relative_bias``, ``elbo_gradient_relative_std``, ``elbo_gradient_cosine`` (means
-over the images); it changes neither the training run nor the seed. The runner
+over the images); it changes neither the training run nor the seed. ``ladder`` (at least 3 distinct
+steps; ``steps`` may be left out, else it must equal the last rung) evaluates each run at every rung as
+well as every ``eval_every`` steps, so one run per unit gives the budget ladder that
+:func:`gumbench.benchmarks.sweep.ladder.ladder_orderings` reads; it enters the unit id but not the seed,
+so a ladder's first rung repeats the run of a section without one. The runner
 (:mod:`gumbench.benchmarks.sweep.runner`) runs the units and the store
 (:mod:`gumbench.benchmarks.sweep.store`) keeps their rows.
 """
@@ -40,12 +45,12 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from gumbench.benchmarks.sweep.units import Unit, derive_seed  # noqa: F401  (re-exported)
 from gumbench.errors import GumbenchError
 from gumbench.plugin import LEARNING_RATE, SAMPLES, SEED, STEPS
 from gumbench.registry import parse_spec
@@ -194,6 +199,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "steps": 150,
             "eval_every": 25,
         },
+        {  # a budget ladder on a subset (issue 24): the same runs as the first section's (same seeds), evaluated at
+            # x1, x4 and x16 its 150 steps; an ordering counts as settled only where 600 and 2,400 steps agree
+            "tasks": ["tones", "gmm-vq"],
+            "estimators": ["st-gumbel", "reinmax", "vq-commitment"],
+            "ladder": [150, 600, 2400],
+            "eval_every": 2400,
+        },
         {  # real speech, vendored: a wav2vec 2.0-style model and a VQ-VAE on log-mel frames
             "tasks": ["wav2vec2[batch=4,crop=0.5]", "logmel-vqvae"],
             "estimators": [
@@ -231,7 +243,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 SECTION_KEYS = {
     "gradstats": {"tasks": list, "estimators": list, "samples": int, "repetitions": int},
     "training": {"tasks": list, "estimators": list, "steps": int, "eval_every": int, "lr": float, "optimizer": str,
-                 "gradient_checkpoints": tuple, "repetitions": int},
+                 "gradient_checkpoints": tuple, "ladder": tuple, "repetitions": int},
 }
 OPTIMIZERS = ("adam", "radam")  # gumbench.benchmarks.training.base.OPTIMIZERS, by name
 GRADIENT_POINTS, GRADIENT_SAMPLES = 4, 1000  # per gradient checkpoint: evaluation images, estimates per image
@@ -252,45 +264,6 @@ def sections(config: dict, kind: str) -> list[dict]:
     """A kind's sections: one table, or several ([[training]] in TOML) with their own grids and budgets."""
     value = config.get(kind) or []
     return [value] if isinstance(value, dict) else list(value)
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One piece of work: a task, an estimator, a repetition, and its derived seed."""
-
-    kind: str
-    task: str
-    estimator: str
-    repetition: int
-    seed: int
-    budget: int  # samples (gradstats) or steps (training)
-    eval_every: int = 25
-    lr: float | None = None  # the optimizer's learning rate; None: the task's default (train()'s)
-    gradient_checkpoints: tuple[int, ...] = ()  # steps at which the ELBO-gradient accuracy is measured
-    optimizer: str | None = None  # "adam" or "radam"; None: train()'s default, Adam
-
-    @property
-    def unit_id(self) -> str:
-        fields = [self.kind, self.task, self.estimator, self.repetition, self.seed, self.budget, self.eval_every]
-        if self.lr is not None:  # only when given, so units without one keep the ids they always had
-            fields.append({"lr": self.lr})
-        if self.gradient_checkpoints:
-            fields.append({"gradient_checkpoints": list(self.gradient_checkpoints)})
-        if self.optimizer is not None:  # likewise: only when a config names one
-            fields.append({"optimizer": self.optimizer})
-        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.task} {self.estimator} rep {self.repetition}"
-
-
-def derive_seed(base_seed: int, kind: str, task: str, estimator: str, repetition: int, lr: float | None = None,
-                optimizer: str | None = None) -> int:
-    """A 31-bit seed from a hash of the unit's identity (never of its position in the grid); the
-    learning rate and the optimizer enter only when given, so seeds without them are those they always were."""
-    key = (f"{base_seed}|{kind}|{task}|{estimator}|{repetition}{'' if lr is None else f'|lr={lr!r}'}"
-           f"{'' if optimizer is None else f'|optimizer={optimizer}'}").encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
 
 def load_config(path: str | Path | None) -> dict:
@@ -459,8 +432,9 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
         make_t = make_problem if kind == "gradstats" else make_training_task
         tasks = _expand(section["tasks"], make_t)
         estimators = _expand(section["estimators"], lambda s: make_estimator(s.name, **s.params))
-        budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps")
-        lr, optimizer = (float(section["lr"]) if "lr" in section else None), section.get("optimizer")
+        ladder = _ladder(section) if kind == "training" else ()
+        budget = section.get("samples", 4000) if kind == "gradstats" else section.get("steps", (ladder or [None])[-1])
+        lr, optimizer = float(section["lr"]) if "lr" in section else None, section.get("optimizer")
         probes = tuple(sorted(set(section.get("gradient_checkpoints", ()))))
         for task in tasks:
             steps = int(budget if budget is not None else task.default_steps)
@@ -480,7 +454,7 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
                     units.append(Unit(kind, task.spec, est.spec, rep,
                                       derive_seed(base_seed, kind, task.spec, est.spec, rep, lr, optimizer),
                                       steps if kind == "training" else int(budget), int(section.get("eval_every", 25)),
-                                      lr, probes, optimizer))
+                                      lr, probes, optimizer, ladder))
     if not units:
         raise GumbenchError(
             "the sweep grid is empty: no (task, estimator) pair can run (VQ estimators need training tasks or "
@@ -493,6 +467,19 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
             "the sweep grid lists the same (task, estimator, learning rate, optimizer, repetition) twice"
         )
     return units, skipped
+
+
+def _ladder(section: dict) -> tuple[int, ...]:
+    """A section's budget ladder: at least 3 distinct rungs (steps >= 1), the last one the section's steps."""
+    if "ladder" not in section:
+        return ()
+    rungs = tuple(sorted(set(section["ladder"])))
+    if len(rungs) < 3 or rungs[0] < 1:
+        raise GumbenchError(f"[training] ladder must list at least 3 distinct steps from 1, got {section['ladder']!r}")
+    if section.get("steps", rungs[-1]) != rungs[-1]:
+        raise GumbenchError(f"[training] a ladder's last rung is the budget: steps = {section['steps']:,} but the "
+                            f"last rung is {rungs[-1]:,} (leave steps out, or make them equal)")
+    return rungs
 
 
 def config_hash(config: dict) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from gumbench.benchmarks.sweep.backends import check_backend, check_execution, execute
 from gumbench.benchmarks.sweep.config import DEFAULT_CONFIG, Unit, config_hash, expand_units
 from gumbench.benchmarks.sweep.store import RunStore, run_metadata
+from gumbench.benchmarks.training.checkpoint import DEFAULT_EVERY, Checkpointing, check_every
 from gumbench.errors import GumbenchError
 from gumbench.files import write_json
 from gumbench.footprint import memory_limit
@@ -55,9 +56,12 @@ class SweepRun:
         return pd.read_parquet(self.results)
 
 
-def run_unit(unit: Unit, threads: int | None = None):
+def run_unit(unit: Unit, threads: int | None = None, checkpoints: Path | None = None,
+             checkpoint_every: float = DEFAULT_EVERY):
     """Run one unit with ``threads`` torch threads (:mod:`gumbench.threads`); returns its tidy long-format
-    rows (a DataFrame), which record the thread count. Importable by workers."""
+    rows (a DataFrame), which record the thread count. Importable by workers. A training unit given a
+    ``checkpoints`` folder checkpoints there every ``checkpoint_every`` seconds as ``<unit id>.pt`` and resumes
+    from that file when it is there (:mod:`gumbench.benchmarks.training.checkpoint`)."""
     use_threads(threads)
     import torch
 
@@ -84,7 +88,7 @@ def run_unit(unit: Unit, threads: int | None = None):
         base["optimizer"] = unit.optimizer
     if unit.kind == "gradstats":
         return _gradstats_rows(unit, est, base)
-    return _training_rows(unit, est, base)
+    return _training_rows(unit, est, base, checkpoints, checkpoint_every)
 
 
 @functools.lru_cache(maxsize=16)
@@ -140,7 +144,7 @@ def _gradstats_rows(unit: Unit, est, base: dict):
     return pd.DataFrame(rows)
 
 
-def _training_rows(unit: Unit, est, base: dict):
+def _training_rows(unit: Unit, est, base: dict, checkpoints: Path | None = None, every: float = DEFAULT_EVERY):
     import pandas as pd
 
     from gumbench.benchmarks.training import make_training_task, train
@@ -158,8 +162,9 @@ def _training_rows(unit: Unit, est, base: dict):
         task, est = checked_study(task, est)
         callback, probes = gradient_probe(task, est, unit.gradient_checkpoints, points=GRADIENT_POINTS,
                                           samples=GRADIENT_SAMPLES, seed=unit.seed % (2**31))
+    checkpoint = None if checkpoints is None else Checkpointing(checkpoint_path(checkpoints, unit), every, base, probes)
     frame = train(task, est, steps=unit.budget, seed=unit.seed, eval_every=unit.eval_every, lr=unit.lr,
-                  optimizer=unit.optimizer or "adam", callback=callback)
+                  optimizer=unit.optimizer or "adam", callback=callback, eval_steps=unit.ladder, checkpoint=checkpoint)
     numeric = [
         c
         for c in frame.columns
@@ -181,6 +186,29 @@ def _training_rows(unit: Unit, est, base: dict):
         long = pd.concat([long[list(base) + list(ROW_COLUMNS)], extra], ignore_index=True)
     long = pd.concat([long[list(base) + list(ROW_COLUMNS)], pd.DataFrame([bits])], ignore_index=True)
     return long[list(base) + list(ROW_COLUMNS)].reset_index(drop=True)
+
+
+def checkpoint_path(folder: Path, unit: Unit) -> Path:
+    """Where a training unit of a run keeps its checkpoint."""
+    return Path(folder) / f"{unit.unit_id}.pt"
+
+
+def _write_timings(store, metadata, run, total, began, load_before, backend, jobs, threads) -> None:
+    write_json(
+        store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json",
+        {
+            "units_run": run,
+            "units": total,
+            "wall_seconds": round(time.perf_counter() - began, 1),
+            "backend": backend,
+            "jobs": jobs,
+            "torch_threads": threads,
+            "device": metadata["device"],
+            "git_commit": metadata["git_commit"],
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+    )
 
 
 class Progress:
@@ -233,7 +261,7 @@ DEFAULT_OUT = Path("runs")
 def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, backend: str = "local", jobs: int = 1,
               scheduler: str | None = None, slurm_partition: str | None = None, slurm_time: int | None = None,
               progress: bool = True, threads: int | None = None, connect_timeout: float | None = None,
-              max_memory: int | str | None = None) -> SweepRun:
+              max_memory: int | str | None = None, checkpoint_every: float = DEFAULT_EVERY) -> SweepRun:
     """Run (or resume) a sweep into ``out``/<name>-<config hash>-<code hash>/; returns the finished run.
 
     Only this run's rows come back: units already in the folder count when they read back whole with
@@ -241,13 +269,16 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
     on the same folder is refused while this one holds it. Each unit computes with ``threads`` torch
     threads (default: $GUMBENCH_THREADS, else 1 per worker), recorded in the run metadata and per row.
 
+    Training units checkpoint every ``checkpoint_every`` seconds into the run folder's ``checkpoints/`` (deleted once
+    the unit's rows are stored), and a rerun resumes each unfinished one from its checkpoint, bit-identically.
+
     Everything that can be refused is refused before the run folder is made: the config, every unit (sizes, pairs,
     peak memory against ``max_memory``) and the backend (answering within ``connect_timeout`` s: check_backend)."""
     config = copy.deepcopy(DEFAULT_CONFIG if config is None else config)
     check_execution(backend, jobs, slurm_partition, slurm_time, scheduler, connect_timeout)
     if not isinstance(out, (str, os.PathLike)):
         raise GumbenchError(f"out must be a folder path, got {type(out).__name__}")
-    threads = torch_threads(threads)
+    threads, checkpoint_every = torch_threads(threads), check_every(checkpoint_every)
     units, skipped = expand_units(config, max_memory=memory_limit(max_memory))
     check_backend(backend, scheduler=scheduler, slurm_partition=slurm_partition, slurm_time=slurm_time,
                   connect_timeout=connect_timeout)
@@ -259,33 +290,23 @@ def run_sweep(config: dict | None = None, *, out: str | Path = DEFAULT_OUT, back
         Progress(len(units), enabled=progress) as bar,
     ):
         finished = store.finished(ids, note=bar.note)
-        todo = [u for u in units if u.unit_id not in finished]
+        # repetition-major: every estimator's first repetition before any second, so that a long sweep stopped
+        # early (a session's end, a time limit) has comparable runs of every estimator; results do not depend on order
+        todo = sorted((u for u in units if u.unit_id not in finished), key=lambda u: u.repetition)
         bar.note(f"sweep {store.folder}: {len(units)} units, {len(units) - len(todo)} already done"
                  + (f", {len(skipped)} pairs left out (e.g. {skipped[0]})" if skipped else ""))
         bar.done = len(units) - len(todo)
         start = time.perf_counter()
         backend_options = {"scheduler": scheduler, "slurm_partition": slurm_partition, "slurm_time": slurm_time,
                            "connect_timeout": connect_timeout}
-        for unit, rows in execute(run_unit, todo, backend=backend, jobs=jobs, slurm_folder=store.folder / "slurm",
+        work = functools.partial(run_unit, checkpoints=store.folder / "checkpoints", checkpoint_every=checkpoint_every)
+        for unit, rows in execute(work, todo, backend=backend, jobs=jobs, slurm_folder=store.folder / "slurm",
                                   threads=threads, **backend_options):
             store.write_unit(unit.unit_id, rows)
+            checkpoint_path(store.folder / "checkpoints", unit).unlink(missing_ok=True)
             bar.advance(unit, time.perf_counter() - start)
             start = time.perf_counter()
         store.finalize(ids, note=bar.note)
         if todo:  # how long this invocation took, on what, under which load (README's timings come from here)
-            write_json(
-                store.folder / "timings" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json",
-                {
-                    "units_run": len(todo),
-                    "units": len(units),
-                    "wall_seconds": round(time.perf_counter() - began, 1),
-                    "backend": backend,
-                    "jobs": jobs,
-                    "torch_threads": threads,
-                    "device": metadata["device"],
-                    "git_commit": metadata["git_commit"],
-                    "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                },
-            )
+            _write_timings(store, metadata, len(todo), len(units), began, load_before, backend, jobs, threads)
     return SweepRun(store, tuple(units), tuple(skipped))

@@ -220,7 +220,8 @@ class RunStore:
         if self._lock is not None:
             self._lock.close()  # closing releases the lock
             self._lock = None
-        if kind is not None and self._made is not None and not any(self.units.glob("*.parquet")):
+        kept = any(self.units.glob("*.parquet")) or any((self.folder / "checkpoints").glob("*.pt"))
+        if kind is not None and self._made is not None and not kept:  # checkpoints are work to resume, too
             import shutil
 
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -31,6 +31,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from gumbench.benchmarks.training.checkpoint import Checkpointing, RunState, Saver
 from gumbench.benchmarks.utilization import (
     StageUsageTracker,
     UsageTracker,
@@ -285,57 +286,87 @@ def train(
     lr: float | None = None,
     optimizer: str = "adam",
     eval_every: int = 25,
+    eval_steps=(),
     dead_window: int = 50,
     device: str = "cpu",
     callback: Callable[[int, nn.Module], None] | None = None,
+    checkpoint: Checkpointing | None = None,
 ):
     """Train ``task`` with ``estimator`` for ``steps`` from ``seed``; one row per step (a DataFrame).
 
     ``optimizer`` is ``"adam"`` (the default) or ``"radam"`` (:data:`OPTIMIZERS`), at learning rate ``lr``
-    (the task's default when None). ``callback(step, model)``, if given, runs before the first step (step 0) and
-    after each step. A task's temperature schedule (``task.temperature(step)``) reaches estimators that have a
-    temperature through ``with_params``: every scheduled value is validated, and a schedule that
-    leaves an estimator's range (ReinMax needs tau >= 1) is refused before the first step.
+    (the task's default when None). The evaluation columns are computed every ``eval_every`` steps, at each step
+    of ``eval_steps`` (a budget ladder's rungs) and at the last step. ``callback(step, model)``, if given, runs
+    before the first step (step 0) and after each step. A task's temperature schedule (``task.temperature(step)``)
+    reaches estimators that have a temperature through ``with_params``: every scheduled value is validated, and a
+    schedule that leaves an estimator's range (ReinMax needs tau >= 1) is refused before the first step.
+    ``checkpoint`` (:class:`~gumbench.benchmarks.training.checkpoint.Checkpointing`): write the run's state there
+    every few minutes, and resume from it when the file exists (bit-identical rows but for the timing columns).
     """
     import pandas as pd
 
     task = make_training_task(task)
     configured = make_estimator(estimator)
     budgeted, steps, lr = _checked_settings(task, configured, steps, lr, eval_every, seed, dead_window, device)
-    optimizer_class = OPTIMIZERS[check_optimizer("train", optimizer)]
+    eval_steps = {check_integer("train", "eval_steps", s, STEPS) for s in eval_steps}
+    optimizer_name = check_optimizer("train", optimizer)
     task.check_estimator(configured)  # refusals name the task as given
     task = budgeted.sized_for(configured)
     device = torch.device(device)
-    model = _built_model(task, configured, seed, device)
-    optimizer = optimizer_class([p for p in model.parameters() if p.requires_grad], lr=lr)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    groups = task.parameter_groups(model)
-    tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
-    stage_columns = _StageColumns(model.bottleneck, dead_window)
-    eval_batch, previous_eval = task.eval_batch(), None
-    rows = []
+    run = _fresh_state(task, configured, seed, device, lambda m: _optimizer(optimizer_name, m, lr), dead_window)
+    saver = None
+    if checkpoint is not None:
+        identity = {"task": task.spec, "estimator": configured.spec, "seed": seed, "steps": steps, "lr": lr,
+                    "optimizer": optimizer_name, "eval_every": eval_every, "eval_steps": sorted(eval_steps),
+                    "dead_window": dead_window}
+        saver = Saver(checkpoint, identity)
+        run = saver.resume(run, lambda m: _optimizer(optimizer_name, m, lr))
+    model, groups, eval_batch = run.model, task.parameter_groups(run.model), task.eval_batch()
     callback = callback or (lambda step, model: None)
-    callback(0, model)
-    for step in range(1, steps + 1):
-        est = _with_scheduled_temperature(task, model.bottleneck, step)
-        scheduled = _scheduled_lr(task, optimizer, lr, step)
-        out, norms, seconds = _optimizer_step(task, model, optimizer, generator, groups, est, step)
-        indices, logits = out.bottleneck.indices, out.bottleneck.logits
-        tracker.update(indices)
-        usage, sampled = _usage(indices, logits, model.bottleneck.codes)
-        row = {"task": task.spec, "estimator": configured.spec, "label": configured.label, "seed": seed, "step": step,
-               "loss": float(out.total.detach()), **{f"loss_{k}": v for k, v in out.terms.items()},
-               **usage.as_row(), "sampled_code_perplexity": sampled, "dead_codes": float(tracker.dead_codes().sum()),
-               "tau": est.temperature, **scheduled, **norms,
-               "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
-        row.update(_implicit_columns(est, indices, model.bottleneck),
-                   **stage_columns(est, out.bottleneck.stage_indices))
-        if eval_batch is not None and (step % eval_every == 0 or step == steps):
-            row.update(_evaluate(task, model, eval_batch, previous_eval))
-            previous_eval = row.pop("_codes")
-        rows.append(row)
+    if run.step == 0:
+        callback(0, model)
+    for step in range(run.step + 1, steps + 1):
+        row = _step_row(task, configured, run, groups, step, seed, device, lr)
+        if eval_batch is not None and (step % eval_every == 0 or step == steps or step in eval_steps):
+            row.update(_evaluate(task, model, eval_batch, run.previous_eval))
+            run.previous_eval = row.pop("_codes")
+        run.rows.append(row)
+        run.step = step
         callback(step, model)
-    return pd.DataFrame(rows)
+        if saver is not None:
+            saver.maybe_save(run)
+    return pd.DataFrame(run.rows)
+
+
+def _optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    return OPTIMIZERS[name]([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+def _fresh_state(task, estimator, seed: int, device: torch.device, make_optimizer, dead_window: int) -> RunState:
+    """A run's state before its first step: the model from ``seed``, its optimizer, the run's generator."""
+    model = _built_model(task, estimator, seed, device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
+    return RunState(0, model, make_optimizer(model), generator, tracker, _StageColumns(model.bottleneck, dead_window))
+
+
+def _step_row(task, configured, run: RunState, groups, step: int, seed: int, device, lr: float) -> dict:
+    """One optimizer step of ``run`` and its row (without the evaluation columns)."""
+    model = run.model
+    est = _with_scheduled_temperature(task, model.bottleneck, step)
+    scheduled = _scheduled_lr(task, run.optimizer, lr, step)
+    out, norms, seconds = _optimizer_step(task, model, run.optimizer, run.generator, groups, est, step)
+    indices, logits = out.bottleneck.indices, out.bottleneck.logits
+    run.tracker.update(indices)
+    usage, sampled = _usage(indices, logits, model.bottleneck.codes)
+    row = {"task": task.spec, "estimator": configured.spec, "label": configured.label, "seed": seed, "step": step,
+           "loss": float(out.total.detach()), **{f"loss_{k}": v for k, v in out.terms.items()},
+           **usage.as_row(), "sampled_code_perplexity": sampled, "dead_codes": float(run.tracker.dead_codes().sum()),
+           "tau": est.temperature, **scheduled, **norms,
+           "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
+    row.update(_implicit_columns(est, indices, model.bottleneck),
+               **run.stage_columns(est, out.bottleneck.stage_indices))
+    return row
 
 
 # the columns of :func:`training_table` that a run has, in this order; step_seconds is summed over the run

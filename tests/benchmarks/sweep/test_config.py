@@ -79,4 +79,9 @@ def test_default_sweep_measures_5_instances_of_every_gradient_question_and_3_see
         repetitions.setdefault((u.kind, u.task, u.estimator), set()).add(u.repetition)
     for (kind, _, _), reps in repetitions.items():
         assert reps == set(range(5 if kind == "gradstats" else 3)), (kind, reps)
-    assert len({u.seed for u in units}) == len(units), "independent seeds"
+    plain = [u for u in units if not u.ladder]
+    assert len({u.seed for u in plain}) == len(plain), "independent seeds"
+    # the budget ladder's units are the same runs as the first training section's, evaluated at more steps
+    seeds = {(u.task, u.estimator, u.repetition, u.budget): u.seed for u in plain}
+    laddered = [u for u in units if u.ladder]
+    assert laddered and all(seeds[u.task, u.estimator, u.repetition, u.ladder[0]] == u.seed for u in laddered)

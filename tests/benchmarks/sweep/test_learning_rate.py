@@ -28,8 +28,8 @@ def test_default_sweep_keeps_the_committed_reference_runs_unit_ids_and_seeds():
     reference = pd.read_parquet(path, columns=["unit_id", "seed"]).drop_duplicates("unit_id")
     units, _ = expand_units(load_config(None))
     current = {u.unit_id: u.seed for u in units}
-    # every committed unit keeps its id and seed (units the default sweep has added since are new ids)
-    assert dict(zip(reference["unit_id"], reference["seed"])).items() <= current.items()
+    # the committed reference run is the default sweep: every unit, with its id and seed
+    assert dict(zip(reference["unit_id"], reference["seed"])) == current
     assert all(u.lr is None for u in units)
 
 
