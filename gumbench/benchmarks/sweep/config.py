@@ -461,11 +461,8 @@ def expand_units(config: dict, max_memory=None) -> tuple[list[Unit], list[str]]:
             "the quantizer problems vq-distance and quantizer-smoothed; binary-only estimators need tasks with "
             "2 categories)"
         )
-    ids = [u.unit_id for u in units]
-    if len(set(ids)) != len(ids):
-        raise GumbenchError(
-            "the sweep grid lists the same (task, estimator, learning rate, optimizer, repetition) twice"
-        )
+    if len({u.unit_id for u in units}) != len(units):
+        raise GumbenchError("the sweep grid lists a (task, estimator, learning rate, optimizer, repetition) twice")
     return units, skipped
 
 

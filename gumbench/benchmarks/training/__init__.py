@@ -18,8 +18,8 @@ from gumbench.benchmarks.training.base import (
     register,
     registry,
     train,
-    training_table,
 )
+from gumbench.benchmarks.training.table import training_table
 
 __all__ = ["DiscreteBottleneck", "StepOutput", "TrainingTask", "make_training_task", "register", "registry", "train",
            "training_table"]

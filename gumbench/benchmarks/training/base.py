@@ -32,13 +32,10 @@ import torch
 from torch import nn
 
 from gumbench.benchmarks.training.checkpoint import Checkpointing, RunState, Saver
+from gumbench.benchmarks.training.columns import StageColumns, implicit_columns, step_usage
 from gumbench.benchmarks.utilization import (
-    StageUsageTracker,
     UsageTracker,
     code_churn,
-    code_perplexity,
-    implicit_usage,
-    stage_usage,
     summarize,
 )
 from gumbench.errors import GumbenchError
@@ -347,7 +344,7 @@ def _fresh_state(task, estimator, seed: int, device: torch.device, make_optimize
     model = _built_model(task, estimator, seed, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     tracker = UsageTracker(model.bottleneck.groups, model.bottleneck.codes, dead_window)
-    return RunState(0, model, make_optimizer(model), generator, tracker, _StageColumns(model.bottleneck, dead_window))
+    return RunState(0, model, make_optimizer(model), generator, tracker, StageColumns(model.bottleneck, dead_window))
 
 
 def _step_row(task, configured, run: RunState, groups, step: int, seed: int, device, lr: float) -> dict:
@@ -358,39 +355,16 @@ def _step_row(task, configured, run: RunState, groups, step: int, seed: int, dev
     out, norms, seconds = _optimizer_step(task, model, run.optimizer, run.generator, groups, est, step)
     indices, logits = out.bottleneck.indices, out.bottleneck.logits
     run.tracker.update(indices)
-    usage, sampled = _usage(indices, logits, model.bottleneck.codes)
+    usage, sampled = step_usage(indices, logits, model.bottleneck.codes)
     row = {"task": task.spec, "estimator": configured.spec, "label": configured.label, "seed": seed, "step": step,
            "loss": float(out.total.detach()), **{f"loss_{k}": v for k, v in out.terms.items()},
            **usage.as_row(), "sampled_code_perplexity": sampled, "dead_codes": float(run.tracker.dead_codes().sum()),
            "tau": est.temperature, **scheduled, **norms,
            "step_seconds": seconds, "peak_memory_mb": peak_memory_mb(device)}
-    row.update(_implicit_columns(est, indices, model.bottleneck),
+    row.update(implicit_columns(est, indices, model.bottleneck),
                **run.stage_columns(est, out.bottleneck.stage_indices))
     return row
 
-
-# the columns of :func:`training_table` that a run has, in this order; step_seconds is summed over the run
-SUMMARY_COLUMNS = ("loss", "code_perplexity", "used_fraction", "dead_codes", "eval_code_perplexity", "eval_purity",
-                   "eval_nmi", "eval_negative_elbo", "eval_nll_iw", "eval_collapse", "step_seconds")
-
-
-def training_table(frame, task_spec: str, bits: dict[str, float] | None = None) -> str:
-    """Text table of runs (rows of :func:`train`, one or more estimators on the task ``task_spec``): per estimator
-    the last step's loss, utilization and evaluation figures, and the run's total seconds; with ``bits`` (by
-    label: :func:`gumbench.benchmarks.training.bits.bits_per_frame`) a first column of bits per frame."""
-    from gumbench.tables import render
-
-    columns = [c for c in SUMMARY_COLUMNS if c in frame]
-    rows = []
-    for _, part in frame.groupby("estimator", sort=False):
-        last = part.dropna(axis=1, how="all").iloc[-1]
-        values = [part["step_seconds"].sum() if c == "step_seconds" else last.get(c) for c in columns]
-        label = part["label"].iloc[0]
-        first = () if bits is None else (f"{bits[label]:.3g}",)
-        rows.append((label, *first, *("-" if v is None else f"{v:.3g}" for v in values)))
-    headers = ["estimator", *(() if bits is None else ("bits per frame",)),
-               *(c if c != "step_seconds" else "total seconds" for c in columns)]
-    return render(f"{task_spec}: last step of {int(frame['step'].max())}", headers, rows)
 
 def _built_model(task: TrainingTask, estimator, seed: int, device: torch.device) -> nn.Module:
     """The task's model around ``estimator``, initialized from ``seed`` (the global RNG left as it was), in
@@ -401,43 +375,6 @@ def _built_model(task: TrainingTask, estimator, seed: int, device: torch.device)
     if not isinstance(getattr(model, "bottleneck", None), DiscreteBottleneck):
         raise GumbenchError(f"{task.spec}: build() must return a model with a DiscreteBottleneck at .bottleneck")
     return model.train()
-
-
-class _StageColumns:
-    """Per-stage usage columns of the steps whose output carries stage indices (residual quantizers), counted
-    in each stage's own book (``VQEstimator.local_stage_codes``); the tracker is made at the first such step."""
-
-    def __init__(self, bottleneck: DiscreteBottleneck, dead_window: int):
-        self.bottleneck, self.dead_window, self.tracker = bottleneck, dead_window, None
-
-    def __call__(self, est, stages: torch.Tensor | None) -> dict[str, float]:
-        if stages is None or not self.bottleneck.is_vq:
-            return {}
-        stages, sizes = est.local_stage_codes(stages, self.bottleneck.codes)
-        if self.tracker is None:
-            self.tracker = StageUsageTracker(self.bottleneck.groups, sizes, stages.shape[-1], self.dead_window)
-        self.tracker.update(stages)
-        return stage_usage(stages, sizes).as_row(dead_codes=self.tracker.dead_codes())
-
-
-def _usage(indices: torch.Tensor, logits: torch.Tensor | None, codes: int):
-    """(usage summary, sampled code perplexity) of a step. With logits (categorical estimators) the
-    summary is of the noiseless argmax(logits), as fairseq's ``code_perplexity`` and the ``eval_``
-    columns; the sampled code perplexity is of the codes the forward pass used (``indices``:
-    argmax(logits + g) for the Gumbel estimators). Without logits (VQ) both are of ``indices``."""
-    sampled = float(code_perplexity(indices, codes).sum())
-    if logits is None:
-        return summarize(indices, codes), sampled
-    return summarize(logits.detach().argmax(-1), codes, logits), sampled
-
-
-def _implicit_columns(est, indices: torch.Tensor, bottleneck: DiscreteBottleneck) -> dict[str, float]:
-    """Effective-bits and per-dimension columns for codes that are tuples of per-dimension levels (a VQ
-    estimator with ``has_code_digits``: the implicit codebooks); none for other estimators."""
-    if not (bottleneck.is_vq and est.has_code_digits):
-        return {}
-    levels = est.digit_levels(bottleneck.code_dim)
-    return implicit_usage(indices, est.index_digits(indices, bottleneck.code_dim), levels).as_row()
 
 
 def check_optimizer(owner: str, name) -> str:
