@@ -146,10 +146,11 @@ def sweep_command(
 
 def _verdict_table(frame, question) -> str:
     """The sweep's verdict as a text table: per question the best, those tied with it, and warnings."""
-    from gumbench.benchmarks.sweep.verdict import compare, outcomes, replicates_text, verdict
+    from gumbench.benchmarks.sweep.verdict import answers as verdict_answers
+    from gumbench.benchmarks.sweep.verdict import replicates_text
     from gumbench.tables import render
 
-    answers = verdict(compare(outcomes(frame)))
+    answers = verdict_answers(frame)[2]
     rows = [(question(r), f"{r['measure']}, {r['view']} ({replicates_text(r)})",
              "; ".join(r["best"]) or "no healthy result", r["evidence"], "; ".join(r["warnings"]))
             for r in answers.to_dict("records")]

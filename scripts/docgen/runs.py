@@ -83,13 +83,12 @@ def sweep_verdict(root: Path) -> str:
     from gumbench.benchmarks.sweep.recommend import recommendations
     from gumbench.benchmarks.sweep.report import recommendations_markdown, verdict_markdown
     from gumbench.benchmarks.sweep.store import load_results
-    from gumbench.benchmarks.sweep.verdict import compare, outcomes, verdict
+    from gumbench.benchmarks.sweep.verdict import answers as verdict_answers
+    from gumbench.benchmarks.sweep.verdict import ladder_verdicts
 
     run = reference_run(root)
     frame = load_results([run])
-    rows = outcomes(frame)
-    compared = compare(rows)
-    answers = verdict(compared)
+    rows, compared, answers = verdict_answers(frame)
     grad, train = answers[answers["kind"] == "gradstats"], answers[answers["kind"] == "training"]
     instances = between(grad[grad["paired"]]["instances"], lambda x: f"{x:.0f}")
     seeds = between(train["instances"], lambda x: f"{x:.0f}") if len(train) else "no"
@@ -102,7 +101,7 @@ def sweep_verdict(root: Path) -> str:
             "and instances (autorank's Friedman test and Nemenyi critical difference), with the runner-up, on how "
             "many question-instances the recommendation beat it, and the questions whose own best differs."
         )
-        + "\n\n" + recommendations_markdown(recommendations(rows, compared, answers)) + "\n\n"
+        + "\n\n" + recommendations_markdown(recommendations(rows, compared, answers, ladder_verdicts(frame))) + "\n\n"
         + prose(
             "Then every question: gradient questions ranked by MSE / ‖grad‖² at equal loss evaluations (the best per "
             "estimate and at equal wall time beside it), training questions by their final value; geometric means "

@@ -95,20 +95,24 @@ def _changes(compared, case: UseCase, chosen: str, shown: int = 3) -> str:
     return "; ".join(differ[:shown]) + more
 
 
-def _training_line(compared, case: UseCase) -> str:
-    """Per training task of ``case`` (the first two), its best healthy candidate with its budget's standing."""
+def _training_line(compared, case: UseCase, ladders: dict) -> str:
+    """Per training question of ``case`` (the first two), its best healthy candidate, its seeds and whether its
+    ordering against the next candidate is settled on a budget ladder."""
+    from gumbench.benchmarks.sweep.verdict import settled_text
+
     rows = compared[(compared["kind"] == "training") & compared["standing"].isin(["best", "tied", "worse"])]
     rows = _keep(rows, "task", lambda t: base_name(t) in case.training_tasks)
     rows = _keep(rows, "family", lambda name: _is_vq(name) == case.vq)
     parts = []
     for task, group in list(rows.groupby("task", sort=False))[:2]:
-        best = group.sort_values("mean", kind="stable").iloc[0]
-        settled = best.get("settled", "")
-        parts.append(f"{task}: {best['label']} ({best['n']} seeds{', ' + settled if settled else ''})")
+        group = group.sort_values("mean", kind="stable")
+        best, runner = group["label"].iloc[0], group["label"].iloc[1] if len(group) > 1 else ""
+        settled = settled_text("training", task, best, runner, ladders)
+        parts.append(f"{task}: {best} ({group['n'].iloc[0]} seeds{'; ' + settled if settled else ''})")
     return "; ".join(parts)
 
 
-def recommendations(outcome_rows, compared, verdict_rows):
+def recommendations(outcome_rows, compared, verdict_rows, ladders: dict | None = None):
     """One row per use case: recommended, its mean rank with the Nemenyi interval, evidence against the runner-up,
     when it changes, and the training evidence; a case without questions in these results says so."""
     import pandas as pd
@@ -120,7 +124,7 @@ def recommendations(outcome_rows, compared, verdict_rows):
     for case in USE_CASES:
         tidy = candidate_rows(outcome_rows, case).rename(columns={"label": "estimator"})
         record = {"use case": case.name, "recommended": "not measured in these results", "evidence": "",
-                  "runner_up": "", "changes": "", "training": _training_line(compared, case)}
+                  "runner_up": "", "changes": "", "training": _training_line(compared, case, ladders or {})}
         try:
             with warnings.catch_warnings():  # autorank's normality and effect-size checks warn on tied blocks
                 warnings.simplefilter("ignore")

@@ -24,7 +24,8 @@ from pathlib import Path
 from gumbench.benchmarks.sweep.figures import draw_figures, set_style
 from gumbench.benchmarks.sweep.recommend import recommendations
 from gumbench.benchmarks.sweep.store import load_results
-from gumbench.benchmarks.sweep.verdict import compare, interval_text, outcomes, replicates_text, short_task, verdict
+from gumbench.benchmarks.sweep.verdict import answers as verdict_answers
+from gumbench.benchmarks.sweep.verdict import interval_text, ladder_verdicts, replicates_text, short_task
 from gumbench.errors import GumbenchError
 from gumbench.files import write_bytes, write_text
 
@@ -110,11 +111,9 @@ def build_report(
     kernel = None if kernel_csv is None else (read_kernel_profile(kernel_csv), Path(kernel_csv).name)
     frame = load_results(results if isinstance(results, (list, tuple)) else [results])
     out_dir = Path(out_dir)
-    outcome_rows = outcomes(frame)
-    compared = compare(outcome_rows)
-    answers = verdict(compared) if not compared.empty else None
+    outcome_rows, compared, answers = verdict_answers(frame)
     if answers is not None:
-        answers.attrs["recommendations"] = recommendations(outcome_rows, compared, answers)
+        answers.attrs["recommendations"] = recommendations(outcome_rows, compared, answers, ladder_verdicts(frame))
     figures = draw_figures(frame[frame["kind"] == "gradstats"], frame[frame["kind"] == "training"], compared, kernel)
     for name, _, data in figures:
         write_bytes(out_dir / "figures" / f"{name}.png", data)

@@ -86,6 +86,8 @@ def run_unit(unit: Unit, threads: int | None = None, checkpoints: Path | None = 
         base["lr"] = unit.lr
     if unit.optimizer is not None:  # likewise
         base["optimizer"] = unit.optimizer
+    if unit.ladder:  # a budget ladder's unit (its rungs, comma-separated): read by the ladder verdict, not ranked
+        base["ladder"] = ",".join(map(str, unit.ladder))
     if unit.kind == "gradstats":
         return _gradstats_rows(unit, est, base)
     return _training_rows(unit, est, base, checkpoints, checkpoint_every)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 
+from gumbench.benchmarks.sweep.ladder import NOT_SETTLED
 from gumbench.errors import GumbenchError
 from gumbench.intervals import mean_interval, positive_mean_interval, t_interval, welch_interval
 
@@ -148,6 +149,8 @@ def outcomes(frame):
     from gumbench.benchmarks.sweep.bits import bits_groups, unit_bits
 
     parts = []
+    if "ladder" in frame:  # a budget ladder's units answer whether an ordering is settled (ladder_verdicts)
+        frame = frame[frame["ladder"].isna()]
     for kind, make in (("gradstats", gradstats_outcomes), ("training", training_outcomes)):
         rows = frame[frame["kind"] == kind]
         if rows.empty:
@@ -300,8 +303,43 @@ def compare(outcome_rows, confidence: float = 0.95):
     return out
 
 
+def answers(frame, confidence: float = 0.95):
+    """(outcome rows, compared, verdict rows) of sweep rows, the ladders' verdicts included: what the report, the
+    CLI and the docs all show."""
+    rows = outcomes(frame)
+    compared = compare(rows, confidence)
+    return rows, compared, verdict(compared, ladders=ladder_verdicts(frame)) if not compared.empty else None
+
+
 def interval_text(mean: float, low: float, high: float) -> str:
     return f"{mean:.3g}" if math.isnan(low) else f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+
+
+def ladder_verdicts(frame) -> dict:
+    """From the budget ladders' units (rows with a ``ladder`` column): per (short task, frozenset of two labels) the
+    ladder's verdict on their ordering (:func:`gumbench.benchmarks.sweep.ladder.ladder_orderings`: settled only where
+    its last two rungs agree)."""
+    if "ladder" not in frame:
+        return {}
+    rows = frame[(frame["kind"] == "training") & frame["ladder"].notna()]
+    if rows.empty:
+        return {}
+    from gumbench.benchmarks.sweep.ladder import ladder_orderings
+
+    rungs = {task: tuple(int(s) for s in ladder.split(",")) for task, ladder in
+             rows.drop_duplicates("task")[["task", "ladder"]].itertuples(index=False)}
+    labels = dict(zip(rows["estimator"], rows["label"]))
+    orders = ladder_orderings(rows, rungs).drop_duplicates(["task", "a", "b"])
+    return {(short_task("training", r.task), frozenset((labels[r.a], labels[r.b]))): r.verdict
+            for r in orders.itertuples()}
+
+
+def settled_text(kind: str, task: str, best: str, runner: str, ladders: dict) -> str:
+    """A training ordering's standing at its budget: the ladder's verdict on (best, runner-up), else not settled."""
+    if kind != "training" or not runner:
+        return ""
+    found = ladders.get((task.split(" @ ")[0], frozenset((best, runner))))
+    return f"ladder: {found}" if found else f"{NOT_SETTLED} (no budget ladder for this pair)"
 
 
 def replicates_text(row) -> str:
@@ -339,7 +377,7 @@ def _question_warnings(group, top, shown: int) -> list[str]:
     return warnings
 
 
-def verdict(compared, shown: int = 3):
+def verdict(compared, shown: int = 3, ladders: dict | None = None):
     """One row per question: the measure and the view it is ranked in, the best estimators (best first, then those
     tied with it) with their intervals, the runner-up and on how many instances the best beat it, the best per
     estimate and at equal wall time, and warnings (degenerate results that beat the best, vanished instances)."""
@@ -356,6 +394,10 @@ def verdict(compared, shown: int = 3):
         if runner is not None and runner["of"]:
             evidence = (f"{healthy.iloc[0]['label']} beat {runner['label']} on {runner['of'] - runner['wins']} of "
                         f"{runner['of']} {'seeds' if kind == 'training' else 'instances'}")
+        settled = settled_text(kind, task, healthy.iloc[0]["label"] if len(healthy) else "",
+                               "" if runner is None else runner["label"], ladders or {})
+        if settled:
+            evidence = f"{evidence}; {settled}" if evidence else settled
         pick = (lambda column: healthy.sort_values(column, kind="stable")["label"].iloc[0] if len(healthy) else "")
         rows.append({
             "kind": kind, "task": task, "measure": group["measure"].iloc[0],
@@ -364,7 +406,7 @@ def verdict(compared, shown: int = 3):
             "runner_up": "" if runner is None else runner["label"], "evidence": evidence,
             "best_per_estimate": pick("per_estimate_mean") if kind == "gradstats" else "",
             "best_equal_time": pick("equal_time_mean") if kind == "gradstats" else "",
-            "tied": len(top) - 1, "of": len(group), "warnings": warnings,
+            "tied": len(top) - 1, "of": len(group), "warnings": warnings, "settled": settled,
             "degenerate": int((group["standing"] == "degenerate").sum()),
             "no_better_than_zero": bool(warnings[:1] == [NO_BETTER_THAN_ZERO]),
         })

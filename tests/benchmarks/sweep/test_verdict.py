@@ -21,6 +21,7 @@ from gumbench.benchmarks.sweep.verdict import (
     training_outcomes,
     verdict,
 )
+from gumbench.benchmarks.sweep.verdict import answers as verdict_answers
 
 
 def scores(table: dict[str, list[float]], warnings: dict[str, str] | None = None, task="t", paired=False, cost=None,
@@ -194,3 +195,39 @@ def test_a_tasks_gradient_path_demonstrations_are_named_and_never_ranked():
     assert answer["best"] == [] and answer["runner_up"] == ""
     assert any(w.startswith("vq-commitment left out of the ranking: gradient-path demonstration only")
                for w in answer["warnings"])
+
+
+def ladder_frame(final: dict[str, list[float]], rungs: dict[str, dict[int, list[float]]]):
+    """Training rows: the main 150-step units of each label (final reconstruction per seed) and a ladder's units
+    (the same runs evaluated at 150, 600 and 2,400 steps)."""
+    rows = []
+    for label, values in final.items():
+        for seed, v in enumerate(values):
+            unit = f"{label}-{seed}"
+            rows += [{**r, "task": "gmm-vq", "estimator": label, "label": label, "estimator_name": label,
+                      "kind": "training", "repetition": seed, "instance": seed, "ladder": None}
+                     for r in training_rows(unit, [3.0, 2.0, 1.0], reconstruction=v)]
+    for label, by_step in rungs.items():
+        for seed in range(3):
+            rows += [{"unit_id": f"{label}-ladder-{seed}", "step": step, "metric": metric, "value": value,
+                      "task": "gmm-vq", "estimator": label, "label": label, "estimator_name": label,
+                      "kind": "training", "repetition": seed, "instance": seed, "ladder": "150,600,2400"}
+                     for step, values in by_step.items()
+                     for metric, value in (("eval_reconstruction", values[seed]), ("loss", 1.0))]
+    return pd.DataFrame(rows)
+
+
+def test_a_training_ordering_is_stated_only_where_the_ladders_last_two_rungs_agree():
+    final = {"a": [1.0, 1.1, 0.9], "b": [2.0, 2.1, 1.9]}
+    agree = {"a": {150: [1.0, 1.1, 0.9], 600: [0.5, 0.55, 0.45], 2400: [0.3, 0.32, 0.28]},
+             "b": {150: [2.0, 2.1, 1.9], 600: [1.0, 1.1, 0.9], 2400: [0.8, 0.82, 0.78]}}
+    flip = {"a": agree["a"], "b": {**agree["b"], 2400: [0.1, 0.11, 0.09]}}
+    for rungs, expected in ((agree, "ladder: a < b at 600 and 2,400 steps"),
+                            (flip, "ladder: not settled at this budget (a < b at 600 steps, b < a at 2,400)")):
+        frame = ladder_frame(final, rungs)
+        _, compared, answers = verdict_answers(frame)
+        assert list(compared["n"]) == [3, 3], "the ladder's units are not ranked with the budget's"
+        assert answers.iloc[0]["settled"] == expected and answers.iloc[0]["evidence"].endswith(expected)
+    # without a ladder for the pair: not settled
+    _, _, answers = verdict_answers(ladder_frame(final, {}).assign(ladder=None))
+    assert answers.iloc[0]["settled"] == "not settled at this budget (no budget ladder for this pair)"
