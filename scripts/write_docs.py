@@ -32,6 +32,7 @@ from docgen.fashion import (
     fashion_tuned_study,
 )
 from docgen.newer import newer_findings
+from docgen.paper import fashion_paper
 from docgen.quantizers import headline_vq, quantizer_findings, vq_gradient_findings
 from docgen.runs import kernel_bytes, kernel_rao_cost, kernel_sass, sweep_timing, sweep_verdict, throughput
 from docgen.speech import (
@@ -82,6 +83,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "fashion-gradients": fashion_gradients,
     "fashion-agreement": fashion_agreement,
     "fashion-tuned-agreement": fashion_tuned_agreement,
+    "fashion-paper": fashion_paper,
     "speech-corpus": speech_corpus,
     "speech-fairseq-values": speech_fairseq_values,
     "speech-training-table": speech_training_table,

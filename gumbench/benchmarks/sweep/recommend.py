@@ -108,7 +108,7 @@ def _training_line(compared, case: UseCase, ladders: dict) -> str:
         group = group.sort_values("mean", kind="stable")
         best, runner = group["label"].iloc[0], group["label"].iloc[1] if len(group) > 1 else ""
         settled = settled_text("training", task, best, runner, ladders)
-        parts.append(f"{task}: {best} ({group['n'].iloc[0]} seeds{'; ' + settled if settled else ''})")
+        parts.append(f"{task}: {best}, {group['n'].iloc[0]} seeds" + (f"; {settled}" if settled else ""))
     return "; ".join(parts)
 
 

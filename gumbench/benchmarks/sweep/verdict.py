@@ -339,7 +339,7 @@ def settled_text(kind: str, task: str, best: str, runner: str, ladders: dict) ->
     if kind != "training" or not runner:
         return ""
     found = ladders.get((task.split(" @ ")[0], frozenset((best, runner))))
-    return f"ladder: {found}" if found else f"{NOT_SETTLED} (no budget ladder for this pair)"
+    return f"ladder: {found}" if found else f"{NOT_SETTLED}: no budget ladder for this pair"
 
 
 def replicates_text(row) -> str:
