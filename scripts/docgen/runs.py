@@ -82,7 +82,7 @@ def reference_run(root: Path) -> Path:
 def sweep_verdict(root: Path) -> str:
     """The recommendations and the per-question verdict of the reference run's report, and where they come from."""
     from gumbench.benchmarks.sweep.recommend import recommendations
-    from gumbench.benchmarks.sweep.report import recommendations_markdown, verdict_markdown
+    from gumbench.benchmarks.sweep.report import recommendations_markdown
     from gumbench.benchmarks.sweep.store import load_results
     from gumbench.benchmarks.sweep.verdict import answers as verdict_answers
     from gumbench.benchmarks.sweep.verdict import ladder_verdicts
@@ -92,6 +92,7 @@ def sweep_verdict(root: Path) -> str:
     rows, compared, answers = verdict_answers(frame)
     grad, train = answers[answers["kind"] == "gradstats"], answers[answers["kind"] == "training"]
     note = indecater_note(frame, answers)
+    settled = int((~train["settled"].str.contains("not settled") & (train["settled"] != "")).sum())
     instances = between(grad[grad["paired"]]["instances"], lambda x: f"{x:.0f}")
     seeds = between(train["instances"], lambda x: f"{x:.0f}") if len(train) else "no"
     return (
@@ -105,13 +106,13 @@ def sweep_verdict(root: Path) -> str:
         )
         + "\n\n" + recommendations_markdown(recommendations(rows, compared, answers, ladder_verdicts(frame))) + "\n\n"
         + prose(
-            "Then every question: gradient questions ranked by MSE / ‖grad‖² at equal loss evaluations (the best per "
-            "estimate and at equal wall time beside it), training questions by their final value; geometric means "
-            "over instances (seeds) with 95% t intervals of the mean log, those tied with the best (the interval of "
-            "the log ratio reaches 0), and on how many instances the best beat the runner-up. Lower is better."
+            f"Every one of the {len(answers)} questions follows in the run's `report.md`: gradient questions ranked by "
+            "MSE / ‖grad‖² at equal loss evaluations (the best per estimate and at equal wall time beside it), "
+            "training questions by their final value at equal bits per frame; geometric means over instances "
+            "(seeds) with 95% t intervals of the mean log, those tied with the best, on how many instances the best "
+            f"beat the runner-up, and, for training, whether a budget ladder settles it ({settled} of "
+            f"{len(train)} training questions are settled at this budget)."
         )
-        + "\n\n"
-        + verdict_markdown(answers)
     )
 
 

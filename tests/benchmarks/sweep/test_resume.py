@@ -21,11 +21,11 @@ def test_a_stopped_sweep_resumes_its_units_from_their_checkpoints(tmp_path, monk
     step_row = base._step_row
     calls = []
 
-    def failing(task, configured, run, groups, step, seed, device):
+    def failing(task, configured, run, groups, step, seed, device, lr):
         calls.append(step)
         if len(calls) == 13:  # the second unit's fifth step: the first unit is stored, the second checkpointed
             raise KeyboardInterrupt
-        return step_row(task, configured, run, groups, step, seed, device)
+        return step_row(task, configured, run, groups, step, seed, device, lr)
 
     monkeypatch.setattr(base, "_step_row", failing)
     with pytest.raises(KeyboardInterrupt):
