@@ -107,7 +107,7 @@ def _training_line(compared, case: UseCase, ladders: dict) -> str:
     for task, group in list(rows.groupby("task", sort=False))[:2]:
         group = group.sort_values("mean", kind="stable")
         best, runner = group["label"].iloc[0], group["label"].iloc[1] if len(group) > 1 else ""
-        settled = settled_text("training", task, best, runner, ladders)
+        settled = settled_text("training", task, best, runner, ladders, int(group["steps"].max()))
         parts.append(f"{task}: {best}, {group['n'].iloc[0]} seeds" + (f"; {settled}" if settled else ""))
     return "; ".join(parts)
 

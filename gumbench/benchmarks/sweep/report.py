@@ -97,6 +97,27 @@ def full_tables(frame, compared):
     return tables
 
 
+def ladder_tables(frame):
+    """(heading, DataFrame of strings) of the budget ladders: per task and pair, the ordering at each rung and the
+    verdict (settled only where the last two rungs agree); none without ladder units."""
+    if "ladder" not in frame or frame["ladder"].isna().all():
+        return []
+    from gumbench.benchmarks.sweep.ladder import ladder_orderings
+
+    rows = frame[(frame["kind"] == "training") & frame["ladder"].notna()]
+    rungs = {t: tuple(int(s) for s in ladder.split(",")) for t, ladder in
+             rows.drop_duplicates("task")[["task", "ladder"]].itertuples(index=False)}
+    orders = ladder_orderings(rows, rungs)
+    orders["task"] = orders["task"].map(lambda t: short_task("training", t))
+    labels = dict(zip(rows["estimator"], rows["label"]))  # short names, in the pair and in its verdict
+    for column in ("a", "b", "ordering", "verdict"):
+        for spec, label in sorted(labels.items(), key=lambda item: -len(item[0])):
+            orders[column] = orders[column].str.replace(spec, label, regex=False)
+    orders["difference"] = [interval_text(*v) for v in zip(orders["difference"], orders["low"], orders["high"])]
+    table = orders[["task", "a", "b", "rung", "difference", "ordering", "verdict"]].astype(str)
+    return [("Budget ladders: every pair's ordering per rung (final eval reconstruction, a - b)", table)]
+
+
 # --- pages -----------------------------------------------------------------------------------
 
 def build_report(
@@ -117,7 +138,7 @@ def build_report(
     figures = draw_figures(frame[frame["kind"] == "gradstats"], frame[frame["kind"] == "training"], compared, kernel)
     for name, _, data in figures:
         write_bytes(out_dir / "figures" / f"{name}.png", data)
-    tables = full_tables(frame, compared)
+    tables = full_tables(frame, compared) + ladder_tables(frame)
     meta = frame.iloc[0]
     provenance = (
         f"gumbench {meta['gumbench_version']}, commit {str(meta['git_commit'])[:10]}, "

@@ -122,7 +122,8 @@ def training_outcomes(frame):
     warning = np.where(
         diverged.reindex(score.index).fillna(True), DIVERGED, np.where(collapsed.fillna(False), COLLAPSED, "")
     )
-    return score.rename("score").to_frame().assign(warning=warning, measure=measure, vanishing=False)
+    steps = frame.groupby("unit_id")["step"].max().reindex(score.index)  # the unit's budget
+    return score.rename("score").to_frame().assign(warning=warning, measure=measure, vanishing=False, steps=steps)
 
 
 def short_task(kind: str, spec: str) -> str:
@@ -252,7 +253,8 @@ def _summaries(rows, confidence: float):
                   "measure": g["measure"].iloc[0], "n": len(g), "paired": bool(g["paired"].iloc[0]),
                   "warning": "; ".join(sorted(set(g["warning"]) - {""})), "unranked": g["unranked"].iloc[0],
                   "cost": float(g["cost"].max()) if "cost" in g else 1.0,
-                  "estimates": float(g["estimates"].iloc[0]), "scores": dict(zip(g["instance"], g["score"]))}
+                  "estimates": float(g["estimates"].iloc[0]), "scores": dict(zip(g["instance"], g["score"])),
+                  "steps": int(g["steps"].max()) if "steps" in g and g["steps"].notna().any() else 0}
         for view, column in (("", "score"), ("per_estimate_", "per_estimate"), ("equal_time_", "equal_time")):
             mean, low, high = summary(g[column], confidence)
             record |= {f"{view}mean": mean, f"{view}low": low, f"{view}high": high}
@@ -334,12 +336,14 @@ def ladder_verdicts(frame) -> dict:
             for r in orders.itertuples()}
 
 
-def settled_text(kind: str, task: str, best: str, runner: str, ladders: dict) -> str:
-    """A training ordering's standing at its budget: the ladder's verdict on (best, runner-up), else not settled."""
+def settled_text(kind: str, task: str, best: str, runner: str, ladders: dict, steps: int = 0) -> str:
+    """A training ordering's standing at its budget (``steps``): the ladder's verdict on (best, runner-up), else
+    not settled."""
     if kind != "training" or not runner:
         return ""
     found = ladders.get((task.split(" @ ")[0], frozenset((best, runner))))
-    return f"ladder: {found}" if found else f"{NOT_SETTLED}: no budget ladder for this pair"
+    budget = f" ({steps:,} steps)" if steps else ""
+    return f"ladder: {found}" if found else f"{NOT_SETTLED}{budget}: no budget ladder for this pair"
 
 
 def replicates_text(row) -> str:
@@ -395,7 +399,7 @@ def verdict(compared, shown: int = 3, ladders: dict | None = None):
             evidence = (f"{healthy.iloc[0]['label']} beat {runner['label']} on {runner['of'] - runner['wins']} of "
                         f"{runner['of']} {'seeds' if kind == 'training' else 'instances'}")
         settled = settled_text(kind, task, healthy.iloc[0]["label"] if len(healthy) else "",
-                               "" if runner is None else runner["label"], ladders or {})
+                               "" if runner is None else runner["label"], ladders or {}, int(group["steps"].max()))
         if settled:
             evidence = f"{evidence}; {settled}" if evidence else settled
         pick = (lambda column: healthy.sort_values(column, kind="stable")["label"].iloc[0] if len(healthy) else "")

@@ -230,4 +230,4 @@ def test_a_training_ordering_is_stated_only_where_the_ladders_last_two_rungs_agr
         assert answers.iloc[0]["settled"] == expected and answers.iloc[0]["evidence"].endswith(expected)
     # without a ladder for the pair: not settled
     _, _, answers = verdict_answers(ladder_frame(final, {}).assign(ladder=None))
-    assert answers.iloc[0]["settled"] == "not settled at this budget: no budget ladder for this pair"
+    assert answers.iloc[0]["settled"] == "not settled at this budget (2 steps): no budget ladder for this pair"
