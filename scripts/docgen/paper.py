@@ -51,8 +51,8 @@ def fashion_paper(root: Path) -> str:
             at = rows[(rows["metric"] == metric) & (rows["step"] == rung)]
             a, b = (at[at["label"] == name]["value"].reset_index(drop=True) for name in (reinmax, gumbel))
             body.append([measure, f"{rung:,}", _cell(a), _cell(b), _outcome(a, b)])
-    final = [r[-1] for r in body if r[1] == f"{ladder[-1]:,}"]
-    first = [r[-1] for r in body if r[1] == f"{ladder[0]:,}"]
+    final = [f"{r[0]} {r[-1]}" for r in body if r[1] == f"{ladder[-1]:,}"]
+    first = [f"{r[0]} {r[-1]}" for r in body if r[1] == f"{ladder[0]:,}"]
     return (
         prose(
             f"The paper's budget: `{note['command']}` exports the evaluations the runs of "
@@ -63,7 +63,7 @@ def fashion_paper(root: Path) -> str:
             + ", ".join(f"{label} seed {rep} {steps:,} steps" for (label, rep), steps in reached.items())
             + ". The paper reports ReinMax below ST-Gumbel; per rung, means with 95% t intervals over the seeds "
             "that reached it, and the ordering Welch's 95% interval of the difference gives. At the full budget: "
-            f"{'; '.join(sorted(set(final)))}; at {ladder[0]:,} steps: {'; '.join(sorted(set(first)))}. A later "
+            f"{'; '.join(final)}; at {ladder[0]:,} steps: {'; '.join(first)}. A later "
             "session resumes the same runs from their checkpoints (docs/sweeps.md) and this block follows."
         )
         + "\n\n"
